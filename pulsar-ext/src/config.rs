@@ -1,0 +1,248 @@
+//! Pulsar's configuration: built-in defaults < config file < `PULSAR_*` environment <
+//! explicit overrides (the host's settings table, or `pulsar-standalone`'s flags).
+//!
+//! `config/pulsar.toml` documents every key at its default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use orbit_api_stub::HostDirs;
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with its default in [`Config::defaults`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Unix socket clients connect to. Its directory is created 0700, the socket 0600.
+    pub socket_path: PathBuf,
+    /// The SQLite database for session metadata and scrollback.
+    pub database_path: PathBuf,
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a full `tracing` filter directive.
+    pub log_level: String,
+    /// Output bytes each session keeps for late readers (allocated as it fills).
+    pub scrollback_bytes: usize,
+    /// Live sessions at once; `create_session` fails with code 1004 beyond it.
+    pub max_sessions: usize,
+    /// Clients attached to one session at once.
+    pub max_clients_per_session: usize,
+    /// Largest `send_input` payload, in decoded bytes.
+    pub max_input_bytes: usize,
+    /// Largest JSON-RPC request, in bytes, on either framing.
+    pub max_request_bytes: u32,
+    /// Time between SIGHUP and SIGKILL when a session is terminated.
+    pub terminate_grace_ms: u64,
+    /// How often the cleanup task runs.
+    pub cleanup_interval_secs: u64,
+    /// How long a stopped session stays listed (and its history readable) before cleanup
+    /// removes it.
+    pub stopped_retention_secs: u64,
+    /// Terminal size of a session created without one.
+    pub default_cols: u16,
+    /// Terminal size of a session created without one.
+    pub default_rows: u16,
+}
+
+/// The keys `PULSAR_*` environment variables may set (other `PULSAR_` variables are ignored).
+const KEYS: &[&str] = &[
+    "socket_path",
+    "database_path",
+    "log_level",
+    "scrollback_bytes",
+    "max_sessions",
+    "max_clients_per_session",
+    "max_input_bytes",
+    "max_request_bytes",
+    "terminate_grace_ms",
+    "cleanup_interval_secs",
+    "stopped_retention_secs",
+    "default_cols",
+    "default_rows",
+];
+
+/// Why the configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An explicitly named config file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A layer had a bad key or value.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// The overrides table was not a JSON object.
+    #[error("invalid settings table: {0}")]
+    Settings(#[from] serde_json::Error),
+    /// A value is out of its range.
+    #[error("invalid configuration: {key} {reason}")]
+    OutOfRange {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// The built-in defaults, rooted in the host's config directory
+    /// (`~/.config/orbit/pulsar.sock`, `~/.config/orbit/pulsar.db`).
+    pub fn defaults(dirs: &HostDirs) -> Self {
+        Self {
+            socket_path: dirs.config_dir.join("pulsar.sock"),
+            database_path: dirs.config_dir.join("pulsar.db"),
+            log_level: "info".to_owned(),
+            scrollback_bytes: 1024 * 1024,
+            max_sessions: 1024,
+            max_clients_per_session: 32,
+            max_input_bytes: 64 * 1024,
+            max_request_bytes: 1024 * 1024,
+            terminate_grace_ms: 2000,
+            cleanup_interval_secs: 60,
+            stopped_retention_secs: 24 * 3600,
+            default_cols: 80,
+            default_rows: 24,
+        }
+    }
+
+    /// Assembles the layers. `overrides` is a JSON object of keys from this struct plus,
+    /// optionally, `config_file`: the file layer (default `<config_dir>/pulsar.toml`, read
+    /// only if it exists; an explicitly named file must exist).
+    pub fn load(dirs: &HostDirs, overrides: &serde_json::Value) -> Result<Self, ConfigError> {
+        let mut overrides = match overrides {
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => serde_json::from_value::<serde_json::Map<_, _>>(other.clone())?,
+        };
+        let file = match overrides.remove("config_file") {
+            Some(serde_json::Value::String(path)) => {
+                let path = expand_home(Path::new(&path));
+                if !path.is_file() {
+                    return Err(ConfigError::MissingFile(path));
+                }
+                path
+            }
+            _ => dirs.config_dir.join("pulsar.toml"),
+        };
+        let mut config: Config = Figment::from(Serialized::defaults(Config::defaults(dirs)))
+            .merge(Toml::file(&file))
+            .merge(Env::prefixed("PULSAR_").only(KEYS))
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.socket_path = expand_home(&config.socket_path);
+        config.database_path = expand_home(&config.database_path);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, key, reason| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { key, reason })
+            }
+        };
+        check(
+            self.scrollback_bytes >= 4096,
+            "scrollback_bytes",
+            "must be at least 4096",
+        )?;
+        check(self.max_sessions >= 1, "max_sessions", "must be at least 1")?;
+        check(
+            self.max_clients_per_session >= 1,
+            "max_clients_per_session",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_input_bytes >= 1,
+            "max_input_bytes",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_request_bytes >= 4096,
+            "max_request_bytes",
+            "must be at least 4096",
+        )?;
+        check(
+            self.cleanup_interval_secs >= 1,
+            "cleanup_interval_secs",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=1000).contains(&self.default_cols) && (1..=1000).contains(&self.default_rows),
+            "default_cols/default_rows",
+            "must be between 1 and 1000",
+        )
+    }
+
+    /// [`Self::terminate_grace_ms`] as a duration.
+    pub fn terminate_grace(&self) -> Duration {
+        Duration::from_millis(self.terminate_grace_ms)
+    }
+}
+
+/// Expands a leading `~/` to `$HOME/`.
+fn expand_home(path: &Path) -> PathBuf {
+    orbit_api_stub::config::expand_home(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dirs(root: &Path) -> HostDirs {
+        HostDirs {
+            config_dir: root.join("config"),
+            data_dir: root.join("data"),
+            runtime_dir: root.join("run"),
+        }
+    }
+
+    #[test]
+    fn defaults_live_in_the_host_config_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::load(&dirs(root.path()), &json!({})).unwrap();
+        assert_eq!(config.socket_path, root.path().join("config/pulsar.sock"));
+        assert_eq!(config.database_path, root.path().join("config/pulsar.db"));
+        assert_eq!(config.log_level, "info");
+    }
+
+    #[test]
+    fn file_then_overrides_take_precedence_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("p.toml");
+        std::fs::write(&file, "log_level = \"debug\"\nmax_sessions = 7\n").unwrap();
+        let config = Config::load(
+            &dirs(root.path()),
+            &json!({"config_file": file, "max_sessions": 9}),
+        )
+        .unwrap();
+        assert_eq!(config.log_level, "debug", "file beats defaults");
+        assert_eq!(config.max_sessions, 9, "overrides beat the file");
+    }
+
+    #[test]
+    fn misspelt_key_in_file_is_an_error_naming_it() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("p.toml");
+        std::fs::write(&file, "socket_pth = \"/x\"\n").unwrap();
+        let err = Config::load(&dirs(root.path()), &json!({"config_file": file})).unwrap_err();
+        assert!(err.to_string().contains("socket_pth"), "{err}");
+    }
+
+    #[test]
+    fn explicit_missing_config_file_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let err =
+            Config::load(&dirs(root.path()), &json!({"config_file": "/nope/p.toml"})).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_is_rejected() {
+        let root = tempfile::tempdir().unwrap();
+        let err = Config::load(&dirs(root.path()), &json!({"scrollback_bytes": 10})).unwrap_err();
+        assert!(err.to_string().contains("scrollback_bytes"), "{err}");
+    }
+}

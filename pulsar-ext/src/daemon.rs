@@ -1,0 +1,120 @@
+//! The daemon's lifecycle: bind the socket, serve, clean up periodically, stop gracefully.
+//!
+//! Everything here runs on the extension's own runtime (see `extension.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::server::{Server, ServerHandle, stop_channel};
+use pulsar_protocol::PulsarApiServer as _;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::rpc::{BindError, Handlers, SocketListener};
+use crate::session::SessionManager;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// A running daemon. [`Daemon::stop`] ends it; dropping it without stopping aborts nothing
+/// but leaves the tasks running until the runtime goes.
+pub struct Daemon {
+    trigger: ShutdownTrigger,
+    server: ServerHandle,
+    accept_loop: JoinHandle<()>,
+    cleanup: JoinHandle<()>,
+    sessions: Arc<SessionManager>,
+    socket_path: PathBuf,
+}
+
+impl Daemon {
+    /// Binds the socket and starts serving. Call inside the daemon's runtime.
+    pub async fn start(config: Config) -> Result<Self, DaemonError> {
+        let config = Arc::new(config);
+        let listener = SocketListener::bind(&config.socket_path).await?;
+        let socket_path = listener.path().to_owned();
+
+        let sessions = Arc::new(SessionManager::new(Arc::clone(&config)));
+        let methods = Handlers::new(Arc::clone(&sessions), Arc::clone(&config)).into_rpc();
+        let (stop_handle, server) = stop_channel();
+        let context = Arc::new(crate::rpc::connection_context(
+            methods.into(),
+            Server::builder()
+                .set_config(crate::rpc::server_config(config.max_request_bytes))
+                .to_service_builder(),
+            stop_handle,
+            Arc::clone(&sessions),
+            config.max_request_bytes,
+        ));
+
+        let (trigger, shutdown) = shutdown::channel();
+        let accept_loop = tokio::spawn(listener.run(context, shutdown.clone()));
+        let cleanup = tokio::spawn(cleanup_task(
+            Arc::clone(&sessions),
+            Duration::from_secs(config.cleanup_interval_secs),
+            shutdown,
+        ));
+        tracing::info!(
+            socket = %socket_path.display(),
+            pid = std::process::id(),
+            version = env!("CARGO_PKG_VERSION"),
+            "pulsar daemon listening"
+        );
+        Ok(Self {
+            trigger,
+            server,
+            accept_loop,
+            cleanup,
+            sessions,
+            socket_path,
+        })
+    }
+
+    /// The socket clients connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Arc<SessionManager> {
+        &self.sessions
+    }
+
+    /// Stops accepting, closes connections, ends the sessions' processes and removes the
+    /// socket.
+    pub async fn stop(self) {
+        tracing::info!("pulsar daemon stopping");
+        self.trigger.trigger();
+        let _ = self.server.stop();
+        // The accept loop owns the listener; when it ends the socket file is removed.
+        let _ = self.accept_loop.await;
+        let _ = self.cleanup.await;
+        self.sessions.terminate_all().await;
+        tracing::info!("pulsar daemon stopped");
+    }
+}
+
+/// Every `interval`, removes stopped sessions past their retention.
+async fn cleanup_task(sessions: Arc<SessionManager>, interval: Duration, mut shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let removed = sessions.cleanup();
+                if removed > 0 {
+                    tracing::info!(removed, "cleanup removed stopped sessions");
+                }
+            }
+            _ = shutdown.wait() => break,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! [`PulsarExtension`]: the daemon behind the Orbit extension contract.
+//!
+//! The host polls these trait methods on *its* runtime, which may be a different copy of
+//! tokio (cdylib) or the same one (`pulsar-standalone`). Either way the extension builds and
+//! owns its own runtime, hands every piece of work to it, and awaits only join handles, which
+//! work on any executor. Runtimes are shut down with `shutdown_background`, which is safe
+//! inside another runtime's async context.
+
+use orbit_api_stub::{
+    ExtensionContext, ExtensionError, ExtensionState, ExtensionStatus, OrbitExtension, async_trait,
+};
+use tokio::runtime::Runtime;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::daemon::Daemon;
+
+/// The Pulsar daemon as an Orbit extension.
+pub struct PulsarExtension {
+    state: Mutex<State>,
+}
+
+enum State {
+    Stopped,
+    Running { runtime: Runtime, daemon: Daemon },
+    Failed(String),
+}
+
+impl PulsarExtension {
+    /// A stopped extension; `start` brings it up.
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(State::Stopped),
+        }
+    }
+}
+
+impl Default for PulsarExtension {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Installs the log subscriber for this copy of `tracing` (once per process and copy).
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+#[async_trait]
+impl OrbitExtension for PulsarExtension {
+    fn name(&self) -> &str {
+        "pulsar"
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    async fn start(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let mut state = self.state.lock().await;
+        if matches!(*state, State::Running { .. }) {
+            return Err(ExtensionError::new("pulsar is already running"));
+        }
+        let settings: serde_json::Value = ctx
+            .settings()
+            .map_err(|err| ExtensionError::new(format!("invalid pulsar settings: {err}")))?;
+        let config = Config::load(ctx.dirs(), &settings)
+            .map_err(|err| ExtensionError::new(err.to_string()))?;
+        init_logging(&config.log_level);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pulsar")
+            .enable_all()
+            .build()
+            .map_err(|err| ExtensionError::new(format!("cannot start a runtime: {err}")))?;
+        let started = runtime.spawn(Daemon::start(config)).await;
+        match started {
+            Ok(Ok(daemon)) => {
+                *state = State::Running { runtime, daemon };
+                Ok(())
+            }
+            Ok(Err(err)) => {
+                runtime.shutdown_background();
+                let message = err.to_string();
+                *state = State::Failed(message.clone());
+                Err(ExtensionError::new(message))
+            }
+            Err(join) => {
+                runtime.shutdown_background();
+                let message = format!("pulsar panicked while starting: {join}");
+                *state = State::Failed(message.clone());
+                Err(ExtensionError::new(message))
+            }
+        }
+    }
+
+    async fn stop(&self) -> Result<(), ExtensionError> {
+        let mut state = self.state.lock().await;
+        let State::Running { runtime, daemon } = std::mem::replace(&mut *state, State::Stopped)
+        else {
+            return Ok(());
+        };
+        let stopped = runtime.spawn(daemon.stop()).await;
+        runtime.shutdown_background();
+        stopped
+            .map_err(|join| ExtensionError::new(format!("pulsar panicked while stopping: {join}")))
+    }
+
+    async fn status(&self) -> ExtensionStatus {
+        match &*self.state.lock().await {
+            State::Stopped => ExtensionStatus {
+                state: ExtensionState::Stopped,
+                detail: "stopped".to_owned(),
+            },
+            State::Running { daemon, .. } => ExtensionStatus {
+                state: ExtensionState::Running,
+                detail: format!(
+                    "listening on {}, {} sessions",
+                    daemon.socket_path().display(),
+                    daemon.sessions().len()
+                ),
+            },
+            State::Failed(reason) => ExtensionStatus {
+                state: ExtensionState::Failed,
+                detail: reason.clone(),
+            },
+        }
+    }
+}

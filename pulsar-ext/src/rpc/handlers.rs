@@ -1,0 +1,269 @@
+//! The API methods, implemented on the session core.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::{Extensions, PendingSubscriptionSink};
+use pulsar_protocol::{
+    AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
+    PulsarApiServer, ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionType,
+    Status, Success,
+};
+
+use super::Peer;
+use crate::config::Config;
+use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
+
+/// Largest `receive_output` answer, and its default.
+const MAX_READ: usize = 1024 * 1024;
+const DEFAULT_READ: usize = 64 * 1024;
+/// Longest `receive_output` wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The server side of [`PulsarApiServer`].
+pub struct Handlers {
+    sessions: Arc<SessionManager>,
+    config: Arc<Config>,
+    started: Instant,
+}
+
+impl Handlers {
+    /// Handlers over `sessions`.
+    pub fn new(sessions: Arc<SessionManager>, config: Arc<Config>) -> Self {
+        Self {
+            sessions,
+            config,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The caller. Every connection's requests carry one; a missing one (in-process calls) is
+/// the daemon itself.
+fn peer(ext: &Extensions) -> Peer {
+    ext.get::<Peer>().cloned().unwrap_or(Peer {
+        connection: 0,
+        uid: nix::unistd::geteuid().as_raw(),
+        pid: Some(std::process::id() as i32),
+    })
+}
+
+fn invalid_param(field: &'static str, reason: String) -> ErrorObjectOwned {
+    SessionError::InvalidParam { field, reason }.into()
+}
+
+#[async_trait]
+impl PulsarApiServer for Handlers {
+    async fn get_status(&self) -> RpcResult<Status> {
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            num_sessions: self.sessions.len(),
+            num_clients: self.sessions.num_clients(),
+            pid: std::process::id(),
+        })
+    }
+
+    async fn create_session(
+        &self,
+        ext: &Extensions,
+        name: Option<String>,
+        session_type: SessionType,
+        cols: Option<u16>,
+        rows: Option<u16>,
+    ) -> RpcResult<CreateSessionResult> {
+        let session = self.sessions.create(CreateRequest {
+            name,
+            session_type,
+            cols,
+            rows,
+        })?;
+        let caller = peer(ext);
+        tracing::info!(
+            session = %session.id(),
+            uid = caller.uid,
+            pid = ?caller.pid,
+            "create_session"
+        );
+        Ok(CreateSessionResult {
+            session_id: session.id(),
+            session: session.info(),
+        })
+    }
+
+    async fn attach_session(
+        &self,
+        ext: &Extensions,
+        session_id: SessionId,
+        client_id: Option<String>,
+        mode: Option<ClientMode>,
+    ) -> RpcResult<AttachResult> {
+        let caller = peer(ext);
+        let client_id = caller.client_id(client_id);
+        let mode = mode.unwrap_or_default();
+        let session = self
+            .sessions
+            .attach(session_id, &client_id, caller.connection, mode)?;
+        tracing::debug!(session = %session_id, client = %client_id, pid = ?caller.pid, "attached");
+        Ok(AttachResult {
+            client_id,
+            mode,
+            session: session.info(),
+        })
+    }
+
+    async fn detach_session(
+        &self,
+        ext: &Extensions,
+        session_id: SessionId,
+        client_id: Option<String>,
+    ) -> RpcResult<Success> {
+        let client_id = peer(ext).client_id(client_id);
+        self.sessions.get(session_id)?.detach(&client_id)?;
+        tracing::debug!(session = %session_id, client = %client_id, "detached");
+        Ok(Success::OK)
+    }
+
+    async fn send_input(
+        &self,
+        _ext: &Extensions,
+        session_id: SessionId,
+        data: Base64Data,
+        _client_id: Option<String>,
+    ) -> RpcResult<SendInputResult> {
+        let limit = self.config.max_input_bytes;
+        if data.as_bytes().len() > limit {
+            return Err(SessionError::LimitReached {
+                op: "send input",
+                limit: "max_input_bytes",
+                max: limit,
+            }
+            .into());
+        }
+        let session = self.sessions.get(session_id)?;
+        let bytes_written = session.send_input(data.as_bytes()).await?;
+        Ok(SendInputResult { bytes_written })
+    }
+
+    async fn receive_output(
+        &self,
+        ext: &Extensions,
+        session_id: SessionId,
+        since: Option<u64>,
+        max_bytes: Option<usize>,
+        timeout_ms: Option<u64>,
+        client_id: Option<String>,
+    ) -> RpcResult<ReceiveOutputResult> {
+        let max_bytes = max_bytes.unwrap_or(DEFAULT_READ);
+        if max_bytes == 0 || max_bytes > MAX_READ {
+            return Err(invalid_param(
+                "max_bytes",
+                format!("{max_bytes} is outside 1..={MAX_READ}"),
+            ));
+        }
+        let wait = Duration::from_millis(timeout_ms.unwrap_or(0)).min(MAX_WAIT);
+        let cursor_key = peer(ext).client_id(client_id);
+        let session = self.sessions.get(session_id)?;
+        let chunk = session
+            .read_output(since, max_bytes, wait, &cursor_key)
+            .await?;
+        Ok(ReceiveOutputResult {
+            bytes_read: chunk.data.len(),
+            offset: chunk.offset,
+            next_offset: chunk.next_offset(),
+            truncated: chunk.truncated,
+            data: Base64Data(chunk.data),
+        })
+    }
+
+    async fn subscribe_output(
+        &self,
+        pending: PendingSubscriptionSink,
+        _ext: &Extensions,
+        session_id: SessionId,
+        since: Option<u64>,
+    ) -> SubscriptionResult {
+        let reader = self
+            .sessions
+            .get(session_id)
+            .and_then(|session| OutputReader::new(session, since));
+        let mut reader = match reader {
+            Ok(reader) => reader,
+            Err(err) => {
+                pending.reject(ErrorObjectOwned::from(err)).await;
+                return Ok(());
+            }
+        };
+        let sink = pending.accept().await?;
+        // This task is the subscriber: it waits on its own socket, never on the session.
+        loop {
+            let event = tokio::select! {
+                event = reader.next() => event,
+                _ = sink.closed() => break,
+            };
+            let Some(event) = event else { break };
+            let message = serde_json::value::to_raw_value(&wire_event(event))?;
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn resize_terminal(
+        &self,
+        _ext: &Extensions,
+        session_id: SessionId,
+        cols: u16,
+        rows: u16,
+        _client_id: Option<String>,
+    ) -> RpcResult<SessionInfo> {
+        let session = self.sessions.get(session_id)?;
+        session.resize(cols, rows)?;
+        Ok(session.info())
+    }
+
+    async fn list_sessions(&self) -> RpcResult<ListSessionsResult> {
+        Ok(ListSessionsResult {
+            sessions: self.sessions.list(),
+        })
+    }
+
+    async fn get_session(&self, session_id: SessionId) -> RpcResult<SessionInfo> {
+        Ok(self.sessions.get(session_id)?.info())
+    }
+
+    async fn terminate_session(
+        &self,
+        ext: &Extensions,
+        session_id: SessionId,
+    ) -> RpcResult<Success> {
+        let caller = peer(ext);
+        tracing::info!(session = %session_id, uid = caller.uid, pid = ?caller.pid, "terminate_session");
+        self.sessions.terminate(session_id).await?;
+        Ok(Success::OK)
+    }
+}
+
+fn wire_event(event: StreamEvent) -> OutputEvent {
+    match event {
+        StreamEvent::Output { offset, data } => OutputEvent::Output {
+            data: Base64Data(data),
+            offset,
+        },
+        StreamEvent::Resized { cols, rows } => OutputEvent::Resized { cols, rows },
+        StreamEvent::Lagged {
+            missed_from,
+            resume_at,
+        } => OutputEvent::Lagged {
+            missed_from,
+            resume_at,
+        },
+        StreamEvent::Exited(exit) => OutputEvent::Exited {
+            code: exit.status.code,
+            signal: exit.status.signal,
+        },
+    }
+}

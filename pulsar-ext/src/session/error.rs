@@ -1,0 +1,77 @@
+//! What can go wrong with a session request. Every variant names the session or the field.
+
+use std::io;
+
+use pulsar_protocol::{SessionId, SessionState};
+
+use crate::backend::SpawnError;
+
+/// A failed session operation.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No session has that id.
+    #[error("session {0} not found")]
+    NotFound(SessionId),
+    /// The name is taken by a live session.
+    #[error("a session named {name:?} already exists ({id})")]
+    NameExists {
+        /// The requested name.
+        name: String,
+        /// The session holding it.
+        id: SessionId,
+    },
+    /// The session's state forbids the operation.
+    #[error("session {id}: cannot {op}: the session is {state:?}")]
+    InvalidState {
+        /// The session.
+        id: SessionId,
+        /// What was attempted.
+        op: &'static str,
+        /// The state it is in.
+        state: SessionState,
+    },
+    /// A configured limit was reached.
+    #[error("cannot {op}: the {limit} limit ({max}) is reached")]
+    LimitReached {
+        /// What was attempted.
+        op: &'static str,
+        /// The config key of the limit.
+        limit: &'static str,
+        /// Its value.
+        max: usize,
+    },
+    /// A request field is invalid.
+    #[error("invalid {field}: {reason}")]
+    InvalidParam {
+        /// The field, as named on the wire.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The client is not attached to the session.
+    #[error("session {id}: client {client_id:?} is not attached")]
+    NotAttached {
+        /// The session.
+        id: SessionId,
+        /// The client id given.
+        client_id: String,
+    },
+    /// The session could not be started.
+    #[error("cannot start session {name:?}: {source}")]
+    Spawn {
+        /// The session's name.
+        name: String,
+        /// Why.
+        source: SpawnError,
+    },
+    /// The backend failed an operation.
+    #[error("session {id}: {op} failed: {source}")]
+    Io {
+        /// The session.
+        id: SessionId,
+        /// What was attempted.
+        op: &'static str,
+        /// The backend's error.
+        source: io::Error,
+    },
+}

@@ -1,0 +1,276 @@
+//! The session table: create, find, list, terminate and clean up sessions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use pulsar_protocol::{SessionId, SessionInfo, SessionState, SessionType};
+use uuid::Uuid;
+
+use super::{ClientOwner, Session, SessionError};
+use crate::backend::{LocalBackend, SpawnError};
+use crate::config::Config;
+
+/// What `create_session` asks for.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// Unique among live sessions; default: the id's first 8 characters.
+    pub name: Option<String>,
+    /// What to run.
+    pub session_type: SessionType,
+    /// Width; default from config.
+    pub cols: Option<u16>,
+    /// Height; default from config.
+    pub rows: Option<u16>,
+}
+
+/// Owns every session. Cheap to share (`Arc<SessionManager>`).
+pub struct SessionManager {
+    sessions: RwLock<HashMap<SessionId, Arc<Session>>>,
+    config: Arc<Config>,
+}
+
+impl SessionManager {
+    /// An empty table governed by `config`'s limits and defaults.
+    pub fn new(config: Arc<Config>) -> Self {
+        Self {
+            sessions: RwLock::new(HashMap::new()),
+            config,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SessionId, Arc<Session>>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, Arc<Session>>> {
+        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a session. Must run inside the daemon's runtime (the session's pump is spawned
+    /// on it).
+    pub fn create(&self, request: CreateRequest) -> Result<Arc<Session>, SessionError> {
+        let id = Uuid::new_v4();
+        let name = match request.name {
+            Some(name) => {
+                validate_name(&name)?;
+                name
+            }
+            None => id.simple().to_string()[..8].to_owned(),
+        };
+        let cols = request.cols.unwrap_or(self.config.default_cols);
+        let rows = request.rows.unwrap_or(self.config.default_rows);
+        for (field, value) in [("cols", cols), ("rows", rows)] {
+            if !(1..=1000).contains(&value) {
+                return Err(SessionError::InvalidParam {
+                    field,
+                    reason: format!("{value} is outside 1..=1000"),
+                });
+            }
+        }
+        self.check_room(&name)?;
+
+        let backend = match &request.session_type {
+            SessionType::Local(spec) => LocalBackend::spawn(
+                spec,
+                cols,
+                rows,
+                &[
+                    ("PULSAR_SESSION_ID", id.to_string()),
+                    ("PULSAR_SESSION_NAME", name.clone()),
+                ],
+            ),
+            #[allow(unreachable_patterns)] // SessionType is non-exhaustive across crates
+            other => {
+                return Err(SessionError::InvalidParam {
+                    field: "type",
+                    reason: format!("session type `{}` is not supported", other.kind()),
+                });
+            }
+        }
+        .map_err(|source| match source {
+            SpawnError::NoSuchCwd(dir) => SessionError::InvalidParam {
+                field: "type.cwd",
+                reason: format!("{} does not exist or is not a directory", dir.display()),
+            },
+            SpawnError::EmptyCommand => SessionError::InvalidParam {
+                field: "type.command",
+                reason: "must name a program".to_owned(),
+            },
+            source => SessionError::Spawn {
+                name: name.clone(),
+                source,
+            },
+        })?;
+
+        let session = Session::start(
+            id,
+            name,
+            request.session_type,
+            (cols, rows),
+            self.config.scrollback_bytes,
+            Arc::new(backend),
+        );
+        // The name was free a moment ago; check again under the write lock so two concurrent
+        // creates cannot both take it.
+        let mut sessions = self.write();
+        if let Some(holder) = live_holder(&sessions, session.name()) {
+            drop(sessions);
+            let name = session.name().to_owned();
+            let orphan = Arc::clone(&session);
+            tokio::spawn(async move { orphan.terminate(Duration::ZERO).await });
+            return Err(SessionError::NameExists { name, id: holder });
+        }
+        sessions.insert(id, Arc::clone(&session));
+        drop(sessions);
+        tracing::info!(session = %id, name = %session.name(), "session created");
+        Ok(session)
+    }
+
+    fn check_room(&self, name: &str) -> Result<(), SessionError> {
+        let sessions = self.read();
+        if let Some(id) = live_holder(&sessions, name) {
+            return Err(SessionError::NameExists {
+                name: name.to_owned(),
+                id,
+            });
+        }
+        let live = sessions.values().filter(|s| s.is_alive()).count();
+        if live >= self.config.max_sessions {
+            return Err(SessionError::LimitReached {
+                op: "create a session",
+                limit: "max_sessions",
+                max: self.config.max_sessions,
+            });
+        }
+        Ok(())
+    }
+
+    /// The session with `id`.
+    pub fn get(&self, id: SessionId) -> Result<Arc<Session>, SessionError> {
+        self.read()
+            .get(&id)
+            .cloned()
+            .ok_or(SessionError::NotFound(id))
+    }
+
+    /// Every session's info, oldest first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let sessions: Vec<Arc<Session>> = self.read().values().cloned().collect();
+        let mut infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info()).collect();
+        infos.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
+        infos
+    }
+
+    /// Sessions known, in any state.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// True when there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Clients attached across all sessions.
+    pub fn num_clients(&self) -> usize {
+        self.read().values().map(|s| s.num_clients()).sum()
+    }
+
+    /// Attaches `client_id` (owned by `owner`) to session `id`.
+    pub fn attach(
+        &self,
+        id: SessionId,
+        client_id: &str,
+        owner: ClientOwner,
+        mode: pulsar_protocol::ClientMode,
+    ) -> Result<Arc<Session>, SessionError> {
+        let session = self.get(id)?;
+        if !session.is_alive() {
+            return Err(SessionError::InvalidState {
+                id,
+                op: "attach",
+                state: SessionState::Stopped,
+            });
+        }
+        session.attach(client_id, owner, mode, self.config.max_clients_per_session)?;
+        Ok(session)
+    }
+
+    /// Terminates session `id` (a stopped session is left as it is).
+    pub async fn terminate(&self, id: SessionId) -> Result<(), SessionError> {
+        let session = self.get(id)?;
+        session.terminate(self.config.terminate_grace()).await;
+        tracing::info!(session = %id, name = %session.name(), "session terminated");
+        Ok(())
+    }
+
+    /// A connection closed: detach every client it attached, everywhere.
+    pub fn connection_closed(&self, owner: ClientOwner, cursor_key: &str) {
+        let sessions: Vec<Arc<Session>> = self.read().values().cloned().collect();
+        for session in sessions {
+            let detached = session.detach_owner(owner, cursor_key);
+            if detached > 0 {
+                tracing::debug!(session = %session.id(), detached, "connection closed");
+            }
+        }
+    }
+
+    /// Removes stopped sessions whose process ended more than the retention period ago.
+    /// Returns how many were removed.
+    pub fn cleanup(&self) -> usize {
+        let retention = chrono::Duration::seconds(
+            i64::try_from(self.config.stopped_retention_secs).unwrap_or(i64::MAX / 1000),
+        );
+        let now = Utc::now();
+        let mut sessions = self.write();
+        let before = sessions.len();
+        sessions.retain(|id, session| match session.exit() {
+            Some(exit) if now - exit.at >= retention => {
+                tracing::info!(session = %id, name = %session.name(), "removing stopped session");
+                false
+            }
+            _ => true,
+        });
+        before - sessions.len()
+    }
+
+    /// Ends every live session without waiting out the grace period (daemon stop).
+    pub async fn terminate_all(&self) {
+        let sessions: Vec<Arc<Session>> = self.read().values().cloned().collect();
+        let grace = self
+            .config
+            .terminate_grace()
+            .min(Duration::from_millis(500));
+        let ends = sessions
+            .iter()
+            .filter(|s| s.is_alive())
+            .map(|s| s.terminate(grace));
+        futures_util::future::join_all(ends).await;
+    }
+}
+
+/// The live session holding `name`, if any. Stopped sessions release their names.
+fn live_holder(sessions: &HashMap<SessionId, Arc<Session>>, name: &str) -> Option<SessionId> {
+    sessions
+        .values()
+        .find(|s| s.name() == name && s.is_alive())
+        .map(|s| s.id())
+}
+
+fn validate_name(name: &str) -> Result<(), SessionError> {
+    let reason = if name.is_empty() {
+        "must not be empty"
+    } else if name.chars().count() > 64 {
+        "must be at most 64 characters"
+    } else if name.chars().any(|c| c.is_control()) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(SessionError::InvalidParam {
+        field: "name",
+        reason: reason.to_owned(),
+    })
+}

@@ -1,0 +1,15 @@
+//! The session core: sessions, their output log and readers, and the manager that owns them.
+//!
+//! Knows nothing of JSON-RPC (that is `rpc/`), SQL or any particular backend's internals.
+//! Clients appear here only as ids with an owning connection number.
+
+mod error;
+mod manager;
+mod reader;
+#[allow(clippy::module_inception)]
+mod session;
+
+pub use error::SessionError;
+pub use manager::{CreateRequest, SessionManager};
+pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
+pub use session::{ClientOwner, Exit, Session};

@@ -1,0 +1,109 @@
+//! The RPC trait. jsonrpsee generates `PulsarApiServer` (implemented by the daemon) and
+//! `PulsarApiClient` (implemented for any jsonrpsee client) from it.
+//!
+//! Parameters travel as a JSON object whose keys are the argument names below (positional
+//! arrays are accepted too). Methods marked `with_extensions` read the caller's identity from
+//! the connection; clients never send it.
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::proc_macros::rpc;
+
+use crate::{
+    AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
+    ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionType, Status, Success,
+};
+
+/// The Pulsar daemon's API.
+#[rpc(server, client)]
+pub trait PulsarApi {
+    /// Daemon health: version, uptime, counts and pid.
+    #[method(name = "get_status", param_kind = map)]
+    async fn get_status(&self) -> RpcResult<Status>;
+
+    /// Starts a session of `type` and returns its id and info. `name` must be unique among
+    /// live sessions (error 1002 otherwise); it defaults to the id's first 8 characters.
+    #[method(name = "create_session", param_kind = map, with_extensions)]
+    async fn create_session(
+        &self,
+        name: Option<String>,
+        #[argument(rename = "type")] session_type: SessionType,
+        cols: Option<u16>,
+        rows: Option<u16>,
+    ) -> RpcResult<CreateSessionResult>;
+
+    /// Registers a client on a session. `client_id` defaults to one derived from the
+    /// connection; every client a connection registered is detached when it closes.
+    #[method(name = "attach_session", param_kind = map, with_extensions)]
+    async fn attach_session(
+        &self,
+        session_id: SessionId,
+        client_id: Option<String>,
+        mode: Option<ClientMode>,
+    ) -> RpcResult<AttachResult>;
+
+    /// Unregisters a client; the session keeps running.
+    #[method(name = "detach_session", param_kind = map, with_extensions)]
+    async fn detach_session(
+        &self,
+        session_id: SessionId,
+        client_id: Option<String>,
+    ) -> RpcResult<Success>;
+
+    /// Writes `data` (base64) to the session's input.
+    #[method(name = "send_input", param_kind = map, with_extensions)]
+    async fn send_input(
+        &self,
+        session_id: SessionId,
+        data: Base64Data,
+        client_id: Option<String>,
+    ) -> RpcResult<SendInputResult>;
+
+    /// Reads output from absolute offset `since` (default: where this client last read, or
+    /// the oldest retained byte), waiting up to `timeout_ms` (default 0) for some to arrive.
+    #[method(name = "receive_output", param_kind = map, with_extensions)]
+    async fn receive_output(
+        &self,
+        session_id: SessionId,
+        since: Option<u64>,
+        max_bytes: Option<usize>,
+        timeout_ms: Option<u64>,
+        client_id: Option<String>,
+    ) -> RpcResult<ReceiveOutputResult>;
+
+    /// Streams [`OutputEvent`]s from absolute offset `since` (default: the current end).
+    #[subscription(
+        name = "subscribe_output" => "output",
+        param_kind = map,
+        unsubscribe = "unsubscribe_output",
+        item = OutputEvent,
+        with_extensions
+    )]
+    async fn subscribe_output(
+        &self,
+        session_id: SessionId,
+        since: Option<u64>,
+    ) -> SubscriptionResult;
+
+    /// Sets the session's terminal size (1..=1000 each way).
+    #[method(name = "resize_terminal", param_kind = map, with_extensions)]
+    async fn resize_terminal(
+        &self,
+        session_id: SessionId,
+        cols: u16,
+        rows: u16,
+        client_id: Option<String>,
+    ) -> RpcResult<SessionInfo>;
+
+    /// Every session the daemon knows, oldest first.
+    #[method(name = "list_sessions", param_kind = map)]
+    async fn list_sessions(&self) -> RpcResult<ListSessionsResult>;
+
+    /// One session's info.
+    #[method(name = "get_session", param_kind = map)]
+    async fn get_session(&self, session_id: SessionId) -> RpcResult<SessionInfo>;
+
+    /// Ends the session's process (SIGHUP to its process group, SIGKILL after the grace
+    /// period). The session stays listed as `stopped` until the retention period passes.
+    #[method(name = "terminate_session", param_kind = map, with_extensions)]
+    async fn terminate_session(&self, session_id: SessionId) -> RpcResult<Success>;
+}

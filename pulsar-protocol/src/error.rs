@@ -1,0 +1,30 @@
+//! Error codes the daemon answers with, beyond JSON-RPC's own.
+//!
+//! Every error's `data`, when present, is an object naming what it concerns
+//! (`session_id`, `field`, `limit`, ...). `docs/protocol.md` has the table.
+
+/// JSON-RPC: the request was not valid JSON.
+pub const PARSE_ERROR: i32 = -32700;
+/// JSON-RPC: the JSON was not a valid request object.
+pub const INVALID_REQUEST: i32 = -32600;
+/// JSON-RPC: no such method.
+pub const METHOD_NOT_FOUND: i32 = -32601;
+/// JSON-RPC: a parameter is missing or invalid; `data.field` names it when known.
+pub const INVALID_PARAMS: i32 = -32602;
+/// JSON-RPC: the daemon failed internally.
+pub const INTERNAL_ERROR: i32 = -32603;
+/// The request was larger than the daemon accepts.
+pub const OVERSIZED_REQUEST: i32 = -32007;
+
+/// No session with that id (the upstream client's code).
+pub const SESSION_NOT_FOUND: i32 = 1001;
+/// A session with that name already exists (the upstream client's code).
+pub const SESSION_EXISTS: i32 = 1002;
+/// The session is in a state that does not allow the request (e.g. input to a stopped one).
+pub const INVALID_STATE: i32 = 1003;
+/// A configured limit was reached; `data.limit` names it.
+pub const LIMIT_REACHED: i32 = 1004;
+/// The session's backend (PTY, process) failed; the message has the cause.
+pub const BACKEND_ERROR: i32 = 1005;
+/// No client with that id is attached to the session.
+pub const CLIENT_NOT_ATTACHED: i32 = 1006;

@@ -1,0 +1,57 @@
+//! Pulsar's wire contract: the JSON-RPC 2.0 API ([`PulsarApiServer`] / [`PulsarApiClient`]),
+//! every request, response and event type, the error codes, and a typed client that connects
+//! over the daemon's Unix socket.
+//!
+//! This crate is an API boundary: additive changes only, every type documented, and nothing
+//! heavier than serde, uuid, chrono and the jsonrpsee macros/client, so a desktop app or a CLI
+//! can depend on it without compiling PTY, SSH or SQLite code. `docs/protocol.md` is its
+//! reference for people and other languages.
+
+mod api;
+pub mod client;
+mod data;
+pub mod error;
+mod event;
+mod session;
+mod status;
+
+pub use api::{PulsarApiClient, PulsarApiServer};
+pub use client::{ConnectError, PulsarClient, connect};
+pub use data::Base64Data;
+pub use event::OutputEvent;
+pub use session::{
+    AttachResult, ClientMode, CreateSessionResult, ListSessionsResult, LocalSpec,
+    ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionState, SessionType,
+    Success,
+};
+pub use status::Status;
+
+/// Method names, for clients that build requests by hand (the line-JSON path, tests).
+pub mod method {
+    /// Daemon health check.
+    pub const GET_STATUS: &str = "get_status";
+    /// Start a new session.
+    pub const CREATE_SESSION: &str = "create_session";
+    /// Register a client on a session.
+    pub const ATTACH_SESSION: &str = "attach_session";
+    /// Unregister a client.
+    pub const DETACH_SESSION: &str = "detach_session";
+    /// Type into a session.
+    pub const SEND_INPUT: &str = "send_input";
+    /// Long-poll a session's output.
+    pub const RECEIVE_OUTPUT: &str = "receive_output";
+    /// Stream a session's output as events.
+    pub const SUBSCRIBE_OUTPUT: &str = "subscribe_output";
+    /// End an output stream.
+    pub const UNSUBSCRIBE_OUTPUT: &str = "unsubscribe_output";
+    /// Notification method that carries [`crate::OutputEvent`]s.
+    pub const OUTPUT_NOTIFICATION: &str = "output";
+    /// Change a session's terminal size.
+    pub const RESIZE_TERMINAL: &str = "resize_terminal";
+    /// All sessions.
+    pub const LIST_SESSIONS: &str = "list_sessions";
+    /// One session.
+    pub const GET_SESSION: &str = "get_session";
+    /// Kill a session.
+    pub const TERMINATE_SESSION: &str = "terminate_session";
+}

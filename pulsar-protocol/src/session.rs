@@ -1,0 +1,271 @@
+//! Sessions on the wire: what a client asks to create, and what the daemon reports.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::Base64Data;
+
+/// Sessions are addressed by a v4 UUID, written in its hyphenated form.
+pub type SessionId = Uuid;
+
+/// What kind of session to run, and how. Serialised with a `kind` tag:
+/// `{"kind":"local","command":["bash","-l"],"cwd":"/tmp","env":{"A":"1"}}`.
+///
+/// For the upstream desktop client, deserialisation also accepts the bare string `"Local"` and
+/// the externally tagged `{"Local":{...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionType {
+    /// A local program in a pseudo-terminal.
+    Local(LocalSpec),
+}
+
+/// How to start a local session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSpec {
+    /// Program and arguments; default: the user's login shell (`$SHELL`, else the passwd
+    /// entry, else `/bin/sh`), started as a login shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Working directory; default: the user's home directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Variables added to (or overriding) the daemon's environment. `TERM` defaults to
+    /// `xterm-256color`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+impl SessionType {
+    /// The `kind` tag: `local`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionType::Local(_) => "local",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_json::Value;
+
+        let value = Value::deserialize(deserializer)?;
+        let (kind, body) = match value {
+            Value::String(kind) => (kind, Value::Object(Default::default())),
+            Value::Object(mut map) => match map.remove("kind") {
+                Some(Value::String(kind)) => (kind, Value::Object(map)),
+                Some(other) => {
+                    return Err(D::Error::custom(format!(
+                        "type.kind must be a string, got {other}"
+                    )));
+                }
+                // The upstream, externally tagged shape: {"Local": {...}}.
+                None if map.len() == 1 => {
+                    let (kind, body) = map.into_iter().next().expect("one entry");
+                    let body = if body.is_null() {
+                        Value::Object(Default::default())
+                    } else {
+                        body
+                    };
+                    (kind, body)
+                }
+                None => return Err(D::Error::custom("type needs a `kind` (e.g. \"local\")")),
+            },
+            other => {
+                return Err(D::Error::custom(format!(
+                    "type must be an object like {{\"kind\":\"local\"}}, got {other}"
+                )));
+            }
+        };
+        match kind.to_ascii_lowercase().as_str() {
+            "local" => serde_json::from_value(body)
+                .map(SessionType::Local)
+                .map_err(|err| D::Error::custom(format!("type (local): {err}"))),
+            "ssh" | "serial" => Err(D::Error::custom(format!(
+                "session type `{kind}` is not available in this version of Pulsar"
+            ))),
+            _ => Err(D::Error::custom(format!(
+                "unknown session type `{kind}`; expected `local`"
+            ))),
+        }
+    }
+}
+
+/// A session's life, as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// The process is alive and at least one client is attached.
+    Running,
+    /// The process is alive and no client is attached.
+    Detached,
+    /// The process has exited; `exit_code`/`exit_signal` say how. History stays readable.
+    Stopped,
+}
+
+/// How an attached client may use the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientMode {
+    /// May read, type and resize.
+    #[default]
+    Interactive,
+}
+
+/// What the daemon reports about a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// Its unique name.
+    pub name: String,
+    /// What runs in it.
+    #[serde(rename = "type")]
+    pub session_type: SessionType,
+    /// Derived from the process and the attached clients.
+    pub state: SessionState,
+    /// Clients attached now.
+    pub num_clients: usize,
+    /// Terminal width.
+    pub cols: u16,
+    /// Terminal height.
+    pub rows: u16,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// The last input, output, attach or resize.
+    pub last_active: DateTime<Utc>,
+    /// The process id while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Exit code once stopped by a normal exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Signal number once stopped by a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    /// When the process ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_at: Option<DateTime<Utc>>,
+    /// Absolute offset one past the last output byte.
+    pub output_offset: u64,
+}
+
+/// `create_session`'s answer: the new id, and the session's info alongside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSessionResult {
+    /// The new session's id (also `id` below, kept for the upstream client).
+    pub session_id: SessionId,
+    /// The session.
+    #[serde(flatten)]
+    pub session: SessionInfo,
+}
+
+/// `attach_session`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachResult {
+    /// The id this client is registered under; pass it back to `detach_session`.
+    pub client_id: String,
+    /// The mode granted.
+    pub mode: ClientMode,
+    /// The session.
+    #[serde(flatten)]
+    pub session: SessionInfo,
+}
+
+/// `list_sessions`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSessionsResult {
+    /// Every session, oldest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `send_input`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendInputResult {
+    /// Bytes written to the session (all of them, or an error is returned).
+    pub bytes_written: usize,
+}
+
+/// `receive_output`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveOutputResult {
+    /// The bytes (base64).
+    pub data: Base64Data,
+    /// `data`'s length.
+    pub bytes_read: usize,
+    /// Absolute offset of `data[0]`.
+    pub offset: u64,
+    /// Where the next read continues (`offset + bytes_read`).
+    pub next_offset: u64,
+    /// True when bytes before `offset` that were asked for had already left the ring.
+    pub truncated: bool,
+}
+
+/// The answer of methods with nothing else to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Success {
+    /// Always true; failures are JSON-RPC errors.
+    pub success: bool,
+}
+
+impl Success {
+    /// `{"success": true}`.
+    pub const OK: Success = Success { success: true };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kind_tagged_local_type_round_trips() {
+        let ty = SessionType::Local(LocalSpec {
+            command: Some(vec!["sh".into()]),
+            cwd: Some("/tmp".into()),
+            env: [("A".to_owned(), "1".to_owned())].into(),
+        });
+        let json = serde_json::to_value(&ty).unwrap();
+        assert_eq!(json["kind"], "local");
+        assert_eq!(serde_json::from_value::<SessionType>(json).unwrap(), ty);
+    }
+
+    #[test]
+    fn upstream_bare_string_local_is_accepted() {
+        let ty: SessionType = serde_json::from_value(json!("Local")).unwrap();
+        assert_eq!(ty, SessionType::Local(LocalSpec::default()));
+    }
+
+    #[test]
+    fn upstream_externally_tagged_local_is_accepted() {
+        let ty: SessionType = serde_json::from_value(json!({"Local": {"cwd": "/"}})).unwrap();
+        assert_eq!(
+            ty,
+            SessionType::Local(LocalSpec {
+                cwd: Some("/".into()),
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn misspelt_local_field_is_rejected_by_name() {
+        let err = serde_json::from_value::<SessionType>(json!({"kind":"local","commnd":["x"]}))
+            .unwrap_err();
+        assert!(err.to_string().contains("commnd"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected_by_name() {
+        let err = serde_json::from_value::<SessionType>(json!({"kind":"telnet"})).unwrap_err();
+        assert!(err.to_string().contains("telnet"), "{err}");
+    }
+}

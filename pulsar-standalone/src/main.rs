@@ -1,0 +1,80 @@
+//! `pulsar-standalone`: runs the Pulsar daemon without Orbit by hosting the very same
+//! extension in-process. Stops gracefully on SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use orbit_api_stub::{ExtensionContext, HostDirs, OrbitExtension};
+use pulsar_ext::PulsarExtension;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Run the Pulsar terminal-session daemon without Orbit.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "\
+Settings are layered: built-in defaults < config file < PULSAR_* environment < these flags.
+Defaults: socket ~/.config/orbit/pulsar.sock, database ~/.config/orbit/pulsar.db, config file
+~/.config/orbit/pulsar.toml (read if present). See config/pulsar.toml for every key.
+
+Examples:
+  pulsar-standalone
+  pulsar-standalone --socket /tmp/pulsar.sock --log-level debug"
+)]
+struct Args {
+    /// Config file (TOML); must exist when given.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Unix socket to listen on.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// SQLite database file.
+    #[arg(long, value_name = "PATH")]
+    database: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut settings = serde_json::Map::new();
+    let mut set = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            settings.insert(key.to_owned(), value.into());
+        }
+    };
+    let path = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
+    set("config_file", path(args.config));
+    set("socket_path", path(args.socket));
+    set("database_path", path(args.database));
+    set("log_level", args.log_level);
+
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("pulsar-standalone: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    let extension = PulsarExtension::new();
+    let ctx = ExtensionContext::new("pulsar", &settings.into(), HostDirs::for_current_user());
+    if let Err(err) = extension.start(ctx).await {
+        eprintln!("pulsar-standalone: {err}");
+        return ExitCode::FAILURE;
+    }
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    match extension.stop().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pulsar-standalone: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

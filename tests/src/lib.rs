@@ -1,0 +1,353 @@
+//! Test harness for Pulsar's end-to-end tests: real daemons in temp dirs, typed WebSocket
+//! clients, line-JSON clients, and polling with deadlines.
+//!
+//! The binaries under test are the workspace's own debug builds (`target/debug`); the README's
+//! test command builds them before the tests run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use pulsar_protocol::{PulsarApiClient as _, PulsarClient, SessionId};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+pub use pulsar_protocol;
+pub use tempfile;
+
+/// Longest a test waits for anything.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Directory holding the workspace's built binaries (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// Path of a workspace binary or library, which must already be built.
+pub fn artifact(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Waits for `child` to exit, up to [`DEADLINE`]; kills it and panics if it does not.
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("{what} did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to `child`.
+pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+        .expect("signal the daemon");
+}
+
+/// A `pulsar-standalone` in its own temp dir, killed if the test forgets to stop it.
+pub struct Daemon {
+    /// The daemon process.
+    pub child: Child,
+    /// Holds the socket, database, HOME and log.
+    pub dir: tempfile::TempDir,
+    /// The socket it listens on.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a daemon with extra `PULSAR_*` settings, e.g. `("MAX_SESSIONS", "2")`.
+    pub async fn start_with(settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("run/pulsar.sock");
+        let child = Self::spawn(dir.path(), &socket, settings);
+        let daemon = Self { child, dir, socket };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// Spawns `pulsar-standalone` on `socket` with HOME in `home`; does not wait.
+    pub fn spawn(home: &Path, socket: &Path, settings: &[(&str, &str)]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("daemon.log"))
+            .expect("log file");
+        let mut command = Command::new(artifact("pulsar-standalone"));
+        command
+            .arg("--socket")
+            .arg(socket)
+            .arg("--database")
+            .arg(home.join("pulsar.db"))
+            .env("HOME", home)
+            .env("PULSAR_LOG_LEVEL", "debug")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in settings {
+            command.env(format!("PULSAR_{key}"), value);
+        }
+        command.spawn().expect("spawn pulsar-standalone")
+    }
+
+    async fn wait_ready(&self) {
+        let socket = self.socket.clone();
+        eventually("the daemon's socket", || {
+            let socket = socket.clone();
+            async move { UnixStream::connect(&socket).await.ok().map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// A typed WebSocket client.
+    pub async fn client(&self) -> PulsarClient {
+        pulsar_protocol::connect(&self.socket)
+            .await
+            .expect("connect a typed client")
+    }
+
+    /// A newline-JSON client.
+    pub async fn line(&self) -> LineClient {
+        LineClient::connect(&self.socket).await
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The daemon's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("daemon status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
+        wait_exit(&mut self.child, "the daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A newline-delimited JSON-RPC client, as scripts and the upstream desktop client talk.
+pub struct LineClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+}
+
+impl LineClient {
+    /// Connects to `socket`.
+    pub async fn connect(socket: &Path) -> Self {
+        let stream = UnixStream::connect(socket)
+            .await
+            .expect("connect line client");
+        let (read, writer) = stream.into_split();
+        Self {
+            reader: BufReader::new(read),
+            writer,
+            next_id: 1,
+        }
+    }
+
+    /// Sends raw bytes (a line must end with `\n`).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write request");
+    }
+
+    /// Reads the next line as JSON; `None` at EOF.
+    pub async fn read(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(DEADLINE, self.reader.read_line(&mut line))
+            .await
+            .expect("a line within the deadline")
+            .expect("read line");
+        (n > 0).then(|| serde_json::from_str(&line).expect("valid JSON line"))
+    }
+
+    /// Sends `request` as one line and returns the next line.
+    pub async fn request(&mut self, request: Value) -> Value {
+        let mut line = request.to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes()).await;
+        self.read().await.expect("a response")
+    }
+
+    /// A JSON-RPC 2.0 call; returns the whole response object.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let response = self
+            .request(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        assert_eq!(
+            response["id"], id,
+            "response to a different request: {response}"
+        );
+        response
+    }
+
+    /// A call that must succeed; returns its `result`.
+    pub async fn ok(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params).await;
+        assert!(
+            response.get("error").is_none(),
+            "{method} failed: {response}"
+        );
+        response["result"].clone()
+    }
+
+    /// A call that must fail; returns its `error`.
+    pub async fn err(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params).await;
+        assert!(
+            response.get("error").is_some(),
+            "{method} unexpectedly succeeded: {response}"
+        );
+        response["error"].clone()
+    }
+}
+
+/// Base64 of `bytes`, as the wire carries terminal data.
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Bytes of a base64 string.
+pub fn unb64(text: &str) -> Vec<u8> {
+    STANDARD.decode(text).expect("valid base64")
+}
+
+/// The session type for a plain `/bin/sh` with a fixed prompt, for predictable output.
+pub fn sh() -> pulsar_protocol::SessionType {
+    command(&["/bin/sh"])
+}
+
+/// The session type for `argv` with `PS1='$ '`.
+pub fn command(argv: &[&str]) -> pulsar_protocol::SessionType {
+    serde_json::from_value(json!({
+        "kind": "local",
+        "command": argv,
+        "env": {"PS1": "$ ", "ENV": ""},
+    }))
+    .expect("session type")
+}
+
+/// Reads a session's output through `receive_output` until `needle` appears in it; returns
+/// everything read.
+pub async fn read_until(client: &PulsarClient, id: SessionId, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut next = 0;
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        let out = client
+            .receive_output(id, Some(next), None, Some(200), None)
+            .await
+            .expect("receive_output");
+        seen.extend_from_slice(out.data.as_bytes());
+        next = out.next_offset;
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            return String::from_utf8_lossy(&seen).into_owned();
+        }
+    }
+    panic!(
+        "{needle:?} never appeared; output was {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+/// A test-wide time budget for loops that wait on events: `check` panics once [`DEADLINE`]
+/// has passed, so every such loop is bounded in time.
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// Starts the clock.
+    pub fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    /// Panics with `what` once the deadline has passed.
+    pub fn check(&self, what: &str) {
+        assert!(self.0.elapsed() < DEADLINE, "timed out waiting for {what}");
+    }
+}
+
+impl LineClient {
+    /// Reads a session's output with `receive_output` (no `since`: this connection's cursor)
+    /// until `needle` appears; returns what was read.
+    pub async fn read_output_until(&mut self, session_id: &Value, needle: &str) -> String {
+        let deadline = Deadline::start();
+        let mut text = String::new();
+        while !text.contains(needle) {
+            deadline.check(needle);
+            let out = self
+                .ok(
+                    "receive_output",
+                    json!({"session_id": session_id, "timeout_ms": 200}),
+                )
+                .await;
+            text.push_str(&String::from_utf8_lossy(&unb64(
+                out["data"].as_str().expect("data"),
+            )));
+        }
+        text
+    }
+}

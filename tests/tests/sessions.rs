@@ -1,0 +1,698 @@
+//! Local PTY sessions end to end through the socket: the session API, many clients, offsets,
+//! resize, termination, cleanup, limits and every error code.
+
+use std::time::{Duration, Instant};
+
+use pulsar_e2e::*;
+use pulsar_protocol::{Base64Data, OutputEvent, PulsarApiClient as _, SessionState, error as code};
+use serde_json::json;
+
+async fn create(client: &pulsar_protocol::PulsarClient, name: &str) -> uuid::Uuid {
+    client
+        .create_session(Some(name.into()), sh(), None, None)
+        .await
+        .expect("create_session")
+        .session_id
+}
+
+fn rpc_code(err: &jsonrpsee::core::client::Error) -> i32 {
+    match err {
+        jsonrpsee::core::client::Error::Call(obj) => obj.code(),
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn typed_echo_is_seen_in_the_output() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "echo").await;
+    let written = client
+        .send_input(id, Base64Data::from("echo pulsar-$((6*7))\n"), None)
+        .await
+        .unwrap();
+    assert_eq!(written.bytes_written, 21);
+    read_until(&client, id, "pulsar-42").await;
+}
+
+#[tokio::test]
+async fn new_session_reports_its_info_and_is_detached() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let created = client
+        .create_session(Some("info".into()), sh(), Some(100), Some(30))
+        .await
+        .unwrap();
+    assert_eq!(created.session_id, created.session.id);
+    assert_eq!(created.session.name, "info");
+    assert_eq!(created.session.state, SessionState::Detached);
+    assert_eq!((created.session.cols, created.session.rows), (100, 30));
+    assert!(created.session.pid.is_some());
+    let listed = client.list_sessions().await.unwrap().sessions;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, created.session_id);
+}
+
+#[tokio::test]
+async fn attach_makes_it_running_and_detach_makes_it_detached() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "states").await;
+    let attached = client.attach_session(id, None, None).await.unwrap();
+    assert_eq!(attached.session.state, SessionState::Running);
+    assert_eq!(attached.session.num_clients, 1);
+    assert_eq!(client.get_status().await.unwrap().num_clients, 1);
+    client
+        .detach_session(id, Some(attached.client_id))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get_session(id).await.unwrap().state,
+        SessionState::Detached
+    );
+}
+
+#[tokio::test]
+async fn closing_a_connection_detaches_its_clients_and_the_session_keeps_running() {
+    let daemon = Daemon::start().await;
+    let observer = daemon.client().await;
+    let id = create(&observer, "survivor").await;
+    {
+        let transient = daemon.client().await;
+        transient.attach_session(id, None, None).await.unwrap();
+        assert_eq!(observer.get_session(id).await.unwrap().num_clients, 1);
+    }
+    eventually("the closed connection's client to be detached", || async {
+        let info = observer.get_session(id).await.unwrap();
+        (info.num_clients == 0).then_some(info)
+    })
+    .await;
+    observer
+        .send_input(id, Base64Data::from("echo still-$((1+1))\n"), None)
+        .await
+        .unwrap();
+    read_until(&observer, id, "still-2").await;
+    assert_eq!(
+        observer.get_session(id).await.unwrap().state,
+        SessionState::Detached
+    );
+}
+
+#[tokio::test]
+async fn two_subscribers_see_the_same_bytes_at_the_same_offsets() {
+    let daemon = Daemon::start().await;
+    let a = daemon.client().await;
+    let b = daemon.client().await;
+    let id = create(&a, "shared").await;
+    let start = a.get_session(id).await.unwrap().output_offset;
+    let mut sub_a = a.subscribe_output(id, Some(start)).await.unwrap();
+    let mut sub_b = b.subscribe_output(id, Some(start)).await.unwrap();
+    a.send_input(
+        id,
+        Base64Data::from(
+            "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done; echo DO\"\"NE\n",
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+
+    async fn collect(sub: &mut jsonrpsee::core::client::Subscription<OutputEvent>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut expected = None;
+        let deadline = Deadline::start();
+        while !String::from_utf8_lossy(&bytes).contains("DONE\r\n") {
+            deadline.check("DONE");
+            let event = tokio::time::timeout(DEADLINE, sub.next())
+                .await
+                .expect("output within the deadline")
+                .expect("stream open")
+                .expect("valid event");
+            if let OutputEvent::Output { data, offset } = event {
+                if let Some(expected) = expected {
+                    assert_eq!(offset, expected, "offsets are contiguous");
+                }
+                expected = Some(offset + data.as_bytes().len() as u64);
+                bytes.extend_from_slice(data.as_bytes());
+            }
+        }
+        bytes
+    }
+    let (bytes_a, bytes_b) = tokio::join!(collect(&mut sub_a), collect(&mut sub_b));
+    let common = bytes_a.len().min(bytes_b.len());
+    assert_eq!(bytes_a[..common], bytes_b[..common]);
+    assert!(String::from_utf8_lossy(&bytes_a).contains("line-299"));
+}
+
+#[tokio::test]
+async fn output_produced_while_detached_is_recovered_by_offset() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "offline").await;
+    let attached = client.attach_session(id, None, None).await.unwrap();
+    let resume_at = client.get_session(id).await.unwrap().output_offset;
+    client
+        .detach_session(id, Some(attached.client_id))
+        .await
+        .unwrap();
+    drop(client);
+
+    // Someone else makes the session print while our client is away.
+    let other = daemon.line().await;
+    let mut other = other;
+    other
+        .ok(
+            "send_input",
+            json!({"session_id": id, "data": b64(b"echo while-away-$((3*3))\n")}),
+        )
+        .await;
+
+    let client = daemon.client().await;
+    client.attach_session(id, None, None).await.unwrap();
+    let text = eventually("the output produced while away", || async {
+        let out = client
+            .receive_output(id, Some(resume_at), None, Some(100), None)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(out.data.as_bytes()).into_owned();
+        assert_eq!(out.offset, resume_at, "read starts exactly where we left");
+        assert!(!out.truncated);
+        text.contains("while-away-9").then_some(text)
+    })
+    .await;
+    assert!(text.contains("while-away-9"));
+}
+
+#[tokio::test]
+async fn subscription_from_an_old_offset_replays_then_streams() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "replay").await;
+    client
+        .send_input(id, Base64Data::from("echo first-$((1))\n"), None)
+        .await
+        .unwrap();
+    read_until(&client, id, "first-1").await;
+    let mut sub = client.subscribe_output(id, Some(0)).await.unwrap();
+    let mut seen = Vec::new();
+    let mut next = 0;
+    client
+        .send_input(id, Base64Data::from("echo second-$((2))\n"), None)
+        .await
+        .unwrap();
+    let deadline = Deadline::start();
+    while !String::from_utf8_lossy(&seen).contains("second-2") {
+        deadline.check("second-2");
+        match tokio::time::timeout(DEADLINE, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            OutputEvent::Output { data, offset } => {
+                assert_eq!(offset, next, "no gap, no duplicate");
+                next += data.as_bytes().len() as u64;
+                seen.extend_from_slice(data.as_bytes());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("first-1"));
+}
+
+#[tokio::test]
+async fn resize_is_seen_by_the_program_and_by_subscribers() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "resize").await;
+    let mut sub = client.subscribe_output(id, None).await.unwrap();
+    let info = client.resize_terminal(id, 132, 43, None).await.unwrap();
+    assert_eq!((info.cols, info.rows), (132, 43));
+    let deadline = Deadline::start();
+    loop {
+        deadline.check("the event");
+        let event = tokio::time::timeout(DEADLINE, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if event
+            == (OutputEvent::Resized {
+                cols: 132,
+                rows: 43,
+            })
+        {
+            break;
+        }
+    }
+    client
+        .send_input(id, Base64Data::from("stty size\n"), None)
+        .await
+        .unwrap();
+    read_until(&client, id, "43 132").await;
+}
+
+#[tokio::test]
+async fn terminate_stops_the_session_and_reports_the_signal() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "doomed").await;
+    let pid = client.get_session(id).await.unwrap().pid.unwrap();
+    client.terminate_session(id).await.unwrap();
+    let info = client.get_session(id).await.unwrap();
+    assert_eq!(info.state, SessionState::Stopped);
+    assert_eq!(info.exit_signal, Some(libc::SIGHUP));
+    assert!(info.exited_at.is_some());
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err(),
+        "the process is gone"
+    );
+}
+
+#[tokio::test]
+async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() {
+    let daemon = Daemon::start_with(&[("TERMINATE_GRACE_MS", "200")]).await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            Some("stubborn".into()),
+            command(&[
+                "/bin/sh",
+                "-c",
+                "trap '' HUP; echo ready; while :; do sleep 1; done",
+            ]),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    read_until(&client, id, "ready").await;
+    client.terminate_session(id).await.unwrap();
+    let info = client.get_session(id).await.unwrap();
+    assert_eq!(info.state, SessionState::Stopped);
+    assert_eq!(info.exit_signal, Some(libc::SIGKILL));
+}
+
+#[tokio::test]
+async fn exit_code_is_reported_to_info_and_subscribers() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", "read x; exit 7"]),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let mut sub = client.subscribe_output(id, Some(0)).await.unwrap();
+    client
+        .send_input(id, Base64Data::from("go\n"), None)
+        .await
+        .unwrap();
+    let deadline = Deadline::start();
+    loop {
+        deadline.check("the event");
+        match tokio::time::timeout(DEADLINE, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            OutputEvent::Exited { code, signal } => {
+                assert_eq!((code, signal), (Some(7), None));
+                break;
+            }
+            OutputEvent::Output { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let info = client.get_session(id).await.unwrap();
+    assert_eq!(
+        (info.state, info.exit_code),
+        (SessionState::Stopped, Some(7))
+    );
+}
+
+#[tokio::test]
+async fn stopped_session_history_stays_readable() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(None, command(&["/bin/echo", "last-words"]), None, None)
+        .await
+        .unwrap()
+        .session_id;
+    eventually("the session to stop", || async {
+        (client.get_session(id).await.unwrap().state == SessionState::Stopped).then_some(())
+    })
+    .await;
+    let out = client
+        .receive_output(id, Some(0), None, None, None)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(out.data.as_bytes()).contains("last-words"));
+}
+
+#[tokio::test]
+async fn cleanup_removes_stopped_sessions_after_the_retention() {
+    let daemon = Daemon::start_with(&[
+        ("CLEANUP_INTERVAL_SECS", "1"),
+        ("STOPPED_RETENTION_SECS", "0"),
+    ])
+    .await;
+    let client = daemon.client().await;
+    let short = client
+        .create_session(None, command(&["/bin/true"]), None, None)
+        .await
+        .unwrap()
+        .session_id;
+    let long = create(&client, "long-lived").await;
+    eventually("cleanup to remove the stopped session", || async {
+        client.get_session(short).await.is_err().then_some(())
+    })
+    .await;
+    let err = client.get_session(short).await.unwrap_err();
+    assert_eq!(rpc_code(&err), code::SESSION_NOT_FOUND);
+    assert_eq!(
+        client.get_session(long).await.unwrap().state,
+        SessionState::Detached,
+        "live sessions are never cleaned up"
+    );
+}
+
+#[tokio::test]
+async fn receive_output_continues_where_this_client_last_read() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    // No terminal echo, so each word appears exactly once (from cat).
+    let id = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", "stty -echo; echo READY; exec cat"]}}),
+        )
+        .await["session_id"]
+        .clone();
+    line.read_output_until(&id, "READY").await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"one\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "one\r\n").await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"two\n")}),
+    )
+    .await;
+    let second = line.read_output_until(&id, "two\r\n").await;
+    assert!(
+        !second.contains("one"),
+        "no re-read of what this client already had: {second:?}"
+    );
+}
+
+#[tokio::test]
+async fn receive_output_long_poll_returns_when_output_arrives() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(None, command(&["/bin/cat"]), None, None)
+        .await
+        .unwrap()
+        .session_id;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let poll = client.receive_output(id, Some(head), None, Some(10_000), None);
+    let (out, _) = tokio::join!(poll, async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client
+            .send_input(id, Base64Data::from("ping\n"), None)
+            .await
+            .unwrap();
+    });
+    let out = out.unwrap();
+    assert!(out.bytes_read > 0, "the long poll returned with data");
+    assert_eq!(out.offset, head);
+}
+
+#[tokio::test]
+async fn scrollback_is_bounded_and_reads_report_truncation() {
+    let daemon = Daemon::start_with(&[("SCROLLBACK_BYTES", "8192")]).await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&[
+                "/bin/sh",
+                "-c",
+                "head -c 100000 /dev/zero | tr '\\0' x; echo; echo END",
+            ]),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    eventually("the output to finish", || async {
+        (client.get_session(id).await.unwrap().state == SessionState::Stopped).then_some(())
+    })
+    .await;
+    let out = client
+        .receive_output(id, Some(0), Some(1_000_000), None, None)
+        .await
+        .unwrap();
+    assert!(out.truncated);
+    assert!(out.bytes_read <= 8192);
+    assert_eq!(
+        out.next_offset,
+        client.get_session(id).await.unwrap().output_offset
+    );
+    assert!(String::from_utf8_lossy(out.data.as_bytes()).contains("END"));
+}
+
+#[tokio::test]
+async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
+    let daemon = Daemon::start_with(&[("SCROLLBACK_BYTES", "65536")]).await;
+    let fast = daemon.client().await;
+    // A raw, non-echoing terminal: cat returns exactly the bytes it is given.
+    let id = fast
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"]),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    read_until(&fast, id, "READY").await;
+
+    // A line-JSON subscriber that never reads its socket.
+    let mut slow = daemon.line().await;
+    slow.send_raw(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe_output\",\"params\":{{\"session_id\":\"{id}\",\"since\":0}}}}\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+
+    let rss_before = daemon.rss_kib();
+    // 32 MiB through the session while the slow client reads nothing.
+    let chunk = vec![b'y'; 48 * 1024];
+    let mut fast_sub = fast.subscribe_output(id, None).await.unwrap();
+    let mut received = 0usize;
+    let mut sent = 0usize;
+    let started = Instant::now();
+    while sent < 32 * 1024 * 1024 {
+        fast.send_input(id, Base64Data(chunk.clone()), None)
+            .await
+            .unwrap();
+        sent += chunk.len();
+        while received < sent {
+            assert!(started.elapsed() < DEADLINE * 4, "bounded loop");
+            match tokio::time::timeout(DEADLINE, fast_sub.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
+                OutputEvent::Output { data, .. } => received += data.as_bytes().len(),
+                OutputEvent::Lagged { .. } => panic!("the fast subscriber must never lag"),
+                _ => {}
+            }
+        }
+        assert!(started.elapsed() < DEADLINE * 4, "bounded loop");
+    }
+    let rss_after = daemon.rss_kib();
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "daemon memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // When the slow client finally reads, it is told what it missed and carries on.
+    let first = slow.read().await.unwrap();
+    assert_eq!(first["id"], 1, "subscription accepted: {first}");
+    let mut lagged = None;
+    for _ in 0..1000 {
+        let event = slow.read().await.unwrap();
+        let result = &event["params"]["result"];
+        if result["type"] == "lagged" {
+            lagged = Some(result.clone());
+            break;
+        }
+    }
+    let lagged = lagged.expect("a lagged event");
+    assert!(
+        lagged["resume_at"].as_u64() > lagged["missed_from"].as_u64(),
+        "{lagged}"
+    );
+}
+
+#[tokio::test]
+async fn error_session_not_found_is_1001() {
+    let daemon = Daemon::start().await;
+    let err = daemon
+        .client()
+        .await
+        .get_session(uuid::Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::SESSION_NOT_FOUND);
+}
+
+#[tokio::test]
+async fn error_duplicate_live_name_is_1002() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    create(&client, "twin").await;
+    let err = client
+        .create_session(Some("twin".into()), sh(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::SESSION_EXISTS);
+    assert!(err.to_string().contains("twin"), "{err}");
+}
+
+#[tokio::test]
+async fn error_input_to_a_stopped_session_is_1003() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "gone").await;
+    client.terminate_session(id).await.unwrap();
+    let err = client
+        .send_input(id, Base64Data::from("x"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::INVALID_STATE);
+    assert!(err.to_string().contains(&id.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn error_max_sessions_is_1004_naming_the_limit() {
+    let daemon = Daemon::start_with(&[("MAX_SESSIONS", "2")]).await;
+    let client = daemon.client().await;
+    create(&client, "a").await;
+    create(&client, "b").await;
+    let err = client
+        .create_session(Some("c".into()), sh(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
+    assert!(err.to_string().contains("max_sessions"), "{err}");
+}
+
+#[tokio::test]
+async fn error_max_clients_per_session_is_1004() {
+    let daemon = Daemon::start_with(&[("MAX_CLIENTS_PER_SESSION", "1")]).await;
+    let client = daemon.client().await;
+    let id = create(&client, "crowded").await;
+    client
+        .attach_session(id, Some("one".into()), None)
+        .await
+        .unwrap();
+    let err = client
+        .attach_session(id, Some("two".into()), None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
+    assert!(err.to_string().contains("max_clients_per_session"), "{err}");
+}
+
+#[tokio::test]
+async fn error_oversized_input_is_1004() {
+    let daemon = Daemon::start_with(&[("MAX_INPUT_BYTES", "16")]).await;
+    let client = daemon.client().await;
+    let id = create(&client, "small").await;
+    let err = client
+        .send_input(id, Base64Data(vec![b'a'; 17]), None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
+    assert!(err.to_string().contains("max_input_bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn error_unstartable_command_is_1005_naming_it() {
+    let daemon = Daemon::start().await;
+    let err = daemon
+        .client()
+        .await
+        .create_session(None, command(&["/no/such/program"]), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::BACKEND_ERROR);
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+}
+
+#[tokio::test]
+async fn error_detach_of_a_client_not_attached_is_1006() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "lonely").await;
+    let err = client
+        .detach_session(id, Some("ghost".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::CLIENT_NOT_ATTACHED);
+}
+
+#[tokio::test]
+async fn error_invalid_params_name_the_field() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line.ok("create_session", json!({"type": "Local"})).await["session_id"].clone();
+    let err = line
+        .err(
+            "resize_terminal",
+            json!({"session_id": id, "cols": 0, "rows": 24}),
+        )
+        .await;
+    assert_eq!(err["code"], code::INVALID_PARAMS);
+    assert_eq!(err["data"]["field"], "cols");
+
+    let err = line
+        .err(
+            "create_session",
+            json!({"type": {"kind": "local", "cwd": "/no/such/dir"}}),
+        )
+        .await;
+    assert_eq!(err["code"], code::INVALID_PARAMS);
+    assert_eq!(err["data"]["field"], "type.cwd");
+
+    let err = line.err("create_session", json!({"name": "x"})).await;
+    assert_eq!(err["code"], code::INVALID_PARAMS);
+    assert!(
+        err.to_string().contains("type"),
+        "missing field named: {err}"
+    );
+
+    let err = line
+        .err("send_input", json!({"session_id": id, "data": "%%%"}))
+        .await;
+    assert_eq!(err["code"], code::INVALID_PARAMS);
+    assert!(err.to_string().contains("base64"), "{err}");
+}

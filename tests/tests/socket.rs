@@ -1,0 +1,299 @@
+//! The socket server: both framings, permissions, peer checks, the single-daemon rule,
+//! stale sockets, bad input, and graceful stop.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use jsonrpsee::core::client::ClientT;
+use pulsar_e2e::*;
+use pulsar_protocol::PulsarApiClient as _;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn standalone_answers_get_status_over_websocket() {
+    let daemon = Daemon::start().await;
+    let status = daemon.client().await.get_status().await.unwrap();
+    assert_eq!(status.pid, daemon.child.id());
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!((status.num_sessions, status.num_clients), (0, 0));
+}
+
+#[tokio::test]
+async fn standalone_answers_get_status_over_line_json() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let result = line.ok("get_status", json!({})).await;
+    assert_eq!(result["pid"], daemon.child.id());
+    for key in ["version", "uptime_seconds", "num_sessions", "num_clients"] {
+        assert!(result.get(key).is_some(), "missing {key}: {result}");
+    }
+}
+
+#[tokio::test]
+async fn upstream_request_without_jsonrpc_member_and_string_id_is_answered_as_2_0() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let response = line
+        .request(json!({"id": "1", "method": "get_status", "params": {}}))
+        .await;
+    assert_eq!(response["jsonrpc"], "2.0");
+    assert_eq!(response["id"], "1", "string id echoed as a string");
+    assert_eq!(response["result"]["pid"], daemon.child.id());
+}
+
+#[tokio::test]
+async fn line_batch_gets_one_array_of_answers() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let response = line
+        .request(json!([
+            {"jsonrpc": "2.0", "id": 1, "method": "get_status"},
+            {"jsonrpc": "2.0", "id": 2, "method": "no_such_method"},
+        ]))
+        .await;
+    let answers = response.as_array().expect("an array");
+    assert_eq!(answers.len(), 2);
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["id"] == 1 && a["result"].is_object())
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["id"] == 2 && a["error"]["code"] == -32601)
+    );
+}
+
+#[tokio::test]
+async fn socket_is_0600_in_a_0700_directory() {
+    let daemon = Daemon::start().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&daemon.socket), 0o600);
+    assert_eq!(mode(daemon.socket.parent().unwrap()), 0o700);
+}
+
+#[tokio::test]
+async fn connection_from_another_uid_is_refused_before_any_reply() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test runs as root so that it can connect as `nobody`");
+    }
+    let daemon = Daemon::start().await;
+    // Loosen the filesystem guard so that only the peer-credential check stands in the way.
+    let dir = daemon.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let outcome = connect_as_nobody(&daemon.socket);
+    assert_eq!(
+        outcome,
+        NobodyOutcome::ClosedWithoutReply,
+        "the daemon must close on another uid"
+    );
+    let log = eventually("the refusal in the log", || {
+        let log = daemon.log();
+        async move {
+            log.contains("refused a connection from another user")
+                .then_some(log)
+        }
+    })
+    .await;
+    assert!(log.contains("uid=65534"), "{log}");
+    // And it keeps serving its own user.
+    daemon.client().await.get_status().await.unwrap();
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum NobodyOutcome {
+    ClosedWithoutReply,
+    GotReply,
+    CouldNotConnect,
+}
+
+/// Forks a child that becomes uid/gid 65534, connects, sends a request and reports whether a
+/// reply came. The child uses only async-signal-safe calls (no allocation after fork).
+fn connect_as_nobody(socket: &std::path::Path) -> NobodyOutcome {
+    use std::os::unix::ffi::OsStrExt;
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let path = socket.as_os_str().as_bytes();
+    assert!(path.len() < addr.sun_path.len());
+    for (dst, src) in addr.sun_path.iter_mut().zip(path) {
+        *dst = *src as libc::c_char;
+    }
+    let request = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"get_status\"}\n";
+    // SAFETY: the child only makes raw syscalls on prepared memory and then _exits.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                libc::_exit(10);
+            }
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+                libc::_exit(2);
+            }
+            libc::write(fd, request.as_ptr().cast(), request.len());
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&mut poll, 1, 10_000);
+            let mut byte = 0u8;
+            let n = libc::read(fd, (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(if n > 0 { 1 } else { 0 });
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        match libc::WEXITSTATUS(status) {
+            0 => NobodyOutcome::ClosedWithoutReply,
+            1 => NobodyOutcome::GotReply,
+            code => {
+                assert_eq!(code, 2, "child failed to drop privileges");
+                NobodyOutcome::CouldNotConnect
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn second_daemon_on_a_live_socket_exits_nonzero_and_says_so() {
+    let daemon = Daemon::start().await;
+    let other_home = tempfile::tempdir().unwrap();
+    let mut second = Daemon::spawn(other_home.path(), &daemon.socket, &[]);
+    let exit = wait_exit(&mut second, "the second daemon");
+    assert!(!exit.success());
+    let log = std::fs::read_to_string(other_home.path().join("daemon.log")).unwrap();
+    assert!(log.contains("already listening"), "{log}");
+    daemon
+        .client()
+        .await
+        .get_status()
+        .await
+        .expect("the first one still serves");
+}
+
+#[tokio::test]
+async fn stale_socket_from_a_dead_daemon_is_replaced() {
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("run/pulsar.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap()); // leaves the file behind
+    assert!(socket.exists());
+
+    let mut child = Daemon::spawn(home.path(), &socket, &[]);
+    let client = eventually("the daemon on the stale path", || {
+        let socket = socket.clone();
+        async move { pulsar_protocol::connect(&socket).await.ok() }
+    })
+    .await;
+    assert_eq!(client.get_status().await.unwrap().pid, child.id());
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_exit(&mut child, "daemon").success());
+}
+
+#[tokio::test]
+async fn regular_file_at_the_socket_path_is_not_replaced() {
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("run/pulsar.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    std::fs::write(&socket, "precious").unwrap();
+    let mut child = Daemon::spawn(home.path(), &socket, &[]);
+    assert!(!wait_exit(&mut child, "daemon").success());
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_removes_the_socket_and_exits_0() {
+    let daemon = Daemon::start().await;
+    let socket = daemon.socket.clone();
+    let exit = daemon.stop();
+    assert!(exit.success(), "{exit:?}");
+    assert!(!socket.exists());
+}
+
+#[tokio::test]
+async fn sigint_stops_gracefully_too() {
+    let mut daemon = Daemon::start().await;
+    signal(&daemon.child, nix::sys::signal::Signal::SIGINT);
+    assert!(wait_exit(&mut daemon.child, "daemon").success());
+    assert!(!daemon.socket.exists());
+}
+
+#[tokio::test]
+async fn malformed_json_line_gets_a_parse_error_and_the_connection_keeps_serving() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    line.send_raw(b"{this is not json\n").await;
+    let response = line.read().await.unwrap();
+    assert_eq!(response["error"]["code"], -32700, "{response}");
+    assert_eq!(response["id"], Value::Null);
+    line.ok("get_status", json!({})).await;
+}
+
+#[tokio::test]
+async fn unknown_method_gets_method_not_found_on_both_framings() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    assert_eq!(line.err("frobnicate", json!({})).await["code"], -32601);
+
+    let client = daemon.client().await;
+    let err = client
+        .request::<Value, _>("frobnicate", jsonrpsee::rpc_params![])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Method not found"), "{err}");
+    client.get_status().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_line_request_is_refused_and_the_connection_keeps_serving() {
+    let daemon = Daemon::start_with(&[("MAX_REQUEST_BYTES", "8192")]).await;
+    let mut line = daemon.line().await;
+    let huge = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"get_status\",\"params\":{{\"pad\":\"{}\"}}}}\n",
+        "x".repeat(100_000)
+    );
+    line.send_raw(huge.as_bytes()).await;
+    let response = line.read().await.unwrap();
+    assert_eq!(response["error"]["code"], -32007, "{response}");
+    line.ok("get_status", json!({})).await;
+}
+
+#[tokio::test]
+async fn oversized_websocket_request_fails_and_the_daemon_keeps_serving() {
+    let daemon = Daemon::start_with(&[("MAX_REQUEST_BYTES", "8192")]).await;
+    let client = daemon.client().await;
+    let pad = "x".repeat(100_000);
+    let result = client
+        .request::<Value, _>("get_status", jsonrpsee::rpc_params![pad])
+        .await;
+    assert!(
+        result.is_err(),
+        "an oversized request must fail: {result:?}"
+    );
+    daemon
+        .client()
+        .await
+        .get_status()
+        .await
+        .expect("a new connection is served");
+}
+
+#[tokio::test]
+async fn help_flag_describes_the_flags() {
+    let out = std::process::Command::new(artifact("pulsar-standalone"))
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config", "--socket", "--database", "--log-level"] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
