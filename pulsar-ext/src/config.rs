@@ -9,6 +9,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use orbit_api_stub::HostDirs;
+use pulsar_protocol::ResizePolicy;
 use serde::{Deserialize, Serialize};
 
 /// Every setting, with its default in [`Config::defaults`].
@@ -42,6 +43,9 @@ pub struct Config {
     pub default_cols: u16,
     /// Terminal size of a session created without one.
     pub default_rows: u16,
+    /// How a session's size follows several interactive clients (`latest`, `smallest`,
+    /// `largest`), unless `create_session` says otherwise.
+    pub resize_policy: ResizePolicy,
 }
 
 /// The keys `PULSAR_*` environment variables may set (other `PULSAR_` variables are ignored).
@@ -59,6 +63,7 @@ const KEYS: &[&str] = &[
     "stopped_retention_secs",
     "default_cols",
     "default_rows",
+    "resize_policy",
 ];
 
 /// Why the configuration could not be assembled.
@@ -101,6 +106,7 @@ impl Config {
             stopped_retention_secs: 24 * 3600,
             default_cols: 80,
             default_rows: 24,
+            resize_policy: ResizePolicy::Latest,
         }
     }
 

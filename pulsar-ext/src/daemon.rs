@@ -38,6 +38,7 @@ impl Daemon {
     /// Binds the socket and starts serving. Call inside the daemon's runtime.
     pub async fn start(config: Config) -> Result<Self, DaemonError> {
         let config = Arc::new(config);
+        raise_fd_limit();
         let listener = SocketListener::bind(&config.socket_path).await?;
         let socket_path = listener.path().to_owned();
 
@@ -98,6 +99,27 @@ impl Daemon {
         let _ = self.cleanup.await;
         self.sessions.terminate_all().await;
         tracing::info!("pulsar daemon stopped");
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: each session holds about three
+/// descriptors (PTY master, its non-blocking duplicate, a pidfd), and the common soft limit
+/// of 1024 would cap the daemon near 300 sessions.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = limit.rlim_max;
+            limit.rlim_cur = wanted;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!(limit = wanted, "raised the open-files limit");
+            }
+        }
     }
 }
 

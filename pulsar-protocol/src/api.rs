@@ -10,7 +10,8 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionType, Status, Success,
+    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
+    SessionInfo, SessionType, Status, Success,
 };
 
 /// The Pulsar daemon's API.
@@ -29,9 +30,11 @@ pub trait PulsarApi {
         #[argument(rename = "type")] session_type: SessionType,
         cols: Option<u16>,
         rows: Option<u16>,
+        resize_policy: Option<ResizePolicy>,
     ) -> RpcResult<CreateSessionResult>;
 
-    /// Registers a client on a session. `client_id` defaults to one derived from the
+    /// Registers a client on a session and returns a snapshot of its screen (preceded by
+    /// `scrollback_lines` of history when asked). `client_id` defaults to one derived from the
     /// connection; every client a connection registered is detached when it closes.
     #[method(name = "attach_session", param_kind = map, with_extensions)]
     async fn attach_session(
@@ -39,6 +42,7 @@ pub trait PulsarApi {
         session_id: SessionId,
         client_id: Option<String>,
         mode: Option<ClientMode>,
+        scrollback_lines: Option<usize>,
     ) -> RpcResult<AttachResult>;
 
     /// Unregisters a client; the session keeps running.
@@ -70,7 +74,9 @@ pub trait PulsarApi {
         client_id: Option<String>,
     ) -> RpcResult<ReceiveOutputResult>;
 
-    /// Streams [`OutputEvent`]s from absolute offset `since` (default: the current end).
+    /// Streams [`OutputEvent`]s from absolute offset `since` (default: the current end). With
+    /// `snapshot: true` the first event is a snapshot of the screen and the stream continues
+    /// from its offset (`since` is then ignored).
     #[subscription(
         name = "subscribe_output" => "output",
         param_kind = map,
@@ -82,9 +88,13 @@ pub trait PulsarApi {
         &self,
         session_id: SessionId,
         since: Option<u64>,
+        snapshot: Option<bool>,
+        scrollback_lines: Option<usize>,
     ) -> SubscriptionResult;
 
-    /// Sets the session's terminal size (1..=1000 each way).
+    /// Asks for a terminal size (1..=1000 each way) on behalf of `client_id` (default: the
+    /// connection's). The session's resize policy turns the attached interactive clients'
+    /// requests into the size; read-only clients are refused (1007).
     #[method(name = "resize_terminal", param_kind = map, with_extensions)]
     async fn resize_terminal(
         &self,
@@ -93,6 +103,14 @@ pub trait PulsarApi {
         rows: u16,
         client_id: Option<String>,
     ) -> RpcResult<SessionInfo>;
+
+    /// The current screen as text or ANSI rows, with the cursor, without attaching.
+    #[method(name = "get_screen", param_kind = map)]
+    async fn get_screen(
+        &self,
+        session_id: SessionId,
+        format: Option<ScreenFormat>,
+    ) -> RpcResult<ScreenContents>;
 
     /// Every session the daemon knows, oldest first.
     #[method(name = "list_sessions", param_kind = map)]

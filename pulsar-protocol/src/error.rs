@@ -28,3 +28,5 @@ pub const LIMIT_REACHED: i32 = 1004;
 pub const BACKEND_ERROR: i32 = 1005;
 /// No client with that id is attached to the session.
 pub const CLIENT_NOT_ATTACHED: i32 = 1006;
+/// The client is attached read-only and may not type or resize.
+pub const READ_ONLY: i32 = 1007;

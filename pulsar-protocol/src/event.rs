@@ -9,6 +9,17 @@ use crate::Base64Data;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputEvent {
+    /// The screen as it was at `offset` (first event when subscribed with `snapshot: true`).
+    Snapshot {
+        /// Redraw bytes (base64), see [`crate::Snapshot`].
+        data: Base64Data,
+        /// The offset the next `output` event starts at.
+        offset: u64,
+        /// Width the snapshot was drawn for.
+        cols: u16,
+        /// Height the snapshot was drawn for.
+        rows: u16,
+    },
     /// Output bytes; `offset` is the absolute offset of the first byte.
     Output {
         /// The bytes (base64), at most 16 KiB per event.

@@ -20,9 +20,9 @@ pub use client::{ConnectError, PulsarClient, connect};
 pub use data::Base64Data;
 pub use event::OutputEvent;
 pub use session::{
-    AttachResult, ClientMode, CreateSessionResult, ListSessionsResult, LocalSpec,
-    ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionState, SessionType,
-    Success,
+    AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
+    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
+    SessionInfo, SessionState, SessionType, Snapshot, Success,
 };
 pub use status::Status;
 
@@ -54,4 +54,6 @@ pub mod method {
     pub const GET_SESSION: &str = "get_session";
     /// Kill a session.
     pub const TERMINATE_SESSION: &str = "terminate_session";
+    /// Read the current screen without attaching.
+    pub const GET_SCREEN: &str = "get_screen";
 }

@@ -118,6 +118,75 @@ pub enum ClientMode {
     /// May read, type and resize.
     #[default]
     Interactive,
+    /// May only read: `send_input` and `resize_terminal` are refused with code 1007, and the
+    /// client never affects the terminal size.
+    ReadOnly,
+}
+
+/// How the terminal size follows several interactive clients' sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizePolicy {
+    /// The most recent `resize_terminal` wins (as tmux does).
+    #[default]
+    Latest,
+    /// The smallest width and height any attached interactive client asked for.
+    Smallest,
+    /// The largest width and height any attached interactive client asked for.
+    Largest,
+}
+
+/// Bytes that redraw a session's current screen on a blank terminal of the same size:
+/// contents, colours and attributes, cursor position and visibility, the alternate screen and
+/// the input modes full-screen programs rely on (application cursor keys, bracketed paste,
+/// mouse reporting). The live stream continues at `offset` with no gap and no duplicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The redraw bytes (base64), preceded by `scrollback_lines` of history when asked.
+    pub data: Base64Data,
+    /// The output offset the snapshot corresponds to.
+    pub offset: u64,
+    /// Width the snapshot was drawn for.
+    pub cols: u16,
+    /// Height the snapshot was drawn for.
+    pub rows: u16,
+}
+
+/// How `get_screen` renders rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScreenFormat {
+    /// Plain text, trailing blanks trimmed.
+    #[default]
+    Text,
+    /// Text with SGR escape sequences for colours and attributes.
+    Ansi,
+}
+
+/// Where the cursor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Zero-based row.
+    pub row: u16,
+    /// Zero-based column.
+    pub col: u16,
+    /// False when the program hid it.
+    pub visible: bool,
+}
+
+/// `get_screen`'s answer: the current screen, for tools and agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScreenContents {
+    /// One string per screen row, top to bottom.
+    pub rows: Vec<String>,
+    /// The cursor.
+    pub cursor: Cursor,
+    /// Screen width.
+    pub cols: u16,
+    /// True while a full-screen program uses the alternate screen.
+    pub alternate_screen: bool,
+    /// The output offset this screen corresponds to.
+    pub offset: u64,
 }
 
 /// What the daemon reports about a session.
@@ -138,6 +207,9 @@ pub struct SessionInfo {
     pub cols: u16,
     /// Terminal height.
     pub rows: u16,
+    /// How the size follows several clients.
+    #[serde(default)]
+    pub resize_policy: ResizePolicy,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// The last input, output, attach or resize.
@@ -175,6 +247,9 @@ pub struct AttachResult {
     pub client_id: String,
     /// The mode granted.
     pub mode: ClientMode,
+    /// The current screen, to draw before applying the stream from `snapshot.offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
     /// The session.
     #[serde(flatten)]
     pub session: SessionInfo,

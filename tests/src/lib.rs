@@ -22,14 +22,16 @@ pub use tempfile;
 /// Longest a test waits for anything.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
-/// Directory holding the workspace's built binaries (`target/debug`).
+/// Directory holding the workspace's built binaries (`target/debug` or `target/release`).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_owned()
+    // Tests run from target/<profile>/deps/, the benchmark binary from target/<profile>/.
+    let dir = exe.parent().expect("executable has a directory");
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().expect("deps has a parent").to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 /// Path of a workspace binary or library, which must already be built.

@@ -9,7 +9,7 @@ use serde_json::json;
 
 async fn create(client: &pulsar_protocol::PulsarClient, name: &str) -> uuid::Uuid {
     client
-        .create_session(Some(name.into()), sh(), None, None)
+        .create_session(Some(name.into()), sh(), None, None, None)
         .await
         .expect("create_session")
         .session_id
@@ -40,7 +40,7 @@ async fn new_session_reports_its_info_and_is_detached() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let created = client
-        .create_session(Some("info".into()), sh(), Some(100), Some(30))
+        .create_session(Some("info".into()), sh(), Some(100), Some(30), None)
         .await
         .unwrap();
     assert_eq!(created.session_id, created.session.id);
@@ -58,7 +58,7 @@ async fn attach_makes_it_running_and_detach_makes_it_detached() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = create(&client, "states").await;
-    let attached = client.attach_session(id, None, None).await.unwrap();
+    let attached = client.attach_session(id, None, None, None).await.unwrap();
     assert_eq!(attached.session.state, SessionState::Running);
     assert_eq!(attached.session.num_clients, 1);
     assert_eq!(client.get_status().await.unwrap().num_clients, 1);
@@ -79,7 +79,10 @@ async fn closing_a_connection_detaches_its_clients_and_the_session_keeps_running
     let id = create(&observer, "survivor").await;
     {
         let transient = daemon.client().await;
-        transient.attach_session(id, None, None).await.unwrap();
+        transient
+            .attach_session(id, None, None, None)
+            .await
+            .unwrap();
         assert_eq!(observer.get_session(id).await.unwrap().num_clients, 1);
     }
     eventually("the closed connection's client to be detached", || async {
@@ -105,8 +108,14 @@ async fn two_subscribers_see_the_same_bytes_at_the_same_offsets() {
     let b = daemon.client().await;
     let id = create(&a, "shared").await;
     let start = a.get_session(id).await.unwrap().output_offset;
-    let mut sub_a = a.subscribe_output(id, Some(start)).await.unwrap();
-    let mut sub_b = b.subscribe_output(id, Some(start)).await.unwrap();
+    let mut sub_a = a
+        .subscribe_output(id, Some(start), None, None)
+        .await
+        .unwrap();
+    let mut sub_b = b
+        .subscribe_output(id, Some(start), None, None)
+        .await
+        .unwrap();
     a.send_input(
         id,
         Base64Data::from(
@@ -149,7 +158,7 @@ async fn output_produced_while_detached_is_recovered_by_offset() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = create(&client, "offline").await;
-    let attached = client.attach_session(id, None, None).await.unwrap();
+    let attached = client.attach_session(id, None, None, None).await.unwrap();
     let resume_at = client.get_session(id).await.unwrap().output_offset;
     client
         .detach_session(id, Some(attached.client_id))
@@ -168,7 +177,7 @@ async fn output_produced_while_detached_is_recovered_by_offset() {
         .await;
 
     let client = daemon.client().await;
-    client.attach_session(id, None, None).await.unwrap();
+    client.attach_session(id, None, None, None).await.unwrap();
     let text = eventually("the output produced while away", || async {
         let out = client
             .receive_output(id, Some(resume_at), None, Some(100), None)
@@ -193,7 +202,10 @@ async fn subscription_from_an_old_offset_replays_then_streams() {
         .await
         .unwrap();
     read_until(&client, id, "first-1").await;
-    let mut sub = client.subscribe_output(id, Some(0)).await.unwrap();
+    let mut sub = client
+        .subscribe_output(id, Some(0), None, None)
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let mut next = 0;
     client
@@ -225,7 +237,7 @@ async fn resize_is_seen_by_the_program_and_by_subscribers() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = create(&client, "resize").await;
-    let mut sub = client.subscribe_output(id, None).await.unwrap();
+    let mut sub = client.subscribe_output(id, None, None, None).await.unwrap();
     let info = client.resize_terminal(id, 132, 43, None).await.unwrap();
     assert_eq!((info.cols, info.rows), (132, 43));
     let deadline = Deadline::start();
@@ -283,6 +295,7 @@ async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() 
             ]),
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -304,11 +317,15 @@ async fn exit_code_is_reported_to_info_and_subscribers() {
             command(&["/bin/sh", "-c", "read x; exit 7"]),
             None,
             None,
+            None,
         )
         .await
         .unwrap()
         .session_id;
-    let mut sub = client.subscribe_output(id, Some(0)).await.unwrap();
+    let mut sub = client
+        .subscribe_output(id, Some(0), None, None)
+        .await
+        .unwrap();
     client
         .send_input(id, Base64Data::from("go\n"), None)
         .await
@@ -342,7 +359,13 @@ async fn stopped_session_history_stays_readable() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = client
-        .create_session(None, command(&["/bin/echo", "last-words"]), None, None)
+        .create_session(
+            None,
+            command(&["/bin/echo", "last-words"]),
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap()
         .session_id;
@@ -366,7 +389,7 @@ async fn cleanup_removes_stopped_sessions_after_the_retention() {
     .await;
     let client = daemon.client().await;
     let short = client
-        .create_session(None, command(&["/bin/true"]), None, None)
+        .create_session(None, command(&["/bin/true"]), None, None, None)
         .await
         .unwrap()
         .session_id;
@@ -420,7 +443,7 @@ async fn receive_output_long_poll_returns_when_output_arrives() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = client
-        .create_session(None, command(&["/bin/cat"]), None, None)
+        .create_session(None, command(&["/bin/cat"]), None, None, None)
         .await
         .unwrap()
         .session_id;
@@ -450,6 +473,7 @@ async fn scrollback_is_bounded_and_reads_report_truncation() {
                 "-c",
                 "head -c 100000 /dev/zero | tr '\\0' x; echo; echo END",
             ]),
+            None,
             None,
             None,
         )
@@ -484,6 +508,7 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
             command(&["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"]),
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -503,7 +528,7 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
     let rss_before = daemon.rss_kib();
     // 32 MiB through the session while the slow client reads nothing.
     let chunk = vec![b'y'; 48 * 1024];
-    let mut fast_sub = fast.subscribe_output(id, None).await.unwrap();
+    let mut fast_sub = fast.subscribe_output(id, None, None, None).await.unwrap();
     let mut received = 0usize;
     let mut sent = 0usize;
     let started = Instant::now();
@@ -570,7 +595,7 @@ async fn error_duplicate_live_name_is_1002() {
     let client = daemon.client().await;
     create(&client, "twin").await;
     let err = client
-        .create_session(Some("twin".into()), sh(), None, None)
+        .create_session(Some("twin".into()), sh(), None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::SESSION_EXISTS);
@@ -598,7 +623,7 @@ async fn error_max_sessions_is_1004_naming_the_limit() {
     create(&client, "a").await;
     create(&client, "b").await;
     let err = client
-        .create_session(Some("c".into()), sh(), None, None)
+        .create_session(Some("c".into()), sh(), None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
@@ -611,11 +636,11 @@ async fn error_max_clients_per_session_is_1004() {
     let client = daemon.client().await;
     let id = create(&client, "crowded").await;
     client
-        .attach_session(id, Some("one".into()), None)
+        .attach_session(id, Some("one".into()), None, None)
         .await
         .unwrap();
     let err = client
-        .attach_session(id, Some("two".into()), None)
+        .attach_session(id, Some("two".into()), None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
@@ -641,7 +666,7 @@ async fn error_unstartable_command_is_1005_naming_it() {
     let err = daemon
         .client()
         .await
-        .create_session(None, command(&["/no/such/program"]), None, None)
+        .create_session(None, command(&["/no/such/program"]), None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::BACKEND_ERROR);

@@ -25,6 +25,10 @@ impl From<SessionError> for ErrorObjectOwned {
             SessionError::InvalidParam { field, .. } => {
                 (code::INVALID_PARAMS, json!({"field": field}))
             }
+            SessionError::ReadOnly { id, client_id, .. } => (
+                code::READ_ONLY,
+                json!({"session_id": id, "client_id": client_id}),
+            ),
             SessionError::NotAttached { id, client_id } => (
                 code::CLIENT_NOT_ATTACHED,
                 json!({"session_id": id, "client_id": client_id}),

@@ -8,8 +8,8 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    PulsarApiServer, ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionType,
-    Status, Success,
+    PulsarApiServer, ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat,
+    SendInputResult, SessionId, SessionInfo, SessionType, Status, Success,
 };
 
 use super::Peer;
@@ -54,6 +54,19 @@ fn invalid_param(field: &'static str, reason: String) -> ErrorObjectOwned {
     SessionError::InvalidParam { field, reason }.into()
 }
 
+/// Most history a snapshot may carry.
+const MAX_HISTORY_LINES: usize = 100_000;
+
+fn history_lines(asked: Option<usize>) -> Result<usize, SessionError> {
+    match asked.unwrap_or(0) {
+        lines if lines <= MAX_HISTORY_LINES => Ok(lines),
+        lines => Err(SessionError::InvalidParam {
+            field: "scrollback_lines",
+            reason: format!("{lines} is more than {MAX_HISTORY_LINES}"),
+        }),
+    }
+}
+
 #[async_trait]
 impl PulsarApiServer for Handlers {
     async fn get_status(&self) -> RpcResult<Status> {
@@ -73,12 +86,14 @@ impl PulsarApiServer for Handlers {
         session_type: SessionType,
         cols: Option<u16>,
         rows: Option<u16>,
+        resize_policy: Option<ResizePolicy>,
     ) -> RpcResult<CreateSessionResult> {
         let session = self.sessions.create(CreateRequest {
             name,
             session_type,
             cols,
             rows,
+            resize_policy,
         })?;
         let caller = peer(ext);
         tracing::info!(
@@ -99,17 +114,20 @@ impl PulsarApiServer for Handlers {
         session_id: SessionId,
         client_id: Option<String>,
         mode: Option<ClientMode>,
+        scrollback_lines: Option<usize>,
     ) -> RpcResult<AttachResult> {
         let caller = peer(ext);
         let client_id = caller.client_id(client_id);
         let mode = mode.unwrap_or_default();
+        let scrollback_lines = history_lines(scrollback_lines)?;
         let session = self
             .sessions
             .attach(session_id, &client_id, caller.connection, mode)?;
-        tracing::debug!(session = %session_id, client = %client_id, pid = ?caller.pid, "attached");
+        tracing::debug!(session = %session_id, client = %client_id, ?mode, pid = ?caller.pid, "attached");
         Ok(AttachResult {
             client_id,
             mode,
+            snapshot: Some(session.snapshot(scrollback_lines)),
             session: session.info(),
         })
     }
@@ -128,10 +146,10 @@ impl PulsarApiServer for Handlers {
 
     async fn send_input(
         &self,
-        _ext: &Extensions,
+        ext: &Extensions,
         session_id: SessionId,
         data: Base64Data,
-        _client_id: Option<String>,
+        client_id: Option<String>,
     ) -> RpcResult<SendInputResult> {
         let limit = self.config.max_input_bytes;
         if data.as_bytes().len() > limit {
@@ -142,8 +160,14 @@ impl PulsarApiServer for Handlers {
             }
             .into());
         }
+        let caller = peer(ext);
+        let client_id = caller.client_id(client_id);
         let session = self.sessions.get(session_id)?;
-        let bytes_written = session.send_input(data.as_bytes()).await?;
+        let bytes_written = session
+            .send_input(&client_id, caller.connection, data.as_bytes())
+            .await?;
+        // Who typed, not what: input may carry passwords.
+        tracing::trace!(session = %session_id, client = %client_id, uid = caller.uid, pid = ?caller.pid, bytes = bytes_written, "input");
         Ok(SendInputResult { bytes_written })
     }
 
@@ -184,19 +208,38 @@ impl PulsarApiServer for Handlers {
         _ext: &Extensions,
         session_id: SessionId,
         since: Option<u64>,
+        snapshot: Option<bool>,
+        scrollback_lines: Option<usize>,
     ) -> SubscriptionResult {
-        let reader = self
-            .sessions
-            .get(session_id)
-            .and_then(|session| OutputReader::new(session, since));
-        let mut reader = match reader {
-            Ok(reader) => reader,
+        let start = history_lines(scrollback_lines).and_then(|lines| {
+            let session = self.sessions.get(session_id)?;
+            let snapshot = snapshot.unwrap_or(false).then(|| session.snapshot(lines));
+            let since = snapshot.as_ref().map(|s| s.offset).or(since);
+            Ok((OutputReader::new(session, since)?, snapshot))
+        });
+        let (mut reader, snapshot) = match start {
+            Ok(start) => start,
             Err(err) => {
                 pending.reject(ErrorObjectOwned::from(err)).await;
                 return Ok(());
             }
         };
         let sink = pending.accept().await?;
+        if let Some(snapshot) = snapshot {
+            let first = OutputEvent::Snapshot {
+                data: snapshot.data,
+                offset: snapshot.offset,
+                cols: snapshot.cols,
+                rows: snapshot.rows,
+            };
+            if sink
+                .send(serde_json::value::to_raw_value(&first)?)
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
         // This task is the subscriber: it waits on its own socket, never on the session.
         loop {
             let event = tokio::select! {
@@ -214,15 +257,26 @@ impl PulsarApiServer for Handlers {
 
     async fn resize_terminal(
         &self,
-        _ext: &Extensions,
+        ext: &Extensions,
         session_id: SessionId,
         cols: u16,
         rows: u16,
-        _client_id: Option<String>,
+        client_id: Option<String>,
     ) -> RpcResult<SessionInfo> {
+        let caller = peer(ext);
+        let client_id = caller.client_id(client_id);
         let session = self.sessions.get(session_id)?;
-        session.resize(cols, rows)?;
+        session.request_size(&client_id, caller.connection, cols, rows)?;
         Ok(session.info())
+    }
+
+    async fn get_screen(
+        &self,
+        session_id: SessionId,
+        format: Option<ScreenFormat>,
+    ) -> RpcResult<ScreenContents> {
+        let ansi = format.unwrap_or_default() == ScreenFormat::Ansi;
+        Ok(self.sessions.get(session_id)?.screen(ansi))
     }
 
     async fn list_sessions(&self) -> RpcResult<ListSessionsResult> {

@@ -48,6 +48,16 @@ pub enum SessionError {
         /// Why.
         reason: String,
     },
+    /// The client is attached read-only.
+    #[error("session {id}: cannot {op}: client {client_id:?} is attached read-only")]
+    ReadOnly {
+        /// The session.
+        id: SessionId,
+        /// What was attempted.
+        op: &'static str,
+        /// The client.
+        client_id: String,
+    },
     /// The client is not attached to the session.
     #[error("session {id}: client {client_id:?} is not attached")]
     NotAttached {

@@ -23,6 +23,8 @@ pub struct CreateRequest {
     pub cols: Option<u16>,
     /// Height; default from config.
     pub rows: Option<u16>,
+    /// How the size follows several clients; default from config.
+    pub resize_policy: Option<pulsar_protocol::ResizePolicy>,
 }
 
 /// Owns every session. Cheap to share (`Arc<SessionManager>`).
@@ -109,6 +111,7 @@ impl SessionManager {
             name,
             request.session_type,
             (cols, rows),
+            request.resize_policy.unwrap_or(self.config.resize_policy),
             self.config.scrollback_bytes,
             Arc::new(backend),
         );

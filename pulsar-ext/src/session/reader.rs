@@ -100,10 +100,7 @@ impl OutputReader {
             }
             // Mark the head seen *before* looking, so an append after the look wakes us.
             self.head.borrow_and_update();
-            let chunk = {
-                let ring = self.session.ring();
-                (self.cursor < ring.head()).then(|| ring.read(self.cursor, OUTPUT_CHUNK))
-            };
+            let chunk = self.session.read_ring(self.cursor, OUTPUT_CHUNK);
             if let Some(chunk) = chunk {
                 let missed_from = self.cursor;
                 self.cursor = chunk.next_offset();

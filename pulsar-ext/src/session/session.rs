@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pulsar_protocol::{ClientMode, SessionId, SessionInfo, SessionState, SessionType};
+use pulsar_protocol::{
+    ClientMode, Cursor, ResizePolicy, ScreenContents, SessionId, SessionInfo, SessionState,
+    SessionType, Snapshot,
+};
 use tokio::sync::{broadcast, watch};
 
 use super::SessionError;
 use super::reader::Control;
 use crate::backend::{Backend, ExitStatus};
-use crate::terminal::{Chunk, Scrollback};
+use crate::terminal::{Chunk, Screen, Scrollback, history};
 
 /// Identifies the connection that attached a client, so that closing the connection
 /// detaches exactly its clients.
@@ -35,8 +38,9 @@ pub struct Exit {
 #[derive(Debug, Clone)]
 struct Client {
     owner: ClientOwner,
-    #[allow(dead_code)] // read-only mode arrives with the sharing work
     mode: ClientMode,
+    /// The size this client last asked for (interactive clients only).
+    size: Option<(u16, u16)>,
 }
 
 /// Mutable session state, behind one short-held lock.
@@ -47,6 +51,50 @@ struct Shared {
     read_cursors: HashMap<String, u64>,
     cols: u16,
     rows: u16,
+    resize_policy: ResizePolicy,
+}
+
+impl Shared {
+    /// The size the policy gives, with `requested` as the latest request.
+    fn policy_size(&self, requested: Option<(u16, u16)>) -> Option<(u16, u16)> {
+        let sizes = self
+            .clients
+            .values()
+            .filter(|c| c.mode == ClientMode::Interactive)
+            .filter_map(|c| c.size);
+        match self.resize_policy {
+            ResizePolicy::Latest => requested,
+            ResizePolicy::Smallest => sizes
+                .reduce(|(c1, r1), (c2, r2)| (c1.min(c2), r1.min(r2)))
+                .or(requested),
+            ResizePolicy::Largest => sizes
+                .reduce(|(c1, r1), (c2, r2)| (c1.max(c2), r1.max(r2)))
+                .or(requested),
+        }
+    }
+
+    /// True when `client_id` (or, for an unattached id, every client `owner` attached here)
+    /// is read-only.
+    fn is_read_only(&self, client_id: &str, owner: ClientOwner) -> bool {
+        match self.clients.get(client_id) {
+            Some(client) => client.mode == ClientMode::ReadOnly,
+            None => {
+                let mut mine = self
+                    .clients
+                    .values()
+                    .filter(|c| c.owner == owner)
+                    .peekable();
+                mine.peek().is_some() && mine.all(|c| c.mode == ClientMode::ReadOnly)
+            }
+        }
+    }
+}
+
+/// What the pump writes and snapshots read, under one lock so that a snapshot's screen and
+/// its offset always agree.
+struct Output {
+    ring: Scrollback,
+    screen: Screen,
 }
 
 /// A session. Shared as `Arc<Session>` by the manager, the pump and readers.
@@ -56,7 +104,7 @@ pub struct Session {
     session_type: SessionType,
     created_at: DateTime<Utc>,
     backend: Arc<dyn Backend>,
-    ring: Mutex<Scrollback>,
+    output: Mutex<Output>,
     /// The ring's head offset, published after every append.
     head: watch::Sender<u64>,
     /// Resizes and the exit, for subscribers.
@@ -87,6 +135,7 @@ impl Session {
         name: String,
         session_type: SessionType,
         (cols, rows): (u16, u16),
+        resize_policy: ResizePolicy,
         scrollback_bytes: usize,
         backend: Arc<dyn Backend>,
     ) -> Arc<Self> {
@@ -97,7 +146,10 @@ impl Session {
             session_type,
             created_at: now,
             backend,
-            ring: Mutex::new(Scrollback::new(scrollback_bytes)),
+            output: Mutex::new(Output {
+                ring: Scrollback::new(scrollback_bytes),
+                screen: Screen::new(cols, rows),
+            }),
             head: watch::channel(0).0,
             control: broadcast::channel(16).0,
             exit: watch::channel(None).0,
@@ -107,6 +159,7 @@ impl Session {
                 read_cursors: HashMap::new(),
                 cols,
                 rows,
+                resize_policy,
             }),
         });
         tokio::spawn(pump(Arc::clone(&session)));
@@ -142,8 +195,14 @@ impl Session {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn ring(&self) -> MutexGuard<'_, Scrollback> {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    fn output(&self) -> MutexGuard<'_, Output> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads from the ring (for [`super::OutputReader`]).
+    pub(super) fn read_ring(&self, from: u64, max: usize) -> Option<Chunk> {
+        let output = self.output();
+        (from < output.ring.head()).then(|| output.ring.read(from, max))
     }
 
     pub(super) fn subscribe_head(&self) -> watch::Receiver<u64> {
@@ -186,6 +245,7 @@ impl Session {
             num_clients: shared.clients.len(),
             cols: shared.cols,
             rows: shared.rows,
+            resize_policy: shared.resize_policy,
             created_at: self.created_at,
             last_active: DateTime::from_timestamp_millis(
                 self.last_active_ms.load(Ordering::Relaxed),
@@ -215,9 +275,14 @@ impl Session {
                 max: max_clients,
             });
         }
-        shared
-            .clients
-            .insert(client_id.to_owned(), Client { owner, mode });
+        shared.clients.insert(
+            client_id.to_owned(),
+            Client {
+                owner,
+                mode,
+                size: None,
+            },
+        );
         drop(shared);
         self.touch();
         Ok(())
@@ -229,6 +294,9 @@ impl Session {
         match shared.clients.remove(client_id) {
             Some(_) => {
                 shared.read_cursors.remove(client_id);
+                let target = shared.policy_size(None);
+                drop(shared);
+                self.apply_size(target);
                 Ok(())
             }
             None => Err(SessionError::NotAttached {
@@ -254,11 +322,27 @@ impl Session {
             shared.read_cursors.remove(id);
         }
         shared.read_cursors.remove(cursor_key);
-        before - shared.clients.len()
+        let detached = before - shared.clients.len();
+        let target = (detached > 0).then(|| shared.policy_size(None)).flatten();
+        drop(shared);
+        self.apply_size(target);
+        detached
     }
 
-    /// Writes `data` to the session's input.
-    pub async fn send_input(&self, data: &[u8]) -> Result<usize, SessionError> {
+    /// Writes `data` to the session's input on behalf of `client_id` (owned by `owner`).
+    pub async fn send_input(
+        &self,
+        client_id: &str,
+        owner: ClientOwner,
+        data: &[u8],
+    ) -> Result<usize, SessionError> {
+        if self.shared().is_read_only(client_id, owner) {
+            return Err(SessionError::ReadOnly {
+                id: self.id,
+                op: "send input",
+                client_id: client_id.to_owned(),
+            });
+        }
         if !self.is_alive() {
             return Err(SessionError::InvalidState {
                 id: self.id,
@@ -278,8 +362,15 @@ impl Session {
         Ok(data.len())
     }
 
-    /// Resizes the terminal and tells subscribers.
-    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
+    /// Records `client_id`'s size request and applies the size the resize policy gives.
+    /// A client that is not attached acts as the latest request.
+    pub fn request_size(
+        &self,
+        client_id: &str,
+        owner: ClientOwner,
+        cols: u16,
+        rows: u16,
+    ) -> Result<(), SessionError> {
         for (field, value) in [("cols", cols), ("rows", rows)] {
             if !(1..=1000).contains(&value) {
                 return Err(SessionError::InvalidParam {
@@ -295,6 +386,45 @@ impl Session {
                 state: SessionState::Stopped,
             });
         }
+        let target = {
+            let mut shared = self.shared();
+            if shared.is_read_only(client_id, owner) {
+                return Err(SessionError::ReadOnly {
+                    id: self.id,
+                    op: "resize",
+                    client_id: client_id.to_owned(),
+                });
+            }
+            if let Some(client) = shared.clients.get_mut(client_id) {
+                client.size = Some((cols, rows));
+            }
+            shared.policy_size(Some((cols, rows)))
+        };
+        self.touch();
+        match target {
+            Some((cols, rows)) => self.resize_to(cols, rows),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies a policy outcome, logging (not failing) a backend error.
+    fn apply_size(&self, target: Option<(u16, u16)>) {
+        if let Some((cols, rows)) = target
+            && self.is_alive()
+            && let Err(err) = self.resize_to(cols, rows)
+        {
+            tracing::warn!(session = %self.id, "resize after detach failed: {err}");
+        }
+    }
+
+    /// Resizes the terminal and the screen model, and tells subscribers.
+    fn resize_to(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
+        {
+            let shared = self.shared();
+            if (shared.cols, shared.rows) == (cols, rows) {
+                return Ok(());
+            }
+        }
         self.backend
             .resize(cols, rows)
             .map_err(|source| SessionError::Io {
@@ -302,14 +432,62 @@ impl Session {
                 op: "resize",
                 source,
             })?;
+        self.output().screen.resize(cols, rows);
         {
             let mut shared = self.shared();
             shared.cols = cols;
             shared.rows = rows;
         }
-        self.touch();
         let _ = self.control.send(Control::Resized { cols, rows });
         Ok(())
+    }
+
+    /// The bytes that redraw the current screen, with `scrollback_lines` of history first,
+    /// and the offset the live stream continues from.
+    pub fn snapshot(&self, scrollback_lines: usize) -> Snapshot {
+        let (cols, rows) = {
+            let shared = self.shared();
+            (shared.cols, shared.rows)
+        };
+        let (offset, raw, mut data) = {
+            let output = self.output();
+            let raw = (scrollback_lines > 0).then(|| output.ring.contents());
+            (output.ring.head(), raw, output.screen.redraw())
+        };
+        if let Some(raw) = raw {
+            // Rendered outside the lock: the pump must not wait for history rendering.
+            let mut with_history = history(&raw, cols, rows, scrollback_lines);
+            // Push the history into the client's scrollback before the screen is redrawn.
+            with_history.extend(std::iter::repeat_n(b'\n', usize::from(rows)));
+            with_history.append(&mut data);
+            data = with_history;
+        }
+        Snapshot {
+            data: data.into(),
+            offset,
+            cols,
+            rows,
+        }
+    }
+
+    /// The current screen for `get_screen`.
+    pub fn screen(&self, ansi: bool) -> ScreenContents {
+        let cols = self.shared().cols;
+        let (offset, rendered) = {
+            let output = self.output();
+            (output.ring.head(), output.screen.render(ansi))
+        };
+        ScreenContents {
+            rows: rendered.rows,
+            cursor: Cursor {
+                row: rendered.cursor.0,
+                col: rendered.cursor.1,
+                visible: rendered.cursor_visible,
+            },
+            cols,
+            alternate_screen: rendered.alternate_screen,
+            offset,
+        }
     }
 
     /// Reads output for `receive_output`: from `since`, or where `cursor_key` last read, or the
@@ -325,7 +503,7 @@ impl Session {
             Some(offset) => offset,
             None => {
                 let remembered = self.shared().read_cursors.get(cursor_key).copied();
-                remembered.unwrap_or_else(|| self.ring().start())
+                remembered.unwrap_or_else(|| self.output().ring.start())
             }
         };
         let mut head = self.subscribe_head();
@@ -346,7 +524,7 @@ impl Session {
             })
             .await;
         }
-        let chunk = self.ring().read(from, max_bytes);
+        let chunk = self.output().ring.read(from, max_bytes);
         self.shared()
             .read_cursors
             .insert(cursor_key.to_owned(), chunk.next_offset());
@@ -370,9 +548,10 @@ impl Session {
 
     fn append_output(&self, data: &[u8]) {
         let head = {
-            let mut ring = self.ring();
-            ring.push(data);
-            ring.head()
+            let mut output = self.output();
+            output.screen.feed(data);
+            output.ring.push(data);
+            output.ring.head()
         };
         self.head.send_replace(head);
         self.last_active_ms

@@ -1,5 +1,8 @@
-//! What Pulsar keeps of a terminal's output: the scrollback ring (raw bytes by absolute offset).
+//! What Pulsar keeps of a terminal's output: the scrollback ring (raw bytes by absolute
+//! offset) and the screen model (what the terminal shows now).
 
+mod screen;
 mod scrollback;
 
+pub use screen::{Rendered, Screen, history};
 pub use scrollback::{Chunk, Scrollback};
