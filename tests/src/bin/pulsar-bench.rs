@@ -1,0 +1,572 @@
+//! `pulsar-bench`: Pulsar's benchmarks, each against a baseline measured in the same run
+//! (this machine is shared and noisy, so only same-run ratios mean much).
+//!
+//! Run with `scripts/bench` (release build). Prints a Markdown table; docs/benchmarks.md
+//! quotes it.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use pulsar_e2e::{Daemon, artifact, command};
+use pulsar_protocol::{Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId};
+
+/// Latency statistics of a sample, in microseconds.
+struct Stats {
+    p50: f64,
+    p99: f64,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i].as_secs_f64() * 1e6
+    };
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+struct Report(Vec<String>);
+
+impl Report {
+    fn row(&mut self, what: &str, pulsar: String, baseline: String, ratio: String) {
+        let line = format!("| {what} | {pulsar} | {baseline} | {ratio} |");
+        println!("{line}");
+        self.0.push(line);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    println!(
+        "pulsar-bench on {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        artifact("pulsar-standalone").display()
+    );
+    println!();
+    println!("| measure | Pulsar | baseline (same run) | ratio |");
+    println!("| --- | --- | --- | --- |");
+    let mut report = Report(Vec::new());
+    if wanted("status") {
+        get_status(&mut report).await;
+    }
+    if wanted("create") {
+        session_create(&mut report).await;
+    }
+    if wanted("throughput") {
+        throughput(&mut report).await;
+    }
+    if wanted("echo") {
+        echo_latency(&mut report).await;
+    }
+    if wanted("busy") {
+        status_while_streaming(&mut report).await;
+    }
+    if wanted("reattach") {
+        reattach(&mut report).await;
+    }
+    if wanted("memory") {
+        memory(&mut report).await;
+    }
+}
+
+/// Round trips of a raw Unix-socket ping-pong: the floor under any request over the socket.
+fn socket_floor(calls: usize) -> Stats {
+    let (mut a, mut b) = StdUnixStream::pair().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = b.read(&mut buf) {
+            if n == 0 || b.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let mut samples = Vec::with_capacity(calls);
+    let mut buf = [0u8; 64];
+    for _ in 0..calls {
+        let start = Instant::now();
+        a.write_all(b"ping").unwrap();
+        a.read_exact(&mut buf[..4]).unwrap();
+        samples.push(start.elapsed());
+    }
+    drop(a);
+    echo.join().unwrap();
+    stats(samples)
+}
+
+async fn get_status(report: &mut Report) {
+    const CALLS: usize = 10_000;
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let floor = socket_floor(CALLS);
+
+    let client = daemon.client().await;
+    let mut samples = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let start = Instant::now();
+        client.get_status().await.unwrap();
+        samples.push(start.elapsed());
+    }
+    let ws = stats(samples);
+
+    let mut line = std::io::BufReader::new(StdUnixStream::connect(&daemon.socket).unwrap());
+    let mut samples = Vec::with_capacity(CALLS);
+    let mut answer = String::new();
+    for i in 0..CALLS {
+        let start = Instant::now();
+        writeln!(
+            line.get_mut(),
+            "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"get_status\"}}"
+        )
+        .unwrap();
+        answer.clear();
+        std::io::BufRead::read_line(&mut line, &mut answer).unwrap();
+        samples.push(start.elapsed());
+    }
+    let lj = stats(samples);
+    for (path, s) in [("WebSocket", &ws), ("line JSON", &lj)] {
+        report.row(
+            &format!("get_status p50 / p99, {path} ({CALLS} calls)"),
+            format!("{:.0} / {:.0} µs", s.p50, s.p99),
+            format!("socket ping-pong {:.0} / {:.0} µs", floor.p50, floor.p99),
+            format!("{:.1}× / {:.1}×", s.p50 / floor.p50, s.p99 / floor.p99),
+        );
+    }
+    daemon.stop();
+}
+
+async fn session_create(report: &mut Report) {
+    const N: usize = 200;
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    let mut samples = Vec::with_capacity(N);
+    for _ in 0..N {
+        let start = Instant::now();
+        client
+            .create_session(None, command(&["/bin/sh"]), None, None, None)
+            .await
+            .unwrap();
+        samples.push(start.elapsed());
+    }
+    let pulsar = stats(samples);
+    daemon.stop();
+
+    // tmux, same work: a detached session running /bin/sh, one command per session.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .env("SHELL", "/bin/sh")
+            .status()
+    };
+    let baseline = match tmux(&["new-session", "-d", "-s", "warm", "/bin/sh"]) {
+        Ok(status) if status.success() => {
+            let mut samples = Vec::with_capacity(N);
+            for i in 0..N {
+                let name = format!("s{i}");
+                let start = Instant::now();
+                tmux(&["new-session", "-d", "-s", &name, "/bin/sh"]).unwrap();
+                samples.push(start.elapsed());
+            }
+            let _ = tmux(&["kill-server"]);
+            Some(stats(samples))
+        }
+        _ => None,
+    };
+    let (base, ratio) = match &baseline {
+        Some(t) => (
+            format!("tmux new-session -d {:.0} / {:.0} µs", t.p50, t.p99),
+            format!("{:.2}× / {:.2}×", pulsar.p50 / t.p50, pulsar.p99 / t.p99),
+        ),
+        None => ("tmux not installed".to_owned(), "-".to_owned()),
+    };
+    report.row(
+        &format!("session create p50 / p99 ({N} sessions)"),
+        format!("{:.0} / {:.0} µs", pulsar.p50, pulsar.p99),
+        base,
+        ratio,
+    );
+}
+
+/// Runs `sh -c 'read go; <producer>'` in a bare PTY and reads the master until EOF.
+/// Returns bytes per second.
+fn bare_pty_throughput(producer: &str) -> (f64, usize) {
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new("/bin/sh");
+    cmd.args([
+        "-c",
+        &format!("stty raw -echo; echo R; read go; {producer}"),
+    ]);
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    // Wait for the prompt byte so timing starts with the shell ready.
+    let mut seen = Vec::new();
+    while !seen.contains(&b'R') {
+        let n = reader.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let start = Instant::now();
+    writer.write_all(b"\r").unwrap();
+    let mut total = 0usize;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    let elapsed = start.elapsed();
+    let _ = child.wait();
+    (total as f64 / elapsed.as_secs_f64(), total)
+}
+
+async fn pulsar_throughput(client: &PulsarClient, producer: &str) -> (f64, usize) {
+    let id = client
+        .create_session(
+            None,
+            command(&[
+                "/bin/sh",
+                "-c",
+                &format!("stty raw -echo; echo R; read go; {producer}"),
+            ]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    pulsar_e2e::read_until(client, id, "R").await;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let mut sub = client
+        .subscribe_output(id, Some(head), None, None)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    client
+        .send_input(id, Base64Data::from("\r"), None)
+        .await
+        .unwrap();
+    let mut total = 0usize;
+    while let Some(event) = sub.next().await {
+        match event.unwrap() {
+            OutputEvent::Output { data, .. } => total += data.as_bytes().len(),
+            OutputEvent::Exited { .. } => break,
+            OutputEvent::Lagged { .. } => panic!("the only subscriber lagged"),
+            _ => {}
+        }
+    }
+    (total as f64 / start.elapsed().as_secs_f64(), total)
+}
+
+async fn throughput(report: &mut Report) {
+    const BYTES: usize = 256 * 1024 * 1024;
+    const RUNS: usize = 5;
+    let producer = format!("head -c {BYTES} /dev/zero | tr '\\0' 'x'");
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    let mut bare = Vec::new();
+    let mut ours = Vec::new();
+    // Alternate the two so that machine noise hits both alike.
+    for _ in 0..RUNS {
+        let bare_producer = producer.clone();
+        let (rate, n) = tokio::task::spawn_blocking(move || bare_pty_throughput(&bare_producer))
+            .await
+            .unwrap();
+        assert!(n >= BYTES);
+        bare.push(rate);
+        let (rate, n) = pulsar_throughput(&client, &producer).await;
+        assert!(n >= BYTES, "got {n} bytes");
+        ours.push(rate);
+    }
+    let (bare, ours) = (median(bare), median(ours));
+    let mib = |r: f64| r / (1024.0 * 1024.0);
+    report.row(
+        &format!("output throughput to one subscriber (median of {RUNS} × 256 MiB)"),
+        format!("{:.0} MiB/s", mib(ours)),
+        format!("bare PTY {:.0} MiB/s", mib(bare)),
+        format!("{:.0} %", 100.0 * ours / bare),
+    );
+    daemon.stop();
+}
+
+async fn echo_latency(report: &mut Report) {
+    const N: usize = 2000;
+    // Bare PTY: write a byte to the master, read it back from a raw `cat`.
+    let bare = tokio::task::spawn_blocking(|| {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new("/bin/sh");
+        cmd.args(["-c", "stty raw -echo; echo R; exec cat"]);
+        let mut child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let mut writer = pair.master.take_writer().unwrap();
+        let mut buf = [0u8; 256];
+        // Wait for the whole "R\n" line so that no stray byte answers the first key.
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"R\n") {
+            let n = reader.read(&mut buf).unwrap();
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let mut samples = Vec::with_capacity(N);
+        for _ in 0..N {
+            let start = Instant::now();
+            writer.write_all(b"k").unwrap();
+            let n = reader.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"k");
+            samples.push(start.elapsed());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        stats(samples)
+    })
+    .await
+    .unwrap();
+
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    pulsar_e2e::read_until(&client, id, "R\n").await;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let mut sub = client
+        .subscribe_output(id, Some(head), None, None)
+        .await
+        .unwrap();
+    let mut samples = Vec::with_capacity(N);
+    for _ in 0..N {
+        let start = Instant::now();
+        client
+            .send_input(id, Base64Data::from("k"), None)
+            .await
+            .unwrap();
+        loop {
+            if let OutputEvent::Output { data, .. } = sub.next().await.unwrap().unwrap() {
+                assert_eq!(data.as_bytes(), b"k");
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    let ours = stats(samples);
+    report.row(
+        &format!("keystroke echo p50 / p99 ({N} keys; added = Pulsar − bare)"),
+        format!(
+            "{:.0} / {:.0} µs (added {:.0} / {:.0} µs)",
+            ours.p50,
+            ours.p99,
+            ours.p50 - bare.p50,
+            ours.p99 - bare.p99
+        ),
+        format!("bare PTY {:.0} / {:.0} µs", bare.p50, bare.p99),
+        format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99),
+    );
+    daemon.stop();
+}
+
+async fn status_while_streaming(report: &mut Report) {
+    const CALLS: usize = 3000;
+    const STREAMS: usize = 10;
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    let measure = |client: PulsarClient| async move {
+        let mut samples = Vec::with_capacity(CALLS);
+        for _ in 0..CALLS {
+            let start = Instant::now();
+            client.get_status().await.unwrap();
+            samples.push(start.elapsed());
+        }
+        stats(samples)
+    };
+    let idle = measure(daemon.client().await).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut drains = Vec::new();
+    for _ in 0..STREAMS {
+        let id = client
+            .create_session(
+                None,
+                command(&["/usr/bin/yes", "pulsar benchmark output line"]),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+            .session_id;
+        let watcher = daemon.client().await;
+        let stop = Arc::clone(&stop);
+        drains.push(tokio::spawn(async move {
+            let mut sub = watcher
+                .subscribe_output(id, None, None, None)
+                .await
+                .unwrap();
+            let mut bytes = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+                    Ok(Some(Ok(OutputEvent::Output { data, .. }))) => {
+                        bytes += data.as_bytes().len()
+                    }
+                    Ok(Some(Ok(_))) | Err(_) => {}
+                    Ok(_) => break,
+                }
+            }
+            bytes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the streams get going
+    let busy = measure(daemon.client().await).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut streamed = 0;
+    for drain in drains {
+        streamed += drain.await.unwrap();
+    }
+    assert!(streamed > 0);
+    report.row(
+        &format!("get_status p50 / p99 while {STREAMS} sessions stream to subscribers"),
+        format!("{:.0} / {:.0} µs", busy.p50, busy.p99),
+        format!("idle daemon {:.0} / {:.0} µs", idle.p50, idle.p99),
+        format!("{:.1}× / {:.1}×", busy.p50 / idle.p50, busy.p99 / idle.p99),
+    );
+    daemon.stop();
+}
+
+async fn reattach(report: &mut Report) {
+    const N: usize = 300;
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    // 10k lines of history, then a busy, colourful full screen.
+    let script = "i=0; while [ $i -lt 10000 ]; do echo \"history line $i with some text\"; i=$((i+1)); done; \
+                  r=0; while [ $r -lt 24 ]; do printf '\\033[3%dm%-79s\\033[0m\\n' $((r % 8)) \"row $r $(date)\"; r=$((r+1)); done; \
+                  printf 'READY'; exec cat";
+    let id = client
+        .create_session(None, command(&["/bin/sh", "-c", script]), None, None, None)
+        .await
+        .unwrap()
+        .session_id;
+    pulsar_e2e::read_until(&client, id, "READY").await;
+    let time_attach = |lines: Option<usize>| {
+        let client = &client;
+        async move {
+            let mut samples = Vec::with_capacity(N);
+            for _ in 0..N {
+                let start = Instant::now();
+                let attached = client
+                    .attach_session(id, Some("bench".into()), None, lines)
+                    .await
+                    .unwrap();
+                samples.push(start.elapsed());
+                assert!(attached.snapshot.is_some());
+            }
+            stats(samples)
+        }
+    };
+    let plain = time_attach(None).await;
+    let history = time_attach(Some(1000)).await;
+    let baseline = {
+        let mut samples = Vec::with_capacity(N);
+        for _ in 0..N {
+            let start = Instant::now();
+            client.get_session(id).await.unwrap();
+            samples.push(start.elapsed());
+        }
+        stats(samples)
+    };
+    report.row(
+        "reattach (attach_session → snapshot delivered) p50 / p99, 10k-line history, busy 80×24 screen",
+        format!("{:.0} / {:.0} µs", plain.p50, plain.p99),
+        format!("get_session {:.0} / {:.0} µs", baseline.p50, baseline.p99),
+        format!("{:.1}× / {:.1}×", plain.p50 / baseline.p50, plain.p99 / baseline.p99),
+    );
+    report.row(
+        "reattach with scrollback_lines = 1000 p50 / p99",
+        format!("{:.0} / {:.0} µs", history.p50, history.p99),
+        format!("get_session {:.0} / {:.0} µs", baseline.p50, baseline.p99),
+        format!(
+            "{:.1}× / {:.1}×",
+            history.p50 / baseline.p50,
+            history.p99 / baseline.p99
+        ),
+    );
+    daemon.stop();
+}
+
+async fn memory(report: &mut Report) {
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn"), ("MAX_SESSIONS", "2000")]).await;
+    let client = daemon.client().await;
+    // Let the runtime settle, then measure the empty daemon.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = daemon.rss_kib();
+    let mut created: Vec<SessionId> = Vec::new();
+    for target in [100usize, 1000] {
+        while created.len() < target {
+            let id = client
+                .create_session(None, command(&["/bin/sh"]), Some(80), Some(24), None)
+                .await
+                .unwrap()
+                .session_id;
+            created.push(id);
+        }
+        // Every shell has drawn its prompt (so its screen rows exist) before measuring.
+        for id in &created {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while client.get_session(*id).await.unwrap().output_offset == 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "a shell never printed its prompt"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let rss = daemon.rss_kib();
+        let per = (rss - base) as f64 / target as f64;
+        report.row(
+            &format!("daemon RSS per idle 80×24 shell session, {target} sessions"),
+            format!("{per:.1} KiB"),
+            format!("empty daemon {base} KiB; now {rss} KiB"),
+            "-".to_owned(),
+        );
+    }
+    daemon.stop();
+}
