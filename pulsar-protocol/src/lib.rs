@@ -21,8 +21,8 @@ pub use data::Base64Data;
 pub use event::OutputEvent;
 pub use session::{
     AttachResult, ClientMode, CreateSessionResult, ListSessionsResult, LocalSpec,
-    ReceiveOutputResult, SendInputResult, SessionId, SessionInfo, SessionState, SessionType,
-    Success,
+    ReceiveOutputResult, SendInputResult, SerialSpec, SessionId, SessionInfo, SessionState,
+    SessionType, Success,
 };
 pub use status::Status;
 

@@ -41,4 +41,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The local process id, where there is one.
     fn pid(&self) -> Option<u32>;
+
+    /// Once ended, why, when [`ExitStatus`] cannot say (a serial device vanished); shown to
+    /// clients as the stopped session's `reason`.
+    fn end_reason(&self) -> Option<String> {
+        None
+    }
 }
