@@ -46,6 +46,12 @@ pub struct Config {
     /// How a session's size follows several interactive clients (`latest`, `smallest`,
     /// `largest`), unless `create_session` says otherwise.
     pub resize_policy: ResizePolicy,
+    /// Whether a serial session whose device vanishes (unplugged, hung up) waits for it to
+    /// come back and carries on, instead of stopping.
+    pub serial_reopen: bool,
+    /// Longest pause between two attempts to reopen a vanished serial device; the pauses
+    /// double from 50 ms up to this.
+    pub serial_reopen_max_backoff_ms: u64,
 }
 
 /// The keys `PULSAR_*` environment variables may set (other `PULSAR_` variables are ignored).
@@ -64,6 +70,8 @@ const KEYS: &[&str] = &[
     "default_cols",
     "default_rows",
     "resize_policy",
+    "serial_reopen",
+    "serial_reopen_max_backoff_ms",
 ];
 
 /// Why the configuration could not be assembled.
@@ -107,6 +115,8 @@ impl Config {
             default_cols: 80,
             default_rows: 24,
             resize_policy: ResizePolicy::Latest,
+            serial_reopen: false,
+            serial_reopen_max_backoff_ms: 5000,
         }
     }
 
@@ -178,12 +188,24 @@ impl Config {
             (1..=1000).contains(&self.default_cols) && (1..=1000).contains(&self.default_rows),
             "default_cols/default_rows",
             "must be between 1 and 1000",
+        )?;
+        check(
+            (10..=3_600_000).contains(&self.serial_reopen_max_backoff_ms),
+            "serial_reopen_max_backoff_ms",
+            "must be between 10 and 3600000",
         )
     }
 
     /// [`Self::terminate_grace_ms`] as a duration.
     pub fn terminate_grace(&self) -> Duration {
         Duration::from_millis(self.terminate_grace_ms)
+    }
+
+    /// How a vanished serial device is treated: `Some(longest pause)` to reopen it, `None` to
+    /// stop the session.
+    pub fn serial_reopen(&self) -> Option<Duration> {
+        self.serial_reopen
+            .then(|| Duration::from_millis(self.serial_reopen_max_backoff_ms))
     }
 }
 
@@ -243,6 +265,33 @@ mod tests {
         let err =
             Config::load(&dirs(root.path()), &json!({"config_file": "/nope/p.toml"})).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)), "{err}");
+    }
+
+    #[test]
+    fn serial_reopen_is_off_by_default_and_can_be_turned_on() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::load(&dirs(root.path()), &json!({})).unwrap();
+        assert_eq!(config.serial_reopen(), None);
+        let config = Config::load(
+            &dirs(root.path()),
+            &json!({"serial_reopen": true, "serial_reopen_max_backoff_ms": 250}),
+        )
+        .unwrap();
+        assert_eq!(config.serial_reopen(), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn serial_reopen_backoff_out_of_range_is_rejected_naming_it() {
+        let root = tempfile::tempdir().unwrap();
+        let err = Config::load(
+            &dirs(root.path()),
+            &json!({"serial_reopen_max_backoff_ms": 0}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("serial_reopen_max_backoff_ms"),
+            "{err}"
+        );
     }
 
     #[test]

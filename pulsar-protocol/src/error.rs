@@ -30,3 +30,8 @@ pub const BACKEND_ERROR: i32 = 1005;
 pub const CLIENT_NOT_ATTACHED: i32 = 1006;
 /// The client is attached read-only and may not type or resize.
 pub const READ_ONLY: i32 = 1007;
+/// The serial device named in `create_session` does not exist; `data.device` names it.
+pub const DEVICE_NOT_FOUND: i32 = 1008;
+/// The daemon's user may not open the serial device; `data.device` names it. Usually fixed by
+/// adding the user to the device's group (`dialout`, `uucp`) or a udev rule.
+pub const DEVICE_PERMISSION_DENIED: i32 = 1009;

@@ -21,8 +21,8 @@ pub use data::Base64Data;
 pub use event::OutputEvent;
 pub use session::{
     AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
-    SessionInfo, SessionState, SessionType, Snapshot, Success,
+    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
+    SessionId, SessionInfo, SessionState, SessionType, Snapshot, Success,
 };
 pub use status::Status;
 

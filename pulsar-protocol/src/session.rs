@@ -16,13 +16,15 @@ pub type SessionId = Uuid;
 /// `{"kind":"local","command":["bash","-l"],"cwd":"/tmp","env":{"A":"1"}}`.
 ///
 /// For the upstream desktop client, deserialisation also accepts the bare string `"Local"` and
-/// the externally tagged `{"Local":{...}}`.
+/// the externally tagged `{"Local":{...}}` (and likewise `{"Serial":{"device":"/dev/ttyUSB0"}}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SessionType {
     /// A local program in a pseudo-terminal.
     Local(LocalSpec),
+    /// A serial port: `{"kind":"serial","device":"/dev/ttyUSB0","baud":9600}`.
+    Serial(SerialSpec),
 }
 
 /// How to start a local session.
@@ -42,11 +44,42 @@ pub struct LocalSpec {
     pub env: BTreeMap<String, String>,
 }
 
+/// How to open a serial session. Settings left out take the usual defaults: 115200 baud,
+/// 8 data bits, no parity, 1 stop bit, no flow control (115200 8N1).
+///
+/// The settings are plain numbers and strings on the wire, checked by the daemon when it opens
+/// the device, so that a bad value is answered with an invalid-params error naming the field
+/// (`type.baud`, `type.parity`, ...). `None` means "the default" and is not serialised, so a
+/// session's `type` reads back as it was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialSpec {
+    /// The device to open, e.g. `/dev/ttyUSB0` or a stable `/dev/serial/by-id/...` link. It is
+    /// opened for exclusive use: another program (or session) cannot open it meanwhile.
+    pub device: PathBuf,
+    /// Line speed in bits per second, 50..=12000000; default 115200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baud: Option<u32>,
+    /// Bits per character: 5, 6, 7 or 8; default 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_bits: Option<u8>,
+    /// `"none"`, `"odd"` or `"even"`; default `"none"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<String>,
+    /// 1 or 2; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_bits: Option<u8>,
+    /// `"none"`, `"software"` (XON/XOFF) or `"hardware"` (RTS/CTS); default `"none"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_control: Option<String>,
+}
+
 impl SessionType {
-    /// The `kind` tag: `local`.
+    /// The `kind` tag: `local` or `serial`.
     pub fn kind(&self) -> &'static str {
         match self {
             SessionType::Local(_) => "local",
+            SessionType::Serial(_) => "serial",
         }
     }
 }
@@ -88,11 +121,14 @@ impl<'de> Deserialize<'de> for SessionType {
             "local" => serde_json::from_value(body)
                 .map(SessionType::Local)
                 .map_err(|err| D::Error::custom(format!("type (local): {err}"))),
-            "ssh" | "serial" => Err(D::Error::custom(format!(
+            "serial" => serde_json::from_value(body)
+                .map(SessionType::Serial)
+                .map_err(|err| D::Error::custom(format!("type (serial): {err}"))),
+            "ssh" => Err(D::Error::custom(format!(
                 "session type `{kind}` is not available in this version of Pulsar"
             ))),
             _ => Err(D::Error::custom(format!(
-                "unknown session type `{kind}`; expected `local`"
+                "unknown session type `{kind}`; expected `local` or `serial`"
             ))),
         }
     }
@@ -226,6 +262,10 @@ pub struct SessionInfo {
     /// When the process ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_at: Option<DateTime<Utc>>,
+    /// Once stopped, why, when the exit code and signal do not say: e.g. a serial session's
+    /// `"device vanished: ..."`. Absent for a process that exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Absolute offset one past the last output byte.
     pub output_offset: u64,
 }
@@ -336,6 +376,104 @@ mod tests {
         let err = serde_json::from_value::<SessionType>(json!({"kind":"local","commnd":["x"]}))
             .unwrap_err();
         assert!(err.to_string().contains("commnd"), "{err}");
+    }
+
+    #[test]
+    fn kind_tagged_serial_type_round_trips() {
+        let ty = SessionType::Serial(SerialSpec {
+            device: "/dev/ttyUSB0".into(),
+            baud: Some(9600),
+            data_bits: Some(7),
+            parity: Some("even".into()),
+            stop_bits: Some(2),
+            flow_control: Some("hardware".into()),
+        });
+        let json = serde_json::to_value(&ty).unwrap();
+        assert_eq!(
+            json,
+            json!({"kind": "serial", "device": "/dev/ttyUSB0", "baud": 9600, "data_bits": 7,
+                   "parity": "even", "stop_bits": 2, "flow_control": "hardware"})
+        );
+        assert_eq!(serde_json::from_value::<SessionType>(json).unwrap(), ty);
+    }
+
+    #[test]
+    fn serial_settings_left_out_are_not_serialised() {
+        let ty: SessionType =
+            serde_json::from_value(json!({"kind": "serial", "device": "/dev/ttyS0"})).unwrap();
+        assert_eq!(
+            ty,
+            SessionType::Serial(SerialSpec {
+                device: "/dev/ttyS0".into(),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(&ty).unwrap(),
+            json!({"kind": "serial", "device": "/dev/ttyS0"})
+        );
+    }
+
+    #[test]
+    fn upstream_externally_tagged_serial_is_accepted() {
+        let ty: SessionType =
+            serde_json::from_value(json!({"Serial": {"device": "/dev/ttyACM0"}})).unwrap();
+        assert_eq!(
+            ty,
+            SessionType::Serial(SerialSpec {
+                device: "/dev/ttyACM0".into(),
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn serial_without_a_device_is_rejected_naming_it() {
+        let err = serde_json::from_value::<SessionType>(json!("Serial")).unwrap_err();
+        assert!(err.to_string().contains("device"), "{err}");
+    }
+
+    #[test]
+    fn misspelt_serial_field_is_rejected_by_name() {
+        let err = serde_json::from_value::<SessionType>(
+            json!({"kind": "serial", "device": "/dev/ttyS0", "baudrate": 9600}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("baudrate"), "{err}");
+    }
+
+    #[test]
+    fn session_info_reason_is_left_out_when_absent() {
+        let info = SessionInfo {
+            id: Uuid::nil(),
+            name: "n".into(),
+            session_type: SessionType::Local(LocalSpec::default()),
+            state: SessionState::Stopped,
+            num_clients: 0,
+            cols: 80,
+            rows: 24,
+            resize_policy: ResizePolicy::Latest,
+            created_at: DateTime::UNIX_EPOCH,
+            last_active: DateTime::UNIX_EPOCH,
+            pid: None,
+            exit_code: None,
+            exit_signal: None,
+            exited_at: None,
+            reason: None,
+            output_offset: 0,
+        };
+        let json = serde_json::to_value(&info).unwrap();
+        assert!(json.get("reason").is_none(), "{json}");
+        let with_reason = SessionInfo {
+            reason: Some("device vanished: /dev/ttyS0 (hang-up)".into()),
+            ..info
+        };
+        let json = serde_json::to_value(&with_reason).unwrap();
+        assert_eq!(json["reason"], "device vanished: /dev/ttyS0 (hang-up)");
+        assert_eq!(
+            serde_json::from_value::<SessionInfo>(json).unwrap(),
+            with_reason
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The binaries under test are the workspace's own debug builds (`target/debug`); the README's
 //! test command builds them before the tests run.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -110,8 +111,50 @@ impl Daemon {
         daemon
     }
 
+    /// Starts a daemon that, like an ordinary user's, cannot override file permissions, so a
+    /// device with mode 000 is refused with a real EACCES. Started by root, it keeps uid 0 (so
+    /// root test clients still pass the socket's uid check) but loses CAP_DAC_OVERRIDE and
+    /// CAP_DAC_READ_SEARCH from its bounding set, which drops them for good at exec. Started by
+    /// anyone else, it is a plain daemon.
+    pub async fn start_without_permission_override(settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("run/pulsar.sock");
+        let child = Self::spawn_with(dir.path(), &socket, settings, |command| {
+            // SAFETY: the closure runs between fork and exec and only makes prctl calls,
+            // which are async-signal-safe.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::geteuid() != 0 {
+                        return Ok(());
+                    }
+                    const CAP_DAC_OVERRIDE: libc::c_ulong = 1;
+                    const CAP_DAC_READ_SEARCH: libc::c_ulong = 2;
+                    for cap in [CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH] {
+                        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                })
+            };
+        });
+        let daemon = Self { child, dir, socket };
+        daemon.wait_ready().await;
+        daemon
+    }
+
     /// Spawns `pulsar-standalone` on `socket` with HOME in `home`; does not wait.
     pub fn spawn(home: &Path, socket: &Path, settings: &[(&str, &str)]) -> Child {
+        Self::spawn_with(home, socket, settings, |_| {})
+    }
+
+    /// [`Self::spawn`], letting `configure` adjust the command before it starts.
+    pub fn spawn_with(
+        home: &Path,
+        socket: &Path,
+        settings: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -133,6 +176,7 @@ impl Daemon {
         for (key, value) in settings {
             command.env(format!("PULSAR_{key}"), value);
         }
+        configure(&mut command);
         command.spawn().expect("spawn pulsar-standalone")
     }
 

@@ -1,7 +1,8 @@
-//! Backends: what actually runs behind a session (a local PTY today; SSH and serial later),
+//! Backends: what actually runs behind a session (a local PTY or a serial port; SSH later),
 //! all behind the one [`Backend`] trait. Backends know nothing about clients or sessions.
 
 mod local;
+mod serial;
 
 use std::io;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use local::{LocalBackend, SpawnError};
+pub use serial::{OpenError, SerialBackend};
 
 /// How a session's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,4 +43,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The local process id, where there is one.
     fn pid(&self) -> Option<u32>;
+
+    /// Once ended, why, when [`ExitStatus`] cannot say (a serial device vanished); shown to
+    /// clients as the stopped session's `reason`.
+    fn end_reason(&self) -> Option<String> {
+        None
+    }
 }

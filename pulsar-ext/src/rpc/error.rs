@@ -34,6 +34,18 @@ impl From<SessionError> for ErrorObjectOwned {
                 json!({"session_id": id, "client_id": client_id}),
             ),
             SessionError::Spawn { name, .. } => (code::BACKEND_ERROR, json!({"name": name})),
+            SessionError::DeviceNotFound { name, device } => (
+                code::DEVICE_NOT_FOUND,
+                json!({"device": device, "name": name}),
+            ),
+            SessionError::DevicePermissionDenied { name, device } => (
+                code::DEVICE_PERMISSION_DENIED,
+                json!({"device": device, "name": name}),
+            ),
+            SessionError::Device { name, source } => (
+                code::BACKEND_ERROR,
+                json!({"name": name, "device": source.device()}),
+            ),
             SessionError::Io { id, .. } => (code::BACKEND_ERROR, json!({"session_id": id})),
         };
         ErrorObjectOwned::owned(code, message, Some(data))

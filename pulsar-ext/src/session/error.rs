@@ -1,10 +1,11 @@
 //! What can go wrong with a session request. Every variant names the session or the field.
 
 use std::io;
+use std::path::PathBuf;
 
 use pulsar_protocol::{SessionId, SessionState};
 
-use crate::backend::SpawnError;
+use crate::backend::{OpenError, SpawnError};
 
 /// A failed session operation.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,33 @@ pub enum SessionError {
         name: String,
         /// Why.
         source: SpawnError,
+    },
+    /// The serial device of a new session does not exist.
+    #[error("cannot start session {name:?}: serial device {} does not exist", device.display())]
+    DeviceNotFound {
+        /// The session's name.
+        name: String,
+        /// The device path, as given.
+        device: PathBuf,
+    },
+    /// The daemon's user may not open the serial device of a new session.
+    #[error(
+        "cannot start session {name:?}: permission denied opening serial device {}",
+        device.display()
+    )]
+    DevicePermissionDenied {
+        /// The session's name.
+        name: String,
+        /// The device path, as given.
+        device: PathBuf,
+    },
+    /// The serial device of a new session could not be opened or configured.
+    #[error("cannot start session {name:?}: {source}")]
+    Device {
+        /// The session's name.
+        name: String,
+        /// Why.
+        source: OpenError,
     },
     /// The backend failed an operation.
     #[error("session {id}: {op} failed: {source}")]

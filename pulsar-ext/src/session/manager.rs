@@ -9,7 +9,7 @@ use pulsar_protocol::{SessionId, SessionInfo, SessionState, SessionType};
 use uuid::Uuid;
 
 use super::{ClientOwner, Session, SessionError};
-use crate::backend::{LocalBackend, SpawnError};
+use crate::backend::{Backend, LocalBackend, OpenError, SerialBackend, SpawnError};
 use crate::config::Config;
 
 /// What `create_session` asks for.
@@ -73,15 +73,22 @@ impl SessionManager {
         }
         self.check_room(&name)?;
 
-        let backend = match &request.session_type {
-            SessionType::Local(spec) => LocalBackend::spawn(
-                spec,
-                cols,
-                rows,
-                &[
-                    ("PULSAR_SESSION_ID", id.to_string()),
-                    ("PULSAR_SESSION_NAME", name.clone()),
-                ],
+        let backend: Arc<dyn Backend> = match &request.session_type {
+            SessionType::Local(spec) => Arc::new(
+                LocalBackend::spawn(
+                    spec,
+                    cols,
+                    rows,
+                    &[
+                        ("PULSAR_SESSION_ID", id.to_string()),
+                        ("PULSAR_SESSION_NAME", name.clone()),
+                    ],
+                )
+                .map_err(|source| spawn_error(&name, source))?,
+            ),
+            SessionType::Serial(spec) => Arc::new(
+                SerialBackend::open(spec, self.config.serial_reopen())
+                    .map_err(|source| open_error(&name, source))?,
             ),
             #[allow(unreachable_patterns)] // SessionType is non-exhaustive across crates
             other => {
@@ -90,21 +97,7 @@ impl SessionManager {
                     reason: format!("session type `{}` is not supported", other.kind()),
                 });
             }
-        }
-        .map_err(|source| match source {
-            SpawnError::NoSuchCwd(dir) => SessionError::InvalidParam {
-                field: "type.cwd",
-                reason: format!("{} does not exist or is not a directory", dir.display()),
-            },
-            SpawnError::EmptyCommand => SessionError::InvalidParam {
-                field: "type.command",
-                reason: "must name a program".to_owned(),
-            },
-            source => SessionError::Spawn {
-                name: name.clone(),
-                source,
-            },
-        })?;
+        };
 
         let session = Session::start(
             id,
@@ -113,7 +106,7 @@ impl SessionManager {
             (cols, rows),
             request.resize_policy.unwrap_or(self.config.resize_policy),
             self.config.scrollback_bytes,
-            Arc::new(backend),
+            backend,
         );
         // The name was free a moment ago; check again under the write lock so two concurrent
         // creates cannot both take it.
@@ -260,6 +253,44 @@ fn live_holder(sessions: &HashMap<SessionId, Arc<Session>>, name: &str) -> Optio
         .values()
         .find(|s| s.name() == name && s.is_alive())
         .map(|s| s.id())
+}
+
+/// A local session that could not start: bad fields are the caller's, the rest the backend's.
+fn spawn_error(name: &str, source: SpawnError) -> SessionError {
+    match source {
+        SpawnError::NoSuchCwd(dir) => SessionError::InvalidParam {
+            field: "type.cwd",
+            reason: format!("{} does not exist or is not a directory", dir.display()),
+        },
+        SpawnError::EmptyCommand => SessionError::InvalidParam {
+            field: "type.command",
+            reason: "must name a program".to_owned(),
+        },
+        source => SessionError::Spawn {
+            name: name.to_owned(),
+            source,
+        },
+    }
+}
+
+/// A serial session that could not start: bad settings are invalid params; a missing or
+/// forbidden device has a code of its own, so a client can tell the user what to fix.
+fn open_error(name: &str, source: OpenError) -> SessionError {
+    match source {
+        OpenError::InvalidSetting { field, reason } => SessionError::InvalidParam { field, reason },
+        OpenError::NotFound(device) => SessionError::DeviceNotFound {
+            name: name.to_owned(),
+            device,
+        },
+        OpenError::PermissionDenied(device) => SessionError::DevicePermissionDenied {
+            name: name.to_owned(),
+            device,
+        },
+        source => SessionError::Device {
+            name: name.to_owned(),
+            source,
+        },
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), SessionError> {

@@ -255,6 +255,7 @@ impl Session {
             exit_code: exit.and_then(|e| e.status.code),
             exit_signal: exit.and_then(|e| e.status.signal),
             exited_at: exit.map(|e| e.at),
+            reason: exit.and_then(|_| self.backend.end_reason()),
             output_offset: *self.head.borrow(),
         }
     }

@@ -232,7 +232,7 @@ fn bare_pty_throughput(producer: &str) -> (f64, usize) {
         seen.extend_from_slice(&buf[..n]);
     }
     let start = Instant::now();
-    writer.write_all(b"\r").unwrap();
+    writer.write_all(b"\n").unwrap();
     let mut total = 0usize;
     loop {
         match reader.read(&mut buf) {
@@ -269,7 +269,7 @@ async fn pulsar_throughput(client: &PulsarClient, producer: &str) -> (f64, usize
         .unwrap();
     let start = Instant::now();
     client
-        .send_input(id, Base64Data::from("\r"), None)
+        .send_input(id, Base64Data::from("\n"), None)
         .await
         .unwrap();
     let mut total = 0usize;
