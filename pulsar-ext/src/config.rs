@@ -46,12 +46,37 @@ pub struct Config {
     /// How a session's size follows several interactive clients (`latest`, `smallest`,
     /// `largest`), unless `create_session` says otherwise.
     pub resize_policy: ResizePolicy,
+    /// What happens at start to sessions that were alive when the daemon last stopped:
+    /// `respawn` (their history, a divider, then a fresh process), `history` (stopped, history
+    /// readable) or `off` (forgotten: removed from the database).
+    pub restore: RestorePolicy,
+    /// Bytes of each session's output tail saved to the database (0: save none, nor the
+    /// screen; offsets still continue across a restart). At most what the ring holds
+    /// (`scrollback_bytes`) can be saved.
+    pub persist_scrollback_bytes: usize,
+    /// How often changed sessions' output and activity are saved; a `kill -9` loses at most
+    /// this much output.
+    pub persist_interval_ms: u64,
+    /// Audit-log entries kept; older ones are pruned by the cleanup task.
+    pub audit_max_rows: u64,
     /// Whether a serial session whose device vanishes (unplugged, hung up) waits for it to
     /// come back and carries on, instead of stopping.
     pub serial_reopen: bool,
     /// Longest pause between two attempts to reopen a vanished serial device; the pauses
     /// double from 50 ms up to this.
     pub serial_reopen_max_backoff_ms: u64,
+}
+
+/// What becomes of sessions that were alive when the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestorePolicy {
+    /// History, a divider line, then a fresh process with the same command, cwd and env.
+    Respawn,
+    /// Stopped, with the history readable.
+    History,
+    /// Not restored; their rows are removed from the database.
+    Off,
 }
 
 /// The keys `PULSAR_*` environment variables may set (other `PULSAR_` variables are ignored).
@@ -70,6 +95,10 @@ const KEYS: &[&str] = &[
     "default_cols",
     "default_rows",
     "resize_policy",
+    "restore",
+    "persist_scrollback_bytes",
+    "persist_interval_ms",
+    "audit_max_rows",
     "serial_reopen",
     "serial_reopen_max_backoff_ms",
 ];
@@ -115,6 +144,10 @@ impl Config {
             default_cols: 80,
             default_rows: 24,
             resize_policy: ResizePolicy::Latest,
+            restore: RestorePolicy::Respawn,
+            persist_scrollback_bytes: 256 * 1024,
+            persist_interval_ms: 2000,
+            audit_max_rows: 100_000,
             serial_reopen: false,
             serial_reopen_max_backoff_ms: 5000,
         }
@@ -178,6 +211,11 @@ impl Config {
             self.max_request_bytes >= 4096,
             "max_request_bytes",
             "must be at least 4096",
+        )?;
+        check(
+            self.persist_interval_ms >= 10,
+            "persist_interval_ms",
+            "must be at least 10",
         )?;
         check(
             self.cleanup_interval_secs >= 1,

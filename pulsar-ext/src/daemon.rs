@@ -10,10 +10,13 @@ use jsonrpsee::server::{Server, ServerHandle, stop_channel};
 use pulsar_protocol::PulsarApiServer as _;
 use tokio::task::JoinHandle;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::persist::Persistence;
 use crate::rpc::{BindError, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,9 @@ pub enum DaemonError {
     /// The socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A running daemon. [`Daemon::stop`] ends it; dropping it without stopping aborts nothing
@@ -30,20 +36,47 @@ pub struct Daemon {
     server: ServerHandle,
     accept_loop: JoinHandle<()>,
     cleanup: JoinHandle<()>,
+    checkpoint: JoinHandle<()>,
     sessions: Arc<SessionManager>,
+    persistence: Arc<Persistence>,
     socket_path: PathBuf,
 }
 
 impl Daemon {
-    /// Binds the socket and starts serving. Call inside the daemon's runtime.
+    /// Binds the socket, opens the database, restores the saved sessions and starts serving.
+    /// Call inside the daemon's runtime.
     pub async fn start(config: Config) -> Result<Self, DaemonError> {
         let config = Arc::new(config);
         raise_fd_limit();
+        // The socket first: a live daemon on it must keep sole use of the database.
         let listener = SocketListener::bind(&config.socket_path).await?;
         let socket_path = listener.path().to_owned();
 
-        let sessions = Arc::new(SessionManager::new(Arc::clone(&config)));
-        let methods = Handlers::new(Arc::clone(&sessions), Arc::clone(&config)).into_rpc();
+        let database = config.database_path.clone();
+        let (store, stored) = tokio::task::spawn_blocking(move || Store::open(&database))
+            .await
+            .expect("opening the database panicked")?;
+        let persistence = Arc::new(Persistence::new(store, Arc::clone(&config)));
+        let sessions = Arc::new(SessionManager::with_observer(
+            Arc::clone(&config),
+            Arc::clone(&persistence) as Arc<dyn crate::session::SessionObserver>,
+        ));
+        let restored = persistence.restore_all(stored, &sessions);
+        tracing::info!(
+            database = %config.database_path.display(),
+            respawned = restored.respawned,
+            stopped = restored.stopped,
+            dropped = restored.dropped,
+            policy = ?config.restore,
+            "sessions restored"
+        );
+
+        let methods = Handlers::new(
+            Arc::clone(&sessions),
+            Arc::clone(&config),
+            Arc::clone(&persistence),
+        )
+        .into_rpc();
         let (stop_handle, server) = stop_channel();
         let context = Arc::new(crate::rpc::connection_context(
             methods.into(),
@@ -53,13 +86,21 @@ impl Daemon {
             stop_handle,
             Arc::clone(&sessions),
             config.max_request_bytes,
+            Arc::clone(&persistence) as Arc<dyn AuditLog>,
         ));
 
         let (trigger, shutdown) = shutdown::channel();
         let accept_loop = tokio::spawn(listener.run(context, shutdown.clone()));
         let cleanup = tokio::spawn(cleanup_task(
             Arc::clone(&sessions),
+            Arc::clone(&persistence),
             Duration::from_secs(config.cleanup_interval_secs),
+            shutdown.clone(),
+        ));
+        let checkpoint = tokio::spawn(checkpoint_task(
+            Arc::clone(&sessions),
+            Arc::clone(&persistence),
+            Duration::from_millis(config.persist_interval_ms),
             shutdown,
         ));
         tracing::info!(
@@ -73,7 +114,9 @@ impl Daemon {
             server,
             accept_loop,
             cleanup,
+            checkpoint,
             sessions,
+            persistence,
             socket_path,
         })
     }
@@ -88,8 +131,9 @@ impl Daemon {
         &self.sessions
     }
 
-    /// Stops accepting, closes connections, ends the sessions' processes and removes the
-    /// socket.
+    /// Stops accepting, closes connections, saves every session, ends their processes
+    /// (without recording them as stopped, so that the next start restores them), closes the
+    /// database and removes the socket.
     pub async fn stop(self) {
         tracing::info!("pulsar daemon stopping");
         self.trigger.trigger();
@@ -97,7 +141,13 @@ impl Daemon {
         // The accept loop owns the listener; when it ends the socket file is removed.
         let _ = self.accept_loop.await;
         let _ = self.cleanup.await;
+        let _ = self.checkpoint.await;
+        self.persistence.checkpoint(&self.sessions);
+        self.persistence.freeze();
+        self.persistence.flush().await;
         self.sessions.terminate_all().await;
+        let persistence = Arc::clone(&self.persistence);
+        let _ = tokio::task::spawn_blocking(move || persistence.close()).await;
         tracing::info!("pulsar daemon stopped");
     }
 }
@@ -123,8 +173,13 @@ fn raise_fd_limit() {
     }
 }
 
-/// Every `interval`, removes stopped sessions past their retention.
-async fn cleanup_task(sessions: Arc<SessionManager>, interval: Duration, mut shutdown: Shutdown) {
+/// Every `interval`, removes stopped sessions past their retention and prunes the audit log.
+async fn cleanup_task(
+    sessions: Arc<SessionManager>,
+    persistence: Arc<Persistence>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate
@@ -135,7 +190,25 @@ async fn cleanup_task(sessions: Arc<SessionManager>, interval: Duration, mut shu
                 if removed > 0 {
                     tracing::info!(removed, "cleanup removed stopped sessions");
                 }
+                persistence.prune_audit();
             }
+            _ = shutdown.wait() => break,
+        }
+    }
+}
+
+/// Every `interval`, saves the output and activity of sessions that changed.
+async fn checkpoint_task(
+    sessions: Arc<SessionManager>,
+    persistence: Arc<Persistence>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => persistence.checkpoint(&sessions),
             _ = shutdown.wait() => break,
         }
     }

@@ -15,4 +15,28 @@ pub struct Status {
     pub num_clients: usize,
     /// The daemon's process id.
     pub pid: u32,
+    /// The session database and how fast it writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseStatus>,
+}
+
+/// The session database, as `get_status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseStatus {
+    /// The SQLite file.
+    pub path: String,
+    /// Its schema version (`PRAGMA user_version`).
+    pub schema_version: i64,
+    /// Transactions committed since the daemon started.
+    pub commits: u64,
+    /// Writes committed since the daemon started.
+    pub writes: u64,
+    /// Median time from a write being queued to its commit (recent window), µs.
+    pub write_p50_us: u64,
+    /// 99th percentile of the same, µs.
+    pub write_p99_us: u64,
+    /// Median transaction commit time (recent window), µs.
+    pub commit_p50_us: u64,
+    /// 99th percentile of the same, µs.
+    pub commit_p99_us: u64,
 }

@@ -85,6 +85,13 @@ pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
         .expect("signal the daemon");
 }
 
+fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// A `pulsar-standalone` in its own temp dir, killed if the test forgets to stop it.
 pub struct Daemon {
     /// The daemon process.
@@ -93,9 +100,50 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     /// The socket it listens on.
     pub socket: PathBuf,
+    /// The `PULSAR_*` settings it was started with, kept for restarts.
+    settings: Vec<(String, String)>,
 }
 
 impl Daemon {
+    /// The daemon's database file.
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("pulsar.db")
+    }
+
+    fn settings_ref(&self) -> Vec<(&str, &str)> {
+        self.settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// Stops the daemon gracefully (SIGTERM) and starts a new one on the same socket,
+    /// database and settings, changed by `overrides`.
+    pub async fn restart(mut self, overrides: &[(&str, &str)]) -> Self {
+        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
+        let exit = wait_exit(&mut self.child, "the daemon");
+        assert!(exit.success(), "graceful stop failed: {exit:?}");
+        self.start_again(overrides).await
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to save anything) and starts a new one on the
+    /// same socket, database and settings, changed by `overrides`.
+    pub async fn crash_and_restart(mut self, overrides: &[(&str, &str)]) -> Self {
+        signal(&self.child, nix::sys::signal::Signal::SIGKILL);
+        wait_exit(&mut self.child, "the killed daemon");
+        self.start_again(overrides).await
+    }
+
+    async fn start_again(mut self, overrides: &[(&str, &str)]) -> Self {
+        for (key, value) in overrides {
+            self.settings.retain(|(k, _)| k != key);
+            self.settings.push(((*key).to_owned(), (*value).to_owned()));
+        }
+        self.child = Self::spawn(self.dir.path(), &self.socket, &self.settings_ref());
+        self.wait_ready().await;
+        self
+    }
+
     /// Starts a daemon with default settings.
     pub async fn start() -> Self {
         Self::start_with(&[]).await
@@ -106,7 +154,12 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("run/pulsar.sock");
         let child = Self::spawn(dir.path(), &socket, settings);
-        let daemon = Self { child, dir, socket };
+        let daemon = Self {
+            child,
+            dir,
+            socket,
+            settings: owned(settings),
+        };
         daemon.wait_ready().await;
         daemon
     }
@@ -138,7 +191,12 @@ impl Daemon {
                 })
             };
         });
-        let daemon = Self { child, dir, socket };
+        let daemon = Self {
+            child,
+            dir,
+            socket,
+            settings: owned(settings),
+        };
         daemon.wait_ready().await;
         daemon
     }

@@ -257,7 +257,15 @@ async fn snapshot_with_wide_characters_matches_an_independent_emulator() {
 async fn snapshot_offset_continues_into_the_stream_without_gap_or_duplicate() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = create(&client, &["/bin/cat"], 40, 5).await;
+    // No terminal echo: "early" is printed once, by cat, so once seen nothing more is due.
+    let id = create(
+        &client,
+        &["/bin/sh", "-c", "stty -echo; echo READY; exec cat"],
+        40,
+        5,
+    )
+    .await;
+    read_until(&client, id, "READY").await;
     client
         .send_input(id, Base64Data::from("early\n"), None)
         .await

@@ -18,6 +18,7 @@ use tokio::net::UnixStream;
 use tower::Service;
 
 use super::{Peer, line};
+use crate::audit::AuditLog;
 use crate::session::SessionManager;
 use crate::shutdown::Shutdown;
 
@@ -42,6 +43,7 @@ pub(crate) struct ConnectionContext {
     pub stop_handle: StopHandle,
     pub sessions: Arc<SessionManager>,
     pub max_request_bytes: u32,
+    pub audit: Arc<dyn AuditLog>,
 }
 
 impl ConnectionContext {

@@ -13,7 +13,9 @@ use pulsar_protocol::{
 };
 
 use super::Peer;
+use crate::audit::{AuditLog as _, AuditRecord};
 use crate::config::Config;
+use crate::persist::Persistence;
 use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
 
 /// Largest `receive_output` answer, and its default.
@@ -26,17 +28,34 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct Handlers {
     sessions: Arc<SessionManager>,
     config: Arc<Config>,
+    persistence: Arc<Persistence>,
     started: Instant,
 }
 
 impl Handlers {
-    /// Handlers over `sessions`.
-    pub fn new(sessions: Arc<SessionManager>, config: Arc<Config>) -> Self {
+    /// Handlers over `sessions`, auditing and reporting through `persistence`.
+    pub fn new(
+        sessions: Arc<SessionManager>,
+        config: Arc<Config>,
+        persistence: Arc<Persistence>,
+    ) -> Self {
         Self {
             sessions,
             config,
+            persistence,
             started: Instant::now(),
         }
+    }
+
+    /// Records who did `action` to `session_id`.
+    fn audit(&self, action: &'static str, session_id: SessionId, caller: &Peer, detail: String) {
+        self.persistence.record(AuditRecord {
+            action,
+            session_id: Some(session_id),
+            uid: Some(caller.uid),
+            pid: caller.pid,
+            detail,
+        });
     }
 }
 
@@ -76,6 +95,7 @@ impl PulsarApiServer for Handlers {
             num_sessions: self.sessions.len(),
             num_clients: self.sessions.num_clients(),
             pid: std::process::id(),
+            database: Some(self.persistence.status()),
         })
     }
 
@@ -102,6 +122,16 @@ impl PulsarApiServer for Handlers {
             pid = ?caller.pid,
             "create_session"
         );
+        self.audit(
+            "create",
+            session.id(),
+            &caller,
+            format!(
+                "name={} type={}",
+                session.name(),
+                session.session_type().kind()
+            ),
+        );
         Ok(CreateSessionResult {
             session_id: session.id(),
             session: session.info(),
@@ -124,6 +154,12 @@ impl PulsarApiServer for Handlers {
             .sessions
             .attach(session_id, &client_id, caller.connection, mode)?;
         tracing::debug!(session = %session_id, client = %client_id, ?mode, pid = ?caller.pid, "attached");
+        self.audit(
+            "attach",
+            session_id,
+            &caller,
+            format!("client={client_id} mode={mode:?}"),
+        );
         Ok(AttachResult {
             client_id,
             mode,
@@ -138,9 +174,11 @@ impl PulsarApiServer for Handlers {
         session_id: SessionId,
         client_id: Option<String>,
     ) -> RpcResult<Success> {
-        let client_id = peer(ext).client_id(client_id);
+        let caller = peer(ext);
+        let client_id = caller.client_id(client_id);
         self.sessions.get(session_id)?.detach(&client_id)?;
         tracing::debug!(session = %session_id, client = %client_id, "detached");
+        self.audit("detach", session_id, &caller, format!("client={client_id}"));
         Ok(Success::OK)
     }
 
@@ -168,6 +206,12 @@ impl PulsarApiServer for Handlers {
             .await?;
         // Who typed, not what: input may carry passwords.
         tracing::trace!(session = %session_id, client = %client_id, uid = caller.uid, pid = ?caller.pid, bytes = bytes_written, "input");
+        self.audit(
+            "input",
+            session_id,
+            &caller,
+            format!("client={client_id} bytes={bytes_written}"),
+        );
         Ok(SendInputResult { bytes_written })
     }
 
@@ -297,6 +341,7 @@ impl PulsarApiServer for Handlers {
         let caller = peer(ext);
         tracing::info!(session = %session_id, uid = caller.uid, pid = ?caller.pid, "terminate_session");
         self.sessions.terminate(session_id).await?;
+        self.audit("terminate", session_id, &caller, String::new());
         Ok(Success::OK)
     }
 }

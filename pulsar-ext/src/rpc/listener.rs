@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::Peer;
 use super::connection::{self, ConnectionContext};
+use crate::audit::AuditRecord;
 use crate::shutdown::Shutdown;
 
 /// Why the socket could not be bound.
@@ -152,6 +153,13 @@ impl SocketListener {
                     pid = ?cred.pid(),
                     "refused a connection from another user"
                 );
+                context.audit.record(AuditRecord {
+                    action: "refused_connection",
+                    session_id: None,
+                    uid: Some(cred.uid()),
+                    pid: cred.pid(),
+                    detail: "peer uid differs from the daemon's".to_owned(),
+                });
                 continue;
             }
             let peer = Peer {

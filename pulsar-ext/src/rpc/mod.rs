@@ -33,6 +33,7 @@ pub(crate) fn connection_context(
     stop_handle: jsonrpsee::server::StopHandle,
     sessions: std::sync::Arc<crate::session::SessionManager>,
     max_request_bytes: u32,
+    audit: std::sync::Arc<dyn crate::audit::AuditLog>,
 ) -> ConnectionContext {
     ConnectionContext {
         methods,
@@ -40,5 +41,6 @@ pub(crate) fn connection_context(
         stop_handle,
         sessions,
         max_request_bytes,
+        audit,
     }
 }

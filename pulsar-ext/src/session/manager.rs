@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pulsar_protocol::{SessionId, SessionInfo, SessionState, SessionType};
 use uuid::Uuid;
 
-use super::{ClientOwner, Session, SessionError};
+use super::{ClientOwner, Exit, History, Session, SessionError, SessionObserver, SessionSpec};
 use crate::backend::{Backend, LocalBackend, OpenError, SerialBackend, SpawnError};
 use crate::config::Config;
 
@@ -31,6 +31,41 @@ pub struct CreateRequest {
 pub struct SessionManager {
     sessions: RwLock<HashMap<SessionId, Arc<Session>>>,
     config: Arc<Config>,
+    /// Told of every session's changes (the store).
+    observer: Option<Arc<dyn SessionObserver>>,
+}
+
+/// A session to bring back after a restart.
+pub struct RestoreRequest {
+    /// Its id, as before.
+    pub id: SessionId,
+    /// Its name, as before.
+    pub name: String,
+    /// What ran in it.
+    pub session_type: SessionType,
+    /// When it was first created.
+    pub created_at: DateTime<Utc>,
+    /// Its terminal size.
+    pub size: (u16, u16),
+    /// Its resize policy.
+    pub resize_policy: pulsar_protocol::ResizePolicy,
+    /// Its saved output and the restart divider.
+    pub history: Option<History>,
+    /// Start it again, or keep it stopped.
+    pub mode: RestoreMode,
+}
+
+/// How a restored session comes back.
+pub enum RestoreMode {
+    /// A fresh process (or device, or connection) after the history.
+    Respawn,
+    /// Stopped, history readable.
+    Stopped {
+        /// How it ended.
+        exit: Exit,
+        /// Why, if known.
+        reason: Option<String>,
+    },
 }
 
 impl SessionManager {
@@ -39,6 +74,23 @@ impl SessionManager {
         Self {
             sessions: RwLock::new(HashMap::new()),
             config,
+            observer: None,
+        }
+    }
+
+    /// An empty table whose sessions report their changes to `observer`.
+    pub fn with_observer(config: Arc<Config>, observer: Arc<dyn SessionObserver>) -> Self {
+        Self {
+            observer: Some(observer),
+            ..Self::new(config)
+        }
+    }
+
+    /// Takes `session` into the table and starts telling the observer about it.
+    fn adopt(&self, sessions: &mut HashMap<SessionId, Arc<Session>>, session: &Arc<Session>) {
+        sessions.insert(session.id(), Arc::clone(session));
+        if let Some(observer) = &self.observer {
+            session.observe(Arc::clone(observer));
         }
     }
 
@@ -73,7 +125,48 @@ impl SessionManager {
         }
         self.check_room(&name)?;
 
-        let backend: Arc<dyn Backend> = match &request.session_type {
+        let backend = self.spawn_backend(id, &name, &request.session_type, (cols, rows))?;
+        let session = Session::start(
+            SessionSpec {
+                id,
+                name,
+                session_type: request.session_type,
+                // Millisecond precision, as stored: the time reads the same after a restart.
+                created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                    .unwrap_or_else(Utc::now),
+                size: (cols, rows),
+                resize_policy: request.resize_policy.unwrap_or(self.config.resize_policy),
+                scrollback_bytes: self.config.scrollback_bytes,
+                history: None,
+            },
+            backend,
+        );
+        // The name was free a moment ago; check again under the write lock so two concurrent
+        // creates cannot both take it.
+        let mut sessions = self.write();
+        if let Some(holder) = live_holder(&sessions, session.name()) {
+            drop(sessions);
+            let name = session.name().to_owned();
+            let orphan = Arc::clone(&session);
+            tokio::spawn(async move { orphan.terminate(Duration::ZERO).await });
+            return Err(SessionError::NameExists { name, id: holder });
+        }
+        self.adopt(&mut sessions, &session);
+        drop(sessions);
+        tracing::info!(session = %id, name = %session.name(), "session created");
+        Ok(session)
+    }
+
+    /// Starts the backend for a session of `session_type`.
+    fn spawn_backend(
+        &self,
+        id: SessionId,
+        name: &str,
+        session_type: &SessionType,
+        (cols, rows): (u16, u16),
+    ) -> Result<Arc<dyn Backend>, SessionError> {
+        let name = name.to_owned();
+        let backend: Arc<dyn Backend> = match session_type {
             SessionType::Local(spec) => Arc::new(
                 LocalBackend::spawn(
                     spec,
@@ -99,29 +192,63 @@ impl SessionManager {
             }
         };
 
-        let session = Session::start(
-            id,
-            name,
-            request.session_type,
-            (cols, rows),
-            request.resize_policy.unwrap_or(self.config.resize_policy),
-            self.config.scrollback_bytes,
-            backend,
-        );
-        // The name was free a moment ago; check again under the write lock so two concurrent
-        // creates cannot both take it.
+        Ok(backend)
+    }
+
+    /// Brings back a session saved before a restart: respawned after its history, or stopped
+    /// with it. A respawn that fails leaves the session stopped, saying why.
+    pub fn restore(&self, mut request: RestoreRequest) -> Arc<Session> {
+        let history = request.history.take();
+        let spec = SessionSpec {
+            id: request.id,
+            name: request.name.clone(),
+            session_type: request.session_type.clone(),
+            created_at: request.created_at,
+            size: request.size,
+            resize_policy: request.resize_policy,
+            scrollback_bytes: self.config.scrollback_bytes,
+            history,
+        };
+        let session = match request.mode {
+            RestoreMode::Respawn => match self.respawn_backend(&request) {
+                Ok(backend) => Session::start(spec, backend),
+                Err(err) => {
+                    tracing::warn!(session = %request.id, name = %request.name, "could not restart: {err}");
+                    Session::stopped(
+                        spec,
+                        Exit {
+                            status: crate::backend::ExitStatus {
+                                code: None,
+                                signal: None,
+                            },
+                            at: Utc::now(),
+                        },
+                        Some(format!(
+                            "could not restart after the daemon restarted: {err}"
+                        )),
+                    )
+                }
+            },
+            RestoreMode::Stopped { exit, reason } => Session::stopped(spec, exit, reason),
+        };
         let mut sessions = self.write();
-        if let Some(holder) = live_holder(&sessions, session.name()) {
-            drop(sessions);
-            let name = session.name().to_owned();
-            let orphan = Arc::clone(&session);
-            tokio::spawn(async move { orphan.terminate(Duration::ZERO).await });
-            return Err(SessionError::NameExists { name, id: holder });
+        self.adopt(&mut sessions, &session);
+        session
+    }
+
+    fn respawn_backend(&self, request: &RestoreRequest) -> Result<Arc<dyn Backend>, SessionError> {
+        if let Some(holder) = live_holder(&self.read(), &request.name) {
+            return Err(SessionError::NameExists {
+                name: request.name.clone(),
+                id: holder,
+            });
         }
-        sessions.insert(id, Arc::clone(&session));
-        drop(sessions);
-        tracing::info!(session = %id, name = %session.name(), "session created");
-        Ok(session)
+        self.spawn_backend(
+            request.id,
+            &request.name,
+            &request.session_type,
+            request.size,
+        )
     }
 
     fn check_room(&self, name: &str) -> Result<(), SessionError> {
@@ -149,6 +276,11 @@ impl SessionManager {
             .get(&id)
             .cloned()
             .ok_or(SessionError::NotFound(id))
+    }
+
+    /// Every session.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.read().values().cloned().collect()
     }
 
     /// Every session's info, oldest first.
@@ -221,15 +353,22 @@ impl SessionManager {
         );
         let now = Utc::now();
         let mut sessions = self.write();
-        let before = sessions.len();
+        let mut removed = Vec::new();
         sessions.retain(|id, session| match session.exit() {
             Some(exit) if now - exit.at >= retention => {
                 tracing::info!(session = %id, name = %session.name(), "removing stopped session");
+                removed.push(*id);
                 false
             }
             _ => true,
         });
-        before - sessions.len()
+        drop(sessions);
+        if let Some(observer) = &self.observer {
+            for id in &removed {
+                observer.removed(*id);
+            }
+        }
+        removed.len()
     }
 
     /// Ends every live session without waiting out the grace period (daemon stop).

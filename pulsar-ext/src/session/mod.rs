@@ -5,11 +5,13 @@
 
 mod error;
 mod manager;
+mod observer;
 mod reader;
 #[allow(clippy::module_inception)]
 mod session;
 
 pub use error::SessionError;
-pub use manager::{CreateRequest, SessionManager};
+pub use manager::{CreateRequest, RestoreMode, RestoreRequest, SessionManager};
+pub use observer::SessionObserver;
 pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
-pub use session::{ClientOwner, Exit, Session};
+pub use session::{ClientOwner, Exit, History, Session, SessionSpec};

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,8 +16,8 @@ use pulsar_protocol::{
 };
 use tokio::sync::{broadcast, watch};
 
-use super::SessionError;
 use super::reader::Control;
+use super::{SessionError, SessionObserver};
 use crate::backend::{Backend, ExitStatus};
 use crate::terminal::{Chunk, Screen, Scrollback, history};
 
@@ -113,6 +113,77 @@ pub struct Session {
     exit: watch::Sender<Option<Exit>>,
     last_active_ms: AtomicI64,
     shared: Mutex<Shared>,
+    /// Told of changes worth persisting; set once the manager has taken the session in.
+    observer: OnceLock<Arc<dyn SessionObserver>>,
+}
+
+/// Everything a session is made from.
+pub struct SessionSpec {
+    /// Its id.
+    pub id: SessionId,
+    /// Its name.
+    pub name: String,
+    /// What runs in it.
+    pub session_type: SessionType,
+    /// When it was (first) created.
+    pub created_at: DateTime<Utc>,
+    /// Terminal size (cols, rows).
+    pub size: (u16, u16),
+    /// How the size follows clients.
+    pub resize_policy: ResizePolicy,
+    /// Scrollback ring capacity.
+    pub scrollback_bytes: usize,
+    /// Output carried over from before a restart.
+    pub history: Option<History>,
+}
+
+/// Output a restored session starts with, so that offsets continue across the restart.
+pub struct History {
+    /// Absolute offset of `scrollback[0]`.
+    pub offset: u64,
+    /// The saved tail of the output.
+    pub scrollback: Vec<u8>,
+    /// Bytes that redraw the saved screen.
+    pub screen: Vec<u8>,
+    /// A visible line marking the restart, appended after the history.
+    pub divider: Vec<u8>,
+}
+
+/// The backend of a session whose process is gone: nothing to read, write or wait for.
+struct Ended {
+    reason: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Backend for Ended {
+    async fn read(&self, _buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+
+    async fn write_all(&self, _data: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "the session has ended",
+        ))
+    }
+
+    fn resize(&self, _cols: u16, _rows: u16) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn wait(&self) -> ExitStatus {
+        std::future::pending().await
+    }
+
+    async fn terminate(&self, _grace: Duration) {}
+
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    fn end_reason(&self) -> Option<String> {
+        self.reason.clone()
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -129,31 +200,39 @@ impl std::fmt::Debug for Session {
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 
 impl Session {
-    /// Wraps a started backend and starts the session's pump on the current runtime.
-    pub(super) fn start(
-        id: SessionId,
-        name: String,
-        session_type: SessionType,
-        (cols, rows): (u16, u16),
-        resize_policy: ResizePolicy,
-        scrollback_bytes: usize,
-        backend: Arc<dyn Backend>,
-    ) -> Arc<Self> {
-        let now = Utc::now();
-        let session = Arc::new(Self {
+    fn build(spec: SessionSpec, backend: Arc<dyn Backend>, exit: Option<Exit>) -> Arc<Self> {
+        let SessionSpec {
             id,
             name,
             session_type,
-            created_at: now,
+            created_at,
+            size: (cols, rows),
+            resize_policy,
+            scrollback_bytes,
+            history,
+        } = spec;
+        let mut ring = Scrollback::new(scrollback_bytes);
+        let mut screen = Screen::new(cols, rows);
+        if let Some(history) = history {
+            ring = Scrollback::starting_at(scrollback_bytes, history.offset);
+            ring.push(&history.scrollback);
+            screen.feed(&history.screen);
+            ring.push(&history.divider);
+            screen.feed(&history.divider);
+        }
+        let head = ring.head();
+        let last_active = Utc::now().timestamp_millis();
+        Arc::new(Self {
+            id,
+            name,
+            session_type,
+            created_at,
             backend,
-            output: Mutex::new(Output {
-                ring: Scrollback::new(scrollback_bytes),
-                screen: Screen::new(cols, rows),
-            }),
-            head: watch::channel(0).0,
+            output: Mutex::new(Output { ring, screen }),
+            head: watch::channel(head).0,
             control: broadcast::channel(16).0,
-            exit: watch::channel(None).0,
-            last_active_ms: AtomicI64::new(now.timestamp_millis()),
+            exit: watch::channel(exit).0,
+            last_active_ms: AtomicI64::new(last_active),
             shared: Mutex::new(Shared {
                 clients: HashMap::new(),
                 read_cursors: HashMap::new(),
@@ -161,9 +240,64 @@ impl Session {
                 rows,
                 resize_policy,
             }),
-        });
+            observer: OnceLock::new(),
+        })
+    }
+
+    /// Wraps a started backend and starts the session's pump on the current runtime.
+    pub(super) fn start(spec: SessionSpec, backend: Arc<dyn Backend>) -> Arc<Self> {
+        let session = Self::build(spec, backend, None);
         tokio::spawn(pump(Arc::clone(&session)));
         session
+    }
+
+    /// A session whose process is gone, kept for its history (restored with `history`, or
+    /// stopped before the daemon restarted).
+    pub(super) fn stopped(spec: SessionSpec, exit: Exit, reason: Option<String>) -> Arc<Self> {
+        Self::build(spec, Arc::new(Ended { reason }), Some(exit))
+    }
+
+    /// From now on, tells `observer` of every change, starting with this moment's state.
+    pub(super) fn observe(&self, observer: Arc<dyn SessionObserver>) {
+        if self.observer.set(observer).is_ok() {
+            self.notify();
+        }
+    }
+
+    /// Tells the observer, if any, that this session changed.
+    fn notify(&self) {
+        if let Some(observer) = self.observer.get() {
+            observer.changed(self);
+        }
+    }
+
+    /// When the session was created.
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+
+    /// What runs in it.
+    pub fn session_type(&self) -> &SessionType {
+        &self.session_type
+    }
+
+    /// The last activity, Unix milliseconds.
+    pub fn last_active_ms(&self) -> i64 {
+        self.last_active_ms.load(Ordering::Relaxed)
+    }
+
+    /// One past the last output byte.
+    pub fn output_offset(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// The last `max` bytes of output (with the offset of the first) and the bytes that
+    /// redraw the screen as of their end, for the store.
+    pub fn saved_output(&self, max: usize) -> (u64, Vec<u8>, Vec<u8>) {
+        let output = self.output();
+        let from = output.ring.head().saturating_sub(max as u64);
+        let tail = output.ring.read(from, max);
+        (tail.offset, tail.data, output.screen.redraw())
     }
 
     /// The session's id.
@@ -286,6 +420,7 @@ impl Session {
         );
         drop(shared);
         self.touch();
+        self.notify();
         Ok(())
     }
 
@@ -298,6 +433,7 @@ impl Session {
                 let target = shared.policy_size(None);
                 drop(shared);
                 self.apply_size(target);
+                self.notify();
                 Ok(())
             }
             None => Err(SessionError::NotAttached {
@@ -327,6 +463,9 @@ impl Session {
         let target = (detached > 0).then(|| shared.policy_size(None)).flatten();
         drop(shared);
         self.apply_size(target);
+        if detached > 0 {
+            self.notify();
+        }
         detached
     }
 
@@ -440,6 +579,7 @@ impl Session {
             shared.rows = rows;
         }
         let _ = self.control.send(Control::Resized { cols, rows });
+        self.notify();
         Ok(())
     }
 
@@ -604,5 +744,6 @@ async fn pump(session: Arc<Session>) {
         status,
         at: Utc::now(),
     }));
+    session.notify();
     let _ = session.control.send(Control::Exited);
 }

@@ -1,0 +1,361 @@
+//! The SQLite store: the only code that knows SQL.
+//!
+//! One thread owns the connection and applies writes in batches from a channel, so no async
+//! task ever waits on the disk; callers that must know a write is durable await its
+//! acknowledgement instead. WAL with `synchronous = NORMAL`: a crashed daemon (even `kill -9`)
+//! loses nothing that was committed. The database file is kept 0600.
+
+mod schema;
+mod writer;
+
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use schema::{CURRENT as SCHEMA_VERSION, V1 as SCHEMA_V1};
+use writer::{Op, WriterStats};
+
+/// A session's row (`sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The session id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// `local`, `ssh` or `serial`.
+    pub session_type: String,
+    /// The session's config as JSON, with every secret removed.
+    pub config: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Last activity, Unix milliseconds.
+    pub last_active: i64,
+    /// `running`, `detached` or `stopped`.
+    pub state: String,
+    /// Exit code, once stopped.
+    pub exit_code: Option<i32>,
+    /// Exit signal, once stopped.
+    pub exit_signal: Option<i32>,
+    /// When it stopped, Unix milliseconds.
+    pub exited_at: Option<i64>,
+    /// Why it stopped, when a backend said.
+    pub reason: Option<String>,
+}
+
+/// A session's saved output (`session_state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedOutput {
+    /// The session id.
+    pub session_id: Uuid,
+    /// Absolute offset of `scrollback[0]`.
+    pub offset: u64,
+    /// The tail of the session's output.
+    pub scrollback: Vec<u8>,
+    /// The bytes that redraw its screen as of `offset + scrollback.len()`.
+    pub screen: Vec<u8>,
+}
+
+/// One audit entry (`audit_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unix milliseconds.
+    pub time: i64,
+    /// Who, when known.
+    pub uid: Option<u32>,
+    /// Which process, when known.
+    pub pid: Option<i32>,
+    /// `create`, `attach`, `detach`, `input`, `terminate`, `restore`, `refused_connection`, ...
+    pub action: String,
+    /// The session concerned.
+    pub session_id: Option<Uuid>,
+    /// Anything else worth knowing (never a secret, never input bytes).
+    pub detail: String,
+}
+
+/// A session as loaded at start.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// Its row.
+    pub row: SessionRow,
+    /// Its saved output, if any was saved.
+    pub output: Option<SavedOutput>,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file is not a usable SQLite database (corrupt, or not SQLite at all).
+    #[error(
+        "database {path} is unreadable or corrupt ({reason}). Pulsar will not start over silently \
+         and lose its history: move the file aside (e.g. `mv {path} {path}.broken`) to start with \
+         an empty database, or restore it from a backup"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The file or its directory could not be created or opened.
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Written by a newer Pulsar.
+    #[error("database {path}: {reason}; upgrade Pulsar or use another --database")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// The versions.
+        reason: String,
+    },
+}
+
+/// Counters and write latencies, for `get_status` and the benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes applied.
+    pub writes: u64,
+    /// Median commit time over the recent window, microseconds.
+    pub commit_p50_us: u64,
+    /// 99th-percentile commit time over the recent window, microseconds.
+    pub commit_p99_us: u64,
+    /// Median time from a write being queued to its commit, microseconds.
+    pub write_p50_us: u64,
+    /// 99th percentile of the same.
+    pub write_p99_us: u64,
+}
+
+/// A handle to the store's writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Op>,
+    stats: Arc<Mutex<WriterStats>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`, loads every session,
+    /// and starts the writer thread. Blocking: call from a blocking context.
+    pub fn open(path: &Path) -> Result<(Self, Vec<StoredSession>), StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| open_err(e.to_string()))?;
+        }
+        // Create it private before SQLite touches it (SQLite gives its -wal and -shm files the
+        // database's mode), and tighten an existing file that is not.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| open_err(e.to_string()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(corrupt)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(corrupt)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(corrupt)?;
+        let integrity: String = conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(corrupt)?;
+        if integrity != "ok" {
+            return Err(StoreError::Corrupt {
+                path: path.to_owned(),
+                reason: integrity,
+            });
+        }
+        let found = schema::migrate(&mut conn).map_err(|e| match e {
+            schema::MigrateError::TooNew { .. } => StoreError::TooNew {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            },
+            schema::MigrateError::Sqlite(e) => corrupt(e),
+        })?;
+        if found != schema::CURRENT {
+            tracing::info!(
+                database = %path.display(),
+                from = found,
+                to = schema::CURRENT,
+                "migrated the database"
+            );
+        }
+        // The WAL and shared-memory files carry the same data: keep them private too.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let _ = std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600));
+        }
+        let sessions = load(&conn).map_err(corrupt)?;
+
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(WriterStats::default()));
+        let thread = {
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("pulsar-store".to_owned())
+                .spawn(move || writer::run(conn, rx, stats))
+                .map_err(|e| open_err(e.to_string()))?
+        };
+        Ok((
+            Self {
+                tx,
+                stats,
+                thread: Arc::new(Mutex::new(Some(thread))),
+                path: path.to_owned(),
+            },
+            sessions,
+        ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, op: Op) {
+        // After `close` the writer is gone; late writes are dropped (the daemon is stopping).
+        let _ = self.tx.send(op);
+    }
+
+    /// Inserts or replaces a session's row.
+    pub fn upsert_session(&self, row: SessionRow) {
+        self.send(Op::Upsert(row, Instant::now()));
+    }
+
+    /// Updates a session's `last_active`.
+    pub fn touch(&self, id: Uuid, last_active: i64) {
+        self.send(Op::Touch(id, last_active, Instant::now()));
+    }
+
+    /// Replaces a session's saved output.
+    pub fn save_output(&self, output: SavedOutput) {
+        self.send(Op::SaveOutput(output, Instant::now()));
+    }
+
+    /// Appends an audit entry.
+    pub fn audit(&self, entry: AuditEntry) {
+        self.send(Op::Audit(entry, Instant::now()));
+    }
+
+    /// Deletes a session (and, by cascade, its saved output).
+    pub fn delete_session(&self, id: Uuid) {
+        self.send(Op::Delete(id, Instant::now()));
+    }
+
+    /// Keeps only the newest `keep` audit entries.
+    pub fn prune_audit(&self, keep: u64) {
+        self.send(Op::PruneAudit(keep, Instant::now()));
+    }
+
+    /// Resolves once everything sent before it is committed.
+    pub async fn flush(&self) {
+        let (done, committed) = oneshot::channel();
+        self.send(Op::Flush(done));
+        let _ = committed.await;
+    }
+
+    /// Flushes, stops the writer thread and waits for it (blocking; call from a blocking
+    /// context).
+    pub fn close(&self) {
+        let (done, committed) = oneshot::channel();
+        self.send(Op::Close(done));
+        let _ = committed.blocking_recv();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Counters and latencies so far.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .summary()
+    }
+}
+
+fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
+    let mut rows = conn.prepare(
+        "SELECT id, name, session_type, config, created_at, last_active, state,
+                exit_code, exit_signal, exited_at, reason
+         FROM sessions ORDER BY created_at, id",
+    )?;
+    let mut outputs = conn.prepare(
+        "SELECT scrollback_offset, scrollback, pty_state FROM session_state WHERE session_id = ?1",
+    )?;
+    let mut sessions = Vec::new();
+    let found = rows.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            SessionRow {
+                id: Uuid::nil(),
+                name: r.get(1)?,
+                session_type: r.get(2)?,
+                config: r.get(3)?,
+                created_at: r.get(4)?,
+                last_active: r.get(5)?,
+                state: r.get(6)?,
+                exit_code: r.get(7)?,
+                exit_signal: r.get(8)?,
+                exited_at: r.get(9)?,
+                reason: r.get(10)?,
+            },
+        ))
+    })?;
+    for found in found {
+        let (id_text, mut row) = found?;
+        let Ok(id) = Uuid::parse_str(&id_text) else {
+            tracing::warn!(id = %id_text, "skipping a stored session with an invalid id");
+            continue;
+        };
+        row.id = id;
+        let output = outputs
+            .query_row(params![id_text], |r| {
+                Ok(SavedOutput {
+                    session_id: id,
+                    offset: r.get::<_, i64>(0)?.max(0) as u64,
+                    scrollback: r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+                    screen: r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                })
+            })
+            .optional()?;
+        sessions.push(StoredSession { row, output });
+    }
+    Ok(sessions)
+}

@@ -1,0 +1,128 @@
+//! The schema and its migrations, by `PRAGMA user_version`.
+//!
+//! Version 1 is the seed design's two tables exactly. Version 2 adds what restart needs (exit
+//! details, the offset the saved scrollback starts at) and the audit log. Each migration runs
+//! in one transaction; a database newer than this daemon is refused rather than guessed at.
+
+use rusqlite::Connection;
+
+/// The version this daemon writes.
+pub const CURRENT: i64 = 2;
+
+/// Version 1: the seed design's schema.
+pub const V1: &str = "
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    session_type TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_active INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE session_state (
+    session_id TEXT PRIMARY KEY,
+    pty_state BLOB,
+    scrollback BLOB,
+    environment TEXT,
+    FOREIGN KEY(session_id) REFERENCES sessions(id) ON DELETE CASCADE
+);
+";
+
+/// Version 2: restart details and the audit log.
+const V2: &str = "
+ALTER TABLE sessions ADD COLUMN exit_code INTEGER;
+ALTER TABLE sessions ADD COLUMN exit_signal INTEGER;
+ALTER TABLE sessions ADD COLUMN exited_at INTEGER;
+ALTER TABLE sessions ADD COLUMN reason TEXT;
+ALTER TABLE session_state ADD COLUMN scrollback_offset INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    actor_uid INTEGER,
+    actor_pid INTEGER,
+    action TEXT NOT NULL,
+    session_id TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_log_session ON audit_log(session_id);
+";
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database was written by a newer Pulsar.
+    #[error("its schema version {found} is newer than this Pulsar understands ({CURRENT})")]
+    TooNew {
+        /// The version found.
+        found: i64,
+    },
+    /// SQLite failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Brings `conn` to [`CURRENT`]; returns the version it found.
+pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > CURRENT {
+        return Err(MigrateError::TooNew { found });
+    }
+    let steps: [(i64, &str); 2] = [(1, V1), (2, V2)];
+    for (version, sql) in steps {
+        if found < version {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()?;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_database_migrates_to_current() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 0);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT);
+        conn.execute("INSERT INTO audit_log (time, action) VALUES (1, 'x')", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn version_one_rows_survive_the_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO sessions VALUES ('id', 'n', 'local', '{}', 1, 2, 'stopped')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        let name: String = conn
+            .query_row("SELECT name FROM sessions WHERE id = 'id'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(name, "n");
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", CURRENT + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(MigrateError::TooNew { .. })
+        ));
+    }
+}

@@ -1,0 +1,242 @@
+//! The store's writer thread: owns the connection, applies queued writes in batches.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{AuditEntry, SavedOutput, SessionRow, StoreStats};
+
+/// A queued write, with when it was queued.
+pub(super) enum Op {
+    Upsert(SessionRow, Instant),
+    Touch(Uuid, i64, Instant),
+    SaveOutput(SavedOutput, Instant),
+    Audit(AuditEntry, Instant),
+    Delete(Uuid, Instant),
+    PruneAudit(u64, Instant),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+impl Op {
+    fn queued_at(&self) -> Option<Instant> {
+        match self {
+            Op::Upsert(_, at)
+            | Op::Touch(_, _, at)
+            | Op::SaveOutput(_, at)
+            | Op::Audit(_, at)
+            | Op::Delete(_, at)
+            | Op::PruneAudit(_, at) => Some(*at),
+            Op::Flush(_) | Op::Close(_) => None,
+        }
+    }
+}
+
+/// Largest batch applied in one transaction.
+const MAX_BATCH: usize = 4096;
+/// Commit times kept for the percentiles.
+const WINDOW: usize = 4096;
+
+/// Recent commit times.
+#[derive(Debug, Default)]
+pub(super) struct WriterStats {
+    commits: u64,
+    writes: u64,
+    /// Recent commit durations.
+    commits_recent: VecDeque<Duration>,
+    /// Recent write latencies: from being queued to being committed.
+    writes_recent: VecDeque<Duration>,
+}
+
+fn push_bounded(window: &mut VecDeque<Duration>, value: Duration) {
+    if window.len() == WINDOW {
+        window.pop_front();
+    }
+    window.push_back(value);
+}
+
+fn percentile(window: &VecDeque<Duration>, q: f64) -> u64 {
+    let mut sorted: Vec<Duration> = window.iter().copied().collect();
+    sorted.sort();
+    sorted
+        .get(((sorted.len().saturating_sub(1)) as f64 * q).round() as usize)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl WriterStats {
+    fn record(&mut self, took: Duration, queued: &[Instant]) {
+        let committed = Instant::now();
+        self.commits += 1;
+        self.writes += queued.len() as u64;
+        push_bounded(&mut self.commits_recent, took);
+        for at in queued {
+            push_bounded(&mut self.writes_recent, committed - *at);
+        }
+    }
+
+    pub(super) fn summary(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits,
+            writes: self.writes,
+            commit_p50_us: percentile(&self.commits_recent, 0.5),
+            commit_p99_us: percentile(&self.commits_recent, 0.99),
+            write_p50_us: percentile(&self.writes_recent, 0.5),
+            write_p99_us: percentile(&self.writes_recent, 0.99),
+        }
+    }
+}
+
+/// Applies writes until `Close` or until every sender is gone.
+pub(super) fn run(mut conn: Connection, rx: Receiver<Op>, stats: Arc<Mutex<WriterStats>>) {
+    let mut closing = None;
+    while closing.is_none() {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        let writes = coalesce(batch, &mut acks, &mut closing);
+        if !writes.is_empty() {
+            let queued: Vec<Instant> = writes.iter().filter_map(Op::queued_at).collect();
+            let started = Instant::now();
+            if let Err(err) = apply(&mut conn, writes) {
+                tracing::error!("database write failed: {err}");
+            }
+            stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(started.elapsed(), &queued);
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+    // Fold the WAL back into the main file so the database is self-contained at rest.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+/// Drops writes that a later one in the same batch supersedes (touches and output saves of
+/// the same session), keeping everything else in order.
+fn coalesce(
+    batch: Vec<Op>,
+    acks: &mut Vec<oneshot::Sender<()>>,
+    closing: &mut Option<oneshot::Sender<()>>,
+) -> Vec<Op> {
+    let mut last_touch: HashMap<Uuid, usize> = HashMap::new();
+    let mut last_output: HashMap<Uuid, usize> = HashMap::new();
+    for (i, op) in batch.iter().enumerate() {
+        match op {
+            Op::Touch(id, ..) => {
+                last_touch.insert(*id, i);
+            }
+            Op::SaveOutput(out, _) => {
+                last_output.insert(out.session_id, i);
+            }
+            _ => {}
+        }
+    }
+    let mut writes = Vec::with_capacity(batch.len());
+    for (i, op) in batch.into_iter().enumerate() {
+        match op {
+            Op::Touch(id, ..) if last_touch[&id] != i => {}
+            Op::SaveOutput(ref out, _) if last_output[&out.session_id] != i => {}
+            Op::Flush(ack) => acks.push(ack),
+            Op::Close(ack) => *closing = Some(ack),
+            op => writes.push(op),
+        }
+    }
+    writes
+}
+
+fn apply(conn: &mut Connection, writes: Vec<Op>) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for op in writes {
+        match op {
+            Op::Upsert(row, _) => {
+                tx.prepare_cached(
+                    "INSERT INTO sessions (id, name, session_type, config, created_at, last_active,
+                                           state, exit_code, exit_signal, exited_at, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(id) DO UPDATE SET
+                        name = excluded.name, session_type = excluded.session_type,
+                        config = excluded.config, last_active = excluded.last_active,
+                        state = excluded.state, exit_code = excluded.exit_code,
+                        exit_signal = excluded.exit_signal, exited_at = excluded.exited_at,
+                        reason = excluded.reason",
+                )?
+                .execute(params![
+                    row.id.to_string(),
+                    row.name,
+                    row.session_type,
+                    row.config,
+                    row.created_at,
+                    row.last_active,
+                    row.state,
+                    row.exit_code,
+                    row.exit_signal,
+                    row.exited_at,
+                    row.reason,
+                ])?;
+            }
+            Op::Touch(id, last_active, _) => {
+                tx.prepare_cached("UPDATE sessions SET last_active = ?2 WHERE id = ?1")?
+                    .execute(params![id.to_string(), last_active])?;
+            }
+            Op::SaveOutput(out, _) => {
+                // Only for a session that has a row (the cascade owns the rest).
+                tx.prepare_cached(
+                    "INSERT INTO session_state (session_id, pty_state, scrollback, scrollback_offset)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+                     ON CONFLICT(session_id) DO UPDATE SET
+                        pty_state = excluded.pty_state, scrollback = excluded.scrollback,
+                        scrollback_offset = excluded.scrollback_offset",
+                )?
+                .execute(params![
+                    out.session_id.to_string(),
+                    out.screen,
+                    out.scrollback,
+                    i64::try_from(out.offset).unwrap_or(i64::MAX),
+                ])?;
+            }
+            Op::Audit(entry, _) => {
+                tx.prepare_cached(
+                    "INSERT INTO audit_log (time, actor_uid, actor_pid, action, session_id, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    entry.time,
+                    entry.uid,
+                    entry.pid,
+                    entry.action,
+                    entry.session_id.map(|id| id.to_string()),
+                    entry.detail,
+                ])?;
+            }
+            Op::Delete(id, _) => {
+                tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+                    .execute(params![id.to_string()])?;
+            }
+            Op::PruneAudit(keep, _) => {
+                tx.prepare_cached(
+                    "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - ?1",
+                )?
+                .execute(params![i64::try_from(keep).unwrap_or(i64::MAX)])?;
+            }
+            Op::Flush(_) | Op::Close(_) => {}
+        }
+    }
+    tx.commit()
+}
