@@ -2,15 +2,27 @@
 //! `Drop`, and a panic hook for panics), its size, and resetting the modes a session's
 //! program may have switched on (alternate screen, mouse, bracketed paste, ...).
 
+use std::fs::File;
 use std::io::{IsTerminal as _, Write as _};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr};
 
-/// The settings to put back, present while raw mode is on. A static so that the panic hook
-/// can reach it; taken (not copied) by [`restore`] so restoring twice is harmless.
-static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+/// What to put back, present while raw mode is on. A static so that the panic hook can
+/// reach it; taken (not copied) by [`restore`] so restoring twice is harmless.
+static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
+
+/// The terminal as it was, and where to reach it.
+struct Saved {
+    /// The terminal's settings before raw mode.
+    termios: Termios,
+    /// The terminal's input side (a duplicate of standard input).
+    input: File,
+    /// Where the mode resets are written (a duplicate of standard output).
+    output: File,
+}
 
 /// Whether the session left the outer terminal on the alternate screen. Leaving it when it
 /// is not in use would move the cursor (xterm restores a cursor that was never saved).
@@ -38,25 +50,32 @@ pub fn size() -> Option<(u16, u16)> {
     (size.ws_col > 0 && size.ws_row > 0).then(|| (clamp(size.ws_col), clamp(size.ws_row)))
 }
 
-/// Raw mode on standard input, undone when dropped.
+/// Raw mode on the terminal, undone when dropped (and by a panic hook, before the panic
+/// message is printed).
 #[must_use = "raw mode ends when the guard is dropped"]
 pub struct RawMode(());
 
 impl RawMode {
-    /// Saves the terminal's settings and switches it to raw mode: no echo, no line editing,
-    /// no signals from Ctrl-C/Ctrl-Z/Ctrl-\, no output processing; every byte goes to us.
+    /// Switches the terminal on standard input to raw mode: no echo, no line editing, no
+    /// signals from Ctrl-C/Ctrl-Z/Ctrl-\, no output processing; every byte goes to us.
     pub fn enter() -> std::io::Result<Self> {
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(&stdin)?;
-        let mut raw = saved.clone();
+        Self::enter_on(std::io::stdin(), std::io::stdout())
+    }
+
+    /// Raw mode on the terminal `input`, with resets written to `output` when it ends.
+    fn enter_on(input: impl AsFd, output: impl AsFd) -> std::io::Result<Self> {
+        let termios = tcgetattr(&input)?;
+        let mut raw = termios.clone();
         raw.make_raw();
+        let saved = Saved {
+            termios,
+            input: File::from(rustix::io::dup(&input)?),
+            output: File::from(rustix::io::dup(&output)?),
+        };
         install_panic_hook();
-        *lock_saved() = Some(saved);
         ALTERNATE_SCREEN.store(false, Ordering::SeqCst);
-        if let Err(err) = tcsetattr(&stdin, OptionalActions::Now, &raw) {
-            lock_saved().take();
-            return Err(err.into());
-        }
+        tcsetattr(&input, OptionalActions::Now, &raw)?;
+        *lock_saved() = Some(saved);
         Ok(Self(()))
     }
 
@@ -72,7 +91,7 @@ impl Drop for RawMode {
     }
 }
 
-fn lock_saved() -> std::sync::MutexGuard<'static, Option<Termios>> {
+fn lock_saved() -> std::sync::MutexGuard<'static, Option<Saved>> {
     SAVED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -81,18 +100,15 @@ fn lock_saved() -> std::sync::MutexGuard<'static, Option<Termios>> {
 /// Resets the terminal's modes and puts its saved settings back; does nothing when raw mode
 /// is not on. Safe to call from any exit path, more than once.
 pub fn restore() {
-    let Some(saved) = lock_saved().take() else {
+    let Some(mut saved) = lock_saved().take() else {
         return;
     };
-    let mut out = std::io::stdout().lock();
     if ALTERNATE_SCREEN.swap(false, Ordering::SeqCst) {
-        let _ = out.write_all(LEAVE_ALTERNATE_SCREEN);
+        let _ = saved.output.write_all(LEAVE_ALTERNATE_SCREEN);
     }
-    let _ = out.write_all(RESET_MODES);
-    let _ = out.flush();
-    drop(out);
+    let _ = saved.output.write_all(RESET_MODES);
     // Drain: let the resets reach the terminal before the settings change back.
-    let _ = tcsetattr(std::io::stdin(), OptionalActions::Drain, &saved);
+    let _ = tcsetattr(&saved.input, OptionalActions::Drain, &saved.termios);
 }
 
 /// Restores the terminal before the default hook prints a panic, so the message is
@@ -198,6 +214,59 @@ impl AlternateScreenTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
+
+    /// The settings raw mode changes, comparable.
+    fn modes(termios: &Termios) -> String {
+        format!(
+            "{:?} {:?} {:?} {:?}",
+            termios.input_modes, termios.output_modes, termios.control_modes, termios.local_modes
+        )
+    }
+
+    /// Raw mode is process-wide state; these tests take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn a_panic_while_raw_puts_the_terminal_back() {
+        let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let before = modes(&tcgetattr(&pty.slave).unwrap());
+        let outcome = std::panic::catch_unwind(|| {
+            let raw = RawMode::enter_on(&pty.slave, &pty.slave).unwrap();
+            assert_ne!(
+                modes(&tcgetattr(&pty.slave).unwrap()),
+                before,
+                "raw mode is on"
+            );
+            raw.set_alternate_screen(true);
+            // Forgotten, so only the panic hook can restore the terminal.
+            std::mem::forget(raw);
+            panic!("a bug while attached");
+        });
+        assert!(outcome.is_err());
+        assert_eq!(modes(&tcgetattr(&pty.slave).unwrap()), before);
+        // The resets reached the terminal, leaving the alternate screen first.
+        let mut master = File::from(pty.master);
+        let mut seen = vec![0u8; 4096];
+        let n = master.read(&mut seen).unwrap();
+        assert!(
+            seen[..n].starts_with(LEAVE_ALTERNATE_SCREEN),
+            "{:?}",
+            &seen[..n]
+        );
+    }
+
+    #[test]
+    fn restoring_twice_is_harmless() {
+        let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let before = modes(&tcgetattr(&pty.slave).unwrap());
+        let raw = RawMode::enter_on(&pty.slave, &pty.slave).unwrap();
+        restore();
+        drop(raw);
+        assert_eq!(modes(&tcgetattr(&pty.slave).unwrap()), before);
+    }
 
     #[test]
     fn entering_and_leaving_the_alternate_screen_is_tracked() {
