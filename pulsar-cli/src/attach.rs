@@ -69,7 +69,8 @@ enum End {
     LostConnection,
 }
 
-/// Attaches the local terminal to `session` until one of the [`End`]s.
+/// Attaches the local terminal to `session` until the user detaches, the session exits or
+/// the daemon goes away.
 pub async fn attach(client: PulsarClient, session: Session, options: Options) -> Result<Exit> {
     if !session.is_live() {
         return Err(Failure::error(format!(

@@ -155,12 +155,21 @@ pub struct NewArgs {
     #[arg(short, long)]
     pub detach: bool,
 
-    /// An SSH session to [USER@]HOST[:PORT] instead of a local program.
-    #[arg(long, value_name = "[USER@]HOST[:PORT]", conflicts_with_all = ["serial", "cwd", "env", "command"])]
+    /// An SSH session instead of a local program.
+    #[arg(
+        long,
+        value_name = "[USER@]HOST[:PORT]",
+        help = "An SSH session to [USER@]HOST[:PORT] instead of a local program",
+        conflicts_with_all = ["serial", "cwd", "env", "command"]
+    )]
     pub ssh: Option<SshTarget>,
 
     /// A serial-port session on DEVICE (default 115200 baud) instead of a local program.
-    #[arg(long, value_name = "DEVICE[@BAUD]", conflicts_with_all = ["cwd", "env", "command"])]
+    #[arg(
+        long,
+        value_name = "DEVICE[@BAUD]",
+        conflicts_with_all = ["cwd", "env", "command"]
+    )]
     pub serial: Option<SerialTarget>,
 
     /// Working directory of the program (default: the current directory).
@@ -187,6 +196,7 @@ pub struct DetachKeyArg {
         long = "detach-key",
         value_name = "KEY",
         env = "PULSAR_DETACH_KEY",
+        hide_env_values = true,
         default_value = "^\\"
     )]
     pub key: DetachKey,

@@ -30,6 +30,7 @@ use crate::error::{Exit, Failure};
 
 /// Runs `pulsar` with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    ignore_empty_variables();
     // Usage errors exit 2 here, help and version 0 (clap's codes, as documented).
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -47,6 +48,17 @@ pub fn main() -> ExitCode {
         Err(failure) => {
             eprintln!("pulsar: {failure}");
             failure.exit.into()
+        }
+    }
+}
+
+/// Treats `PULSAR_SOCKET_PATH=` and `PULSAR_DETACH_KEY=` (set but empty) as unset instead
+/// of letting clap reject an empty value.
+fn ignore_empty_variables() {
+    for name in ["PULSAR_SOCKET_PATH", "PULSAR_DETACH_KEY"] {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // SAFETY: called first thing in `main`, before any other thread exists.
+            unsafe { std::env::remove_var(name) };
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `pulsar_protocol::SessionInfo` only knows the session kinds this build of the protocol
 //! knows; a daemon that learned `ssh` or `serial` would make the typed calls fail to parse.
 //! So the calls that return session info (`create_session`, `list_sessions`,
-//! `attach_session`, `resize_terminal`) go through [`ClientT::request`] with a JSON object of
+//! `attach_session`, `resize_terminal`) go through [`ClientT::request`](jsonrpsee::core::client::ClientT::request) with a JSON object of
 //! parameters and keep `type` as plain JSON; everything else uses the typed client.
 
 use chrono::{DateTime, Utc};
