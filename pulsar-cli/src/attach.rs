@@ -79,6 +79,13 @@ pub async fn attach(client: PulsarClient, session: Session, options: Options) ->
             exit_description(session.exit_code, session.exit_signal)
         )));
     }
+    // Listening before the first resize, so that no size change is missed.
+    let mut signals = Signals::listen().map_err(|err| {
+        Failure::error(format!(
+            "attach to session {}: cannot listen for signals: {err}",
+            session.name
+        ))
+    })?;
     // Asking for our size first makes the snapshot fit this terminal.
     if !options.read_only {
         resize_to_terminal(&client, &session).await?;
@@ -107,7 +114,15 @@ pub async fn attach(client: PulsarClient, session: Session, options: Options) ->
     if let Some(bytes) = first_screen {
         screen.redraw(&bytes);
     }
-    let end = pump(&client, &session, options, &mut stream, &mut screen).await;
+    let end = pump(
+        &client,
+        &session,
+        options,
+        &mut signals,
+        &mut stream,
+        &mut screen,
+    )
+    .await;
     if matches!(end, End::Detached) {
         let detach = client.detach_session(session.id, Some(attached.client_id));
         let _ = tokio::time::timeout(DETACH_TIMEOUT, detach).await;
@@ -205,6 +220,29 @@ async fn resize_to_terminal(client: &PulsarClient, session: &Session) -> Result<
     }
 }
 
+/// The signals an attach follows.
+struct Signals {
+    /// SIGWINCH: the terminal's size changed.
+    window_change: tokio::signal::unix::Signal,
+    /// SIGHUP: the terminal went away.
+    hangup: tokio::signal::unix::Signal,
+    /// SIGTERM: asked to stop.
+    terminate: tokio::signal::unix::Signal,
+    /// SIGINT from `kill` (Ctrl-C itself reaches the session as a byte in raw mode).
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self {
+            window_change: signal(SignalKind::window_change())?,
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// What woke the attach loop.
 enum Wake {
     /// An output event, or `None` when the subscription ended.
@@ -222,26 +260,19 @@ async fn pump(
     client: &PulsarClient,
     session: &Session,
     options: Options,
+    signals: &mut Signals,
     stream: &mut Subscription<OutputEvent>,
     screen: &mut Screen<'_>,
 ) -> End {
     let mut keys = spawn_stdin_reader();
-    let (Ok(mut winch), Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::window_change()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return End::Detached;
-    };
     loop {
         let wake = tokio::select! {
             event = stream.next() => Wake::Event(event),
             keys = keys.recv() => Wake::Keys(keys),
-            _ = winch.recv() => Wake::WindowChanged,
-            _ = hangup.recv() => Wake::Signal,
-            _ = terminate.recv() => Wake::Signal,
-            _ = interrupt.recv() => Wake::Signal,
+            _ = signals.window_change.recv() => Wake::WindowChanged,
+            _ = signals.hangup.recv() => Wake::Signal,
+            _ = signals.terminate.recv() => Wake::Signal,
+            _ = signals.interrupt.recv() => Wake::Signal,
         };
         let end = match wake {
             Wake::Event(event) => on_event(client, session, event, stream, screen).await,
