@@ -1,0 +1,331 @@
+//! The command line: verbs, flags, help texts with examples. Parsing only; each verb's module
+//! does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::keys::DetachKey;
+use crate::new::{EnvVar, SerialTarget, SshTarget};
+
+/// The documented exit codes (also in `docs/cli.md`), as a literal for `concat!`.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0  success (for attach: detached, or the session exited)
+  1  error: the daemon refused the request, or something else failed
+  2  usage: bad command line
+  3  no daemon answers on the socket, or the connection to it was lost
+  4  no session has that name or id prefix, or the prefix matches several"
+    };
+}
+
+const TOP_AFTER_HELP: &str = concat!(
+    "\
+Sessions are addressed by name or by a unique prefix of their id (as `pulsar ls` shows it);
+a name wins over an id prefix.
+
+Examples:
+  pulsar new build                  # a shell named build, attached; detach with Ctrl-\\
+  pulsar new -d logs -- tail -f /var/log/syslog
+  pulsar ls
+  pulsar attach build
+  pulsar send build 'make test'
+  pulsar kill build
+
+Environment:
+  PULSAR_SOCKET_PATH  the daemon's socket (default: ~/.config/orbit/pulsar.sock, under
+                      $XDG_CONFIG_HOME when set)
+  PULSAR_DETACH_KEY   the detach key of attach and new (default ^\\)
+
+",
+    exit_codes!(),
+    "
+
+See docs/cli.md for more."
+);
+
+/// Create, list, attach to, type into and end Pulsar terminal sessions.
+///
+/// Sessions live in the Pulsar daemon and keep running when you detach or close the
+/// terminal.
+#[derive(Debug, Parser)]
+#[command(name = "pulsar", version, after_help = TOP_AFTER_HELP)]
+pub struct Cli {
+    /// The daemon's Unix socket.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "PULSAR_SOCKET_PATH",
+        hide_env_values = true
+    )]
+    pub socket: Option<PathBuf>,
+
+    /// Start pulsar-standalone in the background when no daemon answers.
+    #[arg(long, global = true)]
+    pub start: bool,
+
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Create a session and attach to it (or print its id with -d).
+    #[command(after_help = NEW_AFTER_HELP)]
+    New(NewArgs),
+
+    /// List sessions: name, id prefix, type, state, clients, age.
+    #[command(visible_alias = "list", after_help = LS_AFTER_HELP)]
+    Ls {
+        /// Print the sessions as a JSON array (every field the daemon reports).
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Attach this terminal to a session; detach with Ctrl-\ (see --detach-key).
+    #[command(visible_alias = "a", after_help = ATTACH_AFTER_HELP)]
+    Attach {
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// Watch without typing or resizing.
+        #[arg(short, long)]
+        read_only: bool,
+        #[command(flatten)]
+        detach: DetachKeyArg,
+    },
+
+    /// End sessions (SIGHUP to the program, SIGKILL after the daemon's grace period).
+    #[command(after_help = KILL_AFTER_HELP)]
+    Kill {
+        /// Names or unique id prefixes.
+        #[arg(value_name = "NAME|ID", required = true)]
+        targets: Vec<String>,
+    },
+
+    /// Type text into a session, followed by Enter.
+    #[command(after_help = SEND_AFTER_HELP)]
+    Send {
+        /// Interpret backslash escapes: \n \r \t \e \a \b \f \v \0 \\ \xHH.
+        #[arg(short, long)]
+        escapes: bool,
+        /// Do not press Enter after the text.
+        #[arg(short, long)]
+        no_newline: bool,
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// The text; several words are joined with spaces.
+        #[arg(
+            value_name = "TEXT",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        text: Vec<String>,
+    },
+
+    /// Show whether a daemon answers, its version, pid, uptime and counts.
+    #[command(after_help = STATUS_AFTER_HELP)]
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+/// `pulsar new`'s arguments.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The session's name (unique among live sessions; default: its id's first 8 digits).
+    pub name: Option<String>,
+
+    /// Do not attach; print the new session's id.
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// An SSH session instead of a local program.
+    #[arg(
+        long,
+        value_name = "[USER@]HOST[:PORT]",
+        help = "An SSH session to [USER@]HOST[:PORT] instead of a local program",
+        conflicts_with_all = ["serial", "cwd", "env", "command"]
+    )]
+    pub ssh: Option<SshTarget>,
+
+    /// A serial-port session on DEVICE (default 115200 baud) instead of a local program.
+    #[arg(
+        long,
+        value_name = "DEVICE[@BAUD]",
+        conflicts_with_all = ["cwd", "env", "command"]
+    )]
+    pub serial: Option<SerialTarget>,
+
+    /// Working directory of the program (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// Set an environment variable for the program (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<EnvVar>,
+
+    #[command(flatten)]
+    pub detach_key: DetachKeyArg,
+
+    /// The program and its arguments (default: your login shell).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `--detach-key`, shared by `attach` and `new`.
+#[derive(Debug, Clone, Args)]
+pub struct DetachKeyArg {
+    /// The key that detaches: ^X caret notation, C-x or ctrl-x (e.g. ^] or C-a).
+    #[arg(
+        long = "detach-key",
+        value_name = "KEY",
+        env = "PULSAR_DETACH_KEY",
+        hide_env_values = true,
+        default_value = "^\\"
+    )]
+    pub key: DetachKey,
+}
+
+const NEW_AFTER_HELP: &str = "\
+Without CMD the session runs your login shell. A local session starts in the current
+directory unless --cwd says otherwise. Without -d, pulsar attaches at once (standard input
+must be a terminal).
+
+SSH and serial sessions are sent to the daemon as {\"kind\":\"ssh\",\"host\",\"port\",\"user\"}
+and {\"kind\":\"serial\",\"device\",\"baud\"}; a daemon that does not support them yet says so.
+
+Examples:
+  pulsar new                             # a shell with a generated name, attached
+  pulsar new build                       # a shell named build
+  pulsar new -d tests -- cargo test      # run a command detached; prints the id
+  pulsar new -d web --cwd ~/site --env PORT=8080 -- npm start
+  pulsar new router --serial /dev/ttyUSB0@9600
+  pulsar new prod --ssh ada@prod.example:2222";
+
+const LS_AFTER_HELP: &str = "\
+STATE is running (clients attached), detached (none), or stopped (the program ended; the
+exit code or signal follows). --json prints the daemon's full session info, one object per
+session, oldest first.
+
+Examples:
+  pulsar ls
+  pulsar ls --json | jq -r '.[] | select(.state == \"detached\") | .name'";
+
+const ATTACH_AFTER_HELP: &str = "\
+The session's current screen is redrawn, then everything it prints is shown live; what you
+type goes to it and its size follows your terminal. Detaching leaves it running. pulsar
+exits when you detach ([detached from NAME]), when the session ends ([session NAME exited
+with code N]) or when the daemon goes away ([lost connection to the daemon], exit 3), and
+puts the terminal back as it was in every case.
+
+Examples:
+  pulsar attach build
+  pulsar attach 3fa8                     # by id prefix
+  pulsar attach -r build                 # watch only
+  pulsar attach --detach-key '^]' build
+  PULSAR_DETACH_KEY=C-a pulsar attach build";
+
+const KILL_AFTER_HELP: &str = "\
+A killed session stays listed as stopped, its output readable, until the daemon prunes it.
+
+Examples:
+  pulsar kill build
+  pulsar kill 3fa8 c0ff";
+
+const SEND_AFTER_HELP: &str = "\
+The text is typed as is (backslashes included) unless -e is given; Enter is a carriage
+return, as the Enter key sends.
+
+Examples:
+  pulsar send build make test            # types `make test` and Enter
+  pulsar send build 'printf \"%s\\n\" hi'   # backslashes reach the shell untouched
+  pulsar send -n build 'partial input'   # no Enter
+  pulsar send -e -n vim '\\e:wq\\r'        # Escape, then :wq and Enter
+  pulsar send -e -n build '\\x03'         # Ctrl-C";
+
+const STATUS_AFTER_HELP: &str = "\
+Exits 3 when no daemon answers, so scripts can test for one.
+
+Examples:
+  pulsar status
+  pulsar status --json
+  pulsar --start status                  # start a daemon when none runs";
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Examples:
+  pulsar completions bash > ~/.local/share/bash-completion/completions/pulsar
+  pulsar completions zsh > ~/.zfunc/_pulsar      # with fpath+=(~/.zfunc) in ~/.zshrc
+  pulsar completions fish > ~/.config/fish/completions/pulsar.fish";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_are_in_the_top_level_help() {
+        assert!(TOP_AFTER_HELP.contains(exit_codes!()));
+    }
+
+    #[test]
+    fn every_verb_has_examples() {
+        for verb in Cli::command().get_subcommands() {
+            let help = verb
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("Examples:"),
+                "{} has no examples",
+                verb.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn new_takes_a_command_after_double_dash() {
+        let cli = Cli::try_parse_from(["pulsar", "new", "-d", "x", "--", "ls", "-la"]).unwrap();
+        let Verb::New(args) = cli.verb else {
+            panic!("not new")
+        };
+        assert_eq!(args.name.as_deref(), Some("x"));
+        assert!(args.detach);
+        assert_eq!(args.command, ["ls", "-la"]);
+    }
+
+    #[test]
+    fn send_takes_hyphenated_words() {
+        let cli = Cli::try_parse_from(["pulsar", "send", "s", "ls", "-la"]).unwrap();
+        let Verb::Send { text, .. } = cli.verb else {
+            panic!("not send")
+        };
+        assert_eq!(text, ["ls", "-la"]);
+    }
+
+    #[test]
+    fn ssh_and_a_command_exclude_each_other() {
+        let err = Cli::try_parse_from(["pulsar", "new", "--ssh", "a@h", "--", "ls"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,121 @@
+//! The `pulsar` command: people's client for the Pulsar daemon. Each verb is a module of its
+//! own (as in shpool); this file parses the command line, runs the verb and maps its outcome
+//! to an exit code.
+//!
+//! The crate depends on `pulsar-protocol` only (no daemon code): the typed client for most
+//! calls, raw JSON for those whose answers carry session kinds this build may not know
+//! (`rpc.rs`).
+
+pub mod attach;
+pub mod cli;
+pub mod daemon;
+pub mod error;
+pub mod keys;
+pub mod kill;
+pub mod list;
+pub mod new;
+pub mod resolve;
+pub mod rpc;
+pub mod send;
+pub mod status;
+pub mod terminal;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser as _};
+
+use crate::cli::{Cli, Verb};
+use crate::daemon::Endpoint;
+use crate::error::{Exit, Failure};
+
+/// Runs `pulsar` with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    ignore_empty_variables();
+    // Usage errors exit 2 here, help and version 0 (clap's codes, as documented).
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pulsar: cannot start the async runtime: {err}");
+            return Exit::Error.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            eprintln!("pulsar: {failure}");
+            failure.exit.into()
+        }
+    }
+}
+
+/// Treats `PULSAR_SOCKET_PATH=` and `PULSAR_DETACH_KEY=` (set but empty) as unset instead
+/// of letting clap reject an empty value.
+fn ignore_empty_variables() {
+    for name in ["PULSAR_SOCKET_PATH", "PULSAR_DETACH_KEY"] {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // SAFETY: called first thing in `main`, before any other thread exists.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
+}
+
+/// Runs one verb.
+pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let endpoint = Endpoint {
+        socket: cli.socket.unwrap_or_else(daemon::default_socket_path),
+        start: cli.start,
+    };
+    match cli.verb {
+        Verb::New(args) => {
+            let options = attach::Options {
+                read_only: false,
+                detach_key: args.detach_key.key,
+            };
+            let request = new::Request {
+                name: args.name,
+                detached: args.detach,
+                ssh: args.ssh,
+                serial: args.serial,
+                cwd: args.cwd,
+                env: args.env,
+                command: args.command,
+            };
+            new::run(&endpoint, request, options).await
+        }
+        Verb::Ls { json } => list::run(&endpoint, json).await,
+        Verb::Attach {
+            target,
+            read_only,
+            detach,
+        } => {
+            let options = attach::Options {
+                read_only,
+                detach_key: detach.key,
+            };
+            attach::run(&endpoint, &target, options).await
+        }
+        Verb::Kill { targets } => kill::run(&endpoint, &targets).await,
+        Verb::Send {
+            escapes,
+            no_newline,
+            target,
+            text,
+        } => {
+            let text = send::Text {
+                words: text,
+                escapes,
+                no_newline,
+            };
+            send::run(&endpoint, &target, &text).await
+        }
+        Verb::Status { json } => status::run(&endpoint, json).await,
+        Verb::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pulsar", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+    }
+}
