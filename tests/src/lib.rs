@@ -134,6 +134,16 @@ impl Daemon {
         self.start_again(overrides).await
     }
 
+    /// Stops the daemon gracefully and spawns a new one on the same files without waiting for
+    /// it (for timing its start).
+    pub async fn restart_signal_only(mut self) -> Self {
+        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
+        let exit = wait_exit(&mut self.child, "the daemon");
+        assert!(exit.success(), "graceful stop failed: {exit:?}");
+        self.child = Self::spawn(self.dir.path(), &self.socket, &self.settings_ref());
+        self
+    }
+
     async fn start_again(mut self, overrides: &[(&str, &str)]) -> Self {
         for (key, value) in overrides {
             self.settings.retain(|(k, _)| k != key);

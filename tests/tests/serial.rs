@@ -595,3 +595,46 @@ async fn with_reopen_terminate_while_the_device_is_gone_stops_the_session() {
     assert_eq!(info.state, SessionState::Stopped);
     assert_eq!(info.reason.as_deref(), Some("terminated by request"));
 }
+
+#[tokio::test]
+async fn after_a_daemon_restart_the_device_is_reopened_and_history_kept() {
+    let wire = Wire::new();
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, &wire.path).await;
+    wire.write_all(b"before restart\r\n").await;
+    output_until(&client, id, 0, "the first line", |b| {
+        contains(b, b"before restart")
+    })
+    .await;
+    drop(client);
+
+    let daemon = daemon.restart(&[]).await;
+    let client = daemon.client().await;
+    let info = client
+        .get_session(id)
+        .await
+        .expect("the serial session is back");
+    assert_eq!(
+        info.state,
+        SessionState::Detached,
+        "the device was reopened"
+    );
+    wire.write_all(b"after restart\r\n").await;
+    let out = output_until(&client, id, 0, "the line after the restart", |b| {
+        contains(b, b"after restart")
+    })
+    .await;
+    let text = String::from_utf8_lossy(&out);
+    let before = text.find("before restart").expect("history kept");
+    let divider = text.find("pulsar restarted").expect("a divider");
+    assert!(before < divider && divider < text.find("after restart").unwrap());
+    client
+        .send_input(id, Base64Data::from("AT\r"), None)
+        .await
+        .unwrap();
+    let got = wire
+        .read_until("input after the restart", |b| b.ends_with(b"AT\r"))
+        .await;
+    assert!(got.ends_with(b"AT\r"));
+}

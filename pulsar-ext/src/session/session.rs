@@ -90,11 +90,13 @@ impl Shared {
     }
 }
 
-/// What the pump writes and snapshots read, under one lock so that a snapshot's screen and
-/// its offset always agree.
-struct Output {
-    ring: Scrollback,
+/// The screen model and the output offset it has consumed up to, under one lock so that a
+/// snapshot and its offset always agree. Kept apart from the ring so that readers copying out
+/// of the ring never wait for the emulator.
+struct ScreenState {
     screen: Screen,
+    /// Offset one past the last byte fed to `screen`.
+    offset: u64,
 }
 
 /// A session. Shared as `Arc<Session>` by the manager, the pump and readers.
@@ -104,7 +106,8 @@ pub struct Session {
     session_type: SessionType,
     created_at: DateTime<Utc>,
     backend: Arc<dyn Backend>,
-    output: Mutex<Output>,
+    ring: Mutex<Scrollback>,
+    screen: Mutex<ScreenState>,
     /// The ring's head offset, published after every append.
     head: watch::Sender<u64>,
     /// Resizes and the exit, for subscribers.
@@ -228,7 +231,11 @@ impl Session {
             session_type,
             created_at,
             backend,
-            output: Mutex::new(Output { ring, screen }),
+            ring: Mutex::new(ring),
+            screen: Mutex::new(ScreenState {
+                screen,
+                offset: head,
+            }),
             head: watch::channel(head).0,
             control: broadcast::channel(16).0,
             exit: watch::channel(exit).0,
@@ -294,10 +301,13 @@ impl Session {
     /// The last `max` bytes of output (with the offset of the first) and the bytes that
     /// redraw the screen as of their end, for the store.
     pub fn saved_output(&self, max: usize) -> (u64, Vec<u8>, Vec<u8>) {
-        let output = self.output();
-        let from = output.ring.head().saturating_sub(max as u64);
-        let tail = output.ring.read(from, max);
-        (tail.offset, tail.data, output.screen.redraw())
+        let (end, screen) = {
+            let state = self.screen_state();
+            (state.offset, state.screen.redraw())
+        };
+        let from = end.saturating_sub(max as u64);
+        let tail = self.ring().read(from, (end - from) as usize);
+        (tail.offset, tail.data, screen)
     }
 
     /// The session's id.
@@ -329,14 +339,18 @@ impl Session {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn output(&self) -> MutexGuard<'_, Output> {
-        self.output.lock().unwrap_or_else(|e| e.into_inner())
+    fn ring(&self) -> MutexGuard<'_, Scrollback> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn screen_state(&self) -> MutexGuard<'_, ScreenState> {
+        self.screen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads from the ring (for [`super::OutputReader`]).
     pub(super) fn read_ring(&self, from: u64, max: usize) -> Option<Chunk> {
-        let output = self.output();
-        (from < output.ring.head()).then(|| output.ring.read(from, max))
+        let ring = self.ring();
+        (from < ring.head()).then(|| ring.read(from, max))
     }
 
     pub(super) fn subscribe_head(&self) -> watch::Receiver<u64> {
@@ -572,7 +586,7 @@ impl Session {
                 op: "resize",
                 source,
             })?;
-        self.output().screen.resize(cols, rows);
+        self.screen_state().screen.resize(cols, rows);
         {
             let mut shared = self.shared();
             shared.cols = cols;
@@ -590,11 +604,15 @@ impl Session {
             let shared = self.shared();
             (shared.cols, shared.rows)
         };
-        let (offset, raw, mut data) = {
-            let output = self.output();
-            let raw = (scrollback_lines > 0).then(|| output.ring.contents());
-            (output.ring.head(), raw, output.screen.redraw())
+        let (offset, mut data) = {
+            let state = self.screen_state();
+            (state.offset, state.screen.redraw())
         };
+        let raw = (scrollback_lines > 0).then(|| {
+            let ring = self.ring();
+            ring.read(ring.start(), (offset.saturating_sub(ring.start())) as usize)
+                .data
+        });
         if let Some(raw) = raw {
             // Rendered outside the lock: the pump must not wait for history rendering.
             let mut with_history = history(&raw, cols, rows, scrollback_lines);
@@ -615,8 +633,8 @@ impl Session {
     pub fn screen(&self, ansi: bool) -> ScreenContents {
         let cols = self.shared().cols;
         let (offset, rendered) = {
-            let output = self.output();
-            (output.ring.head(), output.screen.render(ansi))
+            let state = self.screen_state();
+            (state.offset, state.screen.render(ansi))
         };
         ScreenContents {
             rows: rendered.rows,
@@ -644,7 +662,7 @@ impl Session {
             Some(offset) => offset,
             None => {
                 let remembered = self.shared().read_cursors.get(cursor_key).copied();
-                remembered.unwrap_or_else(|| self.output().ring.start())
+                remembered.unwrap_or_else(|| self.ring().start())
             }
         };
         let mut head = self.subscribe_head();
@@ -665,7 +683,7 @@ impl Session {
             })
             .await;
         }
-        let chunk = self.output().ring.read(from, max_bytes);
+        let chunk = self.ring().read(from, max_bytes);
         self.shared()
             .read_cursors
             .insert(cursor_key.to_owned(), chunk.next_offset());
@@ -689,12 +707,17 @@ impl Session {
 
     fn append_output(&self, data: &[u8]) {
         let head = {
-            let mut output = self.output();
-            output.screen.feed(data);
-            output.ring.push(data);
-            output.ring.head()
+            let mut ring = self.ring();
+            ring.push(data);
+            ring.head()
         };
+        // Readers may copy the new bytes while the emulator digests them.
         self.head.send_replace(head);
+        {
+            let mut state = self.screen_state();
+            state.screen.feed(data);
+            state.offset = head;
+        }
         self.last_active_ms
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
@@ -714,7 +737,13 @@ async fn pump(session: Arc<Session>) {
         tokio::select! {
             read = backend.read(&mut buf) => match read {
                 Ok(0) => break,
-                Ok(n) => session.append_output(&buf[..n]),
+                Ok(n) => {
+                    session.append_output(&buf[..n]);
+                    // A flooding program keeps its terminal always readable; without a yield
+                    // here the pump would run a whole coop budget of chunks (and their
+                    // emulation) before a request or another session's pump got a turn.
+                    tokio::task::yield_now().await;
+                }
                 Err(err) => {
                     tracing::warn!(session = %session.id, "reading the terminal failed: {err}");
                     break;
