@@ -204,11 +204,17 @@ async fn checkpoint_task(
     interval: Duration,
     mut shutdown: Shutdown,
 ) {
-    let mut ticks = tokio::time::interval(interval);
+    // Each session is saved once per interval, a slice of them at each tick.
+    const SLICES: u64 = 8;
+    let mut ticks = tokio::time::interval(interval / SLICES as u32);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slice = 0;
     loop {
         tokio::select! {
-            _ = ticks.tick() => persistence.checkpoint(&sessions),
+            _ = ticks.tick() => {
+                persistence.checkpoint_slice(&sessions, slice, SLICES);
+                slice = (slice + 1) % SLICES;
+            }
             _ = shutdown.wait() => break,
         }
     }

@@ -18,7 +18,9 @@ use crate::config::{Config, RestorePolicy};
 use crate::session::{
     Exit, History, RestoreMode, RestoreRequest, Session, SessionManager, SessionObserver,
 };
-use crate::store::{AuditEntry, SCHEMA_VERSION, SavedOutput, SessionRow, Store, StoredSession};
+use crate::store::{
+    AuditEntry, OutputDelta, SCHEMA_VERSION, SavedOutput, SessionRow, Store, StoredSession,
+};
 
 /// The `config` column: what it takes to start the session again. Secrets are never part of
 /// it.
@@ -83,22 +85,49 @@ impl Persistence {
         }
     }
 
+    /// Like [`Persistence::checkpoint`] for one of `slices` groups of sessions (by id), so
+    /// that a periodic checkpoint becomes many small transactions instead of one large one
+    /// that every other write would queue behind.
+    pub fn checkpoint_slice(&self, sessions: &SessionManager, slice: u64, slices: u64) {
+        for session in sessions.all() {
+            if (session.id().as_u128() % u128::from(slices)) as u64 == slice {
+                self.checkpoint_one(&session);
+            }
+        }
+    }
+
     fn checkpoint_one(&self, session: &Session) {
         let id = session.id();
         let head = session.output_offset();
         let last_active = session.last_active_ms();
         let before = self.saved().get(&id).copied().unwrap_or_default();
+        let mut saved_to = before.output_offset;
         if head != before.output_offset {
-            let (offset, scrollback, screen) = match self.config.persist_scrollback_bytes {
-                0 => (head, Vec::new(), Vec::new()),
-                max => session.saved_output(max),
+            let delta = match self.config.persist_scrollback_bytes {
+                // Opted out: only the offset, so that offsets continue after a restart.
+                0 => OutputDelta {
+                    session_id: id,
+                    offset: head,
+                    data: Vec::new(),
+                    keep_from: head,
+                    head,
+                    screen: None,
+                },
+                max => {
+                    let (offset, data, end, screen) =
+                        session.output_since(before.output_offset, max);
+                    OutputDelta {
+                        session_id: id,
+                        offset,
+                        data,
+                        keep_from: end.saturating_sub(max as u64),
+                        head: end,
+                        screen: Some(screen),
+                    }
+                }
             };
-            self.store.save_output(SavedOutput {
-                session_id: id,
-                offset,
-                scrollback,
-                screen,
-            });
+            saved_to = delta.head;
+            self.store.save_output(delta);
         }
         if last_active != before.last_active {
             self.store.touch(id, last_active);
@@ -106,7 +135,7 @@ impl Persistence {
         self.saved().insert(
             id,
             Saved {
-                output_offset: head,
+                output_offset: saved_to,
                 last_active,
             },
         );

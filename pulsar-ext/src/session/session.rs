@@ -298,16 +298,17 @@ impl Session {
         *self.head.borrow()
     }
 
-    /// The last `max` bytes of output (with the offset of the first) and the bytes that
-    /// redraw the screen as of their end, for the store.
-    pub fn saved_output(&self, max: usize) -> (u64, Vec<u8>, Vec<u8>) {
+    /// Output for the store: the bytes from `since` (or, if more, the last `max` of them) up
+    /// to where the screen model has got, their offset, that end offset, and the bytes that
+    /// redraw the screen as of it.
+    pub fn output_since(&self, since: u64, max: usize) -> (u64, Vec<u8>, u64, Vec<u8>) {
         let (end, screen) = {
             let state = self.screen_state();
             (state.offset, state.screen.redraw())
         };
-        let from = end.saturating_sub(max as u64);
-        let tail = self.ring().read(from, (end - from) as usize);
-        (tail.offset, tail.data, screen)
+        let from = since.max(end.saturating_sub(max as u64));
+        let chunk = self.ring().read(from, end.saturating_sub(from) as usize);
+        (chunk.offset, chunk.data, end, screen)
     }
 
     /// The session's id.

@@ -49,7 +49,7 @@ pub struct SessionRow {
     pub reason: Option<String>,
 }
 
-/// A session's saved output (`session_state`).
+/// A session's saved output, as loaded: its tail and its screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedOutput {
     /// The session id.
@@ -60,6 +60,24 @@ pub struct SavedOutput {
     pub scrollback: Vec<u8>,
     /// The bytes that redraw its screen as of `offset + scrollback.len()`.
     pub screen: Vec<u8>,
+}
+
+/// New output to save: only what arrived since the last save, plus what to forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputDelta {
+    /// The session id.
+    pub session_id: Uuid,
+    /// Absolute offset of `data[0]`.
+    pub offset: u64,
+    /// Bytes since the last save (possibly empty).
+    pub data: Vec<u8>,
+    /// Saved bytes before this offset may be dropped (the tail cap).
+    pub keep_from: u64,
+    /// Offset one past the last byte of output (`offset + data.len()`, or the head when
+    /// nothing is kept at all).
+    pub head: u64,
+    /// The bytes that redraw the screen as of `head`, when it changed.
+    pub screen: Option<Vec<u8>>,
 }
 
 /// One audit entry (`audit_log`).
@@ -191,6 +209,10 @@ impl Store {
             .map_err(corrupt)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(corrupt)?;
+        // WAL checkpoints (copying the log into the database, with an fsync) run on a
+        // thread of their own; done inline they stalled every write queued behind them.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(corrupt)?;
         let integrity: String = conn
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
             .map_err(corrupt)?;
@@ -229,7 +251,10 @@ impl Store {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("pulsar-store".to_owned())
-                .spawn(move || writer::run(conn, rx, stats))
+                .spawn({
+                    let path = path.to_owned();
+                    move || writer::run(conn, &path, rx, stats)
+                })
                 .map_err(|e| open_err(e.to_string()))?
         };
         Ok((
@@ -263,9 +288,10 @@ impl Store {
         self.send(Op::Touch(id, last_active, Instant::now()));
     }
 
-    /// Replaces a session's saved output.
-    pub fn save_output(&self, output: SavedOutput) {
-        self.send(Op::SaveOutput(output, Instant::now()));
+    /// Saves a session's new output (appended as a chunk) and forgets what fell out of the
+    /// tail.
+    pub fn save_output(&self, delta: OutputDelta) {
+        self.send(Op::SaveOutput(delta, Instant::now()));
     }
 
     /// Appends an audit entry.
@@ -310,15 +336,32 @@ impl Store {
     }
 }
 
+/// Joins saved chunks into one contiguous tail. After a gap (a lost write), only what follows
+/// the last gap is kept, so offsets stay true.
+fn join_chunks(chunks: Vec<(u64, Vec<u8>)>) -> (u64, Vec<u8>) {
+    let mut start = chunks[0].0;
+    let mut tail = Vec::new();
+    for (offset, data) in chunks {
+        if offset != start + tail.len() as u64 {
+            start = offset;
+            tail.clear();
+        }
+        tail.extend_from_slice(&data);
+    }
+    (start, tail)
+}
+
 fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
     let mut rows = conn.prepare(
         "SELECT id, name, session_type, config, created_at, last_active, state,
                 exit_code, exit_signal, exited_at, reason
          FROM sessions ORDER BY created_at, id",
     )?;
-    let mut outputs = conn.prepare(
+    let mut states = conn.prepare(
         "SELECT scrollback_offset, scrollback, pty_state FROM session_state WHERE session_id = ?1",
     )?;
+    let mut chunks = conn
+        .prepare("SELECT offset, data FROM output_chunks WHERE session_id = ?1 ORDER BY offset")?;
     let mut sessions = Vec::new();
     let found = rows.query_map([], |r| {
         Ok((
@@ -345,17 +388,92 @@ fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
             continue;
         };
         row.id = id;
-        let output = outputs
+        let state = states
             .query_row(params![id_text], |r| {
-                Ok(SavedOutput {
-                    session_id: id,
-                    offset: r.get::<_, i64>(0)?.max(0) as u64,
-                    scrollback: r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
-                    screen: r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
-                })
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+                    r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                ))
             })
             .optional()?;
+        let saved_chunks: Vec<(u64, Vec<u8>)> = chunks
+            .query_map(params![id_text], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let output = state.map(|(offset, blob, screen)| {
+            let (offset, scrollback) = if saved_chunks.is_empty() {
+                // Written before version 3 (or nothing kept): the tail blob.
+                (offset, blob)
+            } else {
+                join_chunks(saved_chunks)
+            };
+            SavedOutput {
+                session_id: id,
+                offset,
+                scrollback,
+                screen,
+            }
+        });
         sessions.push(StoredSession { row, output });
     }
     Ok(sessions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_chunks_join_into_one_tail() {
+        let (offset, tail) = join_chunks(vec![(10, b"abc".to_vec()), (13, b"de".to_vec())]);
+        assert_eq!((offset, tail.as_slice()), (10, &b"abcde"[..]));
+    }
+
+    #[test]
+    fn a_gap_keeps_only_what_follows_it() {
+        let (offset, tail) = join_chunks(vec![(0, b"ab".to_vec()), (5, b"xyz".to_vec())]);
+        assert_eq!((offset, tail.as_slice()), (5, &b"xyz"[..]));
+    }
+
+    #[test]
+    fn output_deltas_append_and_trim_to_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let id = Uuid::new_v4();
+        store.upsert_session(SessionRow {
+            id,
+            name: "n".into(),
+            session_type: "local".into(),
+            config: "{}".into(),
+            created_at: 0,
+            last_active: 0,
+            state: "detached".into(),
+            exit_code: None,
+            exit_signal: None,
+            exited_at: None,
+            reason: None,
+        });
+        for (offset, data) in [(0u64, &b"0123"[..]), (4, b"4567"), (8, b"89")] {
+            let head = offset + data.len() as u64;
+            store.save_output(OutputDelta {
+                session_id: id,
+                offset,
+                data: data.to_vec(),
+                keep_from: head.saturating_sub(5),
+                head,
+                screen: Some(b"screen".to_vec()),
+            });
+        }
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        let output = loaded[0].output.clone().unwrap();
+        // Chunks ending at or before offset 5 are gone; the one straddling it stays.
+        assert_eq!(output.offset, 4);
+        assert_eq!(output.scrollback, b"456789");
+        assert_eq!(output.screen, b"screen");
+        store.close();
+    }
 }

@@ -9,13 +9,13 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{AuditEntry, SavedOutput, SessionRow, StoreStats};
+use super::{AuditEntry, OutputDelta, SessionRow, StoreStats};
 
 /// A queued write, with when it was queued.
 pub(super) enum Op {
     Upsert(SessionRow, Instant),
     Touch(Uuid, i64, Instant),
-    SaveOutput(SavedOutput, Instant),
+    SaveOutput(OutputDelta, Instant),
     Audit(AuditEntry, Instant),
     Delete(Uuid, Instant),
     PruneAudit(u64, Instant),
@@ -91,8 +91,44 @@ impl WriterStats {
     }
 }
 
+/// How often the checkpointer folds the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `PASSIVE` WAL checkpoints on a connection of its own until `stop` closes: they never
+/// block the writer, which keeps appending to the log meanwhile.
+fn checkpointer(path: &std::path::Path, stop: Receiver<()>) {
+    let conn = match Connection::open(path) {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::warn!(
+                "cannot open the database for checkpoints ({err}); the WAL will grow until shutdown"
+            );
+            return;
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::debug!("WAL checkpoint failed: {err}");
+        }
+    }
+}
+
 /// Applies writes until `Close` or until every sender is gone.
-pub(super) fn run(mut conn: Connection, rx: Receiver<Op>, stats: Arc<Mutex<WriterStats>>) {
+pub(super) fn run(
+    mut conn: Connection,
+    path: &std::path::Path,
+    rx: Receiver<Op>,
+    stats: Arc<Mutex<WriterStats>>,
+) {
+    let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
+    let checkpoints = {
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("pulsar-wal".to_owned())
+            .spawn(move || checkpointer(&path, stop))
+            .ok()
+    };
     let mut closing = None;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -120,6 +156,10 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Op>, stats: Arc<Mutex<Write
             let _ = ack.send(());
         }
     }
+    drop(stop_checkpoints);
+    if let Some(checkpoints) = checkpoints {
+        let _ = checkpoints.join();
+    }
     // Fold the WAL back into the main file so the database is self-contained at rest.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
     drop(conn);
@@ -128,31 +168,23 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Op>, stats: Arc<Mutex<Write
     }
 }
 
-/// Drops writes that a later one in the same batch supersedes (touches and output saves of
-/// the same session), keeping everything else in order.
+/// Drops writes that a later one in the same batch supersedes (touches of the same
+/// session), keeping everything else in order. Output saves are deltas: all are kept.
 fn coalesce(
     batch: Vec<Op>,
     acks: &mut Vec<oneshot::Sender<()>>,
     closing: &mut Option<oneshot::Sender<()>>,
 ) -> Vec<Op> {
     let mut last_touch: HashMap<Uuid, usize> = HashMap::new();
-    let mut last_output: HashMap<Uuid, usize> = HashMap::new();
     for (i, op) in batch.iter().enumerate() {
-        match op {
-            Op::Touch(id, ..) => {
-                last_touch.insert(*id, i);
-            }
-            Op::SaveOutput(out, _) => {
-                last_output.insert(out.session_id, i);
-            }
-            _ => {}
+        if let Op::Touch(id, ..) = op {
+            last_touch.insert(*id, i);
         }
     }
     let mut writes = Vec::with_capacity(batch.len());
     for (i, op) in batch.into_iter().enumerate() {
         match op {
             Op::Touch(id, ..) if last_touch[&id] != i => {}
-            Op::SaveOutput(ref out, _) if last_output[&out.session_id] != i => {}
             Op::Flush(ack) => acks.push(ack),
             Op::Close(ack) => *closing = Some(ack),
             op => writes.push(op),
@@ -195,22 +227,7 @@ fn apply(conn: &mut Connection, writes: Vec<Op>) -> rusqlite::Result<()> {
                 tx.prepare_cached("UPDATE sessions SET last_active = ?2 WHERE id = ?1")?
                     .execute(params![id.to_string(), last_active])?;
             }
-            Op::SaveOutput(out, _) => {
-                // Only for a session that has a row (the cascade owns the rest).
-                tx.prepare_cached(
-                    "INSERT INTO session_state (session_id, pty_state, scrollback, scrollback_offset)
-                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
-                     ON CONFLICT(session_id) DO UPDATE SET
-                        pty_state = excluded.pty_state, scrollback = excluded.scrollback,
-                        scrollback_offset = excluded.scrollback_offset",
-                )?
-                .execute(params![
-                    out.session_id.to_string(),
-                    out.screen,
-                    out.scrollback,
-                    i64::try_from(out.offset).unwrap_or(i64::MAX),
-                ])?;
-            }
+            Op::SaveOutput(delta, _) => save_output(&tx, delta)?,
             Op::Audit(entry, _) => {
                 tx.prepare_cached(
                     "INSERT INTO audit_log (time, actor_uid, actor_pid, action, session_id, detail)
@@ -239,4 +256,47 @@ fn apply(conn: &mut Connection, writes: Vec<Op>) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+/// Appends a delta's chunk, forgets chunks wholly before the tail, and records the screen and
+/// where the kept output starts. Only for a session that still has a row.
+fn save_output(tx: &rusqlite::Transaction<'_>, delta: OutputDelta) -> rusqlite::Result<()> {
+    let id = delta.session_id.to_string();
+    let exists: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")?
+        .query_row(params![id], |r| r.get(0))?;
+    if !exists {
+        return Ok(());
+    }
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    if !delta.data.is_empty() {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO output_chunks (session_id, offset, data) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![id, as_i64(delta.offset), delta.data])?;
+    }
+    tx.prepare_cached(
+        "DELETE FROM output_chunks WHERE session_id = ?1 AND offset + length(data) <= ?2",
+    )?
+    .execute(params![id, as_i64(delta.keep_from)])?;
+    let kept_from = delta.keep_from.min(delta.head);
+    match delta.screen {
+        Some(screen) => tx
+            .prepare_cached(
+                "INSERT INTO session_state (session_id, pty_state, scrollback_offset)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT(session_id) DO UPDATE SET
+                    pty_state = excluded.pty_state, scrollback = NULL,
+                    scrollback_offset = excluded.scrollback_offset",
+            )?
+            .execute(params![id, screen, as_i64(kept_from)])?,
+        None => tx
+            .prepare_cached(
+                "INSERT INTO session_state (session_id, scrollback_offset) VALUES (?1, ?2)
+                 ON CONFLICT(session_id) DO UPDATE SET
+                    scrollback = NULL, scrollback_offset = excluded.scrollback_offset",
+            )?
+            .execute(params![id, as_i64(kept_from)])?,
+    };
+    Ok(())
 }
