@@ -465,3 +465,11 @@ impl LineClient {
         text
     }
 }
+
+/// The JSON-RPC error code of a failed typed-client call.
+pub fn rpc_code(err: &jsonrpsee::core::client::Error) -> i32 {
+    match err {
+        jsonrpsee::core::client::Error::Call(obj) => obj.code(),
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}

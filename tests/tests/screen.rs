@@ -402,13 +402,6 @@ async fn read_only_client_cannot_type_or_resize() {
         .unwrap();
 }
 
-fn rpc_code(err: &jsonrpsee::core::client::Error) -> i32 {
-    match err {
-        jsonrpsee::core::client::Error::Call(obj) => obj.code(),
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    }
-}
-
 async fn size(client: &PulsarClient, id: SessionId) -> (u16, u16) {
     let info = client.get_session(id).await.unwrap();
     (info.cols, info.rows)

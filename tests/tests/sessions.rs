@@ -15,13 +15,6 @@ async fn create(client: &pulsar_protocol::PulsarClient, name: &str) -> uuid::Uui
         .session_id
 }
 
-fn rpc_code(err: &jsonrpsee::core::client::Error) -> i32 {
-    match err {
-        jsonrpsee::core::client::Error::Call(obj) => obj.code(),
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    }
-}
-
 #[tokio::test]
 async fn typed_echo_is_seen_in_the_output() {
     let daemon = Daemon::start().await;
