@@ -9,7 +9,9 @@ use pulsar_protocol::{SessionId, SessionInfo, SessionState, SessionType};
 use uuid::Uuid;
 
 use super::{ClientOwner, Session, SessionError};
-use crate::backend::{Backend, LocalBackend, OpenError, SerialBackend, SpawnError};
+use crate::backend::{
+    Backend, ConnectError, LocalBackend, OpenError, SerialBackend, SpawnError, SshBackend,
+};
 use crate::config::Config;
 
 /// What `create_session` asks for.
@@ -54,24 +56,7 @@ impl SessionManager {
     /// on it).
     pub fn create(&self, request: CreateRequest) -> Result<Arc<Session>, SessionError> {
         let id = Uuid::new_v4();
-        let name = match request.name {
-            Some(name) => {
-                validate_name(&name)?;
-                name
-            }
-            None => id.simple().to_string()[..8].to_owned(),
-        };
-        let cols = request.cols.unwrap_or(self.config.default_cols);
-        let rows = request.rows.unwrap_or(self.config.default_rows);
-        for (field, value) in [("cols", cols), ("rows", rows)] {
-            if !(1..=1000).contains(&value) {
-                return Err(SessionError::InvalidParam {
-                    field,
-                    reason: format!("{value} is outside 1..=1000"),
-                });
-            }
-        }
-        self.check_room(&name)?;
+        let (name, cols, rows) = self.admit(id, &request)?;
 
         let backend: Arc<dyn Backend> = match &request.session_type {
             SessionType::Local(spec) => Arc::new(
@@ -99,10 +84,66 @@ impl SessionManager {
             }
         };
 
+        self.install(id, name, request, (cols, rows), backend)
+    }
+
+    /// Starts a session of any type. An SSH session connects, checks the host key and
+    /// authenticates first (within `ssh_connect_timeout_ms`), hence async; the other types
+    /// start at once, as [`Self::create`]. Must run inside the daemon's runtime.
+    pub async fn create_async(&self, request: CreateRequest) -> Result<Arc<Session>, SessionError> {
+        let SessionType::Ssh(spec) = &request.session_type else {
+            return self.create(request);
+        };
+        let id = Uuid::new_v4();
+        let (name, cols, rows) = self.admit(id, &request)?;
+        let backend = SshBackend::connect(spec, &self.config.ssh_options(), cols, rows)
+            .await
+            .map_err(|source| ssh_error(&name, source))?;
+        self.install(id, name, request, (cols, rows), Arc::new(backend))
+    }
+
+    /// Checks a request before any backend starts: its name (or the default), its size, and
+    /// room under `max_sessions`.
+    fn admit(
+        &self,
+        id: SessionId,
+        request: &CreateRequest,
+    ) -> Result<(String, u16, u16), SessionError> {
+        let name = match &request.name {
+            Some(name) => {
+                validate_name(name)?;
+                name.clone()
+            }
+            None => id.simple().to_string()[..8].to_owned(),
+        };
+        let cols = request.cols.unwrap_or(self.config.default_cols);
+        let rows = request.rows.unwrap_or(self.config.default_rows);
+        for (field, value) in [("cols", cols), ("rows", rows)] {
+            if !(1..=1000).contains(&value) {
+                return Err(SessionError::InvalidParam {
+                    field,
+                    reason: format!("{value} is outside 1..=1000"),
+                });
+            }
+        }
+        self.check_room(&name)?;
+        Ok((name, cols, rows))
+    }
+
+    /// Wraps a started backend in a session and enters it in the table.
+    fn install(
+        &self,
+        id: SessionId,
+        name: String,
+        request: CreateRequest,
+        (cols, rows): (u16, u16),
+        backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Session>, SessionError> {
         let session = Session::start(
             id,
             name,
-            request.session_type,
+            // The session keeps no secret: only the backend needs them (to reconnect).
+            request.session_type.redacted(),
             (cols, rows),
             request.resize_policy.unwrap_or(self.config.resize_policy),
             self.config.scrollback_bytes,
@@ -289,6 +330,20 @@ fn open_error(name: &str, source: OpenError) -> SessionError {
         source => SessionError::Device {
             name: name.to_owned(),
             source,
+        },
+    }
+}
+
+/// An SSH session that could not start: bad fields are invalid params; every connection
+/// failure keeps its own kind (and code), naming the host.
+fn ssh_error(name: &str, source: ConnectError) -> SessionError {
+    match source {
+        ConnectError::InvalidSetting { field, reason } => {
+            SessionError::InvalidParam { field, reason }
+        }
+        source => SessionError::Ssh {
+            name: name.to_owned(),
+            source: Box::new(source),
         },
     }
 }
