@@ -295,6 +295,19 @@ impl Sshd {
         let _ = child.wait();
     }
 
+    /// Stops (SIGSTOP) every connection the server forked, so they hold their sockets open
+    /// and say nothing: a hung host, or a network that silently drops everything. `kill`
+    /// (and so drop) still ends them.
+    pub fn freeze_connections(&self) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        for pid in descendants(child.id()) {
+            // SAFETY: plain kill(2) on pids we just found under our own child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        }
+    }
+
     /// Starts the server again on the same port with the same keys.
     pub fn restart(&mut self) {
         self.kill();

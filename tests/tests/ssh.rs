@@ -438,6 +438,25 @@ async fn killed_server_stops_the_session_with_a_reason() {
 }
 
 #[tokio::test]
+async fn silent_server_is_dropped_after_unanswered_keepalives() {
+    if !require_sshd() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[("SSH_KEEPALIVE_SECS", "1")], &[]).await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let id = create(&mut line, ssh_type(&sshd, json!({}))).await["session_id"].clone();
+    type_in(&mut line, &id, "echo alive\n").await;
+    output_until(&mut line, &id, "alive").await;
+    // The TCP connection stays up; only the answers stop.
+    sshd.freeze_connections();
+    let info = stopped(&mut line, &id).await;
+    let reason = info["reason"].as_str().expect("a reason");
+    assert!(reason.contains("keepalive"), "{reason}");
+}
+
+#[tokio::test]
 async fn with_reconnect_a_returning_server_resumes_after_a_divider() {
     if !require_sshd() {
         return;
@@ -692,4 +711,205 @@ async fn secrets_never_appear_in_answers_logs_or_files() {
     }
     assert!(checked >= 1, "at least the log was checked");
     assert!(Path::new(&daemon.dir.path().join("daemon.log")).exists());
+}
+
+/// The password [`FakeSshd`] accepts.
+const FAKE_PASSWORD: &str = "fake-server-pw";
+/// What [`FakeSshd`]'s "shell" prints first.
+const FAKE_PROMPT: &str = "fake$ ";
+
+/// An SSH server inside the test process (russh's server API), for what OpenSSH makes awkward:
+/// cutting every connection at the instant the test picks, and coming back on the same port
+/// with another host key. Its "shell" prints a prompt and echoes what it is sent.
+struct FakeSshd {
+    port: u16,
+    /// Duplicates of the accepted sockets, to cut them from outside.
+    connections: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FakeSshd {
+    /// Serves on 127.0.0.1:`port` with the host key in `key` (an OpenSSH private key file).
+    async fn start(port: u16, key: &Path) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the fake server");
+        let config = std::sync::Arc::new(russh::server::Config {
+            keys: vec![russh::keys::load_secret_key(key, None).expect("host key")],
+            auth_rejection_time: std::time::Duration::ZERO,
+            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        });
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let stream = stream.into_std().expect("std socket");
+                kept.lock()
+                    .unwrap()
+                    .push(stream.try_clone().expect("dup the socket"));
+                let stream = tokio::net::TcpStream::from_std(stream).expect("tokio socket");
+                let config = std::sync::Arc::clone(&config);
+                tokio::spawn(async move {
+                    if let Ok(running) = russh::server::run_stream(config, stream, FakeShell).await
+                    {
+                        let _ = running.await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            connections,
+            accept,
+        }
+    }
+
+    /// Cuts every connection at once, as a crashed host or a pulled cable does.
+    fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Cuts every connection and stops listening (the port is free when this returns).
+    async fn stop(mut self) {
+        self.cut();
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
+    }
+}
+
+impl Drop for FakeSshd {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// One connection to [`FakeSshd`]: password auth, a PTY and a shell that echoes.
+struct FakeShell;
+
+impl russh::server::Handler for FakeShell {
+    type Error = russh::Error;
+
+    async fn auth_password(
+        &mut self,
+        _user: &str,
+        password: &str,
+    ) -> Result<russh::server::Auth, Self::Error> {
+        Ok(if password == FAKE_PASSWORD {
+            russh::server::Auth::Accept
+        } else {
+            russh::server::Auth::reject()
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        mut channel: russh::Channel<russh::server::Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut russh::server::Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        // Input reaches `data` below; this handle only needs draining.
+        tokio::spawn(async move { while channel.wait().await.is_some() {} });
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut russh::server::Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: russh::ChannelId,
+        session: &mut russh::server::Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        session.data(channel, FAKE_PROMPT.as_bytes().to_vec())
+    }
+
+    async fn data(
+        &mut self,
+        channel: russh::ChannelId,
+        data: &[u8],
+        session: &mut russh::server::Session,
+    ) -> Result<(), Self::Error> {
+        session.data(channel, data.to_vec())
+    }
+}
+
+fn fake_type(port: u16) -> Value {
+    json!({"kind": "ssh", "host": "127.0.0.1", "port": port, "user": "tester",
+           "accept_new_host_key": true,
+           "auth": {"agent": false, "password": FAKE_PASSWORD}})
+}
+
+#[tokio::test]
+async fn connection_cut_mid_session_stops_the_session_with_a_reason() {
+    if !require_sshd() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("host_key");
+    keygen(&key, "");
+    let server = FakeSshd::start(free_port(), &key).await;
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    let mut line = daemon.line().await;
+    let id = create(&mut line, fake_type(server.port)).await["session_id"].clone();
+    output_until(&mut line, &id, FAKE_PROMPT).await;
+    type_in(&mut line, &id, "hello").await;
+    output_until(&mut line, &id, "hello").await;
+
+    server.cut();
+    let info = stopped(&mut line, &id).await;
+    let reason = info["reason"].as_str().expect("a reason");
+    assert!(
+        reason.starts_with(&format!("connection to 127.0.0.1:{} lost: ", server.port)),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn reconnecting_to_a_host_whose_key_changed_ends_the_session_loudly() {
+    if !require_sshd() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (first_key, second_key) = (keys.path().join("first"), keys.path().join("second"));
+    keygen(&first_key, "");
+    keygen(&second_key, "");
+    let port = free_port();
+    let first = FakeSshd::start(port, &first_key).await;
+    let daemon = Daemon::start_with_env(
+        &[
+            ("SSH_RECONNECT", "true"),
+            ("SSH_RECONNECT_MAX_BACKOFF_MS", "100"),
+        ],
+        &[],
+    )
+    .await;
+    let mut line = daemon.line().await;
+    let id = create(&mut line, fake_type(port)).await["session_id"].clone();
+    output_until(&mut line, &id, FAKE_PROMPT).await;
+
+    // The host comes back on the same address with another key: an impostor, perhaps.
+    first.stop().await;
+    let _second = FakeSshd::start(port, &second_key).await;
+    let info = stopped(&mut line, &id).await;
+    let reason = info["reason"].as_str().expect("a reason");
+    assert!(reason.contains("reconnecting failed"), "{reason}");
+    assert!(reason.contains("CHANGED"), "{reason}");
+    output_until(&mut line, &id, "reconnecting ---").await;
 }
