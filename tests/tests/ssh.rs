@@ -8,6 +8,7 @@ use std::path::Path;
 
 use pulsar_e2e::sshd::{Agent, Sshd, TEST_PASSWORD, TEST_USER, free_port, keygen, require_sshd};
 use pulsar_e2e::*;
+use pulsar_protocol::PulsarApiClient as _;
 use pulsar_protocol::error as code;
 use serde_json::{Value, json};
 
@@ -642,7 +643,8 @@ async fn secrets_never_appear_in_answers_logs_or_files() {
     let sshd = Sshd::start();
     let passphrase = "Passphrase-d41d8cd9";
     let key = sshd.add_encrypted_key(passphrase);
-    let daemon = Daemon::start_with_env(&[], &[]).await;
+    // The most talkative level: russh would log its packets in plain text here.
+    let daemon = Daemon::start_with_env(&[("LOG_LEVEL", "trace")], &[]).await;
     sshd.trust(daemon.dir.path());
     let mut line = daemon.line().await;
     let with_password = ssh_type(
@@ -668,6 +670,18 @@ async fn secrets_never_appear_in_answers_logs_or_files() {
                 .to_string(),
         );
     }
+    // And once over the WebSocket path, with the typed client.
+    let client = daemon.client().await;
+    let typed: pulsar_protocol::SessionType = serde_json::from_value(ssh_type(
+        &sshd,
+        json!({"auth": {"agent": false, "password": TEST_PASSWORD}, "command": "sleep 60"}),
+    ))
+    .unwrap();
+    let created = client
+        .create_session(None, typed, None, None, None)
+        .await
+        .expect("create over WebSocket");
+    answers.push(serde_json::to_string(&created).unwrap());
     answers.push(line.ok("list_sessions", json!({})).await.to_string());
     let wrong = create_err(
         &mut line,
@@ -710,6 +724,12 @@ async fn secrets_never_appear_in_answers_logs_or_files() {
         checked += 1;
     }
     assert!(checked >= 1, "at least the log was checked");
+    let log = daemon.log();
+    assert!(log.contains("SSH session connected"), "the log is there");
+    assert!(
+        !log.contains("session_write_encrypted") && !log.contains("raw_json_request"),
+        "plaintext packet or request dumps reached the log"
+    );
     assert!(Path::new(&daemon.dir.path().join("daemon.log")).exists());
 }
 
