@@ -3,7 +3,8 @@
 //! config, all in a temp dir; killed (with every connection it forked) when dropped.
 //!
 //! It lets in one local user, [`TEST_USER`], whose password is [`TEST_PASSWORD`]; the user is
-//! created on first use (tests run as root). Nothing else on the system is changed.
+//! created on first use (tests run as root) and kept, with a lock file and a "password set"
+//! marker in /tmp, so later runs find it ready. Nothing else on the system is changed.
 
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
@@ -163,34 +164,46 @@ impl Sshd {
         std::fs::copy(client_key.with_extension("pub"), &authorized).expect("authorize the key");
         std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644))
             .expect("chmod authorized_keys");
-        let port = free_port();
         let config = dir.path().join("sshd_config");
-        let d = dir.path().display();
+        let mut sshd = Self {
+            dir,
+            port: 0,
+            client_key,
+            config,
+            child: None,
+        };
+        // Another test may take the free port between our look and sshd's bind: try again
+        // on another one.
+        for _ in 0..5 {
+            sshd.port = free_port();
+            sshd.write_config();
+            if sshd.launch() {
+                return sshd;
+            }
+        }
+        panic!("sshd could not bind a free port: {}", sshd.log());
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path().display();
         std::fs::write(
-            &config,
+            &self.config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
+                "Port {}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
                  PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
                  StrictModes no\nUsePAM no\nPasswordAuthentication yes\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin no\nAllowUsers {TEST_USER}\nPrintMotd no\nPrintLastLog no\n\
                  UseDNS no\nMaxStartups 200\nMaxSessions 64\nLogLevel VERBOSE\n\
-                 Subsystem sftp internal-sftp\n"
+                 Subsystem sftp internal-sftp\n",
+                self.port
             ),
         )
         .expect("write sshd_config");
-        let mut sshd = Self {
-            dir,
-            port,
-            client_key,
-            config,
-            child: None,
-        };
-        sshd.launch();
-        sshd
     }
 
-    fn launch(&mut self) {
+    /// Starts sshd and waits until it answers; false if it could not bind its port.
+    fn launch(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -207,10 +220,10 @@ impl Sshd {
             .spawn()
             .expect("spawn sshd");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> bool {
         let start = Instant::now();
         loop {
             if let Some(status) = self
@@ -218,13 +231,17 @@ impl Sshd {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                self.child = None;
+                if self.log().contains("Address already in use") {
+                    return false;
+                }
                 panic!("sshd exited ({status}): {}", self.log());
             }
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut banner = [0u8; 8];
                 if stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-2.0") {
-                    return;
+                    return true;
                 }
             }
             assert!(
@@ -311,7 +328,7 @@ impl Sshd {
     /// Starts the server again on the same port with the same keys.
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        assert!(self.launch(), "sshd could not bind its port again");
     }
 }
 

@@ -749,11 +749,13 @@ struct FakeSshd {
 }
 
 impl FakeSshd {
-    /// Serves on 127.0.0.1:`port` with the host key in `key` (an OpenSSH private key file).
+    /// Serves on 127.0.0.1:`port` (0: any free port) with the host key in `key` (an OpenSSH
+    /// private key file).
     async fn start(port: u16, key: &Path) -> Self {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the fake server");
+        let port = listener.local_addr().expect("local address").port();
         let config = std::sync::Arc::new(russh::server::Config {
             keys: vec![russh::keys::load_secret_key(key, None).expect("host key")],
             auth_rejection_time: std::time::Duration::ZERO,
@@ -884,7 +886,7 @@ async fn connection_cut_mid_session_stops_the_session_with_a_reason() {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("host_key");
     keygen(&key, "");
-    let server = FakeSshd::start(free_port(), &key).await;
+    let server = FakeSshd::start(0, &key).await;
     let daemon = Daemon::start_with_env(&[], &[]).await;
     let mut line = daemon.line().await;
     let id = create(&mut line, fake_type(server.port)).await["session_id"].clone();
@@ -910,8 +912,8 @@ async fn reconnecting_to_a_host_whose_key_changed_ends_the_session_loudly() {
     let (first_key, second_key) = (keys.path().join("first"), keys.path().join("second"));
     keygen(&first_key, "");
     keygen(&second_key, "");
-    let port = free_port();
-    let first = FakeSshd::start(port, &first_key).await;
+    let first = FakeSshd::start(0, &first_key).await;
+    let port = first.port;
     let daemon = Daemon::start_with_env(
         &[
             ("SSH_RECONNECT", "true"),
