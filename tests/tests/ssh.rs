@@ -242,6 +242,37 @@ async fn accept_new_host_key_remembers_the_host_for_the_next_session() {
 }
 
 #[tokio::test]
+async fn config_can_accept_new_host_keys_and_name_the_key_files() {
+    if !require_sshd() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let key_files = format!("[{:?}]", sshd.client_key.display().to_string());
+    let daemon = Daemon::start_with_env(
+        &[
+            ("SSH_ACCEPT_NEW_HOST_KEYS", "true"),
+            ("SSH_KEY_FILES", &key_files),
+        ],
+        &[],
+    )
+    .await;
+    let mut line = daemon.line().await;
+    // No auth and no accept_new_host_key in the request: both come from the config.
+    let ty = json!({"kind": "ssh", "host": "127.0.0.1", "port": sshd.port, "user": TEST_USER,
+                    "command": "echo configured"});
+    let id = create(&mut line, ty).await["session_id"].clone();
+    output_until(&mut line, &id, "configured").await;
+    assert_eq!(
+        std::fs::read_to_string(known_hosts(&daemon)).unwrap(),
+        sshd.known_hosts_line()
+    );
+    assert!(
+        daemon.log().contains("permanently added the host key"),
+        "the log says a key was added"
+    );
+}
+
+#[tokio::test]
 async fn error_changed_host_key_is_1015_naming_both_fingerprints_even_with_accept_new() {
     if !require_sshd() {
         return;

@@ -151,13 +151,27 @@ impl SessionManager {
         );
         // The name was free a moment ago; check again under the write lock so two concurrent
         // creates cannot both take it.
+        // Likewise the room: an SSH session may have spent seconds connecting meanwhile.
         let mut sessions = self.write();
-        if let Some(holder) = live_holder(&sessions, session.name()) {
+        let refusal = if let Some(holder) = live_holder(&sessions, session.name()) {
+            Some(SessionError::NameExists {
+                name: session.name().to_owned(),
+                id: holder,
+            })
+        } else if sessions.values().filter(|s| s.is_alive()).count() >= self.config.max_sessions {
+            Some(SessionError::LimitReached {
+                op: "create a session",
+                limit: "max_sessions",
+                max: self.config.max_sessions,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             drop(sessions);
-            let name = session.name().to_owned();
             let orphan = Arc::clone(&session);
             tokio::spawn(async move { orphan.terminate(Duration::ZERO).await });
-            return Err(SessionError::NameExists { name, id: holder });
+            return Err(refusal);
         }
         sessions.insert(id, Arc::clone(&session));
         drop(sessions);
