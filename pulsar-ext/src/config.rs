@@ -65,6 +65,25 @@ pub struct Config {
     /// Longest pause between two attempts to reopen a vanished serial device; the pauses
     /// double from 50 ms up to this.
     pub serial_reopen_max_backoff_ms: u64,
+    /// Seconds of silence from an SSH server before the daemon sends a keepalive; three
+    /// unanswered keepalives drop the connection. 0 turns keepalives off.
+    pub ssh_keepalive_secs: u64,
+    /// Longest an SSH session may take to connect, authenticate and start its shell.
+    pub ssh_connect_timeout_ms: u64,
+    /// The known-hosts file SSH host keys are checked against (unless a session names one).
+    pub ssh_known_hosts: PathBuf,
+    /// Accept (and remember) the key of an SSH host not yet known, for every session, as
+    /// OpenSSH's `accept-new`. A changed key is refused regardless.
+    pub ssh_accept_new_host_keys: bool,
+    /// Private key files tried for SSH sessions whose request names none; empty: the usual
+    /// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+    pub ssh_key_files: Vec<PathBuf>,
+    /// Whether an SSH session whose connection drops (not whose remote program exits)
+    /// reconnects and carries on, instead of stopping.
+    pub ssh_reconnect: bool,
+    /// Longest pause between two attempts to reconnect a dropped SSH session; the pauses
+    /// double from 100 ms up to this.
+    pub ssh_reconnect_max_backoff_ms: u64,
 }
 
 /// What becomes of sessions that were alive when the daemon stopped.
@@ -101,6 +120,13 @@ const KEYS: &[&str] = &[
     "audit_max_rows",
     "serial_reopen",
     "serial_reopen_max_backoff_ms",
+    "ssh_keepalive_secs",
+    "ssh_connect_timeout_ms",
+    "ssh_known_hosts",
+    "ssh_accept_new_host_keys",
+    "ssh_key_files",
+    "ssh_reconnect",
+    "ssh_reconnect_max_backoff_ms",
 ];
 
 /// Why the configuration could not be assembled.
@@ -150,6 +176,13 @@ impl Config {
             audit_max_rows: 100_000,
             serial_reopen: false,
             serial_reopen_max_backoff_ms: 5000,
+            ssh_keepalive_secs: 30,
+            ssh_connect_timeout_ms: 10_000,
+            ssh_known_hosts: PathBuf::from("~/.ssh/known_hosts"),
+            ssh_accept_new_host_keys: false,
+            ssh_key_files: Vec::new(),
+            ssh_reconnect: false,
+            ssh_reconnect_max_backoff_ms: 30_000,
         }
     }
 
@@ -179,6 +212,12 @@ impl Config {
             .map_err(Box::new)?;
         config.socket_path = expand_home(&config.socket_path);
         config.database_path = expand_home(&config.database_path);
+        config.ssh_known_hosts = expand_home(&config.ssh_known_hosts);
+        config.ssh_key_files = config
+            .ssh_key_files
+            .iter()
+            .map(|p| expand_home(p))
+            .collect();
         config.validate()?;
         Ok(config)
     }
@@ -231,6 +270,16 @@ impl Config {
             (10..=3_600_000).contains(&self.serial_reopen_max_backoff_ms),
             "serial_reopen_max_backoff_ms",
             "must be between 10 and 3600000",
+        )?;
+        check(
+            (100..=600_000).contains(&self.ssh_connect_timeout_ms),
+            "ssh_connect_timeout_ms",
+            "must be between 100 and 600000",
+        )?;
+        check(
+            (10..=3_600_000).contains(&self.ssh_reconnect_max_backoff_ms),
+            "ssh_reconnect_max_backoff_ms",
+            "must be between 10 and 3600000",
         )
     }
 
@@ -244,6 +293,23 @@ impl Config {
     pub fn serial_reopen(&self) -> Option<Duration> {
         self.serial_reopen
             .then(|| Duration::from_millis(self.serial_reopen_max_backoff_ms))
+    }
+}
+
+impl Config {
+    /// The SSH settings every SSH session starts from (a request may override some).
+    pub fn ssh_options(&self) -> crate::backend::SshOptions {
+        crate::backend::SshOptions {
+            connect_timeout: Duration::from_millis(self.ssh_connect_timeout_ms),
+            keepalive: (self.ssh_keepalive_secs > 0)
+                .then(|| Duration::from_secs(self.ssh_keepalive_secs)),
+            known_hosts: self.ssh_known_hosts.clone(),
+            accept_new_host_keys: self.ssh_accept_new_host_keys,
+            key_files: self.ssh_key_files.clone(),
+            reconnect: self
+                .ssh_reconnect
+                .then(|| Duration::from_millis(self.ssh_reconnect_max_backoff_ms)),
+        }
     }
 }
 
@@ -329,6 +395,30 @@ mod tests {
         assert!(
             err.to_string().contains("serial_reopen_max_backoff_ms"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn ssh_defaults_check_known_hosts_in_home_and_keep_alive() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::load(&dirs(root.path()), &json!({})).unwrap();
+        let options = config.ssh_options();
+        assert!(options.known_hosts.ends_with(".ssh/known_hosts"));
+        assert!(!options.known_hosts.starts_with("~"), "expanded");
+        assert!(!options.accept_new_host_keys);
+        assert_eq!(options.keepalive, Some(Duration::from_secs(30)));
+        assert_eq!(options.connect_timeout, Duration::from_secs(10));
+        assert_eq!(options.reconnect, None);
+        let config = Config::load(
+            &dirs(root.path()),
+            &json!({"ssh_keepalive_secs": 0, "ssh_reconnect": true,
+                    "ssh_reconnect_max_backoff_ms": 200}),
+        )
+        .unwrap();
+        assert_eq!(config.ssh_options().keepalive, None);
+        assert_eq!(
+            config.ssh_options().reconnect,
+            Some(Duration::from_millis(200))
         );
     }
 

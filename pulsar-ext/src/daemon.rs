@@ -61,7 +61,7 @@ impl Daemon {
             Arc::clone(&config),
             Arc::clone(&persistence) as Arc<dyn crate::session::SessionObserver>,
         ));
-        let restored = persistence.restore_all(stored, &sessions);
+        let restored = persistence.restore_all(stored, &sessions).await;
         tracing::info!(
             database = %config.database_path.display(),
             respawned = restored.respawned,

@@ -43,14 +43,27 @@ impl Default for PulsarExtension {
 
 /// Installs the log subscriber for this copy of `tracing` (once per process and copy).
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, filter};
+
+    let level_filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // At trace level russh logs its packets in plain text and jsonrpsee whole requests: both
+    // would put SSH passwords in the log. Whatever the configured level, nothing of theirs
+    // below debug gets through.
+    let no_secrets = filter::filter_fn(|meta| {
+        let target = meta.target();
+        !(*meta.level() == tracing::Level::TRACE
+            && (target.starts_with("russh") || target.starts_with("jsonrpsee")))
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .try_init();
+        .with_filter(level_filter)
+        .with_filter(no_secrets);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 #[async_trait]

@@ -177,7 +177,7 @@ impl Persistence {
     }
 
     /// Brings back the sessions loaded from the database, by the restore policy.
-    pub fn restore_all(
+    pub async fn restore_all(
         &self,
         stored: Vec<StoredSession>,
         sessions: &SessionManager,
@@ -251,16 +251,18 @@ impl Persistence {
                 }
             };
             let respawn = matches!(mode, RestoreMode::Respawn);
-            let session = sessions.restore(RestoreRequest {
-                id: row.id,
-                name: row.name.clone(),
-                session_type: config.session_type,
-                created_at: DateTime::from_timestamp_millis(row.created_at).unwrap_or(now),
-                size: (config.cols, config.rows),
-                resize_policy: config.resize_policy,
-                history,
-                mode,
-            });
+            let session = sessions
+                .restore(RestoreRequest {
+                    id: row.id,
+                    name: row.name.clone(),
+                    session_type: config.session_type,
+                    created_at: DateTime::from_timestamp_millis(row.created_at).unwrap_or(now),
+                    size: (config.cols, config.rows),
+                    resize_policy: config.resize_policy,
+                    history,
+                    mode,
+                })
+                .await;
             if respawn && session.is_alive() {
                 summary.respawned += 1;
             } else {
@@ -308,7 +310,8 @@ fn state_name(state: SessionState) -> &'static str {
 fn row_for(session: &Session) -> SessionRow {
     let info = session.info();
     let config = StoredConfig {
-        session_type: info.session_type.clone(),
+        // Never a secret in the database (the session already holds the redacted type).
+        session_type: info.session_type.redacted(),
         cols: info.cols,
         rows: info.rows,
         resize_policy: info.resize_policy,

@@ -35,3 +35,24 @@ pub const DEVICE_NOT_FOUND: i32 = 1008;
 /// The daemon's user may not open the serial device; `data.device` names it. Usually fixed by
 /// adding the user to the device's group (`dialout`, `uucp`) or a udev rule.
 pub const DEVICE_PERMISSION_DENIED: i32 = 1009;
+/// SSH: the host refused the TCP connection (nothing listens on the port); `data` has `host`,
+/// `port` and `name`.
+pub const SSH_CONNECTION_REFUSED: i32 = 1010;
+/// SSH: connecting (TCP, key exchange, authentication and opening the shell) took longer than
+/// the daemon's `ssh_connect_timeout_ms`.
+pub const SSH_TIMEOUT: i32 = 1011;
+/// SSH: the host name could not be resolved.
+pub const SSH_HOST_NOT_FOUND: i32 = 1012;
+/// SSH: every authentication method was refused; `data.tried` lists the methods tried (never
+/// a secret).
+pub const SSH_AUTH_FAILED: i32 = 1013;
+/// SSH: the host's key is not in `known_hosts`; `data` has `fingerprint` (`SHA256:...`),
+/// `key_type` and `known_hosts`. Retry with `accept_new_host_key: true` once the fingerprint is
+/// verified.
+pub const SSH_UNKNOWN_HOST_KEY: i32 = 1014;
+/// SSH: the host's key differs from the one in `known_hosts` (possible man-in-the-middle);
+/// always refused. `data` has both fingerprints and the `known_hosts` file and line.
+pub const SSH_HOST_KEY_CHANGED: i32 = 1015;
+/// SSH: the connection failed otherwise (network unreachable, reset, protocol error, or the
+/// server refused the terminal or the shell); the message has the cause.
+pub const SSH_CONNECTION_FAILED: i32 = 1016;

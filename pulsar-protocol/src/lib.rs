@@ -22,7 +22,7 @@ pub use event::OutputEvent;
 pub use session::{
     AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
-    SessionId, SessionInfo, SessionState, SessionType, Snapshot, Success,
+    SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
 pub use status::{DatabaseStatus, Status};
 

@@ -16,7 +16,11 @@ pub type SessionId = Uuid;
 /// `{"kind":"local","command":["bash","-l"],"cwd":"/tmp","env":{"A":"1"}}`.
 ///
 /// For the upstream desktop client, deserialisation also accepts the bare string `"Local"` and
-/// the externally tagged `{"Local":{...}}` (and likewise `{"Serial":{"device":"/dev/ttyUSB0"}}`).
+/// the externally tagged `{"Local":{...}}` (and likewise `{"Serial":{"device":"/dev/ttyUSB0"}}`
+/// and `{"Ssh":{"host":"example.org","port":22}}`).
+///
+/// An SSH type may carry secrets (a password, a key passphrase): report and store only
+/// [`SessionType::redacted`] copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -25,6 +29,9 @@ pub enum SessionType {
     Local(LocalSpec),
     /// A serial port: `{"kind":"serial","device":"/dev/ttyUSB0","baud":9600}`.
     Serial(SerialSpec),
+    /// An SSH shell (or command) on another host, owned by the daemon:
+    /// `{"kind":"ssh","host":"build.example.org","user":"ci"}`.
+    Ssh(SshSpec),
 }
 
 /// How to start a local session.
@@ -74,12 +81,110 @@ pub struct SerialSpec {
     pub flow_control: Option<String>,
 }
 
+/// How to open an SSH session. Everything but `host` has a default.
+///
+/// Host keys are checked against `known_hosts` (OpenSSH's format, hashed entries included): an
+/// unknown host is refused unless `accept_new_host_key` (or the daemon's config) allows it, and
+/// a changed key is always refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    /// Host name or address to connect to.
+    pub host: String,
+    /// TCP port; default 22.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Remote user; default: the name of the user the daemon runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Command line run by the remote user's shell (an SSH `exec` request); default: an
+    /// interactive login shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// How to authenticate; default: the agent, then the usual key files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SshAuth>,
+    /// Accept (and append to `known_hosts`) the key of a host not yet known, as OpenSSH's
+    /// `StrictHostKeyChecking=accept-new`. Default: the daemon's `ssh_accept_new_host_keys`
+    /// (false). A *changed* key is refused whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_new_host_key: Option<bool>,
+    /// The known-hosts file to check host keys against (and append new ones to); default:
+    /// the daemon's `ssh_known_hosts` (`~/.ssh/known_hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+/// How an SSH session authenticates. Methods are tried in this order, each only when it
+/// applies: the SSH agent (`SSH_AUTH_SOCK`), the key files, the password.
+///
+/// `password` and `passphrase` are secrets: the daemon keeps them in memory only, never logs
+/// or stores them, and reports sessions with them removed ([`SessionType::redacted`]). Their
+/// `Debug` output is masked too.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshAuth {
+    /// Whether to ask the SSH agent at `SSH_AUTH_SOCK` (the daemon's environment); default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<bool>,
+    /// Private key files to try, in order; default: the daemon's `ssh_key_files`, else
+    /// `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa` (those that exist).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_files: Vec<PathBuf>,
+    /// Secret: decrypts encrypted key files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// Secret: the password, tried after the keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SshAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("SshAuth")
+            .field("agent", &self.agent)
+            .field("key_files", &self.key_files)
+            .field("passphrase", &masked(&self.passphrase))
+            .field("password", &masked(&self.password))
+            .finish()
+    }
+}
+
+impl SshAuth {
+    /// True when a password or passphrase is present.
+    pub fn has_secrets(&self) -> bool {
+        self.password.is_some() || self.passphrase.is_some()
+    }
+}
+
 impl SessionType {
-    /// The `kind` tag: `local` or `serial`.
+    /// The `kind` tag: `local`, `serial` or `ssh`.
     pub fn kind(&self) -> &'static str {
         match self {
             SessionType::Local(_) => "local",
             SessionType::Serial(_) => "serial",
+            SessionType::Ssh(_) => "ssh",
+        }
+    }
+
+    /// A copy without secrets: an SSH type's `auth.password` and `auth.passphrase` are
+    /// removed (an `auth` left empty is removed too). This is the only form of a type that may
+    /// leave the daemon's memory: `list_sessions`/`get_session` answers, logs, the store.
+    pub fn redacted(&self) -> SessionType {
+        match self {
+            SessionType::Ssh(spec) => {
+                let auth = spec.auth.as_ref().map(|auth| SshAuth {
+                    passphrase: None,
+                    password: None,
+                    ..auth.clone()
+                });
+                SessionType::Ssh(SshSpec {
+                    auth: auth.filter(|a| *a != SshAuth::default()),
+                    ..spec.clone()
+                })
+            }
+            other => other.clone(),
         }
     }
 }
@@ -124,11 +229,11 @@ impl<'de> Deserialize<'de> for SessionType {
             "serial" => serde_json::from_value(body)
                 .map(SessionType::Serial)
                 .map_err(|err| D::Error::custom(format!("type (serial): {err}"))),
-            "ssh" => Err(D::Error::custom(format!(
-                "session type `{kind}` is not available in this version of Pulsar"
-            ))),
+            "ssh" => serde_json::from_value(body)
+                .map(SessionType::Ssh)
+                .map_err(|err| D::Error::custom(format!("type (ssh): {err}"))),
             _ => Err(D::Error::custom(format!(
-                "unknown session type `{kind}`; expected `local` or `serial`"
+                "unknown session type `{kind}`; expected `local`, `serial` or `ssh`"
             ))),
         }
     }
@@ -474,6 +579,75 @@ mod tests {
             serde_json::from_value::<SessionInfo>(json).unwrap(),
             with_reason
         );
+    }
+
+    #[test]
+    fn kind_tagged_ssh_type_round_trips() {
+        let json = json!({"kind": "ssh", "host": "example.org", "port": 2222, "user": "ci",
+                          "command": "make test", "accept_new_host_key": true,
+                          "known_hosts": "/tmp/kh", "auth": {"agent": false,
+                          "key_files": ["/k"], "passphrase": "pp", "password": "pw"}});
+        let ty: SessionType = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(ty.kind(), "ssh");
+        assert_eq!(serde_json::to_value(&ty).unwrap(), json);
+    }
+
+    #[test]
+    fn upstream_externally_tagged_ssh_takes_the_defaults() {
+        let ty: SessionType =
+            serde_json::from_value(json!({"Ssh": {"host": "h", "port": 22}})).unwrap();
+        assert_eq!(
+            ty,
+            SessionType::Ssh(SshSpec {
+                host: "h".into(),
+                port: Some(22),
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn misspelt_ssh_auth_field_is_rejected_by_name() {
+        let err = serde_json::from_value::<SessionType>(
+            json!({"kind": "ssh", "host": "h", "auth": {"pasword": "x"}}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("pasword"), "{err}");
+    }
+
+    #[test]
+    fn redacted_ssh_type_has_no_secrets_and_keeps_the_rest() {
+        let ty: SessionType = serde_json::from_value(json!({"kind": "ssh", "host": "h",
+            "auth": {"key_files": ["/k"], "passphrase": "hunter2", "password": "sw0rdfish"}}))
+        .unwrap();
+        let shown = serde_json::to_string(&ty.redacted()).unwrap();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sw0rdfish"),
+            "{shown}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+            json!({"kind": "ssh", "host": "h", "auth": {"key_files": ["/k"]}})
+        );
+        let only_secrets: SessionType = serde_json::from_value(
+            json!({"kind": "ssh", "host": "h", "auth": {"password": "sw0rdfish"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(only_secrets.redacted()).unwrap(),
+            json!({"kind": "ssh", "host": "h"})
+        );
+        let debug = format!("{ty:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("sw0rdfish"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn redacting_other_types_changes_nothing() {
+        let ty = SessionType::Local(LocalSpec::default());
+        assert_eq!(ty.redacted(), ty);
     }
 
     #[test]

@@ -20,6 +20,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 pub use pulsar_protocol;
 pub use tempfile;
 
+pub mod sshd;
+
 /// Longest a test waits for anything.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -164,6 +166,28 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("run/pulsar.sock");
         let child = Self::spawn(dir.path(), &socket, settings);
+        let daemon = Self {
+            child,
+            dir,
+            socket,
+            settings: owned(settings),
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// Starts a daemon with extra `PULSAR_*` settings and extra environment variables (e.g.
+    /// `SSH_AUTH_SOCK`). `SSH_AUTH_SOCK` is removed from what the daemon inherits unless `env`
+    /// sets it, so no test depends on the agent of whoever runs it.
+    pub async fn start_with_env(settings: &[(&str, &str)], env: &[(&str, &Path)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("run/pulsar.sock");
+        let child = Self::spawn_with(dir.path(), &socket, settings, |command| {
+            command.env_remove("SSH_AUTH_SOCK");
+            for (key, value) in env {
+                command.env(key, value);
+            }
+        });
         let daemon = Self {
             child,
             dir,

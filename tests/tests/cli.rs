@@ -144,19 +144,25 @@ async fn new_with_a_taken_name_fails_naming_it() {
 #[tokio::test]
 async fn new_ssh_sends_the_documented_type_and_shows_the_daemons_answer() {
     let daemon = Daemon::start().await;
-    let run = pulsar(
-        &daemon,
-        &["new", "-d", "prod", "--ssh", "ada@example.invalid:2222"],
-    );
+    // A loopback port with nothing listening: the daemon's own answer comes back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("ada@127.0.0.1:{port}");
+    let run = pulsar(&daemon, &["new", "-d", "prod", "--ssh", &target]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    // Today's daemon: "create session prod: Invalid params: session type `ssh` is not
-    // available in this version of Pulsar".
     assert!(
         run.stderr.contains("create session prod: "),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("`ssh`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("127.0.0.1") && run.stderr.contains("refused"),
+        "the daemon's answer names the host and the cause: {}",
+        run.stderr
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
-//! Backends: what actually runs behind a session (a local PTY or a serial port; SSH later),
+//! Backends: what actually runs behind a session (a local PTY, a serial port, an SSH shell),
 //! all behind the one [`Backend`] trait. Backends know nothing about clients or sessions.
 
 mod local;
 mod serial;
+mod ssh;
 
 use std::io;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 
 pub use local::{LocalBackend, SpawnError};
 pub use serial::{OpenError, SerialBackend};
+pub use ssh::{ConnectError, SshBackend, SshOptions};
 
 /// How a session's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The local process id, where there is one.
     fn pid(&self) -> Option<u32>;
 
-    /// Once ended, why, when [`ExitStatus`] cannot say (a serial device vanished); shown to
+    /// Once ended, why, when [`ExitStatus`] cannot say (a serial device vanished, an SSH
+    /// connection dropped); shown to
     /// clients as the stopped session's `reason`.
     fn end_reason(&self) -> Option<String> {
         None

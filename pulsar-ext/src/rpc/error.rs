@@ -4,6 +4,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use pulsar_protocol::error as code;
 use serde_json::json;
 
+use crate::backend::ConnectError;
 use crate::session::SessionError;
 
 impl From<SessionError> for ErrorObjectOwned {
@@ -46,8 +47,79 @@ impl From<SessionError> for ErrorObjectOwned {
                 code::BACKEND_ERROR,
                 json!({"name": name, "device": source.device()}),
             ),
+            SessionError::Ssh { name, source } => ssh_error(name, source),
             SessionError::Io { id, .. } => (code::BACKEND_ERROR, json!({"session_id": id})),
         };
         ErrorObjectOwned::owned(code, message, Some(data))
     }
+}
+
+/// An SSH connection failure: its code, and `data` naming the session, host and port plus what
+/// a client needs to act (the methods tried, the fingerprints). Never a secret.
+fn ssh_error(name: &str, source: &ConnectError) -> (i32, serde_json::Value) {
+    let mut data = json!({"name": name});
+    if let Some((host, port)) = source.endpoint() {
+        data["host"] = json!(host);
+        data["port"] = json!(port);
+    }
+    let code = match source {
+        ConnectError::InvalidSetting { field, .. } => {
+            data["field"] = json!(field);
+            code::INVALID_PARAMS
+        }
+        ConnectError::Refused { .. } => code::SSH_CONNECTION_REFUSED,
+        ConnectError::Timeout { after, .. } => {
+            data["timeout_ms"] = json!(after.as_millis() as u64);
+            code::SSH_TIMEOUT
+        }
+        ConnectError::HostNotFound { .. } => code::SSH_HOST_NOT_FOUND,
+        ConnectError::AuthFailed {
+            user, tried, notes, ..
+        } => {
+            data["user"] = json!(user);
+            data["tried"] = json!(tried);
+            data["notes"] = json!(notes);
+            code::SSH_AUTH_FAILED
+        }
+        ConnectError::UnknownHostKey {
+            key_type,
+            fingerprint,
+            known_hosts,
+            ..
+        } => {
+            data["key_type"] = json!(key_type);
+            data["fingerprint"] = json!(fingerprint);
+            data["known_hosts"] = json!(known_hosts);
+            code::SSH_UNKNOWN_HOST_KEY
+        }
+        ConnectError::HostKeyChanged {
+            known_hosts,
+            line,
+            expected_fingerprint,
+            actual_fingerprint,
+            ..
+        } => {
+            data["known_hosts"] = json!(known_hosts);
+            data["line"] = json!(line);
+            data["expected_fingerprint"] = json!(expected_fingerprint);
+            data["fingerprint"] = json!(actual_fingerprint);
+            code::SSH_HOST_KEY_CHANGED
+        }
+        ConnectError::HostKeyRevoked {
+            key_type,
+            fingerprint,
+            known_hosts,
+            line,
+            ..
+        } => {
+            data["key_type"] = json!(key_type);
+            data["fingerprint"] = json!(fingerprint);
+            data["known_hosts"] = json!(known_hosts);
+            data["line"] = json!(line);
+            data["revoked"] = json!(true);
+            code::SSH_HOST_KEY_CHANGED
+        }
+        ConnectError::Failed { .. } => code::SSH_CONNECTION_FAILED,
+    };
+    (code, data)
 }

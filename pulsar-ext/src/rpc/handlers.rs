@@ -108,13 +108,16 @@ impl PulsarApiServer for Handlers {
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
     ) -> RpcResult<CreateSessionResult> {
-        let session = self.sessions.create(CreateRequest {
-            name,
-            session_type,
-            cols,
-            rows,
-            resize_policy,
-        })?;
+        let session = self
+            .sessions
+            .create_async(CreateRequest {
+                name,
+                session_type,
+                cols,
+                rows,
+                resize_policy,
+            })
+            .await?;
         let caller = peer(ext);
         tracing::info!(
             session = %session.id(),

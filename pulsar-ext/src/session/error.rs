@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use pulsar_protocol::{SessionId, SessionState};
 
-use crate::backend::{OpenError, SpawnError};
+use crate::backend::{ConnectError, OpenError, SpawnError};
 
 /// A failed session operation.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,15 @@ pub enum SessionError {
         name: String,
         /// Why.
         source: OpenError,
+    },
+    /// The SSH session could not connect (refused, timed out, unknown host, authentication,
+    /// host key, ...); the source says which and names the host.
+    #[error("cannot start session {name:?}: {source}")]
+    Ssh {
+        /// The session's name.
+        name: String,
+        /// Why (boxed: host-key details are large, and every other error is small).
+        source: Box<ConnectError>,
     },
     /// The backend failed an operation.
     #[error("session {id}: {op} failed: {source}")]

@@ -9,7 +9,9 @@ use pulsar_protocol::{SessionId, SessionInfo, SessionState, SessionType};
 use uuid::Uuid;
 
 use super::{ClientOwner, Exit, History, Session, SessionError, SessionObserver, SessionSpec};
-use crate::backend::{Backend, LocalBackend, OpenError, SerialBackend, SpawnError};
+use crate::backend::{
+    Backend, ConnectError, LocalBackend, OpenError, SerialBackend, SpawnError, SshBackend,
+};
 use crate::config::Config;
 
 /// What `create_session` asks for.
@@ -106,10 +108,38 @@ impl SessionManager {
     /// on it).
     pub fn create(&self, request: CreateRequest) -> Result<Arc<Session>, SessionError> {
         let id = Uuid::new_v4();
-        let name = match request.name {
+        let (name, cols, rows) = self.admit(id, &request)?;
+
+        let backend = self.spawn_backend(id, &name, &request.session_type, (cols, rows))?;
+        self.install(id, name, request, (cols, rows), backend)
+    }
+
+    /// Starts a session of any type. An SSH session connects, checks the host key and
+    /// authenticates first (within `ssh_connect_timeout_ms`), hence async; the other types
+    /// start at once, as [`Self::create`]. Must run inside the daemon's runtime.
+    pub async fn create_async(&self, request: CreateRequest) -> Result<Arc<Session>, SessionError> {
+        let SessionType::Ssh(spec) = &request.session_type else {
+            return self.create(request);
+        };
+        let id = Uuid::new_v4();
+        let (name, cols, rows) = self.admit(id, &request)?;
+        let backend = SshBackend::connect(spec, &self.config.ssh_options(), cols, rows)
+            .await
+            .map_err(|source| ssh_error(&name, source))?;
+        self.install(id, name, request, (cols, rows), Arc::new(backend))
+    }
+
+    /// Checks a request before any backend starts: its name (or the default), its size, and
+    /// room under `max_sessions`.
+    fn admit(
+        &self,
+        id: SessionId,
+        request: &CreateRequest,
+    ) -> Result<(String, u16, u16), SessionError> {
+        let name = match &request.name {
             Some(name) => {
-                validate_name(&name)?;
-                name
+                validate_name(name)?;
+                name.clone()
             }
             None => id.simple().to_string()[..8].to_owned(),
         };
@@ -124,13 +154,24 @@ impl SessionManager {
             }
         }
         self.check_room(&name)?;
+        Ok((name, cols, rows))
+    }
 
-        let backend = self.spawn_backend(id, &name, &request.session_type, (cols, rows))?;
+    /// Wraps a started backend in a session and enters it in the table.
+    fn install(
+        &self,
+        id: SessionId,
+        name: String,
+        request: CreateRequest,
+        (cols, rows): (u16, u16),
+        backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Session>, SessionError> {
         let session = Session::start(
             SessionSpec {
                 id,
                 name,
-                session_type: request.session_type,
+                // The session keeps no secret: only the backend needs them (to reconnect).
+                session_type: request.session_type.redacted(),
                 // Millisecond precision, as stored: the time reads the same after a restart.
                 created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
                     .unwrap_or_else(Utc::now),
@@ -143,13 +184,27 @@ impl SessionManager {
         );
         // The name was free a moment ago; check again under the write lock so two concurrent
         // creates cannot both take it.
+        // Likewise the room: an SSH session may have spent seconds connecting meanwhile.
         let mut sessions = self.write();
-        if let Some(holder) = live_holder(&sessions, session.name()) {
+        let refusal = if let Some(holder) = live_holder(&sessions, session.name()) {
+            Some(SessionError::NameExists {
+                name: session.name().to_owned(),
+                id: holder,
+            })
+        } else if sessions.values().filter(|s| s.is_alive()).count() >= self.config.max_sessions {
+            Some(SessionError::LimitReached {
+                op: "create a session",
+                limit: "max_sessions",
+                max: self.config.max_sessions,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             drop(sessions);
-            let name = session.name().to_owned();
             let orphan = Arc::clone(&session);
             tokio::spawn(async move { orphan.terminate(Duration::ZERO).await });
-            return Err(SessionError::NameExists { name, id: holder });
+            return Err(refusal);
         }
         self.adopt(&mut sessions, &session);
         drop(sessions);
@@ -157,7 +212,8 @@ impl SessionManager {
         Ok(session)
     }
 
-    /// Starts the backend for a session of `session_type`.
+    /// Starts the backend of a local or serial session (SSH connects in
+    /// [`Self::create_async`]).
     fn spawn_backend(
         &self,
         id: SessionId,
@@ -165,8 +221,7 @@ impl SessionManager {
         session_type: &SessionType,
         (cols, rows): (u16, u16),
     ) -> Result<Arc<dyn Backend>, SessionError> {
-        let name = name.to_owned();
-        let backend: Arc<dyn Backend> = match session_type {
+        Ok(match session_type {
             SessionType::Local(spec) => Arc::new(
                 LocalBackend::spawn(
                     spec,
@@ -174,15 +229,21 @@ impl SessionManager {
                     rows,
                     &[
                         ("PULSAR_SESSION_ID", id.to_string()),
-                        ("PULSAR_SESSION_NAME", name.clone()),
+                        ("PULSAR_SESSION_NAME", name.to_owned()),
                     ],
                 )
-                .map_err(|source| spawn_error(&name, source))?,
+                .map_err(|source| spawn_error(name, source))?,
             ),
             SessionType::Serial(spec) => Arc::new(
                 SerialBackend::open(spec, self.config.serial_reopen())
-                    .map_err(|source| open_error(&name, source))?,
+                    .map_err(|source| open_error(name, source))?,
             ),
+            SessionType::Ssh(_) => {
+                return Err(SessionError::InvalidParam {
+                    field: "type",
+                    reason: "SSH sessions connect asynchronously (create_async)".to_owned(),
+                });
+            }
             #[allow(unreachable_patterns)] // SessionType is non-exhaustive across crates
             other => {
                 return Err(SessionError::InvalidParam {
@@ -190,19 +251,19 @@ impl SessionManager {
                     reason: format!("session type `{}` is not supported", other.kind()),
                 });
             }
-        };
-
-        Ok(backend)
+        })
     }
 
-    /// Brings back a session saved before a restart: respawned after its history, or stopped
-    /// with it. A respawn that fails leaves the session stopped, saying why.
-    pub fn restore(&self, mut request: RestoreRequest) -> Arc<Session> {
+    /// Brings back a session saved before a restart: respawned (reconnected, reopened) after
+    /// its history, or stopped with it. A respawn that fails leaves the session stopped,
+    /// saying why; an SSH session whose credentials were only a password (never stored)
+    /// says "credentials required".
+    pub async fn restore(&self, mut request: RestoreRequest) -> Arc<Session> {
         let history = request.history.take();
         let spec = SessionSpec {
             id: request.id,
             name: request.name.clone(),
-            session_type: request.session_type.clone(),
+            session_type: request.session_type.redacted(),
             created_at: request.created_at,
             size: request.size,
             resize_policy: request.resize_policy,
@@ -210,10 +271,10 @@ impl SessionManager {
             history,
         };
         let session = match request.mode {
-            RestoreMode::Respawn => match self.respawn_backend(&request) {
+            RestoreMode::Respawn => match self.respawn_backend(&request).await {
                 Ok(backend) => Session::start(spec, backend),
-                Err(err) => {
-                    tracing::warn!(session = %request.id, name = %request.name, "could not restart: {err}");
+                Err(reason) => {
+                    tracing::warn!(session = %request.id, name = %request.name, "could not restart: {reason}");
                     Session::stopped(
                         spec,
                         Exit {
@@ -223,9 +284,7 @@ impl SessionManager {
                             },
                             at: Utc::now(),
                         },
-                        Some(format!(
-                            "could not restart after the daemon restarted: {err}"
-                        )),
+                        Some(reason),
                     )
                 }
             },
@@ -236,19 +295,28 @@ impl SessionManager {
         session
     }
 
-    fn respawn_backend(&self, request: &RestoreRequest) -> Result<Arc<dyn Backend>, SessionError> {
+    async fn respawn_backend(&self, request: &RestoreRequest) -> Result<Arc<dyn Backend>, String> {
         if let Some(holder) = live_holder(&self.read(), &request.name) {
-            return Err(SessionError::NameExists {
-                name: request.name.clone(),
-                id: holder,
-            });
+            return Err(format!("its name is taken by session {holder}"));
         }
-        self.spawn_backend(
-            request.id,
-            &request.name,
-            &request.session_type,
-            request.size,
-        )
+        match &request.session_type {
+            SessionType::Ssh(spec) => {
+                let (cols, rows) = request.size;
+                match SshBackend::connect(spec, &self.config.ssh_options(), cols, rows).await {
+                    Ok(backend) => Ok(Arc::new(backend)),
+                    Err(err @ ConnectError::AuthFailed { .. }) => Err(format!(
+                        "credentials required: passwords and passphrases are never stored, \
+                         so reconnecting after the daemon restarted failed ({err})"
+                    )),
+                    Err(err) => Err(format!(
+                        "could not reconnect after the daemon restarted: {err}"
+                    )),
+                }
+            }
+            other => self
+                .spawn_backend(request.id, &request.name, other, request.size)
+                .map_err(|err| format!("could not restart after the daemon restarted: {err}")),
+        }
     }
 
     fn check_room(&self, name: &str) -> Result<(), SessionError> {
@@ -428,6 +496,20 @@ fn open_error(name: &str, source: OpenError) -> SessionError {
         source => SessionError::Device {
             name: name.to_owned(),
             source,
+        },
+    }
+}
+
+/// An SSH session that could not start: bad fields are invalid params; every connection
+/// failure keeps its own kind (and code), naming the host.
+fn ssh_error(name: &str, source: ConnectError) -> SessionError {
+    match source {
+        ConnectError::InvalidSetting { field, reason } => {
+            SessionError::InvalidParam { field, reason }
+        }
+        source => SessionError::Ssh {
+            name: name.to_owned(),
+            source: Box::new(source),
         },
     }
 }

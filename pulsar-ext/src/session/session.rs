@@ -389,7 +389,8 @@ impl Session {
         SessionInfo {
             id: self.id,
             name: self.name.clone(),
-            session_type: self.session_type.clone(),
+            // Secrets (SSH passwords, passphrases) never leave the daemon's memory.
+            session_type: self.session_type.redacted(),
             state: self.state_with(&shared),
             num_clients: shared.clients.len(),
             cols: shared.cols,

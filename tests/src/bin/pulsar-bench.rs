@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use pulsar_e2e::sshd::{Sshd, TEST_USER, sshd_available};
 use pulsar_e2e::{Daemon, artifact, command};
 use pulsar_protocol::{Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId};
 
@@ -87,6 +88,9 @@ async fn main() {
     }
     if wanted("restore") {
         restore_time(&mut report).await;
+    }
+    if wanted("ssh") {
+        ssh(&mut report).await;
     }
 }
 
@@ -695,4 +699,255 @@ async fn memory(report: &mut Report) {
         );
     }
     daemon.stop();
+}
+
+/// SSH sessions against a local OpenSSH server (loopback, key auth), each beside the same
+/// work done by OpenSSH's own client in the same run.
+async fn ssh(report: &mut Report) {
+    if !sshd_available() {
+        report.row(
+            "SSH session create / throughput",
+            "sshd not installed".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+        );
+        return;
+    }
+    let sshd = Sshd::start();
+    // SSH output can arrive faster than one WebSocket subscriber takes it; a ring that holds
+    // a whole run keeps the subscriber from lagging, so every byte is counted as delivered.
+    let daemon = Daemon::start_with_env(
+        &[("LOG_LEVEL", "warn"), ("SCROLLBACK_BYTES", "268435456")],
+        &[],
+    )
+    .await;
+    sshd.trust(daemon.dir.path());
+    let client = daemon.client().await;
+    ssh_create(report, &sshd, &client).await;
+    ssh_throughput(report, &sshd, &client).await;
+    daemon.stop();
+}
+
+fn ssh_type(sshd: &Sshd, command: Option<&str>) -> pulsar_protocol::SessionType {
+    let mut ty = serde_json::json!({
+        "kind": "ssh", "host": "127.0.0.1", "port": sshd.port, "user": TEST_USER,
+        "auth": {"agent": false, "key_files": [sshd.client_key]},
+    });
+    if let Some(command) = command {
+        ty["command"] = command.into();
+    }
+    serde_json::from_value(ty).unwrap()
+}
+
+/// OpenSSH's client pointed at the test server with the same key and the same host-key
+/// checking as the daemon.
+#[derive(Clone)]
+struct OpenSsh {
+    port: u16,
+    key: std::path::PathBuf,
+    known_hosts: std::path::PathBuf,
+    /// `Some`: the key exchange to use, else OpenSSH's default (sntrup761x25519 on 9.x,
+    /// which costs this box ~130 ms a connection that russh's curve25519 does not).
+    kex: Option<&'static str>,
+}
+
+impl OpenSsh {
+    fn new(sshd: &Sshd) -> Self {
+        let known_hosts = sshd.dir.path().join("bench_known_hosts");
+        std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+        Self {
+            port: sshd.port,
+            key: sshd.client_key.clone(),
+            known_hosts,
+            // The key exchange russh negotiates with OpenSSH 9.x, for a like-for-like baseline.
+            kex: Some("curve25519-sha256"),
+        }
+    }
+
+    /// `ssh -tt` running `command` (a login shell if empty); stdin and stdout are pipes.
+    fn spawn(&self, command: &str) -> std::process::Child {
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-tt")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .args([
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg("-i")
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string()]);
+        if let Some(kex) = self.kex {
+            ssh.arg("-o").arg(format!("KexAlgorithms={kex}"));
+        }
+        ssh.arg(format!("{TEST_USER}@127.0.0.1"));
+        if !command.is_empty() {
+            ssh.arg(command);
+        }
+        ssh.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh")
+    }
+}
+
+async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
+    const N: usize = 50;
+    // Pulsar: create_session returns once the remote shell runs; then its first byte.
+    let mut created = Vec::with_capacity(N);
+    let mut first_byte = Vec::with_capacity(N);
+    for _ in 0..N {
+        let start = Instant::now();
+        let id = client
+            .create_session(None, ssh_type(sshd, None), None, None, None)
+            .await
+            .unwrap()
+            .session_id;
+        created.push(start.elapsed());
+        let out = client
+            .receive_output(id, Some(0), Some(1), Some(10_000), None)
+            .await
+            .unwrap();
+        assert!(out.bytes_read > 0, "no prompt within 10 s");
+        first_byte.push(start.elapsed());
+    }
+    let (created, first_byte) = (stats(created), stats(first_byte));
+
+    // OpenSSH's client: process start to the prompt's first byte.
+    let same_kex = OpenSsh::new(sshd);
+    let default_kex = OpenSsh {
+        kex: None,
+        ..same_kex.clone()
+    };
+    let first_prompt_byte = |openssh: OpenSsh| {
+        tokio::task::spawn_blocking(move || {
+            let mut samples = Vec::with_capacity(N);
+            for _ in 0..N {
+                let start = Instant::now();
+                let mut child = openssh.spawn("");
+                let mut byte = [0u8; 1];
+                child
+                    .stdout
+                    .as_mut()
+                    .unwrap()
+                    .read_exact(&mut byte)
+                    .unwrap();
+                samples.push(start.elapsed());
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            stats(samples)
+        })
+    };
+    let baseline = first_prompt_byte(same_kex).await.unwrap();
+    let default_baseline = first_prompt_byte(default_kex).await.unwrap();
+    report.row(
+        &format!("SSH session create p50 / p99, loopback, key auth ({N} sessions): create_session returned; first prompt byte"),
+        format!(
+            "{:.1} / {:.1} ms; {:.1} / {:.1} ms",
+            created.p50 / 1e3,
+            created.p99 / 1e3,
+            first_byte.p50 / 1e3,
+            first_byte.p99 / 1e3
+        ),
+        format!(
+            "ssh -tt (same kex, curve25519) to first prompt byte {:.1} / {:.1} ms; \
+             with OpenSSH's default kex (sntrup761x25519) {:.1} / {:.1} ms",
+            baseline.p50 / 1e3,
+            baseline.p99 / 1e3,
+            default_baseline.p50 / 1e3,
+            default_baseline.p99 / 1e3
+        ),
+        format!(
+            "{:.2}× / {:.2}× (first byte, same kex)",
+            first_byte.p50 / baseline.p50,
+            first_byte.p99 / baseline.p99
+        ),
+    );
+}
+
+async fn ssh_throughput(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
+    const BYTES: usize = 128 * 1024 * 1024;
+    const RUNS: usize = 3;
+    let producer = format!("stty raw -echo; echo R; read go; head -c {BYTES} /dev/zero");
+    let openssh = OpenSsh::new(sshd);
+    let mut theirs = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..RUNS {
+        // OpenSSH: the same remote command; the client's output is read and thrown away.
+        let mut child = openssh.spawn(&producer);
+        let rate = tokio::task::spawn_blocking(move || {
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut seen = Vec::new();
+            while !seen.contains(&b'R') {
+                let n = out.read(&mut buf).unwrap();
+                assert!(n > 0, "ssh ended before the command was ready");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let start = Instant::now();
+            child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+            let mut total = 0usize;
+            loop {
+                match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            let elapsed = start.elapsed();
+            let _ = child.wait();
+            assert!(total >= BYTES, "ssh delivered {total} bytes");
+            total as f64 / elapsed.as_secs_f64()
+        })
+        .await
+        .unwrap();
+        theirs.push(rate);
+
+        let id = client
+            .create_session(None, ssh_type(sshd, Some(&producer)), None, None, None)
+            .await
+            .unwrap()
+            .session_id;
+        pulsar_e2e::read_until(client, id, "R").await;
+        let head = client.get_session(id).await.unwrap().output_offset;
+        let mut sub = client
+            .subscribe_output(id, Some(head), None, None)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        client
+            .send_input(id, Base64Data::from("\n"), None)
+            .await
+            .unwrap();
+        let mut total = 0usize;
+        while let Some(event) = sub.next().await {
+            match event.unwrap() {
+                OutputEvent::Output { data, .. } => total += data.as_bytes().len(),
+                OutputEvent::Exited { .. } => break,
+                OutputEvent::Lagged { .. } => panic!("the only subscriber lagged"),
+                _ => {}
+            }
+        }
+        assert!(total >= BYTES, "Pulsar delivered {total} bytes");
+        ours.push(total as f64 / start.elapsed().as_secs_f64());
+    }
+    let (theirs, ours) = (median(theirs), median(ours));
+    let mib = |r: f64| r / (1024.0 * 1024.0);
+    report.row(
+        &format!("SSH output throughput to one subscriber, loopback (median of {RUNS} × 128 MiB)"),
+        format!("{:.0} MiB/s", mib(ours)),
+        format!("ssh -tt 'head -c N /dev/zero' {:.0} MiB/s", mib(theirs)),
+        format!("{:.0} %", 100.0 * ours / theirs),
+    );
 }
