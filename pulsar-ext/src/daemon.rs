@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::persist::Persistence;
-use crate::rpc::{BindError, Handlers, SocketListener};
+use crate::rpc::{BindError, ConnectionContext, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
@@ -78,16 +78,16 @@ impl Daemon {
         )
         .into_rpc();
         let (stop_handle, server) = stop_channel();
-        let context = Arc::new(crate::rpc::connection_context(
-            methods.into(),
-            Server::builder()
-                .set_config(crate::rpc::server_config(config.max_request_bytes))
+        let context = Arc::new(ConnectionContext {
+            methods: methods.into(),
+            service_builder: Server::builder()
+                .set_config(ConnectionContext::server_config(config.max_request_bytes))
                 .to_service_builder(),
             stop_handle,
-            Arc::clone(&sessions),
-            config.max_request_bytes,
-            Arc::clone(&persistence) as Arc<dyn AuditLog>,
-        ));
+            sessions: Arc::clone(&sessions),
+            max_request_bytes: config.max_request_bytes,
+            audit: Arc::clone(&persistence) as Arc<dyn AuditLog>,
+        });
 
         let (trigger, shutdown) = shutdown::channel();
         let accept_loop = tokio::spawn(listener.run(context, shutdown.clone()));

@@ -497,3 +497,35 @@ pub fn rpc_code(err: &jsonrpsee::core::client::Error) -> i32 {
         other => panic!("expected a JSON-RPC error, got {other}"),
     }
 }
+
+/// The next event of an output subscription, within [`DEADLINE`].
+pub async fn next_event(
+    sub: &mut jsonrpsee::core::client::Subscription<pulsar_protocol::OutputEvent>,
+) -> pulsar_protocol::OutputEvent {
+    tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("an event within the deadline")
+        .expect("the subscription is open")
+        .expect("a valid event")
+}
+
+/// Skips events until `wanted` arrives, within [`DEADLINE`] in all.
+pub async fn wait_for_event(
+    sub: &mut jsonrpsee::core::client::Subscription<pulsar_protocol::OutputEvent>,
+    wanted: &pulsar_protocol::OutputEvent,
+) {
+    let deadline = Deadline::start();
+    while next_event(sub).await != *wanted {
+        deadline.check("the event");
+    }
+}
+
+/// Waits until session `id` is stopped.
+pub async fn wait_stopped(client: &PulsarClient, id: SessionId) {
+    eventually("the session to stop", || async {
+        (client.get_session(id).await.expect("get_session").state
+            == pulsar_protocol::SessionState::Stopped)
+            .then_some(())
+    })
+    .await;
+}

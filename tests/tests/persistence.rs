@@ -151,10 +151,7 @@ async fn sessions_stopped_before_shutdown_stay_stopped_with_their_exit_code() {
         .await
         .unwrap()
         .session_id;
-    eventually("the session to stop", || async {
-        (client.get_session(id).await.unwrap().state == SessionState::Stopped).then_some(())
-    })
-    .await;
+    wait_stopped(&client, id).await;
     drop(client);
     let daemon = daemon.restart(&[]).await;
     let client = daemon.client().await;

@@ -548,22 +548,13 @@ async fn every_subscriber_sees_resized_events() {
     ];
     client.resize_terminal(id, 101, 31, None).await.unwrap();
     for sub in &mut subs {
-        let deadline = Deadline::start();
-        loop {
-            deadline.check("resized");
-            let event = tokio::time::timeout(DEADLINE, sub.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if event
-                == (OutputEvent::Resized {
-                    cols: 101,
-                    rows: 31,
-                })
-            {
-                break;
-            }
-        }
+        wait_for_event(
+            sub,
+            &OutputEvent::Resized {
+                cols: 101,
+                rows: 31,
+            },
+        )
+        .await;
     }
 }

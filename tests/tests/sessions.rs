@@ -233,23 +233,14 @@ async fn resize_is_seen_by_the_program_and_by_subscribers() {
     let mut sub = client.subscribe_output(id, None, None, None).await.unwrap();
     let info = client.resize_terminal(id, 132, 43, None).await.unwrap();
     assert_eq!((info.cols, info.rows), (132, 43));
-    let deadline = Deadline::start();
-    loop {
-        deadline.check("the event");
-        let event = tokio::time::timeout(DEADLINE, sub.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if event
-            == (OutputEvent::Resized {
-                cols: 132,
-                rows: 43,
-            })
-        {
-            break;
-        }
-    }
+    wait_for_event(
+        &mut sub,
+        &OutputEvent::Resized {
+            cols: 132,
+            rows: 43,
+        },
+    )
+    .await;
     client
         .send_input(id, Base64Data::from("stty size\n"), None)
         .await
@@ -362,10 +353,7 @@ async fn stopped_session_history_stays_readable() {
         .await
         .unwrap()
         .session_id;
-    eventually("the session to stop", || async {
-        (client.get_session(id).await.unwrap().state == SessionState::Stopped).then_some(())
-    })
-    .await;
+    wait_stopped(&client, id).await;
     let out = client
         .receive_output(id, Some(0), None, None, None)
         .await
@@ -473,10 +461,7 @@ async fn scrollback_is_bounded_and_reads_report_truncation() {
         .await
         .unwrap()
         .session_id;
-    eventually("the output to finish", || async {
-        (client.get_session(id).await.unwrap().state == SessionState::Stopped).then_some(())
-    })
-    .await;
+    wait_stopped(&client, id).await;
     let out = client
         .receive_output(id, Some(0), Some(1_000_000), None, None)
         .await

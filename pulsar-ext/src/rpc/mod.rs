@@ -17,30 +17,3 @@ pub use listener::{BindError, SocketListener};
 pub use peer::Peer;
 
 pub(crate) use connection::ConnectionContext;
-
-/// The jsonrpsee settings both framings share.
-pub(crate) fn server_config(max_request_bytes: u32) -> jsonrpsee::server::ServerConfig {
-    ConnectionContext::server_config(max_request_bytes)
-}
-
-/// Assembles what every connection shares.
-pub(crate) fn connection_context(
-    methods: jsonrpsee::Methods,
-    service_builder: jsonrpsee::server::TowerServiceBuilder<
-        tower::layer::util::Identity,
-        tower::layer::util::Identity,
-    >,
-    stop_handle: jsonrpsee::server::StopHandle,
-    sessions: std::sync::Arc<crate::session::SessionManager>,
-    max_request_bytes: u32,
-    audit: std::sync::Arc<dyn crate::audit::AuditLog>,
-) -> ConnectionContext {
-    ConnectionContext {
-        methods,
-        service_builder,
-        stop_handle,
-        sessions,
-        max_request_bytes,
-        audit,
-    }
-}
