@@ -297,8 +297,16 @@ impl Config {
 }
 
 impl Config {
+    /// The defaults every backend starts from.
+    pub fn backend_settings(&self) -> crate::backend::BackendSettings {
+        crate::backend::BackendSettings {
+            serial_reopen: self.serial_reopen(),
+            ssh: self.ssh_options(),
+        }
+    }
+
     /// The SSH settings every SSH session starts from (a request may override some).
-    pub fn ssh_options(&self) -> crate::backend::SshOptions {
+    pub(crate) fn ssh_options(&self) -> crate::backend::SshOptions {
         crate::backend::SshOptions {
             connect_timeout: Duration::from_millis(self.ssh_connect_timeout_ms),
             keepalive: (self.ssh_keepalive_secs > 0)

@@ -114,15 +114,14 @@ impl Persistence {
                     screen: None,
                 },
                 max => {
-                    let (offset, data, end, screen) =
-                        session.output_since(before.output_offset, max);
+                    let slice = session.saved_slice(before.output_offset, max);
                     OutputDelta {
                         session_id: id,
-                        offset,
-                        data,
-                        keep_from: end.saturating_sub(max as u64),
-                        head: end,
-                        screen: Some(screen),
+                        offset: slice.offset,
+                        data: slice.data,
+                        keep_from: slice.end.saturating_sub(max as u64),
+                        head: slice.end,
+                        screen: Some(slice.screen),
                     }
                 }
             };

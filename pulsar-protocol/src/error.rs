@@ -56,3 +56,5 @@ pub const SSH_HOST_KEY_CHANGED: i32 = 1015;
 /// SSH: the connection failed otherwise (network unreachable, reset, protocol error, or the
 /// server refused the terminal or the shell); the message has the cause.
 pub const SSH_CONNECTION_FAILED: i32 = 1016;
+/// The daemon is stopping: it takes no new sessions. Retry against the next daemon.
+pub const DAEMON_STOPPING: i32 = 1017;

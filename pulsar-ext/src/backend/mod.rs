@@ -1,18 +1,28 @@
 //! Backends: what actually runs behind a session (a local PTY, a serial port, an SSH shell),
-//! all behind the one [`Backend`] trait. Backends know nothing about clients or sessions.
+//! all behind the one [`Backend`] trait and opened through the one door, [`open`].
+//!
+//! Backends know nothing about clients or sessions, and the session core knows nothing about
+//! any particular backend: it gets one from [`open`], sees only [`Backend`] and
+//! [`BackendError`], and a stopped session holds [`ended`]. A new kind of session is one new
+//! file here, one arm in [`open`], and its type in the protocol.
 
+mod ended;
+mod error;
 mod local;
 mod serial;
 mod ssh;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pulsar_protocol::SessionType;
+use uuid::Uuid;
 
-pub use local::{LocalBackend, SpawnError};
-pub use serial::{OpenError, SerialBackend};
-pub use ssh::{ConnectError, SshBackend, SshOptions};
+pub use ended::ended;
+pub use error::BackendError;
+pub(crate) use ssh::{ConnectError, SshOptions};
 
 /// How a session's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +31,14 @@ pub struct ExitStatus {
     pub code: Option<i32>,
     /// Signal that killed it.
     pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// An end whose code and signal are unknown (a restart, a failed respawn).
+    pub const UNKNOWN: ExitStatus = ExitStatus {
+        code: None,
+        signal: None,
+    };
 }
 
 /// A running terminal endpoint: bytes in, bytes out, a size, and an end.
@@ -47,9 +65,84 @@ pub trait Backend: Send + Sync + 'static {
     fn pid(&self) -> Option<u32>;
 
     /// Once ended, why, when [`ExitStatus`] cannot say (a serial device vanished, an SSH
-    /// connection dropped); shown to
-    /// clients as the stopped session's `reason`.
+    /// connection dropped); shown to clients as the stopped session's `reason`.
     fn end_reason(&self) -> Option<String> {
         None
     }
+}
+
+/// The daemon-wide settings backends start from (from the config's `serial_*` and `ssh_*`
+/// keys); a request's own fields win where it has them.
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    /// `Some(longest pause)`: reopen a vanished serial device; `None`: end the session.
+    pub serial_reopen: Option<Duration>,
+    /// SSH defaults: timeouts, keepalive, known hosts, keys, reconnecting.
+    pub(crate) ssh: SshOptions,
+}
+
+/// What [`open`] needs besides the session's type.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenRequest<'a> {
+    /// The session's id, given to a local program as `PULSAR_SESSION_ID`.
+    pub session_id: Uuid,
+    /// The session's name, given to a local program as `PULSAR_SESSION_NAME`.
+    pub session_name: &'a str,
+    /// Terminal size (cols, rows).
+    pub size: (u16, u16),
+    /// The daemon-wide defaults.
+    pub settings: &'a BackendSettings,
+}
+
+/// Opens the backend `kind` describes: spawns the program, opens the device, or connects.
+///
+/// The only way the session core gets a backend. Spawning and opening devices touch the
+/// disk and fork, so they run on the blocking pool; an SSH connection is awaited here (within
+/// `ssh_connect_timeout_ms`). Must run inside the daemon's runtime: backends register with
+/// its reactor and spawn their tasks on it.
+pub async fn open(
+    kind: &SessionType,
+    request: OpenRequest<'_>,
+) -> Result<Arc<dyn Backend>, BackendError> {
+    let (cols, rows) = request.size;
+    match kind {
+        SessionType::Local(spec) => {
+            let spec = spec.clone();
+            let env = [
+                ("PULSAR_SESSION_ID", request.session_id.to_string()),
+                ("PULSAR_SESSION_NAME", request.session_name.to_owned()),
+            ];
+            let backend =
+                blocking(move || local::LocalBackend::spawn(&spec, cols, rows, &env)).await??;
+            Ok(Arc::new(backend))
+        }
+        SessionType::Serial(spec) => {
+            let spec = spec.clone();
+            let reopen = request.settings.serial_reopen;
+            let backend = blocking(move || serial::SerialBackend::open(&spec, reopen)).await??;
+            Ok(Arc::new(backend))
+        }
+        SessionType::Ssh(spec) => {
+            let backend = ssh::SshBackend::connect(spec, &request.settings.ssh, cols, rows).await?;
+            Ok(Arc::new(backend))
+        }
+        #[allow(unreachable_patterns)] // SessionType is non-exhaustive across crates
+        other => Err(BackendError::InvalidSetting {
+            field: "type",
+            reason: format!("session type `{}` is not supported", other.kind()),
+        }),
+    }
+}
+
+/// Runs `work` on the blocking pool (which keeps the runtime's context, so the reactor is
+/// there for registering descriptors).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| BackendError::Failed {
+            reason: format!("opening the backend panicked: {join}"),
+            device: None,
+        })
 }

@@ -4,7 +4,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use pulsar_protocol::error as code;
 use serde_json::json;
 
-use crate::backend::ConnectError;
+use crate::backend::{BackendError, ConnectError};
 use crate::session::SessionError;
 
 impl From<SessionError> for ErrorObjectOwned {
@@ -34,23 +34,35 @@ impl From<SessionError> for ErrorObjectOwned {
                 code::CLIENT_NOT_ATTACHED,
                 json!({"session_id": id, "client_id": client_id}),
             ),
-            SessionError::Spawn { name, .. } => (code::BACKEND_ERROR, json!({"name": name})),
-            SessionError::DeviceNotFound { name, device } => (
-                code::DEVICE_NOT_FOUND,
-                json!({"device": device, "name": name}),
-            ),
-            SessionError::DevicePermissionDenied { name, device } => (
-                code::DEVICE_PERMISSION_DENIED,
-                json!({"device": device, "name": name}),
-            ),
-            SessionError::Device { name, source } => (
-                code::BACKEND_ERROR,
-                json!({"name": name, "device": source.device()}),
-            ),
-            SessionError::Ssh { name, source } => ssh_error(name, source),
+            SessionError::Backend { name, source } => backend_error(name, source),
+            SessionError::Stopping { .. } => (code::DAEMON_STOPPING, json!({})),
             SessionError::Io { id, .. } => (code::BACKEND_ERROR, json!({"session_id": id})),
         };
         ErrorObjectOwned::owned(code, message, Some(data))
+    }
+}
+
+/// A backend that could not be opened: its code, and `data` naming the session and, where
+/// there is one, the device or host.
+fn backend_error(name: &str, source: &BackendError) -> (i32, serde_json::Value) {
+    match source {
+        BackendError::InvalidSetting { field, .. } => {
+            (code::INVALID_PARAMS, json!({"field": field, "name": name}))
+        }
+        BackendError::DeviceNotFound(device) => (
+            code::DEVICE_NOT_FOUND,
+            json!({"device": device, "name": name}),
+        ),
+        BackendError::DevicePermissionDenied(device) => (
+            code::DEVICE_PERMISSION_DENIED,
+            json!({"device": device, "name": name}),
+        ),
+        BackendError::Connect(source) => ssh_error(name, source),
+        BackendError::Failed {
+            device: Some(device),
+            ..
+        } => (code::BACKEND_ERROR, json!({"name": name, "device": device})),
+        BackendError::Failed { device: None, .. } => (code::BACKEND_ERROR, json!({"name": name})),
     }
 }
 

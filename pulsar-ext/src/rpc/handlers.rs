@@ -110,7 +110,7 @@ impl PulsarApiServer for Handlers {
     ) -> RpcResult<CreateSessionResult> {
         let session = self
             .sessions
-            .create_async(CreateRequest {
+            .create(CreateRequest {
                 name,
                 session_type,
                 cols,

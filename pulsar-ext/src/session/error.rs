@@ -1,11 +1,10 @@
 //! What can go wrong with a session request. Every variant names the session or the field.
 
 use std::io;
-use std::path::PathBuf;
 
 use pulsar_protocol::{SessionId, SessionState};
 
-use crate::backend::{ConnectError, OpenError, SpawnError};
+use crate::backend::BackendError;
 
 /// A failed session operation.
 #[derive(Debug, thiserror::Error)]
@@ -67,49 +66,19 @@ pub enum SessionError {
         /// The client id given.
         client_id: String,
     },
-    /// The session could not be started.
+    /// The session's backend could not be opened (the program, device or connection).
     #[error("cannot start session {name:?}: {source}")]
-    Spawn {
+    Backend {
         /// The session's name.
         name: String,
-        /// Why.
-        source: SpawnError,
+        /// Why, as the backend says.
+        source: BackendError,
     },
-    /// The serial device of a new session does not exist.
-    #[error("cannot start session {name:?}: serial device {} does not exist", device.display())]
-    DeviceNotFound {
-        /// The session's name.
-        name: String,
-        /// The device path, as given.
-        device: PathBuf,
-    },
-    /// The daemon's user may not open the serial device of a new session.
-    #[error(
-        "cannot start session {name:?}: permission denied opening serial device {}",
-        device.display()
-    )]
-    DevicePermissionDenied {
-        /// The session's name.
-        name: String,
-        /// The device path, as given.
-        device: PathBuf,
-    },
-    /// The serial device of a new session could not be opened or configured.
-    #[error("cannot start session {name:?}: {source}")]
-    Device {
-        /// The session's name.
-        name: String,
-        /// Why.
-        source: OpenError,
-    },
-    /// The SSH session could not connect (refused, timed out, unknown host, authentication,
-    /// host key, ...); the source says which and names the host.
-    #[error("cannot start session {name:?}: {source}")]
-    Ssh {
-        /// The session's name.
-        name: String,
-        /// Why (boxed: host-key details are large, and every other error is small).
-        source: Box<ConnectError>,
+    /// The daemon is stopping and takes no new sessions.
+    #[error("cannot {op}: the daemon is stopping")]
+    Stopping {
+        /// What was attempted.
+        op: &'static str,
     },
     /// The backend failed an operation.
     #[error("session {id}: {op} failed: {source}")]

@@ -15,11 +15,11 @@ use super::{Exit, Session};
 /// Largest output event, and the pump's read size.
 pub const OUTPUT_CHUNK: usize = 16 * 1024;
 
-/// Session-wide events other than output, fanned out to readers.
+/// Session-wide events other than output and the exit (which has its own `watch`), fanned
+/// out to readers.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Control {
     Resized { cols: u16, rows: u16 },
-    Exited,
 }
 
 /// What a reader yields, in order.
@@ -56,6 +56,7 @@ pub struct OutputReader {
     cursor: u64,
     head: watch::Receiver<u64>,
     control: broadcast::Receiver<Control>,
+    exit: watch::Receiver<Option<Exit>>,
     queued: VecDeque<StreamEvent>,
     finished: bool,
 }
@@ -64,8 +65,9 @@ impl OutputReader {
     /// Follows `session` from `since` (default: the current end). `since` may be older than
     /// the ring holds; the first event then reports the gap.
     pub fn new(session: Arc<Session>, since: Option<u64>) -> Result<Self, super::SessionError> {
-        let head = session.subscribe_head();
+        let head = session.output().subscribe_head();
         let control = session.subscribe_control();
+        let exit = session.subscribe_exit();
         let end = *head.borrow();
         let cursor = since.unwrap_or(end);
         if cursor > end {
@@ -79,6 +81,7 @@ impl OutputReader {
             cursor,
             head,
             control,
+            exit,
             queued: VecDeque::new(),
             finished: false,
         })
@@ -100,7 +103,11 @@ impl OutputReader {
             }
             // Mark the head seen *before* looking, so an append after the look wakes us.
             self.head.borrow_and_update();
-            let chunk = self.session.read_ring(self.cursor, OUTPUT_CHUNK);
+            self.exit.borrow_and_update();
+            let chunk = self
+                .session
+                .output()
+                .read_available(self.cursor, OUTPUT_CHUNK);
             if let Some(chunk) = chunk {
                 let missed_from = self.cursor;
                 self.cursor = chunk.next_offset();
@@ -125,13 +132,15 @@ impl OutputReader {
             }
             tokio::select! {
                 _ = self.head.changed() => {}
+                // The exit itself is read at the top of the loop.
+                _ = self.exit.changed() => {}
                 control = self.control.recv() => match control {
                     Ok(Control::Resized { cols, rows }) => {
                         return Some(StreamEvent::Resized { cols, rows });
                     }
-                    // The exit is checked at the top of the loop; a lagged control channel
-                    // only lost resizes, which the next resize or `get_session` corrects.
-                    Ok(Control::Exited) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // A lagged control channel only lost resizes, which the next resize or
+                    // `get_session` corrects.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
                     // Only a dropped session closes it, and we hold the session.
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },

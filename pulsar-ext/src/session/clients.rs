@@ -1,0 +1,337 @@
+//! The clients attached to one session: who they are, what they may do, and what size the
+//! terminal should be for them. Pure bookkeeping, no I/O, so every rule is unit-tested here.
+
+use std::collections::HashMap;
+
+use pulsar_protocol::{ClientMode, ResizePolicy};
+
+/// Identifies the connection that attached a client, so that closing the connection
+/// detaches exactly its clients.
+pub type ClientOwner = u64;
+
+/// Most `receive_output` cursors one session remembers. Cursors are kept per client id, and
+/// any caller may invent ids; past this the least recently used is forgotten (its next read
+/// without `since` starts at the oldest byte held, as for a new client).
+pub(crate) const MAX_CURSORS: usize = 256;
+
+/// An attached client.
+#[derive(Debug, Clone)]
+struct Client {
+    owner: ClientOwner,
+    mode: ClientMode,
+    /// The size this client last asked for (interactive clients only).
+    size: Option<(u16, u16)>,
+}
+
+/// A refused attach: the session already has `max` clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableFull {
+    pub max: usize,
+}
+
+/// The client table, terminal size and resize policy of one session.
+#[derive(Debug)]
+pub(crate) struct ClientTable {
+    clients: HashMap<String, Client>,
+    /// Where each client's `receive_output` continues when it gives no `since`, with when
+    /// it was last used (a tick of `clock`).
+    cursors: HashMap<String, (u64, u64)>,
+    clock: u64,
+    size: (u16, u16),
+    policy: ResizePolicy,
+}
+
+impl ClientTable {
+    /// An empty table for a terminal of `size` governed by `policy`.
+    pub fn new(size: (u16, u16), policy: ResizePolicy) -> Self {
+        Self {
+            clients: HashMap::new(),
+            cursors: HashMap::new(),
+            clock: 0,
+            size,
+            policy,
+        }
+    }
+
+    /// Clients attached now.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// True when no client is attached.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// The terminal's size now.
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    /// Records that the terminal now has `size`.
+    pub fn set_size(&mut self, size: (u16, u16)) {
+        self.size = size;
+    }
+
+    /// How the size follows the clients.
+    pub fn policy(&self) -> ResizePolicy {
+        self.policy
+    }
+
+    /// Registers (or re-registers, with a new mode and owner) `client_id`, unless that would
+    /// make more than `max` clients.
+    pub fn attach(
+        &mut self,
+        client_id: &str,
+        owner: ClientOwner,
+        mode: ClientMode,
+        max: usize,
+    ) -> Result<(), TableFull> {
+        if !self.clients.contains_key(client_id) && self.clients.len() >= max {
+            return Err(TableFull { max });
+        }
+        self.clients.insert(
+            client_id.to_owned(),
+            Client {
+                owner,
+                mode,
+                size: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Unregisters `client_id` and forgets its cursor. `None` if it was not attached;
+    /// otherwise the size the policy now gives, if any.
+    pub fn detach(&mut self, client_id: &str) -> Option<Option<(u16, u16)>> {
+        self.clients.remove(client_id)?;
+        self.cursors.remove(client_id);
+        Some(self.policy_size(None))
+    }
+
+    /// Unregisters every client `owner` attached, and forgets their cursors and
+    /// `cursor_key`'s. Returns how many were detached and, if any were, the size the policy
+    /// now gives.
+    pub fn detach_owner(
+        &mut self,
+        owner: ClientOwner,
+        cursor_key: &str,
+    ) -> (usize, Option<(u16, u16)>) {
+        let gone: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.owner == owner)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.clients.remove(id);
+            self.cursors.remove(id);
+        }
+        self.cursors.remove(cursor_key);
+        let target = if gone.is_empty() {
+            None
+        } else {
+            self.policy_size(None)
+        };
+        (gone.len(), target)
+    }
+
+    /// True when `client_id` (or, for an unattached id, every client `owner` attached here)
+    /// is read-only. An unattached id of a connection that attached nothing may act.
+    pub fn is_read_only(&self, client_id: &str, owner: ClientOwner) -> bool {
+        match self.clients.get(client_id) {
+            Some(client) => client.mode == ClientMode::ReadOnly,
+            None => {
+                let mut mine = self
+                    .clients
+                    .values()
+                    .filter(|c| c.owner == owner)
+                    .peekable();
+                mine.peek().is_some() && mine.all(|c| c.mode == ClientMode::ReadOnly)
+            }
+        }
+    }
+
+    /// Records `client_id`'s request for `size` (an unattached id counts only as the latest
+    /// request) and returns the size the policy gives.
+    pub fn request_size(&mut self, client_id: &str, size: (u16, u16)) -> Option<(u16, u16)> {
+        if let Some(client) = self.clients.get_mut(client_id) {
+            client.size = Some(size);
+        }
+        self.policy_size(Some(size))
+    }
+
+    /// The size the policy gives, with `requested` as the latest request. Read-only clients
+    /// never count.
+    fn policy_size(&self, requested: Option<(u16, u16)>) -> Option<(u16, u16)> {
+        let sizes = self
+            .clients
+            .values()
+            .filter(|c| c.mode == ClientMode::Interactive)
+            .filter_map(|c| c.size);
+        match self.policy {
+            ResizePolicy::Latest => requested,
+            ResizePolicy::Smallest => sizes
+                .reduce(|(c1, r1), (c2, r2)| (c1.min(c2), r1.min(r2)))
+                .or(requested),
+            ResizePolicy::Largest => sizes
+                .reduce(|(c1, r1), (c2, r2)| (c1.max(c2), r1.max(r2)))
+                .or(requested),
+        }
+    }
+
+    /// Where `key`'s last `receive_output` ended.
+    pub fn cursor(&mut self, key: &str) -> Option<u64> {
+        self.clock += 1;
+        let now = self.clock;
+        self.cursors.get_mut(key).map(|(offset, used)| {
+            *used = now;
+            *offset
+        })
+    }
+
+    /// Remembers that `key`'s next `receive_output` continues at `offset`, forgetting the
+    /// least recently used cursor when there are [`MAX_CURSORS`].
+    pub fn remember_cursor(&mut self, key: &str, offset: u64) {
+        self.clock += 1;
+        if !self.cursors.contains_key(key) && self.cursors.len() >= MAX_CURSORS {
+            let oldest = self
+                .cursors
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.cursors.remove(&oldest);
+            }
+        }
+        self.cursors.insert(key.to_owned(), (offset, self.clock));
+    }
+
+    /// Cursors remembered now.
+    #[cfg(test)]
+    fn cursor_count(&self) -> usize {
+        self.cursors.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: ClientOwner = 1;
+    const OTHER: ClientOwner = 2;
+
+    fn table(policy: ResizePolicy) -> ClientTable {
+        ClientTable::new((80, 24), policy)
+    }
+
+    #[test]
+    fn attach_beyond_the_limit_is_refused_but_reattach_is_not() {
+        let mut t = table(ResizePolicy::Latest);
+        t.attach("a", ME, ClientMode::Interactive, 1).unwrap();
+        assert_eq!(
+            t.attach("b", ME, ClientMode::Interactive, 1),
+            Err(TableFull { max: 1 })
+        );
+        t.attach("a", OTHER, ClientMode::ReadOnly, 1).unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(t.is_read_only("a", OTHER));
+    }
+
+    #[test]
+    fn detaching_an_unknown_client_says_so() {
+        let mut t = table(ResizePolicy::Latest);
+        assert_eq!(t.detach("nobody"), None);
+    }
+
+    #[test]
+    fn unattached_ids_act_unless_their_connection_attached_only_read_only_clients() {
+        let mut t = table(ResizePolicy::Latest);
+        assert!(!t.is_read_only("anon", ME));
+        t.attach("viewer", ME, ClientMode::ReadOnly, 8).unwrap();
+        assert!(t.is_read_only("anon", ME));
+        assert!(!t.is_read_only("anon", OTHER));
+        t.attach("typist", ME, ClientMode::Interactive, 8).unwrap();
+        assert!(!t.is_read_only("anon", ME));
+        assert!(t.is_read_only("viewer", ME));
+    }
+
+    #[test]
+    fn latest_policy_takes_each_request_as_it_comes() {
+        let mut t = table(ResizePolicy::Latest);
+        t.attach("a", ME, ClientMode::Interactive, 8).unwrap();
+        t.attach("b", ME, ClientMode::Interactive, 8).unwrap();
+        assert_eq!(t.request_size("a", (100, 30)), Some((100, 30)));
+        assert_eq!(t.request_size("b", (60, 20)), Some((60, 20)));
+        // After a departure there is no new request, so nothing changes.
+        assert_eq!(t.detach("b"), Some(None));
+    }
+
+    #[test]
+    fn smallest_policy_recomputes_when_a_client_leaves() {
+        let mut t = table(ResizePolicy::Smallest);
+        for id in ["a", "b", "c"] {
+            t.attach(id, ME, ClientMode::Interactive, 8).unwrap();
+        }
+        t.request_size("a", (120, 40));
+        t.request_size("b", (100, 50));
+        assert_eq!(t.request_size("c", (90, 45)), Some((90, 40)));
+        assert_eq!(t.detach("c"), Some(Some((100, 40))));
+    }
+
+    #[test]
+    fn largest_policy_takes_the_largest_of_each_dimension() {
+        let mut t = table(ResizePolicy::Largest);
+        t.attach("a", ME, ClientMode::Interactive, 8).unwrap();
+        t.attach("b", ME, ClientMode::Interactive, 8).unwrap();
+        t.request_size("a", (120, 20));
+        assert_eq!(t.request_size("b", (80, 50)), Some((120, 50)));
+    }
+
+    #[test]
+    fn read_only_clients_never_count_for_the_size() {
+        let mut t = table(ResizePolicy::Largest);
+        t.attach("viewer", ME, ClientMode::ReadOnly, 8).unwrap();
+        t.attach("typist", ME, ClientMode::Interactive, 8).unwrap();
+        t.request_size("typist", (80, 24));
+        // Even if a read-only client's request were recorded, it would not count.
+        assert_eq!(t.request_size("viewer", (200, 60)), Some((80, 24)));
+    }
+
+    #[test]
+    fn closing_a_connection_detaches_only_its_clients_and_recomputes_the_size() {
+        let mut t = table(ResizePolicy::Smallest);
+        t.attach("mine", ME, ClientMode::Interactive, 8).unwrap();
+        t.attach("theirs", OTHER, ClientMode::Interactive, 8)
+            .unwrap();
+        t.request_size("mine", (40, 10));
+        t.request_size("theirs", (100, 30));
+        assert_eq!(t.detach_owner(ME, "conn-1"), (1, Some((100, 30))));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.detach_owner(ME, "conn-1"), (0, None));
+    }
+
+    #[test]
+    fn cursors_are_bounded_and_forget_the_least_recently_used() {
+        let mut t = table(ResizePolicy::Latest);
+        for i in 0..MAX_CURSORS {
+            t.remember_cursor(&format!("c{i}"), i as u64);
+        }
+        // Touch c0 so that c1 becomes the oldest.
+        assert_eq!(t.cursor("c0"), Some(0));
+        t.remember_cursor("new", 7);
+        assert_eq!(t.cursor_count(), MAX_CURSORS);
+        assert_eq!(t.cursor("c1"), None);
+        assert_eq!(t.cursor("c0"), Some(0));
+        assert_eq!(t.cursor("new"), Some(7));
+    }
+
+    #[test]
+    fn detaching_forgets_the_clients_cursor() {
+        let mut t = table(ResizePolicy::Latest);
+        t.attach("a", ME, ClientMode::Interactive, 8).unwrap();
+        t.remember_cursor("a", 42);
+        t.detach("a");
+        assert_eq!(t.cursor("a"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! A session's output log: the raw ring (every byte by absolute offset), the screen model fed
+//! in order, and the published head. Only the pump appends; readers copy at their own pace.
+//!
+//! Invariant built into the types: the screen model and the offset it has consumed up to sit
+//! under one lock ([`ScreenState`]), so a snapshot and its offset always agree; the ring has a
+//! lock of its own, so readers copying output never wait for the emulator.
+
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::History;
+use crate::terminal::{Chunk, Rendered, Screen, Scrollback, history};
+
+/// The screen model and the output offset it has consumed up to.
+struct ScreenState {
+    screen: Screen,
+    /// Offset one past the last byte fed to `screen`.
+    offset: u64,
+}
+
+/// Output for the store: what arrived since the last save (capped), and the screen as of its
+/// end.
+pub(crate) struct SavedSlice {
+    /// Absolute offset of `data[0]`.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// One past the last byte the screen model has consumed (`offset + data.len()`).
+    pub end: u64,
+    /// Bytes that redraw the screen as of `end`.
+    pub screen: Vec<u8>,
+}
+
+/// The screen as it stands at `offset`, redrawn, with history rows first when asked.
+pub(crate) struct Redraw {
+    /// Bytes that draw it on a blank terminal.
+    pub data: Vec<u8>,
+    /// The live stream continues from here.
+    pub offset: u64,
+}
+
+/// Ring, screen and head of one session.
+pub(crate) struct OutputLog {
+    ring: Mutex<Scrollback>,
+    screen: Mutex<ScreenState>,
+    /// The ring's head offset, published after every append.
+    head: watch::Sender<u64>,
+}
+
+impl OutputLog {
+    /// An empty log for a `size` terminal keeping `capacity` bytes, or one that continues
+    /// `history` (offsets go on from where it ended, after its divider line).
+    pub fn new(size: (u16, u16), capacity: usize, history: Option<History>) -> Self {
+        let (cols, rows) = size;
+        let mut screen = Screen::new(cols, rows);
+        let ring = match history {
+            None => Scrollback::new(capacity),
+            Some(history) => {
+                let mut ring = Scrollback::starting_at(capacity, history.offset);
+                ring.push(&history.scrollback);
+                screen.feed(&history.screen);
+                ring.push(&history.divider);
+                screen.feed(&history.divider);
+                ring
+            }
+        };
+        let head = ring.head();
+        Self {
+            ring: Mutex::new(ring),
+            screen: Mutex::new(ScreenState {
+                screen,
+                offset: head,
+            }),
+            head: watch::channel(head).0,
+        }
+    }
+
+    fn ring(&self) -> MutexGuard<'_, Scrollback> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn screen_state(&self) -> MutexGuard<'_, ScreenState> {
+        self.screen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `data`: ring first and the head published, so readers may copy the new bytes
+    /// while the emulator digests them.
+    pub fn append(&self, data: &[u8]) {
+        let head = {
+            let mut ring = self.ring();
+            ring.push(data);
+            ring.head()
+        };
+        self.head.send_replace(head);
+        let mut state = self.screen_state();
+        state.screen.feed(data);
+        state.offset = head;
+    }
+
+    /// One past the last byte.
+    pub fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// The oldest offset still held.
+    pub fn start(&self) -> u64 {
+        self.ring().start()
+    }
+
+    /// Wakes on every append.
+    pub fn subscribe_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Up to `max` bytes from `from` (see [`Scrollback::read`]: a `from` older than the ring
+    /// holds reads from the oldest byte and says it was truncated).
+    pub fn read(&self, from: u64, max: usize) -> Chunk {
+        self.ring().read(from, max)
+    }
+
+    /// Like [`Self::read`], but `None` when there is nothing at or after `from` yet.
+    pub fn read_available(&self, from: u64, max: usize) -> Option<Chunk> {
+        let ring = self.ring();
+        (from < ring.head()).then(|| ring.read(from, max))
+    }
+
+    /// The bytes from `since` (or, if more, the last `max` of them) up to where the screen
+    /// model has got, with the screen as of there.
+    pub fn saved_slice(&self, since: u64, max: usize) -> SavedSlice {
+        let (end, screen) = {
+            let state = self.screen_state();
+            (state.offset, state.screen.redraw())
+        };
+        let from = since.max(end.saturating_sub(max as u64));
+        let chunk = self.read(from, end.saturating_sub(from) as usize);
+        SavedSlice {
+            offset: chunk.offset,
+            data: chunk.data,
+            end,
+            screen,
+        }
+    }
+
+    /// The bytes that redraw the current screen of a `cols`×`rows` terminal, with
+    /// `history_lines` rows of history pushed into the client's scrollback first.
+    pub fn redraw(&self, (cols, rows): (u16, u16), history_lines: usize) -> Redraw {
+        let (offset, mut data) = {
+            let state = self.screen_state();
+            (state.offset, state.screen.redraw())
+        };
+        if history_lines > 0 {
+            let raw = {
+                let ring = self.ring();
+                ring.read(ring.start(), offset.saturating_sub(ring.start()) as usize)
+                    .data
+            };
+            // Rendered outside the locks: the pump must not wait for history rendering.
+            let mut with_history = history(&raw, cols, rows, history_lines);
+            with_history.extend(std::iter::repeat_n(b'\n', usize::from(rows)));
+            with_history.append(&mut data);
+            data = with_history;
+        }
+        Redraw { data, offset }
+    }
+
+    /// The current screen as rows of text (`ansi`: with SGR sequences), and its offset.
+    pub fn render(&self, ansi: bool) -> (u64, Rendered) {
+        let state = self.screen_state();
+        (state.offset, state.screen.render(ansi))
+    }
+
+    /// The terminal changed size: so does the screen model.
+    pub fn resize(&self, (cols, rows): (u16, u16)) {
+        self.screen_state().screen.resize(cols, rows);
+    }
+}
