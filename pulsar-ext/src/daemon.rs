@@ -6,14 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonrpsee::server::{Server, ServerHandle, stop_channel};
-use pulsar_protocol::PulsarApiServer as _;
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::persist::Persistence;
-use crate::rpc::{BindError, ConnectionContext, Handlers, SocketListener};
+use crate::rpc::{self, BindError, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
@@ -33,7 +31,6 @@ pub enum DaemonError {
 /// but leaves the tasks running until the runtime goes.
 pub struct Daemon {
     trigger: ShutdownTrigger,
-    server: ServerHandle,
     accept_loop: JoinHandle<()>,
     cleanup: JoinHandle<()>,
     checkpoint: JoinHandle<()>,
@@ -71,26 +68,19 @@ impl Daemon {
             "sessions restored"
         );
 
-        let methods = Handlers::new(
+        let (trigger, shutdown) = shutdown::channel();
+        let handlers = Handlers::new(
             Arc::clone(&sessions),
             Arc::clone(&config),
             Arc::clone(&persistence),
-        )
-        .into_rpc();
-        let (stop_handle, server) = stop_channel();
-        let context = Arc::new(ConnectionContext {
-            methods: methods.into(),
-            service_builder: Server::builder()
-                .set_config(ConnectionContext::server_config(config.max_request_bytes))
-                .to_service_builder(),
-            stop_handle,
-            sessions: Arc::clone(&sessions),
-            max_request_bytes: config.max_request_bytes,
-            audit: Arc::clone(&persistence) as Arc<dyn AuditLog>,
-        });
-
-        let (trigger, shutdown) = shutdown::channel();
-        let accept_loop = tokio::spawn(listener.run(context, shutdown.clone()));
+        );
+        let accept_loop = rpc::serve(
+            listener,
+            handlers,
+            Arc::clone(&persistence) as Arc<dyn AuditLog>,
+            config.max_request_bytes,
+            shutdown.clone(),
+        );
         let cleanup = tokio::spawn(cleanup_task(
             Arc::clone(&sessions),
             Arc::clone(&persistence),
@@ -111,7 +101,6 @@ impl Daemon {
         );
         Ok(Self {
             trigger,
-            server,
             accept_loop,
             cleanup,
             checkpoint,
@@ -131,14 +120,22 @@ impl Daemon {
         &self.sessions
     }
 
-    /// Stops accepting, closes connections, saves every session, ends their processes
-    /// (without recording them as stopped, so that the next start restores them), closes the
-    /// database and removes the socket.
+    /// Stops accepting and waits (up to [`STOP_WAIT`]) for connections and requests in
+    /// flight, refuses sessions that finish opening later, saves every session, ends their
+    /// processes (without recording them as stopped, so that the next start restores them),
+    /// closes the database and removes the socket.
     pub async fn stop(self) {
         tracing::info!("pulsar daemon stopping");
-        self.trigger.trigger();
-        let _ = self.server.stop();
-        // The accept loop owns the listener; when it ends the socket file is removed.
+        let still_running = self.trigger.stop(STOP_WAIT).await;
+        if still_running > 0 {
+            tracing::warn!(
+                tasks = still_running,
+                waited_ms = STOP_WAIT.as_millis() as u64,
+                "stopping without waiting longer for requests still in flight"
+            );
+        }
+        // Anything that completes from here on is refused and ended, never half-saved.
+        self.sessions.close();
         let _ = self.accept_loop.await;
         let _ = self.cleanup.await;
         let _ = self.checkpoint.await;
@@ -151,6 +148,10 @@ impl Daemon {
         tracing::info!("pulsar daemon stopped");
     }
 }
+
+/// Longest a stop waits for connections and requests in flight (an SSH session may still be
+/// connecting) before it saves and ends everything.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Raises the soft open-files limit to the hard one: each session holds about three
 /// descriptors (PTY master, its non-blocking duplicate, a pidfd), and the common soft limit

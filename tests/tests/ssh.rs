@@ -1045,3 +1045,110 @@ async fn after_a_daemon_restart_a_password_session_waits_for_credentials() {
         "the password never reached the database"
     );
 }
+
+/// A TCP relay to `target` that holds every connection it accepts until released, to stall
+/// an SSH handshake at a moment the test chooses.
+struct StallingRelay {
+    port: u16,
+    accepted: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingRelay {
+    async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(tokio::sync::Notify::new());
+        let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let task = {
+            let (accepted, release) = (accepted.clone(), release.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    accepted.notify_one();
+                    let release = release.clone();
+                    tokio::spawn(async move {
+                        let Ok(_go) = release.acquire().await else {
+                            return;
+                        };
+                        let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    });
+                }
+            })
+        };
+        Self {
+            port,
+            accepted,
+            release,
+            task,
+        }
+    }
+}
+
+impl Drop for StallingRelay {
+    fn drop(&mut self) {
+        self.release.close();
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn create_still_connecting_when_the_daemon_stops_is_answered_and_saved() {
+    if !require_sshd() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("host_key");
+    keygen(&key, "");
+    let server = FakeSshd::start(0, &key).await;
+    let relay = StallingRelay::start(server.port).await;
+    let mut daemon = Daemon::start_with(&[("SSH_CONNECT_TIMEOUT_MS", "30000")]).await;
+    let mut line = daemon.line().await;
+    let request = json!({"jsonrpc": "2.0", "id": 7, "method": "create_session",
+                         "params": {"name": "late", "type": fake_type(relay.port)}});
+    line.send_raw(format!("{request}\n").as_bytes()).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        relay.accepted.notified(),
+    )
+    .await
+    .expect("the daemon to start connecting");
+
+    // Stop the daemon while the create is stalled in the SSH handshake...
+    signal(&daemon.child, nix::sys::signal::Signal::SIGTERM);
+    eventually("the daemon to stop accepting (its socket gone)", || async {
+        (!daemon.socket.exists()).then_some(())
+    })
+    .await;
+    // ...and only then let the handshake complete.
+    relay.release.add_permits(1);
+
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), line.read())
+        .await
+        .expect("an answer to the create")
+        .expect("the connection to stay open for the answer");
+    assert_eq!(answer["id"], 7, "{answer}");
+    let id = answer["result"]["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the create succeeds: {answer}"))
+        .to_owned();
+    let exit = wait_exit(&mut daemon.child, "the daemon");
+    assert!(exit.success(), "{exit:?}");
+
+    let db = rusqlite::Connection::open(daemon.database()).unwrap();
+    let (name, state): (String, String) = db
+        .query_row(
+            "SELECT name, state FROM sessions WHERE id = ?1",
+            [&id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap_or_else(|err| panic!("session {id} has a row after the stop: {err}"));
+    assert_eq!(name, "late");
+    // Saved as alive, so the next start brings it back.
+    assert_ne!(state, "stopped");
+}

@@ -65,9 +65,14 @@ pub(crate) async fn serve(
     stream: UnixStream,
     peer: Peer,
     context: Arc<ConnectionContext>,
-    shutdown: Shutdown,
+    mut shutdown: Shutdown,
 ) {
-    let first = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, peek_first_byte(&stream)).await {
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, peek_first_byte(&stream)) => peeked,
+        // A silent connection must not hold up the daemon's stop.
+        _ = shutdown.wait() => return,
+    };
+    let first = match peeked {
         Ok(Ok(Some(byte))) => byte,
         Ok(Ok(None)) => return, // closed without a word
         Ok(Err(err)) => {

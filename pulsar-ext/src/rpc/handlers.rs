@@ -47,6 +47,11 @@ impl Handlers {
         }
     }
 
+    /// The session table the handlers work on.
+    pub fn sessions(&self) -> &Arc<SessionManager> {
+        &self.sessions
+    }
+
     /// Records who did `action` to `session_id`.
     fn audit(&self, action: &'static str, session_id: SessionId, caller: &Peer, detail: String) {
         self.persistence.record(AuditRecord {

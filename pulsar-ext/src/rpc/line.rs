@@ -78,9 +78,13 @@ pub(crate) async fn serve(
         let methods = Arc::clone(&methods);
         let out_tx = out_tx.clone();
         let closed_rx = closed_rx.clone();
+        // A request in flight holds the daemon's stop until it is answered (bounded by the
+        // daemon's stop wait), so a create that completes meanwhile is saved, not lost.
+        let in_flight = shutdown.clone();
         tokio::spawn(async move {
             handle_line(&request, &methods, &out_tx, closed_rx).await;
             drop(permit);
+            drop(in_flight);
         });
     }
     drop(closed_tx);

@@ -3,7 +3,8 @@
 //! `listener` binds the socket safely and accepts connections (refusing other uids);
 //! `connection` sniffs each connection's first byte and serves it either as a WebSocket
 //! (jsonrpsee) or as newline-delimited JSON (`line`); `handlers` implements the API on the
-//! session core; `error` maps session errors to JSON-RPC error objects.
+//! session core; `error` maps session errors to JSON-RPC error objects. [`serve`] puts them
+//! together: the daemon hands it a bound listener and gets back the task that serves it.
 
 mod connection;
 mod error;
@@ -12,8 +13,47 @@ mod line;
 mod listener;
 mod peer;
 
-pub use handlers::Handlers;
+pub(crate) use handlers::Handlers;
 pub use listener::{BindError, SocketListener};
-pub use peer::Peer;
+pub(crate) use peer::Peer;
 
-pub(crate) use connection::ConnectionContext;
+use std::sync::Arc;
+
+use jsonrpsee::server::{Server, stop_channel};
+use pulsar_protocol::PulsarApiServer as _;
+use tokio::task::JoinHandle;
+
+use crate::audit::AuditLog;
+use crate::shutdown::Shutdown;
+use connection::ConnectionContext;
+
+/// Serves the API on `listener` until `shutdown`: accepts (refusing other uids), frames each
+/// connection, and dispatches to `handlers`. When the signal comes the accept loop ends
+/// (removing the socket file), WebSocket connections finish their calls in flight and close,
+/// and line-JSON connections stop reading; each connection and request in flight holds a
+/// clone of `shutdown`, so the daemon's stop can wait for them.
+pub(crate) fn serve(
+    listener: SocketListener,
+    handlers: Handlers,
+    audit: Arc<dyn AuditLog>,
+    max_request_bytes: u32,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let sessions = Arc::clone(handlers.sessions());
+    let (stop_handle, server) = stop_channel();
+    let context = Arc::new(ConnectionContext {
+        methods: handlers.into_rpc().into(),
+        service_builder: Server::builder()
+            .set_config(ConnectionContext::server_config(max_request_bytes))
+            .to_service_builder(),
+        stop_handle,
+        sessions,
+        max_request_bytes,
+        audit,
+    });
+    tokio::spawn(async move {
+        listener.run(context, shutdown).await;
+        // Tells jsonrpsee's connections to finish what is in flight and close.
+        let _ = server.stop();
+    })
+}
