@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::persist::Persistence;
+use crate::persist::{Checkpointer, StoreAudit, StoreObserver, restore_all};
 use crate::rpc::{self, BindError, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -35,7 +35,9 @@ pub struct Daemon {
     cleanup: JoinHandle<()>,
     checkpoint: JoinHandle<()>,
     sessions: Arc<SessionManager>,
-    persistence: Arc<Persistence>,
+    store: Store,
+    observer: Arc<StoreObserver>,
+    checkpointer: Arc<Checkpointer>,
     socket_path: PathBuf,
 }
 
@@ -53,12 +55,25 @@ impl Daemon {
         let (store, stored) = tokio::task::spawn_blocking(move || Store::open(&database))
             .await
             .expect("opening the database panicked")?;
-        let persistence = Arc::new(Persistence::new(store, Arc::clone(&config)));
+        let observer = Arc::new(StoreObserver::new(store.clone()));
+        let audit = Arc::new(StoreAudit::new(store.clone(), config.audit_max_rows));
+        let checkpointer = Arc::new(Checkpointer::new(
+            store.clone(),
+            config.persist_scrollback_bytes,
+        ));
         let sessions = Arc::new(SessionManager::with_observer(
             Arc::clone(&config),
-            Arc::clone(&persistence) as Arc<dyn crate::session::SessionObserver>,
+            Arc::clone(&observer) as Arc<dyn crate::session::SessionObserver>,
         ));
-        let restored = persistence.restore_all(stored, &sessions).await;
+        let restored = restore_all(
+            stored,
+            config.restore,
+            &sessions,
+            &store,
+            &checkpointer,
+            audit.as_ref(),
+        )
+        .await;
         tracing::info!(
             database = %config.database_path.display(),
             respawned = restored.respawned,
@@ -72,24 +87,25 @@ impl Daemon {
         let handlers = Handlers::new(
             Arc::clone(&sessions),
             Arc::clone(&config),
-            Arc::clone(&persistence),
+            Arc::clone(&audit) as Arc<dyn AuditLog>,
+            store.clone(),
         );
         let accept_loop = rpc::serve(
             listener,
             handlers,
-            Arc::clone(&persistence) as Arc<dyn AuditLog>,
+            Arc::clone(&audit) as Arc<dyn AuditLog>,
             config.max_request_bytes,
             shutdown.clone(),
         );
         let cleanup = tokio::spawn(cleanup_task(
             Arc::clone(&sessions),
-            Arc::clone(&persistence),
+            audit,
             Duration::from_secs(config.cleanup_interval_secs),
             shutdown.clone(),
         ));
         let checkpoint = tokio::spawn(checkpoint_task(
             Arc::clone(&sessions),
-            Arc::clone(&persistence),
+            Arc::clone(&checkpointer),
             Duration::from_millis(config.persist_interval_ms),
             shutdown,
         ));
@@ -105,7 +121,9 @@ impl Daemon {
             cleanup,
             checkpoint,
             sessions,
-            persistence,
+            store,
+            observer,
+            checkpointer,
             socket_path,
         })
     }
@@ -139,12 +157,12 @@ impl Daemon {
         let _ = self.accept_loop.await;
         let _ = self.cleanup.await;
         let _ = self.checkpoint.await;
-        self.persistence.checkpoint(&self.sessions);
-        self.persistence.freeze();
-        self.persistence.flush().await;
+        self.checkpointer.checkpoint(&self.sessions);
+        self.observer.freeze();
+        self.store.flush().await;
         self.sessions.terminate_all().await;
-        let persistence = Arc::clone(&self.persistence);
-        let _ = tokio::task::spawn_blocking(move || persistence.close()).await;
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("pulsar daemon stopped");
     }
 }
@@ -177,7 +195,7 @@ fn raise_fd_limit() {
 /// Every `interval`, removes stopped sessions past their retention and prunes the audit log.
 async fn cleanup_task(
     sessions: Arc<SessionManager>,
-    persistence: Arc<Persistence>,
+    audit: Arc<StoreAudit>,
     interval: Duration,
     mut shutdown: Shutdown,
 ) {
@@ -191,7 +209,7 @@ async fn cleanup_task(
                 if removed > 0 {
                     tracing::info!(removed, "cleanup removed stopped sessions");
                 }
-                persistence.prune_audit();
+                audit.prune();
             }
             _ = shutdown.wait() => break,
         }
@@ -201,7 +219,7 @@ async fn cleanup_task(
 /// Every `interval`, saves the output and activity of sessions that changed.
 async fn checkpoint_task(
     sessions: Arc<SessionManager>,
-    persistence: Arc<Persistence>,
+    checkpointer: Arc<Checkpointer>,
     interval: Duration,
     mut shutdown: Shutdown,
 ) {
@@ -213,7 +231,7 @@ async fn checkpoint_task(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                persistence.checkpoint_slice(&sessions, slice, SLICES);
+                checkpointer.checkpoint_slice(&sessions, slice, SLICES);
                 slice = (slice + 1) % SLICES;
             }
             _ = shutdown.wait() => break,

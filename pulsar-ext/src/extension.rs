@@ -22,7 +22,10 @@ pub struct PulsarExtension {
 
 enum State {
     Stopped,
-    Running { runtime: Runtime, daemon: Daemon },
+    Running {
+        runtime: Runtime,
+        daemon: Box<Daemon>,
+    },
     Failed(String),
 }
 
@@ -97,7 +100,10 @@ impl OrbitExtension for PulsarExtension {
         let started = runtime.spawn(Daemon::start(config)).await;
         match started {
             Ok(Ok(daemon)) => {
-                *state = State::Running { runtime, daemon };
+                *state = State::Running {
+                    runtime,
+                    daemon: Box::new(daemon),
+                };
                 Ok(())
             }
             Ok(Err(err)) => {

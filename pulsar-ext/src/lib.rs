@@ -2,20 +2,21 @@
 //!
 //! [`PulsarExtension`] implements [`orbit_api_stub::OrbitExtension`]; the Orbit host loads it
 //! from this crate's `cdylib`, and `pulsar-standalone` links it as an `rlib`. Inside, a
-//! [`daemon::Daemon`] owns the [`session::SessionManager`], the [`store`] (through
-//! [`persist`]) and the [`rpc`] server on the Unix socket. See `docs/architecture.md` for the code map and its invariants.
+//! `Daemon` owns the session table, the store (through `persist`) and the RPC server on the
+//! Unix socket. Nothing else is API: see `docs/architecture.md` for the code map and its
+//! invariants.
 
-pub mod audit;
-pub mod backend;
+mod audit;
+mod backend;
 pub mod config;
-pub mod daemon;
+mod daemon;
 mod extension;
-pub mod persist;
-pub mod rpc;
-pub mod session;
-pub mod shutdown;
-pub mod store;
-pub mod terminal;
+mod persist;
+mod rpc;
+mod session;
+mod shutdown;
+mod store;
+mod terminal;
 
 pub use config::Config;
 pub use extension::PulsarExtension;

@@ -85,7 +85,8 @@ impl ShutdownTrigger {
 
 impl Shutdown {
     /// True once the signal was sent.
-    pub fn is_triggered(&self) -> bool {
+    #[cfg(test)]
+    fn is_triggered(&self) -> bool {
         *self.signal.borrow()
     }
 

@@ -57,4 +57,4 @@ pub const SSH_HOST_KEY_CHANGED: i32 = 1015;
 /// server refused the terminal or the shell); the message has the cause.
 pub const SSH_CONNECTION_FAILED: i32 = 1016;
 /// The daemon is stopping: it takes no new sessions. Retry against the next daemon.
-pub const DAEMON_STOPPING: i32 = 1017;
+pub const DAEMON_STOPPING: i32 = 1020;

@@ -36,7 +36,6 @@ pub enum SessionType {
 
 /// How to start a local session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LocalSpec {
     /// Program and arguments; default: the user's login shell (`$SHELL`, else the passwd
     /// entry, else `/bin/sh`), started as a login shell.
@@ -59,7 +58,6 @@ pub struct LocalSpec {
 /// (`type.baud`, `type.parity`, ...). `None` means "the default" and is not serialised, so a
 /// session's `type` reads back as it was given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SerialSpec {
     /// The device to open, e.g. `/dev/ttyUSB0` or a stable `/dev/serial/by-id/...` link. It is
     /// opened for exclusive use: another program (or session) cannot open it meanwhile.
@@ -87,7 +85,6 @@ pub struct SerialSpec {
 /// unknown host is refused unless `accept_new_host_key` (or the daemon's config) allows it, and
 /// a changed key is always refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SshSpec {
     /// Host name or address to connect to.
     pub host: String,
@@ -122,7 +119,6 @@ pub struct SshSpec {
 /// or stores them, and reports sessions with them removed ([`SessionType::redacted`]). Their
 /// `Debug` output is masked too.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SshAuth {
     /// Whether to ask the SSH agent at `SSH_AUTH_SOCK` (the daemon's environment); default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,8 +185,73 @@ impl SessionType {
     }
 }
 
-impl<'de> Deserialize<'de> for SessionType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+/// The fields each kind knows, for refusing misspelt ones in requests.
+const LOCAL_FIELDS: &[&str] = &["command", "cwd", "env"];
+const SERIAL_FIELDS: &[&str] = &[
+    "device",
+    "baud",
+    "data_bits",
+    "parity",
+    "stop_bits",
+    "flow_control",
+];
+const SSH_FIELDS: &[&str] = &[
+    "host",
+    "port",
+    "user",
+    "command",
+    "auth",
+    "accept_new_host_key",
+    "known_hosts",
+];
+const SSH_AUTH_FIELDS: &[&str] = &["agent", "key_files", "passphrase", "password"];
+
+/// The first key of `body` not in `known`, as serde words it.
+fn unknown_field(body: &serde_json::Value, known: &[&str]) -> Option<String> {
+    let map = body.as_object()?;
+    let unknown = map.keys().find(|key| !known.contains(&key.as_str()))?;
+    let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    Some(format!(
+        "unknown field `{unknown}`, expected one of {}",
+        expected.join(", ")
+    ))
+}
+
+/// Refuses a field the kind does not know: a request with a misspelt field must fail, naming
+/// it, instead of silently taking a default.
+fn check_fields(kind: &str, body: &serde_json::Value) -> Result<(), String> {
+    let known = match kind {
+        "local" => LOCAL_FIELDS,
+        "serial" => SERIAL_FIELDS,
+        "ssh" => SSH_FIELDS,
+        _ => return Ok(()),
+    };
+    if let Some(err) = unknown_field(body, known) {
+        return Err(err);
+    }
+    if kind == "ssh"
+        && let Some(auth) = body.get("auth")
+        && let Some(err) = unknown_field(auth, SSH_AUTH_FIELDS)
+    {
+        return Err(format!("auth: {err}"));
+    }
+    Ok(())
+}
+
+impl SessionType {
+    /// Reads a type the way a client reading the daemon's answers should: fields this
+    /// version does not know (added by a newer daemon) are ignored, not an error. Requests
+    /// are read strictly ([`Deserialize`]), so a misspelt field is refused by name.
+    pub fn deserialize_lenient<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        Self::deserialize_with(deserializer, false)
+    }
+
+    fn deserialize_with<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        strict: bool,
+    ) -> Result<Self, D::Error> {
         use serde::de::Error;
         use serde_json::Value;
 
@@ -222,7 +283,11 @@ impl<'de> Deserialize<'de> for SessionType {
                 )));
             }
         };
-        match kind.to_ascii_lowercase().as_str() {
+        let kind_lower = kind.to_ascii_lowercase();
+        if strict && let Err(err) = check_fields(&kind_lower, &body) {
+            return Err(D::Error::custom(format!("type ({kind_lower}): {err}")));
+        }
+        match kind_lower.as_str() {
             "local" => serde_json::from_value(body)
                 .map(SessionType::Local)
                 .map_err(|err| D::Error::custom(format!("type (local): {err}"))),
@@ -236,6 +301,13 @@ impl<'de> Deserialize<'de> for SessionType {
                 "unknown session type `{kind}`; expected `local`, `serial` or `ssh`"
             ))),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionType {
+    /// Strict: a field the kind does not know is an error naming it (requests).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::deserialize_with(deserializer, true)
     }
 }
 
@@ -337,8 +409,9 @@ pub struct SessionInfo {
     pub id: SessionId,
     /// Its unique name.
     pub name: String,
-    /// What runs in it.
-    #[serde(rename = "type")]
+    /// What runs in it. Read leniently: a newer daemon may report fields this version
+    /// does not know.
+    #[serde(rename = "type", deserialize_with = "SessionType::deserialize_lenient")]
     pub session_type: SessionType,
     /// Derived from the process and the attached clients.
     pub state: SessionState,
@@ -545,6 +618,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("baudrate"), "{err}");
+    }
+
+    #[test]
+    fn an_older_client_reads_answers_carrying_fields_it_does_not_know() {
+        let newer = json!({
+            "id": Uuid::nil(), "name": "n", "state": "detached", "num_clients": 0,
+            "cols": 80, "rows": 24, "resize_policy": "latest",
+            "created_at": "2026-01-01T00:00:00Z", "last_active": "2026-01-01T00:00:00Z",
+            "output_offset": 0,
+            "type": {"kind": "ssh", "host": "h", "resolved": {"proxy_jump": "j"},
+                     "auth": {"agent": true, "certificate": "/c"}},
+            "usage": {"memory_bytes": 1},
+        });
+        let info: SessionInfo = serde_json::from_value(newer).unwrap();
+        assert_eq!(info.session_type.kind(), "ssh");
+        let status: crate::Status = serde_json::from_value(json!({
+            "version": "9", "uptime_seconds": 1, "num_sessions": 0, "num_clients": 0,
+            "pid": 1, "keeper": {"pid": 2},
+            "database": {"path": "p", "schema_version": 9, "commits": 0, "writes": 0,
+                         "write_p50_us": 0, "write_p99_us": 0, "commit_p50_us": 0,
+                         "commit_p99_us": 0, "new_figure": 3}
+        }))
+        .unwrap();
+        assert_eq!(status.pid, 1);
+    }
+
+    #[test]
+    fn requests_stay_strict_about_unknown_type_fields() {
+        let err =
+            serde_json::from_value::<SessionType>(json!({"kind": "ssh", "host": "h", "hots": 1}))
+                .unwrap_err();
+        assert!(err.to_string().contains("hots"), "{err}");
     }
 
     #[test]

@@ -39,4 +39,17 @@ pub struct DatabaseStatus {
     pub commit_p50_us: u64,
     /// 99th percentile of the same, µs.
     pub commit_p99_us: u64,
+    /// Writes waiting for the writer now.
+    #[serde(default)]
+    pub queued: u64,
+    /// Audit entries and activity updates dropped because the write queue was full
+    /// (sessions and their output are never dropped).
+    #[serde(default)]
+    pub shed: u64,
+    /// Output saves put off to a later checkpoint because the write queue was full.
+    #[serde(default)]
+    pub deferred: u64,
+    /// Transactions that failed (disk full, read-only file, I/O error); the log says why.
+    #[serde(default)]
+    pub failed_commits: u64,
 }

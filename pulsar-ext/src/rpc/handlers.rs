@@ -7,16 +7,16 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
-    AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    PulsarApiServer, ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat,
+    AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, ListSessionsResult,
+    OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat,
     SendInputResult, SessionId, SessionInfo, SessionType, Status, Success,
 };
 
 use super::Peer;
-use crate::audit::{AuditLog as _, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
-use crate::persist::Persistence;
 use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
+use crate::store::{SCHEMA_VERSION, Store};
 
 /// Largest `receive_output` answer, and its default.
 const MAX_READ: usize = 1024 * 1024;
@@ -28,21 +28,25 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct Handlers {
     sessions: Arc<SessionManager>,
     config: Arc<Config>,
-    persistence: Arc<Persistence>,
+    audit: Arc<dyn AuditLog>,
+    /// For `get_status`'s database figures.
+    store: Store,
     started: Instant,
 }
 
 impl Handlers {
-    /// Handlers over `sessions`, auditing and reporting through `persistence`.
+    /// Handlers over `sessions`, auditing to `audit`, reporting `store`'s figures.
     pub fn new(
         sessions: Arc<SessionManager>,
         config: Arc<Config>,
-        persistence: Arc<Persistence>,
+        audit: Arc<dyn AuditLog>,
+        store: Store,
     ) -> Self {
         Self {
             sessions,
             config,
-            persistence,
+            audit,
+            store,
             started: Instant::now(),
         }
     }
@@ -54,13 +58,34 @@ impl Handlers {
 
     /// Records who did `action` to `session_id`.
     fn audit(&self, action: &'static str, session_id: SessionId, caller: &Peer, detail: String) {
-        self.persistence.record(AuditRecord {
+        self.audit.record(AuditRecord {
             action,
             session_id: Some(session_id),
             uid: Some(caller.uid),
             pid: caller.pid,
             detail,
         });
+    }
+}
+
+impl Handlers {
+    /// The database's figures for `get_status`.
+    fn database_status(&self) -> DatabaseStatus {
+        let stats = self.store.stats();
+        DatabaseStatus {
+            path: self.store.path().display().to_string(),
+            schema_version: SCHEMA_VERSION,
+            commits: stats.commits,
+            writes: stats.writes,
+            write_p50_us: stats.write_p50_us,
+            write_p99_us: stats.write_p99_us,
+            commit_p50_us: stats.commit_p50_us,
+            commit_p99_us: stats.commit_p99_us,
+            queued: stats.queued as u64,
+            shed: stats.shed,
+            deferred: stats.deferred,
+            failed_commits: stats.failed_commits,
+        }
     }
 }
 
@@ -100,7 +125,7 @@ impl PulsarApiServer for Handlers {
             num_sessions: self.sessions.len(),
             num_clients: self.sessions.num_clients(),
             pid: std::process::id(),
-            database: Some(self.persistence.status()),
+            database: Some(self.database_status()),
         })
     }
 

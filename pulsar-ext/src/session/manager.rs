@@ -372,11 +372,6 @@ impl SessionManager {
         self.read().sessions.len()
     }
 
-    /// True when there are no sessions.
-    pub fn is_empty(&self) -> bool {
-        self.read().sessions.is_empty()
-    }
-
     /// Clients attached across all sessions.
     pub fn num_clients(&self) -> usize {
         self.read().sessions.values().map(|s| s.num_clients()).sum()

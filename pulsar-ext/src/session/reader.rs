@@ -87,11 +87,6 @@ impl OutputReader {
         })
     }
 
-    /// The offset the next output event starts at.
-    pub fn cursor(&self) -> u64 {
-        self.cursor
-    }
-
     /// The next event; `None` after [`StreamEvent::Exited`].
     pub async fn next(&mut self) -> Option<StreamEvent> {
         loop {

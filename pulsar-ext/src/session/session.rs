@@ -228,11 +228,6 @@ impl Session {
         self.exit.subscribe()
     }
 
-    /// The session's state now.
-    pub fn state(&self) -> SessionState {
-        self.state_with(&self.clients())
-    }
-
     pub(super) fn state_with(&self, clients: &ClientTable) -> SessionState {
         if self.exit().is_some() {
             SessionState::Stopped

@@ -5,11 +5,14 @@
 //! acknowledgement instead. WAL with `synchronous = NORMAL`: a crashed daemon (even `kill -9`)
 //! loses nothing that was committed. The database file is kept 0600.
 
+mod rows;
 mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,35 +22,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub use schema::{CURRENT as SCHEMA_VERSION, V1 as SCHEMA_V1};
+pub use rows::{
+    RowState, SessionConfig, SessionRow, StoredKind, StoredResizePolicy, StoredSshAuth,
+};
+pub use schema::CURRENT as SCHEMA_VERSION;
 use writer::{Op, WriterStats};
 
-/// A session's row (`sessions`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    /// The session id.
-    pub id: Uuid,
-    /// Its name.
-    pub name: String,
-    /// `local`, `ssh` or `serial`.
-    pub session_type: String,
-    /// The session's config as JSON, with every secret removed.
-    pub config: String,
-    /// Creation time, Unix milliseconds.
-    pub created_at: i64,
-    /// Last activity, Unix milliseconds.
-    pub last_active: i64,
-    /// `running`, `detached` or `stopped`.
-    pub state: String,
-    /// Exit code, once stopped.
-    pub exit_code: Option<i32>,
-    /// Exit signal, once stopped.
-    pub exit_signal: Option<i32>,
-    /// When it stopped, Unix milliseconds.
-    pub exited_at: Option<i64>,
-    /// Why it stopped, when a backend said.
-    pub reason: Option<String>,
-}
+/// Most writes queued for the writer thread. Past it, what can be shed is (an audit entry, a
+/// touch) and what can wait does (an output save: the next checkpoint sends it again from
+/// the same offset, the bytes still being in the session's ring); nothing ever blocks the
+/// caller. Row upserts are coalesced per session, so they are bounded by the sessions.
+const QUEUE_CAP: usize = 8192;
 
 /// A session's saved output, as loaded: its tail and its screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,12 +139,48 @@ pub struct StoreStats {
     pub write_p50_us: u64,
     /// 99th percentile of the same.
     pub write_p99_us: u64,
+    /// Writes queued now.
+    pub queued: usize,
+    /// Audit entries and activity touches dropped because the queue was full.
+    pub shed: u64,
+    /// Output saves put off to a later checkpoint because the queue was full.
+    pub deferred: u64,
+    /// Transactions that failed (disk full, read-only file, I/O error).
+    pub failed_commits: u64,
+}
+
+/// What producers and the writer thread share besides the channel.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Ops in the channel now.
+    queued: AtomicUsize,
+    /// The newest row of each session with an upsert queued: later upserts replace it
+    /// here instead of queueing again.
+    rows: Mutex<HashMap<Uuid, SessionRow>>,
+    shed: AtomicU64,
+    deferred: AtomicU64,
+}
+
+impl Shared {
+    /// Takes the pending row of `id`, if it is still pending.
+    pub(crate) fn take_row(&self, id: Uuid) -> Option<SessionRow> {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+    }
+
+    /// The writer took an op out of the channel.
+    pub(crate) fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A handle to the store's writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Op>,
+    shared: Arc<Shared>,
     stats: Arc<Mutex<WriterStats>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     path: PathBuf,
@@ -247,19 +268,22 @@ impl Store {
 
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(WriterStats::default()));
+        let shared = Arc::new(Shared::default());
         let thread = {
             let stats = Arc::clone(&stats);
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("pulsar-store".to_owned())
                 .spawn({
                     let path = path.to_owned();
-                    move || writer::run(conn, &path, rx, stats)
+                    move || writer::run(conn, &path, rx, &shared, stats)
                 })
                 .map_err(|e| open_err(e.to_string()))?
         };
         Ok((
             Self {
                 tx,
+                shared,
                 stats,
                 thread: Arc::new(Mutex::new(Some(thread))),
                 path: path.to_owned(),
@@ -274,39 +298,79 @@ impl Store {
     }
 
     fn send(&self, op: Op) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
         // After `close` the writer is gone; late writes are dropped (the daemon is stopping).
-        let _ = self.tx.send(op);
+        if self.tx.send(op).is_err() {
+            self.shared.dequeued();
+        }
     }
 
-    /// Inserts or replaces a session's row.
+    /// True when the queue has room for a write that may be shed or put off.
+    fn has_room(&self) -> bool {
+        self.shared.queued.load(Ordering::Relaxed) < QUEUE_CAP
+    }
+
+    /// Inserts or replaces a session's row. Coalesced: while an upsert of the same session
+    /// is queued, this one only replaces the row it will write.
     pub fn upsert_session(&self, row: SessionRow) {
-        self.send(Op::Upsert(row, Instant::now()));
+        let id = row.id;
+        let queued = self
+            .shared
+            .rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, row)
+            .is_some();
+        if !queued {
+            self.send(Op::Upsert(id, Instant::now()));
+        }
     }
 
-    /// Updates a session's `last_active`.
-    pub fn touch(&self, id: Uuid, last_active: i64) {
+    /// Updates a session's `last_active`. False if the queue was full and it was dropped.
+    pub fn touch(&self, id: Uuid, last_active: i64) -> bool {
+        if !self.has_room() {
+            self.shared.shed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         self.send(Op::Touch(id, last_active, Instant::now()));
+        true
     }
 
     /// Saves a session's new output (appended as a chunk) and forgets what fell out of the
-    /// tail.
-    pub fn save_output(&self, delta: OutputDelta) {
+    /// tail. False if the queue was full: send it again later, from the same offset.
+    pub fn save_output(&self, delta: OutputDelta) -> bool {
+        if !self.has_room() {
+            self.shared.deferred.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         self.send(Op::SaveOutput(delta, Instant::now()));
+        true
     }
 
-    /// Appends an audit entry.
+    /// Appends an audit entry, unless the queue is full (then it is counted as shed).
     pub fn audit(&self, entry: AuditEntry) {
+        if !self.has_room() {
+            self.shared.shed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.send(Op::Audit(entry, Instant::now()));
     }
 
     /// Deletes a session (and, by cascade, its saved output).
     pub fn delete_session(&self, id: Uuid) {
+        self.shared
+            .rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         self.send(Op::Delete(id, Instant::now()));
     }
 
     /// Keeps only the newest `keep` audit entries.
     pub fn prune_audit(&self, keep: u64) {
-        self.send(Op::PruneAudit(keep, Instant::now()));
+        if self.has_room() {
+            self.send(Op::PruneAudit(keep, Instant::now()));
+        }
     }
 
     /// Resolves once everything sent before it is committed.
@@ -329,10 +393,16 @@ impl Store {
 
     /// Counters and latencies so far.
     pub fn stats(&self) -> StoreStats {
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .summary()
+        StoreStats {
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            shed: self.shared.shed.load(Ordering::Relaxed),
+            deferred: self.shared.deferred.load(Ordering::Relaxed),
+            ..self
+                .stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .summary()
+        }
     }
 }
 
@@ -366,28 +436,38 @@ fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
     let found = rows.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            SessionRow {
-                id: Uuid::nil(),
-                name: r.get(1)?,
-                session_type: r.get(2)?,
-                config: r.get(3)?,
-                created_at: r.get(4)?,
-                last_active: r.get(5)?,
-                state: r.get(6)?,
-                exit_code: r.get(7)?,
-                exit_signal: r.get(8)?,
-                exited_at: r.get(9)?,
-                reason: r.get(10)?,
-            },
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(3)?,
+            (r.get(4)?, r.get(5)?, r.get::<_, String>(6)?),
+            (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?),
         ))
     })?;
     for found in found {
-        let (id_text, mut row) = found?;
+        let (id_text, name, config, (created_at, last_active, state), ended) = found?;
         let Ok(id) = Uuid::parse_str(&id_text) else {
             tracing::warn!(id = %id_text, "skipping a stored session with an invalid id");
             continue;
         };
-        row.id = id;
+        let config: SessionConfig = match serde_json::from_str(&config) {
+            Ok(config) => config,
+            Err(err) => {
+                tracing::warn!(session = %id, %name, "cannot restore: its stored config is unreadable ({err}); leaving it in the database");
+                continue;
+            }
+        };
+        let (exit_code, exit_signal, exited_at, reason) = ended;
+        let row = SessionRow {
+            id,
+            name,
+            config,
+            created_at,
+            last_active,
+            state: RowState::parse(&state),
+            exit_code,
+            exit_signal,
+            exited_at,
+            reason,
+        };
         let state = states
             .query_row(params![id_text], |r| {
                 Ok((
@@ -437,25 +517,91 @@ mod tests {
         assert_eq!((offset, tail.as_slice()), (5, &b"xyz"[..]));
     }
 
+    fn row(id: Uuid, name: &str) -> SessionRow {
+        SessionRow {
+            id,
+            name: name.into(),
+            config: SessionConfig {
+                kind: StoredKind::Local {
+                    command: None,
+                    cwd: None,
+                    env: Default::default(),
+                },
+                cols: 80,
+                rows: 24,
+                resize_policy: StoredResizePolicy::Latest,
+            },
+            created_at: 0,
+            last_active: 0,
+            state: RowState::Detached,
+            exit_code: None,
+            exit_signal: None,
+            exited_at: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_sheds_audits_and_defers_saves_but_keeps_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let id = Uuid::new_v4();
+        // As if the writer had fallen far behind.
+        store.shared.queued.fetch_add(QUEUE_CAP, Ordering::Relaxed);
+        store.audit(AuditEntry {
+            time: 0,
+            uid: None,
+            pid: None,
+            action: "input".into(),
+            session_id: Some(id),
+            detail: String::new(),
+        });
+        assert!(!store.touch(id, 5));
+        let delta = OutputDelta {
+            session_id: id,
+            offset: 0,
+            data: b"x".to_vec(),
+            keep_from: 0,
+            head: 1,
+            screen: None,
+        };
+        assert!(!store.save_output(delta));
+        store.upsert_session(row(id, "kept"));
+        let stats = store.stats();
+        assert_eq!((stats.shed, stats.deferred), (2, 1));
+        store.shared.queued.fetch_sub(QUEUE_CAP, Ordering::Relaxed);
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].row.name, "kept");
+        assert!(loaded[0].output.is_none());
+        store.close();
+    }
+
+    #[test]
+    fn the_latest_of_many_upserts_is_the_row_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let id = Uuid::new_v4();
+        for i in 0..1000 {
+            store.upsert_session(row(id, &format!("n{i}")));
+        }
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert_eq!(loaded[0].row.name, "n999");
+        assert_eq!(store.stats().queued, 0);
+        store.close();
+    }
+
     #[test]
     fn output_deltas_append_and_trim_to_the_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.db");
         let (store, _) = Store::open(&path).unwrap();
         let id = Uuid::new_v4();
-        store.upsert_session(SessionRow {
-            id,
-            name: "n".into(),
-            session_type: "local".into(),
-            config: "{}".into(),
-            created_at: 0,
-            last_active: 0,
-            state: "detached".into(),
-            exit_code: None,
-            exit_signal: None,
-            exited_at: None,
-            reason: None,
-        });
+        store.upsert_session(row(id, "n"));
         for (offset, data) in [(0u64, &b"0123"[..]), (4, b"4567"), (8, b"89")] {
             let head = offset + data.len() as u64;
             store.save_output(OutputDelta {

@@ -9,11 +9,12 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{AuditEntry, OutputDelta, SessionRow, StoreStats};
+use super::{AuditEntry, OutputDelta, Shared, StoreStats};
 
 /// A queued write, with when it was queued.
 pub(super) enum Op {
-    Upsert(SessionRow, Instant),
+    /// The row itself waits in [`Shared`], replaced by later upserts until written.
+    Upsert(Uuid, Instant),
     Touch(Uuid, i64, Instant),
     SaveOutput(OutputDelta, Instant),
     Audit(AuditEntry, Instant),
@@ -47,6 +48,7 @@ const WINDOW: usize = 4096;
 pub(super) struct WriterStats {
     commits: u64,
     writes: u64,
+    failed: u64,
     /// Recent commit durations.
     commits_recent: VecDeque<Duration>,
     /// Recent write latencies: from being queued to being committed.
@@ -87,6 +89,8 @@ impl WriterStats {
             commit_p99_us: percentile(&self.commits_recent, 0.99),
             write_p50_us: percentile(&self.writes_recent, 0.5),
             write_p99_us: percentile(&self.writes_recent, 0.99),
+            failed_commits: self.failed,
+            ..StoreStats::default()
         }
     }
 }
@@ -119,6 +123,7 @@ pub(super) fn run(
     mut conn: Connection,
     path: &std::path::Path,
     rx: Receiver<Op>,
+    shared: &Shared,
     stats: Arc<Mutex<WriterStats>>,
 ) {
     let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
@@ -132,10 +137,14 @@ pub(super) fn run(
     let mut closing = None;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
+        shared.dequeued();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => {
+                    shared.dequeued();
+                    batch.push(op);
+                }
                 Err(_) => break,
             }
         }
@@ -144,13 +153,13 @@ pub(super) fn run(
         if !writes.is_empty() {
             let queued: Vec<Instant> = writes.iter().filter_map(Op::queued_at).collect();
             let started = Instant::now();
-            if let Err(err) = apply(&mut conn, writes) {
+            let result = apply(&mut conn, writes, shared);
+            let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(err) = result {
+                stats.failed += 1;
                 tracing::error!("database write failed: {err}");
             }
-            stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(started.elapsed(), &queued);
+            stats.record(started.elapsed(), &queued);
         }
         for ack in acks {
             let _ = ack.send(());
@@ -193,11 +202,17 @@ fn coalesce(
     writes
 }
 
-fn apply(conn: &mut Connection, writes: Vec<Op>) -> rusqlite::Result<()> {
+fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for op in writes {
         match op {
-            Op::Upsert(row, _) => {
+            Op::Upsert(id, _) => {
+                // Already written by an earlier marker, or deleted since.
+                let Some(row) = shared.take_row(id) else {
+                    continue;
+                };
+                let config = serde_json::to_string(&row.config)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 tx.prepare_cached(
                     "INSERT INTO sessions (id, name, session_type, config, created_at, last_active,
                                            state, exit_code, exit_signal, exited_at, reason)
@@ -212,11 +227,11 @@ fn apply(conn: &mut Connection, writes: Vec<Op>) -> rusqlite::Result<()> {
                 .execute(params![
                     row.id.to_string(),
                     row.name,
-                    row.session_type,
-                    row.config,
+                    row.config.kind.name(),
+                    config,
                     row.created_at,
                     row.last_active,
-                    row.state,
+                    row.state.as_str(),
                     row.exit_code,
                     row.exit_signal,
                     row.exited_at,

@@ -59,16 +59,6 @@ impl Scrollback {
         self.start + self.bytes.len() as u64
     }
 
-    /// Bytes held now.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// True before the first byte arrives (or with nothing held).
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
     /// Appends `data`, dropping the oldest bytes beyond capacity. Returns the offset of
     /// `data[0]`.
     pub fn push(&mut self, data: &[u8]) -> u64 {
@@ -108,7 +98,8 @@ impl Scrollback {
     }
 
     /// Every byte held, oldest first.
-    pub fn contents(&self) -> Vec<u8> {
+    #[cfg(test)]
+    fn contents(&self) -> Vec<u8> {
         self.read(self.start, self.bytes.len()).data
     }
 }

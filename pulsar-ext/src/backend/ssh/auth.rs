@@ -92,20 +92,22 @@ pub(super) async fn authenticate(
         if !allows(&accepts, MethodKind::PublicKey) {
             break;
         }
-        if !path.exists() {
+        let passphrase = target.passphrase.clone();
+        let file = path.clone();
+        // Reading the file is disk work and decrypting a key runs bcrypt-pbkdf (CPU work):
+        // both kept off the runtime's workers.
+        let loaded = tokio::task::spawn_blocking(move || {
+            file.exists()
+                .then(|| russh::keys::load_secret_key(&file, passphrase.as_deref()))
+        })
+        .await
+        .map_err(|err| target.failed(format!("loading {}: {err}", path.display())))?;
+        let Some(loaded) = loaded else {
             if target.named_key_files {
                 notes.push(format!("key file {} does not exist", path.display()));
             }
             continue;
-        }
-        let passphrase = target.passphrase.clone();
-        let file = path.clone();
-        // Decrypting a key runs bcrypt-pbkdf: CPU work, kept off the runtime's workers.
-        let loaded = tokio::task::spawn_blocking(move || {
-            russh::keys::load_secret_key(&file, passphrase.as_deref())
-        })
-        .await
-        .map_err(|err| target.failed(format!("loading {}: {err}", path.display())))?;
+        };
         let key = match loaded {
             Ok(key) => key,
             Err(russh::keys::Error::KeyIsEncrypted) => {

@@ -145,7 +145,40 @@ pub(super) struct Callbacks {
     disconnect: Arc<Mutex<Option<String>>>,
 }
 
+/// What checking a host key needs: reading (and maybe appending to) the known-hosts file,
+/// which is disk work, so it runs on the blocking pool.
+#[derive(Clone)]
+struct HostKeyCheck {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+}
+
 impl Callbacks {
+    /// Checks `key` against the known-hosts file, off the runtime's workers.
+    async fn verify(&self, key: &russh::keys::PublicKey) -> Result<(), ConnectError> {
+        let check = HostKeyCheck {
+            host: self.host.clone(),
+            port: self.port,
+            known_hosts: self.known_hosts.clone(),
+            accept_new: self.accept_new,
+        };
+        let key = key.clone();
+        let (host, port) = (self.host.clone(), self.port);
+        tokio::task::spawn_blocking(move || check.verify(&key))
+            .await
+            .unwrap_or_else(|join| {
+                Err(ConnectError::Failed {
+                    host,
+                    port,
+                    reason: format!("checking the host key panicked: {join}"),
+                })
+            })
+    }
+}
+
+impl HostKeyCheck {
     fn verify(&self, key: &russh::keys::PublicKey) -> Result<(), ConnectError> {
         use known_hosts::Verdict;
         let key_type = key.algorithm().as_str().to_owned();
@@ -218,7 +251,7 @@ impl client::Handler for Callbacks {
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let verdict = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => self.verify(key),
+            PublicKeyOrCertificate::PublicKey { key, .. } => self.verify(key).await,
             PublicKeyOrCertificate::Certificate(_) => Err(ConnectError::Failed {
                 host: self.host.clone(),
                 port: self.port,

@@ -1,0 +1,116 @@
+//! Checkpointing: each session's new output (a chunk), screen and activity, saved once per
+//! `persist_interval_ms`, so that a crash loses at most about one interval of output.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pulsar_protocol::SessionId;
+
+use crate::session::{Session, SessionManager};
+use crate::store::{OutputDelta, Store};
+
+/// What was last handed to the store for a session, to save only what changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Saved {
+    output_offset: u64,
+    last_active: i64,
+}
+
+/// Saves what changed in each session since its last checkpoint.
+pub(crate) struct Checkpointer {
+    store: Store,
+    /// Most output bytes kept per session (`persist_scrollback_bytes`; 0: offsets only).
+    max_bytes: usize,
+    saved: Mutex<HashMap<SessionId, Saved>>,
+}
+
+impl Checkpointer {
+    /// A checkpointer saving into `store`, keeping up to `max_bytes` of output per session.
+    pub fn new(store: Store, max_bytes: usize) -> Self {
+        Self {
+            store,
+            max_bytes,
+            saved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn saved(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Saved>> {
+        self.saved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that a restored session's output up to `output_offset` is already stored.
+    pub fn already_saved(&self, id: SessionId, output_offset: u64, last_active: i64) {
+        self.saved().insert(
+            id,
+            Saved {
+                output_offset,
+                last_active,
+            },
+        );
+    }
+
+    /// Saves every session that changed.
+    pub fn checkpoint(&self, sessions: &SessionManager) {
+        for session in sessions.all() {
+            self.checkpoint_one(&session);
+        }
+    }
+
+    /// Like [`Checkpointer::checkpoint`] for one of `slices` groups of sessions (by id), so
+    /// that a periodic checkpoint becomes many small transactions instead of one large one
+    /// that every other write would queue behind. Forgets sessions no longer in the table.
+    pub fn checkpoint_slice(&self, sessions: &SessionManager, slice: u64, slices: u64) {
+        let all = sessions.all();
+        if slice == 0 {
+            let live: std::collections::HashSet<SessionId> = all.iter().map(|s| s.id()).collect();
+            self.saved().retain(|id, _| live.contains(id));
+        }
+        for session in all {
+            if (session.id().as_u128() % u128::from(slices)) as u64 == slice {
+                self.checkpoint_one(&session);
+            }
+        }
+    }
+
+    fn checkpoint_one(&self, session: &Session) {
+        let id = session.id();
+        let head = session.output_offset();
+        let last_active = session.last_active_ms();
+        let before = self.saved().get(&id).copied().unwrap_or_default();
+        let mut after = before;
+        if head != before.output_offset {
+            let delta = match self.max_bytes {
+                // Opted out: only the offset, so that offsets continue after a restart.
+                0 => OutputDelta {
+                    session_id: id,
+                    offset: head,
+                    data: Vec::new(),
+                    keep_from: head,
+                    head,
+                    screen: None,
+                },
+                max => {
+                    let slice = session.saved_slice(before.output_offset, max);
+                    OutputDelta {
+                        session_id: id,
+                        offset: slice.offset,
+                        data: slice.data,
+                        keep_from: slice.end.saturating_sub(max as u64),
+                        head: slice.end,
+                        screen: Some(slice.screen),
+                    }
+                }
+            };
+            let head = delta.head;
+            // A full queue puts the save off: the next checkpoint sends it from the same
+            // offset (the bytes are still in the ring, or the gap is recorded as such).
+            if self.store.save_output(delta) {
+                after.output_offset = head;
+            }
+        }
+        if last_active != before.last_active && self.store.touch(id, last_active) {
+            after.last_active = last_active;
+        }
+        self.saved().insert(id, after);
+    }
+}
