@@ -1,0 +1,26 @@
+//! `pulsar-keeper --socket PATH`: the keeper process a Pulsar daemon starts (see the crate
+//! docs). Not meant to be run by hand, but harmless if it is.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let socket = match (args.next(), args.next(), args.next()) {
+        (Some(flag), Some(path), None) if flag == "--socket" => PathBuf::from(path),
+        _ => {
+            eprintln!(
+                "usage: pulsar-keeper --socket PATH\n\nHolds Pulsar's session programs and their \
+                 terminals while daemons come and go; started by the daemon."
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match pulsar_keeper::run(&socket) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pulsar-keeper: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
