@@ -429,17 +429,32 @@ async fn receive_output_long_poll_returns_when_output_arrives() {
         .unwrap()
         .session_id;
     let head = client.get_session(id).await.unwrap().output_offset;
-    let poll = client.receive_output(id, Some(head), None, Some(10_000), None);
-    let (out, _) = tokio::join!(poll, async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        client
-            .send_input(id, Base64Data::from("ping\n"), None)
+    let timeout = Duration::from_secs(30);
+    let poll = client.receive_output(id, Some(head), None, Some(timeout.as_millis() as u64), None);
+    tokio::pin!(poll);
+    // The poll is sent and waits: nothing has been typed yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut poll)
             .await
-            .unwrap();
-    });
-    let out = out.unwrap();
-    assert!(out.bytes_read > 0, "the long poll returned with data");
+            .is_err(),
+        "the poll answered before there was output"
+    );
+    let typed = Instant::now();
+    client
+        .send_input(id, Base64Data::from("ping\n"), None)
+        .await
+        .unwrap();
+    let out = poll.await.unwrap();
+    let waited = typed.elapsed();
+    assert!(
+        waited < timeout / 4,
+        "the poll returned {waited:?} after the output, not when it arrived"
+    );
     assert_eq!(out.offset, head);
+    assert!(
+        String::from_utf8_lossy(out.data.as_bytes()).contains("ping"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
@@ -475,12 +490,10 @@ async fn scrollback_is_bounded_and_reads_report_truncation() {
     assert!(String::from_utf8_lossy(out.data.as_bytes()).contains("END"));
 }
 
-#[tokio::test]
-async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
-    let daemon = Daemon::start_with(&[("SCROLLBACK_BYTES", "65536")]).await;
-    let fast = daemon.client().await;
-    // A raw, non-echoing terminal: cat returns exactly the bytes it is given.
-    let id = fast
+/// A session running `cat` on a raw, non-echoing terminal: it returns exactly the bytes it
+/// is given.
+async fn raw_cat(client: &pulsar_protocol::PulsarClient) -> uuid::Uuid {
+    let id = client
         .create_session(
             None,
             command(&["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"]),
@@ -491,7 +504,54 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
         .await
         .unwrap()
         .session_id;
-    read_until(&fast, id, "READY").await;
+    read_until(client, id, "READY").await;
+    id
+}
+
+/// Sends `chunk` through session `id` (a [`raw_cat`]) and waits until `sub` has received
+/// all of it; returns how long that took.
+async fn round_trip(
+    client: &pulsar_protocol::PulsarClient,
+    sub: &mut jsonrpsee::core::client::Subscription<OutputEvent>,
+    id: uuid::Uuid,
+    chunk: &[u8],
+) -> Duration {
+    let deadline = Deadline::start();
+    let sent = Instant::now();
+    client
+        .send_input(id, Base64Data(chunk.to_vec()), None)
+        .await
+        .unwrap();
+    let mut received = 0;
+    while received < chunk.len() {
+        deadline.check("the round trip");
+        match next_event(sub).await {
+            OutputEvent::Output { data, .. } => received += data.as_bytes().len(),
+            OutputEvent::Lagged { .. } => panic!("the fast subscriber must never lag"),
+            _ => {}
+        }
+    }
+    sent.elapsed()
+}
+
+#[tokio::test]
+async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
+    // Large enough to stand out from the allocator's noise.
+    const RING_KIB: u64 = 8 * 1024;
+    let daemon = Daemon::start_with(&[
+        ("SCROLLBACK_BYTES", &(RING_KIB * 1024).to_string()),
+        ("MAX_INPUT_BYTES", "524288"),
+    ])
+    .await;
+    let fast = daemon.client().await;
+    let id = raw_cat(&fast).await;
+    let mut fast_sub = fast.subscribe_output(id, None, None, None).await.unwrap();
+    // The same on a second session, which nobody slow watches: the reference.
+    let reference = raw_cat(&fast).await;
+    let mut reference_sub = fast
+        .subscribe_output(reference, None, None, None)
+        .await
+        .unwrap();
 
     // A line-JSON subscriber that never reads its socket.
     let mut slow = daemon.line().await;
@@ -502,38 +562,38 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
         .as_bytes(),
     )
     .await;
-
+    // 16 MiB fill the ring (allocated as it fills), the slow client's socket and queues;
+    // then 64 MiB more (eight rings) must grow the daemon by less than one ring.
+    let big = vec![b'z'; 512 * 1024];
+    for _ in 0..32 {
+        round_trip(&fast, &mut fast_sub, id, &big).await;
+    }
     let rss_before = daemon.rss_kib();
-    // 32 MiB through the session while the slow client reads nothing.
-    let chunk = vec![b'y'; 48 * 1024];
-    let mut fast_sub = fast.subscribe_output(id, None, None, None).await.unwrap();
-    let mut received = 0usize;
-    let mut sent = 0usize;
-    let started = Instant::now();
-    while sent < 32 * 1024 * 1024 {
-        fast.send_input(id, Base64Data(chunk.clone()), None)
-            .await
-            .unwrap();
-        sent += chunk.len();
-        while received < sent {
-            assert!(started.elapsed() < DEADLINE * 4, "bounded loop");
-            match tokio::time::timeout(DEADLINE, fast_sub.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap()
-            {
-                OutputEvent::Output { data, .. } => received += data.as_bytes().len(),
-                OutputEvent::Lagged { .. } => panic!("the fast subscriber must never lag"),
-                _ => {}
-            }
-        }
-        assert!(started.elapsed() < DEADLINE * 4, "bounded loop");
+    for _ in 0..128 {
+        round_trip(&fast, &mut fast_sub, id, &big).await;
     }
     let rss_after = daemon.rss_kib();
     assert!(
-        rss_after < rss_before + 32 * 1024,
+        rss_after < rss_before + RING_KIB,
         "daemon memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // With the slow subscriber stuck, the fast client's round trips are as quick as those on
+    // the reference session, measured in turn with them.
+    let small = vec![b'y'; 4 * 1024];
+    let (mut watched, mut unwatched) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        watched.push(round_trip(&fast, &mut fast_sub, id, &small).await);
+        unwatched.push(round_trip(&fast, &mut reference_sub, reference, &small).await);
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (watched, unwatched) = (median(&mut watched), median(&mut unwatched));
+    assert!(
+        watched <= unwatched * 3 + Duration::from_millis(2),
+        "the fast client slowed down: median round trip {watched:?}, {unwatched:?} without a slow subscriber"
     );
 
     // When the slow client finally reads, it is told what it missed and carries on.
