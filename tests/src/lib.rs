@@ -647,3 +647,14 @@ pub async fn http_post(socket: &Path, body: &str) -> (String, Value) {
         .unwrap_or_else(|err| panic!("{err}: {head}{}", String::from_utf8_lossy(&rest)));
     (status, body)
 }
+
+/// The `data` object of a failed typed-client call (`null` when it has none).
+pub fn rpc_data(err: &jsonrpsee::core::client::Error) -> Value {
+    match err {
+        jsonrpsee::core::client::Error::Call(obj) => obj
+            .data()
+            .map(|raw| serde_json::from_str(raw.get()).expect("error data is JSON"))
+            .unwrap_or(Value::Null),
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}

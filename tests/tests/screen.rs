@@ -389,6 +389,11 @@ async fn read_only_client_cannot_type_or_resize() {
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::READ_ONLY);
+    assert_eq!(
+        rpc_data(&err),
+        json!({"session_id": id, "client_id": "viewer"}),
+        "{err}"
+    );
     // Without naming the client, the connection's read-only attachment still governs.
     let err = viewer.resize_terminal(id, 100, 30, None).await.unwrap_err();
     assert_eq!(rpc_code(&err), code::READ_ONLY);

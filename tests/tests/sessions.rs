@@ -267,15 +267,18 @@ async fn terminate_stops_the_session_and_reports_the_signal() {
 
 #[tokio::test]
 async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() {
-    let daemon = Daemon::start_with(&[("TERMINATE_GRACE_MS", "200")]).await;
+    let grace = Duration::from_millis(500);
+    let daemon =
+        Daemon::start_with(&[("TERMINATE_GRACE_MS", &grace.as_millis().to_string())]).await;
     let client = daemon.client().await;
+    // Survives SIGHUP, saying so; only SIGKILL ends it.
     let id = client
         .create_session(
             Some("stubborn".into()),
             command(&[
                 "/bin/sh",
                 "-c",
-                "trap '' HUP; echo ready; while :; do sleep 1; done",
+                "trap 'echo got-HUP' HUP; echo ready; while :; do sleep 1; done",
             ]),
             None,
             None,
@@ -285,10 +288,17 @@ async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() 
         .unwrap()
         .session_id;
     read_until(&client, id, "ready").await;
+    let asked = Instant::now();
     client.terminate_session(id).await.unwrap();
+    let took = asked.elapsed();
     let info = client.get_session(id).await.unwrap();
     assert_eq!(info.state, SessionState::Stopped);
     assert_eq!(info.exit_signal, Some(libc::SIGKILL));
+    assert!(
+        took >= grace,
+        "killed after {took:?}, before the grace period"
+    );
+    read_until(&client, id, "got-HUP").await;
 }
 
 #[tokio::test]
@@ -618,25 +628,32 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
 #[tokio::test]
 async fn error_session_not_found_is_1001() {
     let daemon = Daemon::start().await;
+    let unknown = uuid::Uuid::new_v4();
     let err = daemon
         .client()
         .await
-        .get_session(uuid::Uuid::new_v4())
+        .get_session(unknown)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::SESSION_NOT_FOUND);
+    assert_eq!(rpc_data(&err), json!({"session_id": unknown}), "{err}");
 }
 
 #[tokio::test]
 async fn error_duplicate_live_name_is_1002() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    create(&client, "twin").await;
+    let holder = create(&client, "twin").await;
     let err = client
         .create_session(Some("twin".into()), sh(), None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::SESSION_EXISTS);
+    assert_eq!(
+        rpc_data(&err),
+        json!({"name": "twin", "session_id": holder}),
+        "{err}"
+    );
     assert!(err.to_string().contains("twin"), "{err}");
 }
 
@@ -652,6 +669,11 @@ async fn error_input_to_a_stopped_session_is_1003() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::INVALID_STATE);
     assert!(err.to_string().contains(&id.to_string()), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"session_id": id, "state": "stopped"}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -666,6 +688,11 @@ async fn error_max_sessions_is_1004_naming_the_limit() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
     assert!(err.to_string().contains("max_sessions"), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"limit": "max_sessions", "max": 2}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -683,6 +710,11 @@ async fn error_max_clients_per_session_is_1004() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
     assert!(err.to_string().contains("max_clients_per_session"), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"limit": "max_clients_per_session", "max": 1}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -696,6 +728,11 @@ async fn error_oversized_input_is_1004() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
     assert!(err.to_string().contains("max_input_bytes"), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"limit": "max_input_bytes", "max": 16}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -704,11 +741,18 @@ async fn error_unstartable_command_is_1005_naming_it() {
     let err = daemon
         .client()
         .await
-        .create_session(None, command(&["/no/such/program"]), None, None, None)
+        .create_session(
+            Some("broken".into()),
+            command(&["/no/such/program"]),
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::BACKEND_ERROR);
     assert!(err.to_string().contains("/no/such/program"), "{err}");
+    assert_eq!(rpc_data(&err), json!({"name": "broken"}), "{err}");
 }
 
 #[tokio::test]
@@ -721,6 +765,11 @@ async fn error_detach_of_a_client_not_attached_is_1006() {
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::CLIENT_NOT_ATTACHED);
+    assert_eq!(
+        rpc_data(&err),
+        json!({"session_id": id, "client_id": "ghost"}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -758,4 +807,442 @@ async fn error_invalid_params_name_the_field() {
         .await;
     assert_eq!(err["code"], code::INVALID_PARAMS);
     assert!(err.to_string().contains("base64"), "{err}");
+}
+
+#[tokio::test]
+async fn terminate_of_a_stopped_session_succeeds_and_changes_nothing() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", "exit 5"]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    wait_stopped(&client, id).await;
+    let before = client.get_session(id).await.unwrap();
+    assert!(client.terminate_session(id).await.unwrap().success);
+    let after = client.get_session(id).await.unwrap();
+    assert_eq!(
+        (
+            after.state,
+            after.exit_code,
+            after.exit_signal,
+            after.exited_at,
+            after.reason
+        ),
+        (
+            before.state,
+            before.exit_code,
+            before.exit_signal,
+            before.exited_at,
+            before.reason
+        ),
+    );
+}
+
+#[tokio::test]
+async fn error_attach_or_resize_of_a_stopped_session_is_1003_naming_its_state() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "finished").await;
+    client.terminate_session(id).await.unwrap();
+    let attach = client
+        .attach_session(id, None, None, None)
+        .await
+        .unwrap_err();
+    let resize = client.resize_terminal(id, 100, 30, None).await.unwrap_err();
+    for err in [attach, resize] {
+        assert_eq!(rpc_code(&err), code::INVALID_STATE, "{err}");
+        assert_eq!(
+            rpc_data(&err),
+            json!({"session_id": id, "state": "stopped"}),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn receive_output_since_beyond_the_end_is_invalid_params() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let created = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await;
+    let end = created["output_offset"].as_u64().unwrap();
+    let at_end = line
+        .ok(
+            "receive_output",
+            json!({"session_id": created["session_id"], "since": end}),
+        )
+        .await;
+    assert_eq!(at_end["bytes_read"], 0, "the end itself is fine: {at_end}");
+    let err = line
+        .err(
+            "receive_output",
+            json!({"session_id": created["session_id"], "since": end + 1}),
+        )
+        .await;
+    assert_eq!(err["code"], code::INVALID_PARAMS, "{err}");
+    assert_eq!(err["data"]["field"], "since", "{err}");
+}
+
+#[tokio::test]
+async fn receive_output_max_bytes_is_1_to_1048576() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(None, command(&["/bin/echo", "abcdef"]), None, None, None)
+        .await
+        .unwrap()
+        .session_id;
+    wait_stopped(&client, id).await;
+    let one = client
+        .receive_output(id, Some(0), Some(1), None, None)
+        .await
+        .unwrap();
+    assert_eq!((one.bytes_read, one.data.as_bytes()), (1, &b"a"[..]));
+    client
+        .receive_output(id, Some(0), Some(1 << 20), None, None)
+        .await
+        .expect("1048576 is allowed");
+    for bad in [0, (1 << 20) + 1] {
+        let err = client
+            .receive_output(id, Some(0), Some(bad), None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{bad}: {err}");
+        assert_eq!(rpc_data(&err)["field"], "max_bytes", "{err}");
+    }
+}
+
+#[tokio::test]
+async fn receive_output_waits_out_timeout_ms_when_nothing_arrives() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(None, command(&["/bin/cat"]), None, None, None)
+        .await
+        .unwrap()
+        .session_id;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let asked = Instant::now();
+    let out = client
+        .receive_output(id, Some(head), None, Some(300), None)
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(out.bytes_read, 0);
+    assert!(
+        waited >= Duration::from_millis(300) && waited < DEADLINE,
+        "{waited:?}"
+    );
+    // Without timeout_ms it does not wait at all.
+    let asked = Instant::now();
+    client
+        .receive_output(id, Some(head), None, None, None)
+        .await
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn receive_output_timeout_ms_beyond_60000_is_accepted_as_the_cap() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(None, command(&["/bin/cat"]), None, None, None)
+        .await
+        .unwrap()
+        .session_id;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let poll = client.receive_output(id, Some(head), None, Some(u64::MAX), None);
+    tokio::pin!(poll);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut poll)
+            .await
+            .is_err(),
+        "neither refused nor returned at once"
+    );
+    client
+        .send_input(id, Base64Data::from("late\n"), None)
+        .await
+        .unwrap();
+    assert!(poll.await.unwrap().bytes_read > 0);
+}
+
+#[tokio::test]
+async fn scrollback_lines_is_at_most_100000() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "history").await;
+    client
+        .attach_session(id, Some("most".into()), None, Some(100_000))
+        .await
+        .expect("100000 is allowed");
+    let err = client
+        .attach_session(id, Some("more".into()), None, Some(100_001))
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{err}");
+    assert_eq!(rpc_data(&err)["field"], "scrollback_lines", "{err}");
+}
+
+#[tokio::test]
+async fn create_size_is_1_to_1000_each_way() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    for (cols, rows) in [(1, 1), (1000, 1000)] {
+        let info = line
+            .ok(
+                "create_session",
+                json!({"type": {"kind": "local", "command": ["/bin/cat"]}, "cols": cols, "rows": rows}),
+            )
+            .await;
+        assert_eq!(
+            (info["cols"].clone(), info["rows"].clone()),
+            (json!(cols), json!(rows))
+        );
+    }
+    for (field, cols, rows) in [
+        ("cols", 0, 24),
+        ("cols", 1001, 24),
+        ("rows", 80, 0),
+        ("rows", 80, 1001),
+    ] {
+        let err = line
+            .err(
+                "create_session",
+                json!({"type": {"kind": "local", "command": ["/bin/cat"]}, "cols": cols, "rows": rows}),
+            )
+            .await;
+        assert_eq!(err["code"], code::INVALID_PARAMS, "{cols}x{rows}: {err}");
+        assert_eq!(err["data"]["field"], field, "{cols}x{rows}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn resize_size_is_1_to_1000_each_way() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await["session_id"]
+        .clone();
+    for (cols, rows) in [(1, 1), (1000, 1000)] {
+        let info = line
+            .ok(
+                "resize_terminal",
+                json!({"session_id": id, "cols": cols, "rows": rows}),
+            )
+            .await;
+        assert_eq!(
+            (info["cols"].clone(), info["rows"].clone()),
+            (json!(cols), json!(rows))
+        );
+    }
+    for (field, cols, rows) in [
+        ("cols", 0, 24),
+        ("cols", 1001, 24),
+        ("rows", 80, 0),
+        ("rows", 80, 1001),
+    ] {
+        let err = line
+            .err(
+                "resize_terminal",
+                json!({"session_id": id, "cols": cols, "rows": rows}),
+            )
+            .await;
+        assert_eq!(err["code"], code::INVALID_PARAMS, "{cols}x{rows}: {err}");
+        assert_eq!(err["data"]["field"], field, "{cols}x{rows}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn session_names_are_1_to_64_characters_without_control_characters() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let longest = "n".repeat(64);
+    assert_eq!(create(&client, &longest).await, {
+        let listed = client.list_sessions().await.unwrap().sessions;
+        listed
+            .iter()
+            .find(|s| s.name == longest)
+            .expect("listed")
+            .id
+    });
+    for bad in [String::new(), "n".repeat(65), "tab\there".to_owned()] {
+        let err = client
+            .create_session(Some(bad.clone()), sh(), None, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{bad:?}: {err}");
+        assert_eq!(rpc_data(&err)["field"], "name", "{bad:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn stopped_session_releases_its_name() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let first = create(&client, "reused").await;
+    client.terminate_session(first).await.unwrap();
+    let second = create(&client, "reused").await;
+    assert_ne!(first, second);
+    assert_eq!(
+        client.get_session(first).await.unwrap().state,
+        SessionState::Stopped,
+        "the stopped one is still listed"
+    );
+}
+
+#[tokio::test]
+async fn unsubscribe_output_ends_the_stream() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await["session_id"]
+        .clone();
+    let subscription = line.ok("subscribe_output", json!({"session_id": id})).await;
+    let unsubscribed = line.ok("unsubscribe_output", json!([subscription])).await;
+    assert_eq!(unsubscribed, true, "{unsubscribed}");
+    // Output now reaches nobody on this connection: every line read next is an answer
+    // (LineClient::call checks its id), never an `output` notification.
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"after\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "after").await;
+    line.ok("get_status", json!({})).await;
+    let again = line.ok("unsubscribe_output", json!([subscription])).await;
+    assert_eq!(again, false, "already gone: {again}");
+}
+
+#[tokio::test]
+async fn output_events_carry_at_most_16_kib_each() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&[
+                "/bin/sh",
+                "-c",
+                "read x; head -c 400000 /dev/zero | tr '\\0' o; echo; echo E\"\"ND",
+            ]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let mut sub = client
+        .subscribe_output(id, Some(0), None, None)
+        .await
+        .unwrap();
+    client
+        .send_input(id, Base64Data::from("go\n"), None)
+        .await
+        .unwrap();
+    let deadline = Deadline::start();
+    let (mut total, mut largest, mut text) = (0, 0, Vec::new());
+    while !String::from_utf8_lossy(&text).contains("END") {
+        deadline.check("END");
+        if let OutputEvent::Output { data, .. } = next_event(&mut sub).await {
+            total += data.as_bytes().len();
+            largest = largest.max(data.as_bytes().len());
+            text.extend_from_slice(&data.as_bytes()[data.as_bytes().len().saturating_sub(8)..]);
+        }
+    }
+    assert!(total > 400_000, "{total}");
+    assert!(largest <= 16 * 1024, "an event of {largest} bytes");
+}
+
+#[tokio::test]
+async fn exited_is_the_last_event_after_the_last_output() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", "read x; echo last-$((2*3)); exit 4"]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let mut sub = client
+        .subscribe_output(id, Some(0), None, None)
+        .await
+        .unwrap();
+    client
+        .send_input(id, Base64Data::from("go\n"), None)
+        .await
+        .unwrap();
+    let deadline = Deadline::start();
+    let mut output = Vec::new();
+    loop {
+        deadline.check("exited");
+        match next_event(&mut sub).await {
+            OutputEvent::Output { data, .. } => output.extend_from_slice(data.as_bytes()),
+            OutputEvent::Exited { code, signal } => {
+                assert_eq!((code, signal), (Some(4), None));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&output).contains("last-6"),
+        "the last output came before exited: {:?}",
+        String::from_utf8_lossy(&output)
+    );
+    // Nothing follows: the stream either ends or stays silent (a stopped session makes no
+    // more events; a short look is enough to see a stray one).
+    let after = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+    assert!(
+        matches!(after, Err(_) | Ok(None)),
+        "an event after exited: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_program_gets_pulsar_session_id_and_name() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            Some("labelled".into()),
+            command(&[
+                "/bin/sh",
+                "-c",
+                "echo \"id=$PULSAR_SESSION_ID name=$PULSAR_SESSION_NAME.\"; exec cat",
+            ]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    read_until(&client, id, &format!("id={id} name=labelled.")).await;
 }
