@@ -433,3 +433,56 @@ async fn plain_http_post_of_a_request_is_answered() {
     assert_eq!(body["id"], 5, "{body}");
     assert_eq!(body["result"]["pid"], daemon.child.id(), "{body}");
 }
+
+/// True once `pid` is gone: no such process, or a zombie nobody has reaped yet.
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+#[tokio::test]
+async fn graceful_stop_hangs_up_every_session_then_kills_those_that_ignore_it() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    // Outside the daemon's dir, which goes with it.
+    let scratch = tempfile::tempdir().unwrap();
+    let marks = scratch.path().join("hup-marks");
+    // One program that ends on SIGHUP, one that notes it and carries on.
+    let polite = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", "echo up; exec cat"]}}),
+        )
+        .await;
+    let script = format!(
+        "trap 'echo hup >> {}' HUP; echo up; while :; do sleep 1; done",
+        marks.display()
+    );
+    let stubborn = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+        )
+        .await;
+    for session in [&polite, &stubborn] {
+        line.read_output_until(&session["session_id"], "up").await;
+    }
+    let pids = [&polite, &stubborn].map(|s| s["pid"].as_u64().expect("a pid") as u32);
+    drop(line);
+
+    assert!(daemon.stop().success());
+    eventually("both programs to end", || async {
+        pids.iter().all(|&pid| process_gone(pid)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap_or_default(),
+        "hup\n",
+        "the stubborn one got SIGHUP first"
+    );
+}
