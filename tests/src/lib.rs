@@ -658,3 +658,14 @@ pub fn rpc_data(err: &jsonrpsee::core::client::Error) -> Value {
         other => panic!("expected a JSON-RPC error, got {other}"),
     }
 }
+
+/// True once `pid` is gone: no such process, or a zombie nobody has reaped yet.
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}

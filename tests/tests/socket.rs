@@ -434,17 +434,6 @@ async fn plain_http_post_of_a_request_is_answered() {
     assert_eq!(body["result"]["pid"], daemon.child.id(), "{body}");
 }
 
-/// True once `pid` is gone: no such process, or a zombie nobody has reaped yet.
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
-}
-
 #[tokio::test]
 async fn graceful_stop_hangs_up_every_session_then_kills_those_that_ignore_it() {
     let daemon = Daemon::start().await;

@@ -519,13 +519,33 @@ async fn with_reconnect_a_returning_server_resumes_after_a_divider() {
 #[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
 async fn remote_exit_is_never_reconnected() {
     let sshd = Sshd::start();
-    let daemon = Daemon::start_with_env(&[("SSH_RECONNECT", "true")], &[]).await;
+    let daemon = Daemon::start_with_env(
+        &[
+            ("SSH_RECONNECT", "true"),
+            ("SSH_RECONNECT_MAX_BACKOFF_MS", "100"),
+        ],
+        &[],
+    )
+    .await;
     sshd.trust(daemon.dir.path());
     let mut line = daemon.line().await;
-    let id = create(&mut line, ssh_type(&sshd, json!({"command": "exit 3"}))).await["session_id"]
+    let id = create(
+        &mut line,
+        ssh_type(&sshd, json!({"command": "echo bye-$((1+1)); exit 3"})),
+    )
+    .await["session_id"]
         .clone();
     let info = stopped(&mut line, &id).await;
     assert_eq!(info["exit_code"], 3, "{info}");
+    assert!(
+        info["reason"].is_null(),
+        "an exit, not a lost connection: {info}"
+    );
+    let output = output_until(&mut line, &id, "bye-2").await;
+    assert!(!output.contains("reconnect"), "{output:?}");
+    // The server saw one login: nobody came back after the exit.
+    let logins = sshd.log().matches("Accepted publickey").count();
+    assert_eq!(logins, 1, "{}", sshd.log());
 }
 
 #[tokio::test]
@@ -534,13 +554,38 @@ async fn terminate_hangs_up_the_remote_shell() {
     let sshd = Sshd::start();
     let daemon = Daemon::start_with_env(&[], &[]).await;
     sshd.trust(daemon.dir.path());
+    // Somewhere the remote user may write.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let marks = scratch.path().join("hup");
+    let remote = format!(
+        "trap 'echo hup > {}; exit 0' HUP; echo pid=$$.end; while :; do sleep 1; done",
+        marks.display()
+    );
     let mut line = daemon.line().await;
-    let id = create(&mut line, ssh_type(&sshd, json!({}))).await["session_id"].clone();
+    let id =
+        create(&mut line, ssh_type(&sshd, json!({"command": remote}))).await["session_id"].clone();
+    let output = output_until(&mut line, &id, ".end").await;
+    let pid: u32 = output
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split(".end").next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the remote shell's pid in {output:?}"));
     line.ok("terminate_session", json!({"session_id": id}))
         .await;
     let info = line.ok("get_session", json!({"session_id": id})).await;
     assert_eq!(info["state"], "stopped", "{info}");
     assert_eq!(info["reason"], "terminated by request", "{info}");
+    eventually("the remote shell to get SIGHUP and end", || async {
+        (process_gone(pid) && std::fs::read_to_string(&marks).is_ok_and(|m| m == "hup\n"))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -689,14 +734,19 @@ async fn secrets_never_appear_in_answers_logs_or_files() {
     let mut files = vec![daemon.dir.path().to_owned()];
     let mut checked = 0;
     while let Some(path) = files.pop() {
-        if path.is_dir() {
+        let kind = std::fs::symlink_metadata(&path)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+            .file_type();
+        if kind.is_dir() {
             files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
             continue;
         }
-        let mut bytes = Vec::new();
-        if let Ok(mut file) = std::fs::File::open(&path) {
-            let _ = file.read_to_end(&mut bytes);
+        // The daemon's socket holds no bytes; every other file must be read in full.
+        if std::os::unix::fs::FileTypeExt::is_socket(&kind) {
+            continue;
         }
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
         for secret in secrets {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
