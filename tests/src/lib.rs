@@ -669,3 +669,24 @@ pub fn process_gone(pid: u32) -> bool {
             .is_some_and(|state| state == "Z" || state == "X"),
     }
 }
+
+/// Starts `argv` (see [`command`]) in an unnamed session of the default size; returns its id.
+pub async fn start_program(client: &PulsarClient, argv: &[&str]) -> SessionId {
+    client
+        .create_session(None, command(argv), None, None, None)
+        .await
+        .expect("create_session")
+        .session_id
+}
+
+impl LineClient {
+    /// Creates a session running `cat` (silent until typed to); returns `create_session`'s
+    /// result.
+    pub async fn create_cat(&mut self) -> Value {
+        self.ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await
+    }
+}

@@ -433,11 +433,7 @@ async fn receive_output_continues_where_this_client_last_read() {
 async fn receive_output_long_poll_returns_when_output_arrives() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(None, command(&["/bin/cat"]), None, None, None)
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(&client, &["/bin/cat"]).await;
     let head = client.get_session(id).await.unwrap().output_offset;
     let timeout = Duration::from_secs(30);
     let poll = client.receive_output(id, Some(head), None, Some(timeout.as_millis() as u64), None);
@@ -503,17 +499,11 @@ async fn scrollback_is_bounded_and_reads_report_truncation() {
 /// A session running `cat` on a raw, non-echoing terminal: it returns exactly the bytes it
 /// is given.
 async fn raw_cat(client: &pulsar_protocol::PulsarClient) -> uuid::Uuid {
-    let id = client
-        .create_session(
-            None,
-            command(&["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"]),
-            None,
-            None,
-            None,
-        )
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(
+        client,
+        &["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"],
+    )
+    .await;
     read_until(client, id, "READY").await;
     id
 }
@@ -813,17 +803,7 @@ async fn error_invalid_params_name_the_field() {
 async fn terminate_of_a_stopped_session_succeeds_and_changes_nothing() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(
-            None,
-            command(&["/bin/sh", "-c", "exit 5"]),
-            None,
-            None,
-            None,
-        )
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(&client, &["/bin/sh", "-c", "exit 5"]).await;
     wait_stopped(&client, id).await;
     let before = client.get_session(id).await.unwrap();
     assert!(client.terminate_session(id).await.unwrap().success);
@@ -871,12 +851,7 @@ async fn error_attach_or_resize_of_a_stopped_session_is_1003_naming_its_state() 
 async fn receive_output_since_beyond_the_end_is_invalid_params() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
-        )
-        .await;
+    let created = line.create_cat().await;
     let end = created["output_offset"].as_u64().unwrap();
     let at_end = line
         .ok(
@@ -899,11 +874,7 @@ async fn receive_output_since_beyond_the_end_is_invalid_params() {
 async fn receive_output_max_bytes_is_1_to_1048576() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(None, command(&["/bin/echo", "abcdef"]), None, None, None)
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(&client, &["/bin/echo", "abcdef"]).await;
     wait_stopped(&client, id).await;
     let one = client
         .receive_output(id, Some(0), Some(1), None, None)
@@ -928,11 +899,7 @@ async fn receive_output_max_bytes_is_1_to_1048576() {
 async fn receive_output_waits_out_timeout_ms_when_nothing_arrives() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(None, command(&["/bin/cat"]), None, None, None)
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(&client, &["/bin/cat"]).await;
     let head = client.get_session(id).await.unwrap().output_offset;
     let asked = Instant::now();
     let out = client
@@ -958,11 +925,7 @@ async fn receive_output_waits_out_timeout_ms_when_nothing_arrives() {
 async fn receive_output_timeout_ms_beyond_60000_is_accepted_as_the_cap() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(None, command(&["/bin/cat"]), None, None, None)
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(&client, &["/bin/cat"]).await;
     let head = client.get_session(id).await.unwrap().output_offset;
     let poll = client.receive_output(id, Some(head), None, Some(u64::MAX), None);
     tokio::pin!(poll);
@@ -996,17 +959,15 @@ async fn scrollback_lines_is_at_most_100000() {
     assert_eq!(rpc_data(&err)["field"], "scrollback_lines", "{err}");
 }
 
-#[tokio::test]
-async fn create_size_is_1_to_1000_each_way() {
-    let daemon = Daemon::start().await;
-    let mut line = daemon.line().await;
+/// Calls `method` with the params `params(cols, rows)` makes: the bounds 1 and 1000 are
+/// accepted (and become the size), 0 and 1001 are `-32602` naming the field.
+async fn assert_size_range(
+    line: &mut LineClient,
+    method: &str,
+    params: impl Fn(u16, u16) -> serde_json::Value,
+) {
     for (cols, rows) in [(1, 1), (1000, 1000)] {
-        let info = line
-            .ok(
-                "create_session",
-                json!({"type": {"kind": "local", "command": ["/bin/cat"]}, "cols": cols, "rows": rows}),
-            )
-            .await;
+        let info = line.ok(method, params(cols, rows)).await;
         assert_eq!(
             (info["cols"].clone(), info["rows"].clone()),
             (json!(cols), json!(rows))
@@ -1018,55 +979,33 @@ async fn create_size_is_1_to_1000_each_way() {
         ("rows", 80, 0),
         ("rows", 80, 1001),
     ] {
-        let err = line
-            .err(
-                "create_session",
-                json!({"type": {"kind": "local", "command": ["/bin/cat"]}, "cols": cols, "rows": rows}),
-            )
-            .await;
+        let err = line.err(method, params(cols, rows)).await;
         assert_eq!(err["code"], code::INVALID_PARAMS, "{cols}x{rows}: {err}");
         assert_eq!(err["data"]["field"], field, "{cols}x{rows}: {err}");
     }
 }
 
 #[tokio::test]
+async fn create_size_is_1_to_1000_each_way() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    assert_size_range(&mut line, "create_session", |cols, rows| {
+        json!({"type": {"kind": "local", "command": ["/bin/cat"]}, "cols": cols, "rows": rows})
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn resize_size_is_1_to_1000_each_way() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
-    let id = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
-        )
-        .await["session_id"]
-        .clone();
-    for (cols, rows) in [(1, 1), (1000, 1000)] {
-        let info = line
-            .ok(
-                "resize_terminal",
-                json!({"session_id": id, "cols": cols, "rows": rows}),
-            )
-            .await;
-        assert_eq!(
-            (info["cols"].clone(), info["rows"].clone()),
-            (json!(cols), json!(rows))
-        );
-    }
-    for (field, cols, rows) in [
-        ("cols", 0, 24),
-        ("cols", 1001, 24),
-        ("rows", 80, 0),
-        ("rows", 80, 1001),
-    ] {
-        let err = line
-            .err(
-                "resize_terminal",
-                json!({"session_id": id, "cols": cols, "rows": rows}),
-            )
-            .await;
-        assert_eq!(err["code"], code::INVALID_PARAMS, "{cols}x{rows}: {err}");
-        assert_eq!(err["data"]["field"], field, "{cols}x{rows}: {err}");
-    }
+    let id = line.create_cat().await["session_id"].clone();
+    assert_size_range(
+        &mut line,
+        "resize_terminal",
+        |cols, rows| json!({"session_id": id, "cols": cols, "rows": rows}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1111,13 +1050,7 @@ async fn stopped_session_releases_its_name() {
 async fn unsubscribe_output_ends_the_stream() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
-    let id = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
-        )
-        .await["session_id"]
-        .clone();
+    let id = line.create_cat().await["session_id"].clone();
     let subscription = line.ok("subscribe_output", json!({"session_id": id})).await;
     let unsubscribed = line.ok("unsubscribe_output", json!([subscription])).await;
     assert_eq!(unsubscribed, true, "{unsubscribed}");
@@ -1134,26 +1067,13 @@ async fn unsubscribe_output_ends_the_stream() {
     assert_eq!(again, false, "already gone: {again}");
 }
 
-#[tokio::test]
-async fn output_events_carry_at_most_16_kib_each() {
-    let daemon = Daemon::start().await;
-    let client = daemon.client().await;
-    let id = client
-        .create_session(
-            None,
-            command(&[
-                "/bin/sh",
-                "-c",
-                "read x; head -c 400000 /dev/zero | tr '\\0' o; echo; echo E\"\"ND",
-            ]),
-            None,
-            None,
-            None,
-        )
-        .await
-        .unwrap()
-        .session_id;
-    let mut sub = client
+/// Subscribes to session `id` from offset 0, then types `go` (which its program waits for
+/// with `read`), so that the subscription sees everything the program prints.
+async fn subscribe_then_go(
+    client: &pulsar_protocol::PulsarClient,
+    id: uuid::Uuid,
+) -> jsonrpsee::core::client::Subscription<OutputEvent> {
+    let sub = client
         .subscribe_output(id, Some(0), None, None)
         .await
         .unwrap();
@@ -1161,6 +1081,23 @@ async fn output_events_carry_at_most_16_kib_each() {
         .send_input(id, Base64Data::from("go\n"), None)
         .await
         .unwrap();
+    sub
+}
+
+#[tokio::test]
+async fn output_events_carry_at_most_16_kib_each() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(
+        &client,
+        &[
+            "/bin/sh",
+            "-c",
+            "read x; head -c 400000 /dev/zero | tr '\\0' o; echo; echo E\"\"ND",
+        ],
+    )
+    .await;
+    let mut sub = subscribe_then_go(&client, id).await;
     let deadline = Deadline::start();
     let (mut total, mut largest, mut text) = (0, 0, Vec::new());
     while !String::from_utf8_lossy(&text).contains("END") {
@@ -1179,25 +1116,12 @@ async fn output_events_carry_at_most_16_kib_each() {
 async fn exited_is_the_last_event_after_the_last_output() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(
-            None,
-            command(&["/bin/sh", "-c", "read x; echo last-$((2*3)); exit 4"]),
-            None,
-            None,
-            None,
-        )
-        .await
-        .unwrap()
-        .session_id;
-    let mut sub = client
-        .subscribe_output(id, Some(0), None, None)
-        .await
-        .unwrap();
-    client
-        .send_input(id, Base64Data::from("go\n"), None)
-        .await
-        .unwrap();
+    let id = start_program(
+        &client,
+        &["/bin/sh", "-c", "read x; echo last-$((2*3)); exit 4"],
+    )
+    .await;
+    let mut sub = subscribe_then_go(&client, id).await;
     let deadline = Deadline::start();
     let mut output = Vec::new();
     loop {

@@ -317,12 +317,7 @@ fn long_poll_line(id: u64, session_id: &Value, since: &Value) -> String {
 
 /// A session running `cat` (no output until it is typed to), and where its output ends.
 async fn quiet_session(line: &mut LineClient) -> (Value, Value) {
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
-        )
-        .await;
+    let created = line.create_cat().await;
     (
         created["session_id"].clone(),
         created["output_offset"].clone(),

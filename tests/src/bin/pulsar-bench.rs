@@ -476,7 +476,14 @@ async fn session_create(report: &mut Report) {
 
 /// Runs `sh -c 'read go; <producer>'` in a bare PTY and reads the master until EOF.
 /// Returns bytes per second.
-fn bare_pty_throughput(producer: &str) -> (f64, usize) {
+/// `sh -c script` in a bare 80×24 PTY: the child, a reader and a writer of the master.
+fn bare_pty(
+    script: &str,
+) -> (
+    Box<dyn portable_pty::Child + Send + Sync>,
+    Box<dyn std::io::Read + Send>,
+    Box<dyn std::io::Write + Send>,
+) {
     let pair = native_pty_system()
         .openpty(PtySize {
             rows: 24,
@@ -486,14 +493,17 @@ fn bare_pty_throughput(producer: &str) -> (f64, usize) {
         })
         .unwrap();
     let mut cmd = CommandBuilder::new("/bin/sh");
-    cmd.args([
-        "-c",
-        &format!("stty raw -echo; echo R; read go; {producer}"),
-    ]);
-    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    cmd.args(["-c", script]);
+    let child = pair.slave.spawn_command(cmd).unwrap();
     drop(pair.slave);
-    let mut reader = pair.master.try_clone_reader().unwrap();
-    let mut writer = pair.master.take_writer().unwrap();
+    let reader = pair.master.try_clone_reader().unwrap();
+    let writer = pair.master.take_writer().unwrap();
+    (child, reader, writer)
+}
+
+fn bare_pty_throughput(producer: &str) -> (f64, usize) {
+    let (mut child, mut reader, mut writer) =
+        bare_pty(&format!("stty raw -echo; echo R; read go; {producer}"));
     let mut buf = vec![0u8; 64 * 1024];
     // Wait for the prompt byte so timing starts with the shell ready.
     let mut seen = Vec::new();
@@ -617,20 +627,7 @@ impl BarePtyEcho {
         let (ask, asked) = std::sync::mpsc::channel::<()>();
         let (answered, answer) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let pair = native_pty_system()
-                .openpty(PtySize {
-                    rows: 24,
-                    cols: 80,
-                    pixel_width: 0,
-                    pixel_height: 0,
-                })
-                .unwrap();
-            let mut cmd = CommandBuilder::new("/bin/sh");
-            cmd.args(["-c", "stty raw -echo; echo R; exec cat"]);
-            let mut child = pair.slave.spawn_command(cmd).unwrap();
-            drop(pair.slave);
-            let mut reader = pair.master.try_clone_reader().unwrap();
-            let mut writer = pair.master.take_writer().unwrap();
+            let (mut child, mut reader, mut writer) = bare_pty("stty raw -echo; echo R; exec cat");
             let mut buf = [0u8; 256];
             // Wait for the whole "R\n" line so that no stray byte answers the first key.
             let mut seen = Vec::new();
