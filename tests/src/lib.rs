@@ -690,3 +690,23 @@ impl LineClient {
         .await
     }
 }
+
+/// A program that survives SIGHUP and says so: prints `ready`, then `got-HUP` (and appends
+/// `hup` to `mark`, when given) at every SIGHUP, and otherwise sleeps; only SIGKILL ends it.
+/// Python rather than a shell trap: a shell runs its trap only once its foreground child
+/// has ended, which races with the kill this program is there to wait for.
+pub fn sighup_survivor(mark: Option<&Path>) -> Vec<String> {
+    let script = "import signal, sys, time\n\
+def hup(*_):\n    print('got-HUP', flush=True)\n    if len(sys.argv) > 1:\n        \
+with open(sys.argv[1], 'a') as f:\n            f.write('hup\\n')\n\
+signal.signal(signal.SIGHUP, hup)\nprint('ready', flush=True)\n\
+while True:\n    time.sleep(60)\n";
+    let mut argv = vec![
+        "/usr/bin/env".to_owned(),
+        "python3".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+    ];
+    argv.extend(mark.map(|m| m.display().to_string()));
+    argv
+}

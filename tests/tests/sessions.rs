@@ -271,19 +271,10 @@ async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() 
     let daemon =
         Daemon::start_with(&[("TERMINATE_GRACE_MS", &grace.as_millis().to_string())]).await;
     let client = daemon.client().await;
-    // Survives SIGHUP, saying so; only SIGKILL ends it.
+    let survivor = sighup_survivor(None);
+    let argv: Vec<&str> = survivor.iter().map(String::as_str).collect();
     let id = client
-        .create_session(
-            Some("stubborn".into()),
-            command(&[
-                "/bin/sh",
-                "-c",
-                "trap 'echo got-HUP' HUP; echo ready; while :; do sleep 1; done",
-            ]),
-            None,
-            None,
-            None,
-        )
+        .create_session(Some("stubborn".into()), command(&argv), None, None, None)
         .await
         .unwrap()
         .session_id;

@@ -440,21 +440,18 @@ async fn graceful_stop_hangs_up_every_session_then_kills_those_that_ignore_it() 
     let polite = line
         .ok(
             "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", "echo up; exec cat"]}}),
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", "echo ready; exec cat"]}}),
         )
         .await;
-    let script = format!(
-        "trap 'echo hup >> {}' HUP; echo up; while :; do sleep 1; done",
-        marks.display()
-    );
     let stubborn = line
         .ok(
             "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+            json!({"type": {"kind": "local", "command": sighup_survivor(Some(&marks))}}),
         )
         .await;
     for session in [&polite, &stubborn] {
-        line.read_output_until(&session["session_id"], "up").await;
+        line.read_output_until(&session["session_id"], "ready")
+            .await;
     }
     let pids = [&polite, &stubborn].map(|s| s["pid"].as_u64().expect("a pid") as u32);
     drop(line);
