@@ -37,6 +37,15 @@ async fn create_err(line: &mut LineClient, ty: Value) -> Value {
     line.err("create_session", json!({"type": ty})).await
 }
 
+/// A `create_session` of `ty` named [`NAMED`] that must fail; returns the error.
+async fn create_named_err(line: &mut LineClient, ty: Value) -> Value {
+    line.err("create_session", json!({"name": NAMED, "type": ty}))
+        .await
+}
+
+/// The name the error tests give their sessions, so that `data.name` can be checked.
+const NAMED: &str = "target";
+
 /// Waits for session `id` to stop; returns its info.
 async fn stopped(line: &mut LineClient, id: &Value) -> Value {
     let deadline = Deadline::start();
@@ -593,14 +602,16 @@ async fn error_nothing_listening_is_1010_naming_host_and_port() {
     let daemon = Daemon::start_with_env(&[], &[]).await;
     let mut line = daemon.line().await;
     let port = free_port();
-    let err = create_err(
+    let err = create_named_err(
         &mut line,
         json!({"kind": "ssh", "host": "127.0.0.1", "port": port}),
     )
     .await;
     assert_eq!(err["code"], code::SSH_CONNECTION_REFUSED, "{err}");
-    assert_eq!(err["data"]["host"], "127.0.0.1");
-    assert_eq!(err["data"]["port"], port);
+    assert_eq!(
+        err["data"],
+        json!({"name": NAMED, "host": "127.0.0.1", "port": port})
+    );
     assert!(
         err["message"]
             .as_str()
@@ -617,14 +628,16 @@ async fn error_silent_server_is_1011_after_the_connect_timeout() {
     let port = listener.local_addr().unwrap().port();
     let daemon = Daemon::start_with_env(&[("SSH_CONNECT_TIMEOUT_MS", "300")], &[]).await;
     let mut line = daemon.line().await;
-    let err = create_err(
+    let err = create_named_err(
         &mut line,
         json!({"kind": "ssh", "host": "127.0.0.1", "port": port}),
     )
     .await;
     assert_eq!(err["code"], code::SSH_TIMEOUT, "{err}");
-    assert_eq!(err["data"]["port"], port);
-    assert_eq!(err["data"]["timeout_ms"], 300);
+    assert_eq!(
+        err["data"],
+        json!({"name": NAMED, "host": "127.0.0.1", "port": port, "timeout_ms": 300})
+    );
     drop(listener);
 }
 
@@ -634,10 +647,39 @@ async fn error_unresolvable_host_is_1012_naming_it() {
     let host = format!("{}.invalid", "n".repeat(70));
     let daemon = Daemon::start_with_env(&[], &[]).await;
     let mut line = daemon.line().await;
-    let err = create_err(&mut line, json!({"kind": "ssh", "host": host})).await;
+    let err = create_named_err(&mut line, json!({"kind": "ssh", "host": host})).await;
     assert_eq!(err["code"], code::SSH_HOST_NOT_FOUND, "{err}");
-    assert_eq!(err["data"]["host"], host);
+    assert_eq!(
+        err["data"],
+        json!({"name": NAMED, "host": host, "port": 22})
+    );
     assert!(err["message"].as_str().unwrap().contains(&host), "{err}");
+}
+
+#[tokio::test]
+async fn error_a_server_that_does_not_speak_ssh_is_1016_naming_host_and_port() {
+    // Answers every connection with an HTTP error instead of an SSH banner, then hangs up.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    let mut line = daemon.line().await;
+    let err = create_named_err(
+        &mut line,
+        json!({"kind": "ssh", "host": "127.0.0.1", "port": port}),
+    )
+    .await;
+    assert_eq!(err["code"], code::SSH_CONNECTION_FAILED, "{err}");
+    assert_eq!(
+        err["data"],
+        json!({"name": NAMED, "host": "127.0.0.1", "port": port}),
+        "{err}"
+    );
+    server.join().unwrap();
 }
 
 #[tokio::test]
