@@ -986,9 +986,33 @@ impl OpenSsh {
 
 async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
     const N: usize = 50;
-    // Pulsar: create_session returns once the remote shell runs; then its first byte.
-    let mut created = Vec::with_capacity(N);
-    let mut first_byte = Vec::with_capacity(N);
+    // OpenSSH's client: process start to the prompt's first byte.
+    let same_kex = OpenSsh::new(sshd);
+    let default_kex = OpenSsh {
+        kex: None,
+        ..same_kex.clone()
+    };
+    let first_prompt_byte = |openssh: &OpenSsh| {
+        tokio::task::block_in_place(|| {
+            let start = Instant::now();
+            let mut child = openssh.spawn("");
+            let mut byte = [0u8; 1];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut byte)
+                .unwrap();
+            let took = start.elapsed();
+            let _ = child.kill();
+            let _ = child.wait();
+            took
+        })
+    };
+    // Interleaved, one of each per round. Pulsar: create_session returns once the remote
+    // shell runs; then its first byte.
+    let (mut created, mut first_byte) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    let (mut baseline, mut default_baseline) = (Vec::with_capacity(N), Vec::with_capacity(N));
     for _ in 0..N {
         let start = Instant::now();
         let id = client
@@ -1003,37 +1027,11 @@ async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
             .unwrap();
         assert!(out.bytes_read > 0, "no prompt within 10 s");
         first_byte.push(start.elapsed());
+        baseline.push(first_prompt_byte(&same_kex));
+        default_baseline.push(first_prompt_byte(&default_kex));
     }
     let (created, first_byte) = (stats(created), stats(first_byte));
-
-    // OpenSSH's client: process start to the prompt's first byte.
-    let same_kex = OpenSsh::new(sshd);
-    let default_kex = OpenSsh {
-        kex: None,
-        ..same_kex.clone()
-    };
-    let first_prompt_byte = |openssh: OpenSsh| {
-        tokio::task::spawn_blocking(move || {
-            let mut samples = Vec::with_capacity(N);
-            for _ in 0..N {
-                let start = Instant::now();
-                let mut child = openssh.spawn("");
-                let mut byte = [0u8; 1];
-                child
-                    .stdout
-                    .as_mut()
-                    .unwrap()
-                    .read_exact(&mut byte)
-                    .unwrap();
-                samples.push(start.elapsed());
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            stats(samples)
-        })
-    };
-    let baseline = first_prompt_byte(same_kex).await.unwrap();
-    let default_baseline = first_prompt_byte(default_kex).await.unwrap();
+    let (baseline, default_baseline) = (stats(baseline), stats(default_baseline));
     report.row(
         &format!("SSH session create p50 / p99, loopback, key auth ({N} sessions): create_session returned; first prompt byte"),
         format!(
