@@ -283,9 +283,47 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The codes listed in the lines after `heading` in `text`, up to the first line that
+    /// lists none.
+    fn codes_after(text: &str, heading: &str, code_of: fn(&str) -> Option<u8>) -> Vec<u8> {
+        let (_, rest) = text
+            .split_once(heading)
+            .unwrap_or_else(|| panic!("{heading:?} is missing"));
+        rest.lines().skip(1).map_while(code_of).collect()
+    }
+
     #[test]
     fn exit_codes_are_in_the_top_level_help() {
-        assert!(TOP_AFTER_HELP.contains(exit_codes!()));
+        use crate::error::Exit;
+        // Exhaustive, so that a new exit code does not compile until it is listed here.
+        let described = |exit: Exit| match exit {
+            Exit::Ok | Exit::Error | Exit::Usage | Exit::NoDaemon | Exit::NotFound => exit as u8,
+        };
+        let codes: Vec<u8> = [
+            Exit::Ok,
+            Exit::Error,
+            Exit::Usage,
+            Exit::NoDaemon,
+            Exit::NotFound,
+        ]
+        .into_iter()
+        .map(described)
+        .collect();
+        // What `pulsar --help` prints: "  N  meaning" lines under "Exit codes:".
+        let help = Cli::command().render_long_help().to_string();
+        let in_help = codes_after(&help, "Exit codes:", |line| {
+            line.strip_prefix("  ")?.split_once("  ")?.0.parse().ok()
+        });
+        assert_eq!(
+            in_help, codes,
+            "pulsar --help lists every exit code:\n{help}"
+        );
+        // And docs/cli.md's table: "| N | meaning |" rows after its header and rule.
+        let docs = include_str!("../../docs/cli.md");
+        let in_docs = codes_after(docs, "| code | meaning |\n| --- | --- |", |line| {
+            line.strip_prefix("| ")?.split_once(" |")?.0.parse().ok()
+        });
+        assert_eq!(in_docs, codes, "docs/cli.md lists every exit code");
     }
 
     #[test]

@@ -529,3 +529,184 @@ pub async fn wait_stopped(client: &PulsarClient, id: SessionId) {
     })
     .await;
 }
+
+/// A bare WebSocket client on the daemon's socket: text frames in and out, nothing hidden.
+/// The typed client cannot show answers it has no pending call for (`id: null`).
+pub struct RawWebSocket {
+    stream: UnixStream,
+}
+
+impl RawWebSocket {
+    /// Connects to `socket` and completes the HTTP upgrade.
+    pub async fn connect(socket: &Path) -> Self {
+        let mut stream = UnixStream::connect(socket)
+            .await
+            .expect("connect a WebSocket");
+        stream
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .expect("send the upgrade");
+        let head = read_http_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        Self { stream }
+    }
+
+    /// Sends `text` as one masked text frame, as a client must.
+    pub async fn send_text(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | len as u8),
+            len @ 126..=0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.write_all(&frame).await.expect("send a frame");
+    }
+
+    /// The next text message as JSON, within [`DEADLINE`]; `None` when the server closes.
+    pub async fn read(&mut self) -> Option<Value> {
+        use tokio::io::AsyncReadExt as _;
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                let mut head = [0u8; 2];
+                if self.stream.read_exact(&mut head).await.is_err() {
+                    return None;
+                }
+                let len = match head[1] & 0x7f {
+                    126 => u64::from(self.stream.read_u16().await.expect("length")),
+                    127 => self.stream.read_u64().await.expect("length"),
+                    len => u64::from(len),
+                };
+                let mut payload = vec![0u8; len as usize];
+                self.stream
+                    .read_exact(&mut payload)
+                    .await
+                    .expect("a frame's payload");
+                match head[0] & 0x0f {
+                    0x1 => return Some(serde_json::from_slice(&payload).expect("JSON text")),
+                    0x8 => return None,
+                    _ => {} // ping, pong: nothing a test needs
+                }
+            }
+        })
+        .await
+        .expect("a WebSocket message within the deadline")
+    }
+}
+
+/// Reads an HTTP response head (through the blank line) byte by byte, so nothing after it is
+/// consumed.
+async fn read_http_head(stream: &mut UnixStream) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.expect("an HTTP response"));
+        }
+    })
+    .await
+    .expect("an HTTP response within the deadline");
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// POSTs `body` as a plain HTTP JSON-RPC request (no WebSocket); returns the status line
+/// and the body as JSON.
+pub async fn http_post(socket: &Path, body: &str) -> (String, Value) {
+    use tokio::io::AsyncReadExt as _;
+    let mut stream = UnixStream::connect(socket).await.expect("connect for HTTP");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the POST");
+    let head = read_http_head(&mut stream).await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the HTTP body within the deadline")
+        .expect("read the HTTP body");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let body = serde_json::from_slice(&rest)
+        .unwrap_or_else(|err| panic!("{err}: {head}{}", String::from_utf8_lossy(&rest)));
+    (status, body)
+}
+
+/// The `data` object of a failed typed-client call (`null` when it has none).
+pub fn rpc_data(err: &jsonrpsee::core::client::Error) -> Value {
+    match err {
+        jsonrpsee::core::client::Error::Call(obj) => obj
+            .data()
+            .map(|raw| serde_json::from_str(raw.get()).expect("error data is JSON"))
+            .unwrap_or(Value::Null),
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}
+
+/// True once `pid` is gone: no such process, or a zombie nobody has reaped yet.
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// Starts `argv` (see [`command`]) in an unnamed session of the default size; returns its id.
+pub async fn start_program(client: &PulsarClient, argv: &[&str]) -> SessionId {
+    client
+        .create_session(None, command(argv), None, None, None)
+        .await
+        .expect("create_session")
+        .session_id
+}
+
+impl LineClient {
+    /// Creates a session running `cat` (silent until typed to); returns `create_session`'s
+    /// result.
+    pub async fn create_cat(&mut self) -> Value {
+        self.ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await
+    }
+}
+
+/// A program that survives SIGHUP and says so: prints `ready`, then `got-HUP` (and appends
+/// `hup` to `mark`, when given) at every SIGHUP, and otherwise sleeps; only SIGKILL ends it.
+/// Python rather than a shell trap: a shell runs its trap only once its foreground child
+/// has ended, which races with the kill this program is there to wait for.
+pub fn sighup_survivor(mark: Option<&Path>) -> Vec<String> {
+    let script = "import signal, sys, time\n\
+def hup(*_):\n    print('got-HUP', flush=True)\n    if len(sys.argv) > 1:\n        \
+with open(sys.argv[1], 'a') as f:\n            f.write('hup\\n')\n\
+signal.signal(signal.SIGHUP, hup)\nprint('ready', flush=True)\n\
+while True:\n    time.sleep(60)\n";
+    let mut argv = vec![
+        "/usr/bin/env".to_owned(),
+        "python3".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+    ];
+    argv.extend(mark.map(|m| m.display().to_string()));
+    argv
+}

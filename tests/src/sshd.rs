@@ -28,21 +28,6 @@ pub fn sshd_available() -> bool {
     Path::new(SSHD).exists() && which("ssh-keygen")
 }
 
-/// Whether SSH tests can run here. Without sshd they are skipped (with a note on stderr),
-/// unless `PULSAR_REQUIRE_SSHD=1`, which CI sets: then a missing sshd fails the test.
-pub fn require_sshd() -> bool {
-    if sshd_available() {
-        return true;
-    }
-    if std::env::var("PULSAR_REQUIRE_SSHD").is_ok_and(|v| v == "1") {
-        panic!(
-            "PULSAR_REQUIRE_SSHD=1 but {SSHD} or ssh-keygen is missing: install openssh-server and openssh-client"
-        );
-    }
-    eprintln!("skipped: {SSHD} is not installed (scripts/test installs openssh-server)");
-    false
-}
-
 fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
@@ -150,6 +135,11 @@ pub struct Sshd {
 impl Sshd {
     /// Starts a server on a free port; waits until it answers.
     pub fn start() -> Self {
+        assert!(
+            sshd_available(),
+            "{SSHD} or ssh-keygen is missing: install openssh-server and openssh-client \
+             (scripts/test does; without them the tests that need OpenSSH are ignored)"
+        );
         ensure_test_user();
         std::fs::create_dir_all("/run/sshd").expect("sshd's privilege separation dir");
         let dir = tempfile::tempdir().expect("temp dir");

@@ -914,6 +914,11 @@ async fn detaching_from_a_full_screen_program_resets_the_outer_terminal_modes() 
         "1",
         "vim asked for the mouse"
     );
+    assert_eq!(
+        tmux.format("#{keypad_cursor_flag} #{keypad_flag}"),
+        "1 1",
+        "vim asked for application cursor keys and keypad"
+    );
 
     tmux.press(&[0x1c]);
     tmux.wait_for("[detached from vim]").await;

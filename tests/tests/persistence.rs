@@ -434,3 +434,41 @@ async fn cleanup_prunes_stopped_sessions_and_the_audit_log_from_the_database() {
         .unwrap();
     assert_eq!(kept, 1, "live sessions stay");
 }
+
+#[tokio::test]
+async fn respawn_restores_the_command_cwd_and_env() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let cwd = daemon.dir.path().join("workdir");
+    std::fs::create_dir(&cwd).unwrap();
+    // Says where, with what and as what it runs, then waits.
+    let ty = serde_json::from_value(serde_json::json!({
+        "kind": "local",
+        "command": ["/bin/sh", "-c", "echo \"run:$(pwd):$MARK:$0:$1.\"; exec cat", "argv0", "arg1"],
+        "cwd": cwd,
+        "env": {"MARK": "mark-7"},
+    }))
+    .unwrap();
+    let id = client
+        .create_session(Some("again".into()), ty, None, None, None)
+        .await
+        .unwrap()
+        .session_id;
+    let expected = format!("run:{}:mark-7:argv0:arg1.", cwd.display());
+    read_until(&client, id, &expected).await;
+    let before = client.get_session(id).await.unwrap();
+    drop(client);
+
+    let daemon = daemon.restart(&[]).await;
+    let client = daemon.client().await;
+    let after = client.get_session(id).await.unwrap();
+    assert_ne!(after.pid, before.pid, "a fresh process");
+    assert_eq!(after.session_type, before.session_type, "the same type");
+    // What the fresh process printed, after the history.
+    let text = eventually("the respawned process's line", || async {
+        let (_, text) = output_from(&client, id, before.output_offset).await;
+        text.contains(&expected).then_some(text)
+    })
+    .await;
+    assert!(text.contains("pulsar restarted"), "{text:?}");
+}

@@ -99,6 +99,7 @@ async fn assert_snapshot_faithful(
     );
     assert_eq!(original["cursor"], redrawn["cursor"], "cursor differs");
     assert_eq!(original["cells"], redrawn["cells"], "attributes differ");
+    assert_eq!(original["modes"], redrawn["modes"], "terminal modes differ");
     original
 }
 
@@ -254,6 +255,33 @@ async fn snapshot_with_wide_characters_matches_an_independent_emulator() {
 }
 
 #[tokio::test]
+async fn snapshot_restores_keypad_cursor_keys_paste_mouse_cursor_style_and_alternate_screen() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    // Every mode on (steady underline cursor, button-event mouse with SGR encoding), then
+    // text on the alternate screen.
+    let id = create(
+        &client,
+        &[
+            "/bin/sh",
+            "-c",
+            "printf '\\033=\\033[?1h\\033[?2004h\\033[?1002h\\033[?1006h\\033[4 q\\033[?1049h\\033[Hmodes on'; exec cat",
+        ],
+        40,
+        8,
+    )
+    .await;
+    read_until(&client, id, "modes on").await;
+    let original = assert_snapshot_faithful(&client, id, (40, 8), &[]).await;
+    // The reference saw every mode on, so the comparison compared real modes.
+    assert_eq!(
+        original["modes"],
+        json!({"private": [1, 1002, 1006, 2004], "alternate_screen": true,
+               "keypad": true, "cursor_style": 4}),
+    );
+}
+
+#[tokio::test]
 async fn snapshot_offset_continues_into_the_stream_without_gap_or_duplicate() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
@@ -332,14 +360,25 @@ async fn attach_with_scrollback_lines_sends_history_before_the_screen() {
         .snapshot
         .unwrap();
     let text = String::from_utf8_lossy(snapshot.data.as_bytes()).into_owned();
-    // 40 lines on a 5-row screen: rows 0..=35 scrolled off; the last 10 of them come first.
-    for i in 26..=35 {
-        assert!(
-            text.contains(&format!("history-{i}\x1b")) || text.contains(&format!("history-{i}\r")),
-            "history-{i} missing"
-        );
+    // 40 lines on a 5-row screen: rows 0..=35 scrolled off; the last 10 of them come first,
+    // in order, then the screen (history-36..39 and the cursor's empty row).
+    let at = |i: usize| {
+        let needle = format!("history-{i}");
+        assert_eq!(text.matches(&needle).count(), 1, "{needle} once: {text:?}");
+        text.find(&needle).unwrap()
+    };
+    for i in 26..39 {
+        assert!(at(i) < at(i + 1), "history-{i} before history-{}", i + 1);
     }
     assert!(!text.contains("history-25"), "only the lines asked for");
+    // The history ends with its line and the screen's rows of newlines, which scroll it into
+    // the outer terminal's scrollback before the screen is drawn.
+    let history_end = at(35) + text[at(35)..].find("\r\n").expect("a line end") + 2;
+    assert!(
+        text[history_end..].starts_with(&"\n".repeat(5)),
+        "then `rows` newlines: {:?}",
+        &text[history_end..]
+    );
 }
 
 #[tokio::test]
@@ -389,6 +428,11 @@ async fn read_only_client_cannot_type_or_resize() {
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::READ_ONLY);
+    assert_eq!(
+        rpc_data(&err),
+        json!({"session_id": id, "client_id": "viewer"}),
+        "{err}"
+    );
     // Without naming the client, the connection's read-only attachment still governs.
     let err = viewer.resize_terminal(id, 100, 30, None).await.unwrap_err();
     assert_eq!(rpc_code(&err), code::READ_ONLY);
@@ -557,4 +601,96 @@ async fn every_subscriber_sees_resized_events() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn read_only_client_reattaching_as_interactive_may_type() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, &["/bin/cat"], 80, 24).await;
+    let viewer = Some("viewer".to_owned());
+    client
+        .attach_session(id, viewer.clone(), Some(ClientMode::ReadOnly), None)
+        .await
+        .unwrap();
+    let err = client
+        .send_input(id, Base64Data::from("x"), viewer.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::READ_ONLY);
+    let again = client
+        .attach_session(id, viewer.clone(), Some(ClientMode::Interactive), None)
+        .await
+        .unwrap();
+    assert_eq!(again.mode, ClientMode::Interactive);
+    assert_eq!(
+        again.session.num_clients, 1,
+        "the same client, not a second one"
+    );
+    client
+        .send_input(id, Base64Data::from("now-typed\n"), viewer)
+        .await
+        .unwrap();
+    read_until(&client, id, "now-typed").await;
+}
+
+#[tokio::test]
+async fn read_only_connection_typing_without_a_client_id_is_1007() {
+    let daemon = Daemon::start().await;
+    let viewer = daemon.client().await;
+    let id = create(&viewer, &["/bin/cat"], 80, 24).await;
+    viewer
+        .attach_session(id, None, Some(ClientMode::ReadOnly), None)
+        .await
+        .unwrap();
+    let err = viewer
+        .send_input(id, Base64Data::from("x"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::READ_ONLY, "{err}");
+}
+
+#[tokio::test]
+async fn read_only_clients_never_affect_the_size_under_largest() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = policy_session(&client, ResizePolicy::Largest).await;
+    client
+        .attach_session(id, Some("typist".into()), None, None)
+        .await
+        .unwrap();
+    client
+        .resize_terminal(id, 90, 30, Some("typist".into()))
+        .await
+        .unwrap();
+    client
+        .attach_session(id, Some("viewer".into()), Some(ClientMode::ReadOnly), None)
+        .await
+        .unwrap();
+    let err = client
+        .resize_terminal(id, 200, 60, Some("viewer".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::READ_ONLY);
+    assert_eq!(size(&client, id).await, (90, 30));
+}
+
+#[tokio::test]
+async fn resize_is_recomputed_when_a_connection_closes() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = policy_session(&client, ResizePolicy::Smallest).await;
+    client.attach_session(id, None, None, None).await.unwrap();
+    client.resize_terminal(id, 120, 40, None).await.unwrap();
+    {
+        let small = daemon.client().await;
+        small.attach_session(id, None, None, None).await.unwrap();
+        small.resize_terminal(id, 60, 20, None).await.unwrap();
+        assert_eq!(size(&client, id).await, (60, 20));
+    }
+    eventually(
+        "the size without the closed connection's client",
+        || async { (size(&client, id).await == (120, 40)).then_some(()) },
+    )
+    .await;
 }

@@ -320,11 +320,15 @@ async fn error_missing_device_is_1008_naming_it() {
     let err = line
         .err(
             "create_session",
-            json!({"type": {"kind": "serial", "device": device}}),
+            json!({"name": "console", "type": {"kind": "serial", "device": device}}),
         )
         .await;
     assert_eq!(err["code"], code::DEVICE_NOT_FOUND, "{err}");
-    assert_eq!(err["data"]["device"], json!(device), "{err}");
+    assert_eq!(
+        err["data"],
+        json!({"device": device, "name": "console"}),
+        "{err}"
+    );
     assert!(
         err["message"].as_str().unwrap().contains("ttyNOSUCH"),
         "{err}"
@@ -341,11 +345,15 @@ async fn error_device_the_daemon_may_not_open_is_1009_naming_it() {
     let err = line
         .err(
             "create_session",
-            json!({"type": {"kind": "serial", "device": wire.path}}),
+            json!({"name": "console", "type": {"kind": "serial", "device": wire.path}}),
         )
         .await;
     assert_eq!(err["code"], code::DEVICE_PERMISSION_DENIED, "{err}");
-    assert_eq!(err["data"]["device"], json!(wire.path), "{err}");
+    assert_eq!(
+        err["data"],
+        json!({"device": wire.path, "name": "console"}),
+        "{err}"
+    );
     assert!(
         err["message"]
             .as_str()

@@ -267,28 +267,29 @@ async fn terminate_stops_the_session_and_reports_the_signal() {
 
 #[tokio::test]
 async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() {
-    let daemon = Daemon::start_with(&[("TERMINATE_GRACE_MS", "200")]).await;
+    let grace = Duration::from_millis(500);
+    let daemon =
+        Daemon::start_with(&[("TERMINATE_GRACE_MS", &grace.as_millis().to_string())]).await;
     let client = daemon.client().await;
+    let survivor = sighup_survivor(None);
+    let argv: Vec<&str> = survivor.iter().map(String::as_str).collect();
     let id = client
-        .create_session(
-            Some("stubborn".into()),
-            command(&[
-                "/bin/sh",
-                "-c",
-                "trap '' HUP; echo ready; while :; do sleep 1; done",
-            ]),
-            None,
-            None,
-            None,
-        )
+        .create_session(Some("stubborn".into()), command(&argv), None, None, None)
         .await
         .unwrap()
         .session_id;
     read_until(&client, id, "ready").await;
+    let asked = Instant::now();
     client.terminate_session(id).await.unwrap();
+    let took = asked.elapsed();
     let info = client.get_session(id).await.unwrap();
     assert_eq!(info.state, SessionState::Stopped);
     assert_eq!(info.exit_signal, Some(libc::SIGKILL));
+    assert!(
+        took >= grace,
+        "killed after {took:?}, before the grace period"
+    );
+    read_until(&client, id, "got-HUP").await;
 }
 
 #[tokio::test]
@@ -423,23 +424,34 @@ async fn receive_output_continues_where_this_client_last_read() {
 async fn receive_output_long_poll_returns_when_output_arrives() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(None, command(&["/bin/cat"]), None, None, None)
-        .await
-        .unwrap()
-        .session_id;
+    let id = start_program(&client, &["/bin/cat"]).await;
     let head = client.get_session(id).await.unwrap().output_offset;
-    let poll = client.receive_output(id, Some(head), None, Some(10_000), None);
-    let (out, _) = tokio::join!(poll, async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        client
-            .send_input(id, Base64Data::from("ping\n"), None)
+    let timeout = Duration::from_secs(30);
+    let poll = client.receive_output(id, Some(head), None, Some(timeout.as_millis() as u64), None);
+    tokio::pin!(poll);
+    // The poll is sent and waits: nothing has been typed yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut poll)
             .await
-            .unwrap();
-    });
-    let out = out.unwrap();
-    assert!(out.bytes_read > 0, "the long poll returned with data");
+            .is_err(),
+        "the poll answered before there was output"
+    );
+    let typed = Instant::now();
+    client
+        .send_input(id, Base64Data::from("ping\n"), None)
+        .await
+        .unwrap();
+    let out = poll.await.unwrap();
+    let waited = typed.elapsed();
+    assert!(
+        waited < timeout / 4,
+        "the poll returned {waited:?} after the output, not when it arrived"
+    );
     assert_eq!(out.offset, head);
+    assert!(
+        String::from_utf8_lossy(out.data.as_bytes()).contains("ping"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
@@ -475,23 +487,62 @@ async fn scrollback_is_bounded_and_reads_report_truncation() {
     assert!(String::from_utf8_lossy(out.data.as_bytes()).contains("END"));
 }
 
+/// A session running `cat` on a raw, non-echoing terminal: it returns exactly the bytes it
+/// is given.
+async fn raw_cat(client: &pulsar_protocol::PulsarClient) -> uuid::Uuid {
+    let id = start_program(
+        client,
+        &["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"],
+    )
+    .await;
+    read_until(client, id, "READY").await;
+    id
+}
+
+/// Sends `chunk` through session `id` (a [`raw_cat`]) and waits until `sub` has received
+/// all of it; returns how long that took.
+async fn round_trip(
+    client: &pulsar_protocol::PulsarClient,
+    sub: &mut jsonrpsee::core::client::Subscription<OutputEvent>,
+    id: uuid::Uuid,
+    chunk: &[u8],
+) -> Duration {
+    let deadline = Deadline::start();
+    let sent = Instant::now();
+    client
+        .send_input(id, Base64Data(chunk.to_vec()), None)
+        .await
+        .unwrap();
+    let mut received = 0;
+    while received < chunk.len() {
+        deadline.check("the round trip");
+        match next_event(sub).await {
+            OutputEvent::Output { data, .. } => received += data.as_bytes().len(),
+            OutputEvent::Lagged { .. } => panic!("the fast subscriber must never lag"),
+            _ => {}
+        }
+    }
+    sent.elapsed()
+}
+
 #[tokio::test]
 async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
-    let daemon = Daemon::start_with(&[("SCROLLBACK_BYTES", "65536")]).await;
+    // Large enough to stand out from the allocator's noise.
+    const RING_KIB: u64 = 8 * 1024;
+    let daemon = Daemon::start_with(&[
+        ("SCROLLBACK_BYTES", &(RING_KIB * 1024).to_string()),
+        ("MAX_INPUT_BYTES", "524288"),
+    ])
+    .await;
     let fast = daemon.client().await;
-    // A raw, non-echoing terminal: cat returns exactly the bytes it is given.
-    let id = fast
-        .create_session(
-            None,
-            command(&["/bin/sh", "-c", "stty raw -echo; echo READY; exec cat"]),
-            None,
-            None,
-            None,
-        )
+    let id = raw_cat(&fast).await;
+    let mut fast_sub = fast.subscribe_output(id, None, None, None).await.unwrap();
+    // The same on a second session, which nobody slow watches: the reference.
+    let reference = raw_cat(&fast).await;
+    let mut reference_sub = fast
+        .subscribe_output(reference, None, None, None)
         .await
-        .unwrap()
-        .session_id;
-    read_until(&fast, id, "READY").await;
+        .unwrap();
 
     // A line-JSON subscriber that never reads its socket.
     let mut slow = daemon.line().await;
@@ -502,38 +553,38 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
         .as_bytes(),
     )
     .await;
-
+    // 16 MiB fill the ring (allocated as it fills), the slow client's socket and queues;
+    // then 64 MiB more (eight rings) must grow the daemon by less than one ring.
+    let big = vec![b'z'; 512 * 1024];
+    for _ in 0..32 {
+        round_trip(&fast, &mut fast_sub, id, &big).await;
+    }
     let rss_before = daemon.rss_kib();
-    // 32 MiB through the session while the slow client reads nothing.
-    let chunk = vec![b'y'; 48 * 1024];
-    let mut fast_sub = fast.subscribe_output(id, None, None, None).await.unwrap();
-    let mut received = 0usize;
-    let mut sent = 0usize;
-    let started = Instant::now();
-    while sent < 32 * 1024 * 1024 {
-        fast.send_input(id, Base64Data(chunk.clone()), None)
-            .await
-            .unwrap();
-        sent += chunk.len();
-        while received < sent {
-            assert!(started.elapsed() < DEADLINE * 4, "bounded loop");
-            match tokio::time::timeout(DEADLINE, fast_sub.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap()
-            {
-                OutputEvent::Output { data, .. } => received += data.as_bytes().len(),
-                OutputEvent::Lagged { .. } => panic!("the fast subscriber must never lag"),
-                _ => {}
-            }
-        }
-        assert!(started.elapsed() < DEADLINE * 4, "bounded loop");
+    for _ in 0..128 {
+        round_trip(&fast, &mut fast_sub, id, &big).await;
     }
     let rss_after = daemon.rss_kib();
     assert!(
-        rss_after < rss_before + 32 * 1024,
+        rss_after < rss_before + RING_KIB,
         "daemon memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // With the slow subscriber stuck, the fast client's round trips are as quick as those on
+    // the reference session, measured in turn with them.
+    let small = vec![b'y'; 4 * 1024];
+    let (mut watched, mut unwatched) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        watched.push(round_trip(&fast, &mut fast_sub, id, &small).await);
+        unwatched.push(round_trip(&fast, &mut reference_sub, reference, &small).await);
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (watched, unwatched) = (median(&mut watched), median(&mut unwatched));
+    assert!(
+        watched <= unwatched * 3 + Duration::from_millis(2),
+        "the fast client slowed down: median round trip {watched:?}, {unwatched:?} without a slow subscriber"
     );
 
     // When the slow client finally reads, it is told what it missed and carries on.
@@ -558,25 +609,32 @@ async fn slow_subscriber_lags_without_slowing_others_or_growing_memory() {
 #[tokio::test]
 async fn error_session_not_found_is_1001() {
     let daemon = Daemon::start().await;
+    let unknown = uuid::Uuid::new_v4();
     let err = daemon
         .client()
         .await
-        .get_session(uuid::Uuid::new_v4())
+        .get_session(unknown)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::SESSION_NOT_FOUND);
+    assert_eq!(rpc_data(&err), json!({"session_id": unknown}), "{err}");
 }
 
 #[tokio::test]
 async fn error_duplicate_live_name_is_1002() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
-    create(&client, "twin").await;
+    let holder = create(&client, "twin").await;
     let err = client
         .create_session(Some("twin".into()), sh(), None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::SESSION_EXISTS);
+    assert_eq!(
+        rpc_data(&err),
+        json!({"name": "twin", "session_id": holder}),
+        "{err}"
+    );
     assert!(err.to_string().contains("twin"), "{err}");
 }
 
@@ -592,6 +650,11 @@ async fn error_input_to_a_stopped_session_is_1003() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::INVALID_STATE);
     assert!(err.to_string().contains(&id.to_string()), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"session_id": id, "state": "stopped"}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -606,6 +669,11 @@ async fn error_max_sessions_is_1004_naming_the_limit() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
     assert!(err.to_string().contains("max_sessions"), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"limit": "max_sessions", "max": 2}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -623,6 +691,11 @@ async fn error_max_clients_per_session_is_1004() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
     assert!(err.to_string().contains("max_clients_per_session"), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"limit": "max_clients_per_session", "max": 1}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -636,6 +709,11 @@ async fn error_oversized_input_is_1004() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
     assert!(err.to_string().contains("max_input_bytes"), "{err}");
+    assert_eq!(
+        rpc_data(&err),
+        json!({"limit": "max_input_bytes", "max": 16}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -644,11 +722,18 @@ async fn error_unstartable_command_is_1005_naming_it() {
     let err = daemon
         .client()
         .await
-        .create_session(None, command(&["/no/such/program"]), None, None, None)
+        .create_session(
+            Some("broken".into()),
+            command(&["/no/such/program"]),
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::BACKEND_ERROR);
     assert!(err.to_string().contains("/no/such/program"), "{err}");
+    assert_eq!(rpc_data(&err), json!({"name": "broken"}), "{err}");
 }
 
 #[tokio::test]
@@ -661,6 +746,11 @@ async fn error_detach_of_a_client_not_attached_is_1006() {
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::CLIENT_NOT_ATTACHED);
+    assert_eq!(
+        rpc_data(&err),
+        json!({"session_id": id, "client_id": "ghost"}),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -698,4 +788,376 @@ async fn error_invalid_params_name_the_field() {
         .await;
     assert_eq!(err["code"], code::INVALID_PARAMS);
     assert!(err.to_string().contains("base64"), "{err}");
+}
+
+#[tokio::test]
+async fn terminate_of_a_stopped_session_succeeds_and_changes_nothing() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/sh", "-c", "exit 5"]).await;
+    wait_stopped(&client, id).await;
+    let before = client.get_session(id).await.unwrap();
+    assert!(client.terminate_session(id).await.unwrap().success);
+    let after = client.get_session(id).await.unwrap();
+    assert_eq!(
+        (
+            after.state,
+            after.exit_code,
+            after.exit_signal,
+            after.exited_at,
+            after.reason
+        ),
+        (
+            before.state,
+            before.exit_code,
+            before.exit_signal,
+            before.exited_at,
+            before.reason
+        ),
+    );
+}
+
+#[tokio::test]
+async fn error_attach_or_resize_of_a_stopped_session_is_1003_naming_its_state() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "finished").await;
+    client.terminate_session(id).await.unwrap();
+    let attach = client
+        .attach_session(id, None, None, None)
+        .await
+        .unwrap_err();
+    let resize = client.resize_terminal(id, 100, 30, None).await.unwrap_err();
+    for err in [attach, resize] {
+        assert_eq!(rpc_code(&err), code::INVALID_STATE, "{err}");
+        assert_eq!(
+            rpc_data(&err),
+            json!({"session_id": id, "state": "stopped"}),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn receive_output_since_beyond_the_end_is_invalid_params() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let created = line.create_cat().await;
+    let end = created["output_offset"].as_u64().unwrap();
+    let at_end = line
+        .ok(
+            "receive_output",
+            json!({"session_id": created["session_id"], "since": end}),
+        )
+        .await;
+    assert_eq!(at_end["bytes_read"], 0, "the end itself is fine: {at_end}");
+    let err = line
+        .err(
+            "receive_output",
+            json!({"session_id": created["session_id"], "since": end + 1}),
+        )
+        .await;
+    assert_eq!(err["code"], code::INVALID_PARAMS, "{err}");
+    assert_eq!(err["data"]["field"], "since", "{err}");
+}
+
+#[tokio::test]
+async fn receive_output_max_bytes_is_1_to_1048576() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/echo", "abcdef"]).await;
+    wait_stopped(&client, id).await;
+    let one = client
+        .receive_output(id, Some(0), Some(1), None, None)
+        .await
+        .unwrap();
+    assert_eq!((one.bytes_read, one.data.as_bytes()), (1, &b"a"[..]));
+    client
+        .receive_output(id, Some(0), Some(1 << 20), None, None)
+        .await
+        .expect("1048576 is allowed");
+    for bad in [0, (1 << 20) + 1] {
+        let err = client
+            .receive_output(id, Some(0), Some(bad), None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{bad}: {err}");
+        assert_eq!(rpc_data(&err)["field"], "max_bytes", "{err}");
+    }
+}
+
+#[tokio::test]
+async fn receive_output_waits_out_timeout_ms_when_nothing_arrives() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/cat"]).await;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let asked = Instant::now();
+    let out = client
+        .receive_output(id, Some(head), None, Some(300), None)
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(out.bytes_read, 0);
+    assert!(
+        waited >= Duration::from_millis(300) && waited < DEADLINE,
+        "{waited:?}"
+    );
+    // Without timeout_ms it does not wait at all.
+    let asked = Instant::now();
+    client
+        .receive_output(id, Some(head), None, None, None)
+        .await
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn receive_output_timeout_ms_beyond_60000_is_accepted_as_the_cap() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/cat"]).await;
+    let head = client.get_session(id).await.unwrap().output_offset;
+    let poll = client.receive_output(id, Some(head), None, Some(u64::MAX), None);
+    tokio::pin!(poll);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut poll)
+            .await
+            .is_err(),
+        "neither refused nor returned at once"
+    );
+    client
+        .send_input(id, Base64Data::from("late\n"), None)
+        .await
+        .unwrap();
+    assert!(poll.await.unwrap().bytes_read > 0);
+}
+
+#[tokio::test]
+async fn scrollback_lines_is_at_most_100000() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create(&client, "history").await;
+    client
+        .attach_session(id, Some("most".into()), None, Some(100_000))
+        .await
+        .expect("100000 is allowed");
+    let err = client
+        .attach_session(id, Some("more".into()), None, Some(100_001))
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{err}");
+    assert_eq!(rpc_data(&err)["field"], "scrollback_lines", "{err}");
+}
+
+/// Calls `method` with the params `params(cols, rows)` makes: the bounds 1 and 1000 are
+/// accepted (and become the size), 0 and 1001 are `-32602` naming the field.
+async fn assert_size_range(
+    line: &mut LineClient,
+    method: &str,
+    params: impl Fn(u16, u16) -> serde_json::Value,
+) {
+    for (cols, rows) in [(1, 1), (1000, 1000)] {
+        let info = line.ok(method, params(cols, rows)).await;
+        assert_eq!(
+            (info["cols"].clone(), info["rows"].clone()),
+            (json!(cols), json!(rows))
+        );
+    }
+    for (field, cols, rows) in [
+        ("cols", 0, 24),
+        ("cols", 1001, 24),
+        ("rows", 80, 0),
+        ("rows", 80, 1001),
+    ] {
+        let err = line.err(method, params(cols, rows)).await;
+        assert_eq!(err["code"], code::INVALID_PARAMS, "{cols}x{rows}: {err}");
+        assert_eq!(err["data"]["field"], field, "{cols}x{rows}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn create_size_is_1_to_1000_each_way() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    assert_size_range(&mut line, "create_session", |cols, rows| {
+        json!({"type": {"kind": "local", "command": ["/bin/cat"]}, "cols": cols, "rows": rows})
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resize_size_is_1_to_1000_each_way() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line.create_cat().await["session_id"].clone();
+    assert_size_range(
+        &mut line,
+        "resize_terminal",
+        |cols, rows| json!({"session_id": id, "cols": cols, "rows": rows}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn session_names_are_1_to_64_characters_without_control_characters() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let longest = "n".repeat(64);
+    assert_eq!(create(&client, &longest).await, {
+        let listed = client.list_sessions().await.unwrap().sessions;
+        listed
+            .iter()
+            .find(|s| s.name == longest)
+            .expect("listed")
+            .id
+    });
+    for bad in [String::new(), "n".repeat(65), "tab\there".to_owned()] {
+        let err = client
+            .create_session(Some(bad.clone()), sh(), None, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{bad:?}: {err}");
+        assert_eq!(rpc_data(&err)["field"], "name", "{bad:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn stopped_session_releases_its_name() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let first = create(&client, "reused").await;
+    client.terminate_session(first).await.unwrap();
+    let second = create(&client, "reused").await;
+    assert_ne!(first, second);
+    assert_eq!(
+        client.get_session(first).await.unwrap().state,
+        SessionState::Stopped,
+        "the stopped one is still listed"
+    );
+}
+
+#[tokio::test]
+async fn unsubscribe_output_ends_the_stream() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line.create_cat().await["session_id"].clone();
+    let subscription = line.ok("subscribe_output", json!({"session_id": id})).await;
+    let unsubscribed = line.ok("unsubscribe_output", json!([subscription])).await;
+    assert_eq!(unsubscribed, true, "{unsubscribed}");
+    // Output now reaches nobody on this connection: every line read next is an answer
+    // (LineClient::call checks its id), never an `output` notification.
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"after\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "after").await;
+    line.ok("get_status", json!({})).await;
+    let again = line.ok("unsubscribe_output", json!([subscription])).await;
+    assert_eq!(again, false, "already gone: {again}");
+}
+
+/// Subscribes to session `id` from offset 0, then types `go` (which its program waits for
+/// with `read`), so that the subscription sees everything the program prints.
+async fn subscribe_then_go(
+    client: &pulsar_protocol::PulsarClient,
+    id: uuid::Uuid,
+) -> jsonrpsee::core::client::Subscription<OutputEvent> {
+    let sub = client
+        .subscribe_output(id, Some(0), None, None)
+        .await
+        .unwrap();
+    client
+        .send_input(id, Base64Data::from("go\n"), None)
+        .await
+        .unwrap();
+    sub
+}
+
+#[tokio::test]
+async fn output_events_carry_at_most_16_kib_each() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(
+        &client,
+        &[
+            "/bin/sh",
+            "-c",
+            "read x; head -c 400000 /dev/zero | tr '\\0' o; echo; echo E\"\"ND",
+        ],
+    )
+    .await;
+    let mut sub = subscribe_then_go(&client, id).await;
+    let deadline = Deadline::start();
+    let (mut total, mut largest, mut text) = (0, 0, Vec::new());
+    while !String::from_utf8_lossy(&text).contains("END") {
+        deadline.check("END");
+        if let OutputEvent::Output { data, .. } = next_event(&mut sub).await {
+            total += data.as_bytes().len();
+            largest = largest.max(data.as_bytes().len());
+            text.extend_from_slice(&data.as_bytes()[data.as_bytes().len().saturating_sub(8)..]);
+        }
+    }
+    assert!(total > 400_000, "{total}");
+    assert!(largest <= 16 * 1024, "an event of {largest} bytes");
+}
+
+#[tokio::test]
+async fn exited_is_the_last_event_after_the_last_output() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = start_program(
+        &client,
+        &["/bin/sh", "-c", "read x; echo last-$((2*3)); exit 4"],
+    )
+    .await;
+    let mut sub = subscribe_then_go(&client, id).await;
+    let deadline = Deadline::start();
+    let mut output = Vec::new();
+    loop {
+        deadline.check("exited");
+        match next_event(&mut sub).await {
+            OutputEvent::Output { data, .. } => output.extend_from_slice(data.as_bytes()),
+            OutputEvent::Exited { code, signal } => {
+                assert_eq!((code, signal), (Some(4), None));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&output).contains("last-6"),
+        "the last output came before exited: {:?}",
+        String::from_utf8_lossy(&output)
+    );
+    // Nothing follows: the stream either ends or stays silent (a stopped session makes no
+    // more events; a short look is enough to see a stray one).
+    let after = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+    assert!(
+        matches!(after, Err(_) | Ok(None)),
+        "an event after exited: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_program_gets_pulsar_session_id_and_name() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            Some("labelled".into()),
+            command(&[
+                "/bin/sh",
+                "-c",
+                "echo \"id=$PULSAR_SESSION_ID name=$PULSAR_SESSION_NAME.\"; exec cat",
+            ]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    read_until(&client, id, &format!("id={id} name=labelled.")).await;
 }

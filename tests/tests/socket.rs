@@ -261,27 +261,37 @@ async fn oversized_line_request_is_refused_and_the_connection_keeps_serving() {
     line.send_raw(huge.as_bytes()).await;
     let response = line.read().await.unwrap();
     assert_eq!(response["error"]["code"], -32007, "{response}");
+    assert_eq!(response["error"]["data"]["limit"], 8192, "{response}");
     line.ok("get_status", json!({})).await;
+}
+
+/// Sends a 100 kB `get_status` over a raw WebSocket to a daemon whose limit is 8192 bytes;
+/// returns the answer, the daemon and the socket.
+async fn oversized_websocket_request() -> (Value, Daemon, RawWebSocket) {
+    let daemon = Daemon::start_with(&[("MAX_REQUEST_BYTES", "8192")]).await;
+    let mut ws = RawWebSocket::connect(&daemon.socket).await;
+    let huge = json!({"jsonrpc": "2.0", "id": 1, "method": "get_status",
+                      "params": {"pad": "x".repeat(100_000)}});
+    ws.send_text(&huge.to_string()).await;
+    let response = ws.read().await.expect("an answer");
+    (response, daemon, ws)
 }
 
 #[tokio::test]
 async fn oversized_websocket_request_fails_and_the_daemon_keeps_serving() {
-    let daemon = Daemon::start_with(&[("MAX_REQUEST_BYTES", "8192")]).await;
-    let client = daemon.client().await;
-    let pad = "x".repeat(100_000);
-    let result = client
-        .request::<Value, _>("get_status", jsonrpsee::rpc_params![pad])
+    let (response, daemon, mut ws) = oversized_websocket_request().await;
+    assert_eq!(response["error"]["code"], -32007, "{response}");
+    ws.send_text(r#"{"jsonrpc":"2.0","id":2,"method":"get_status"}"#)
         .await;
-    assert!(
-        result.is_err(),
-        "an oversized request must fail: {result:?}"
-    );
-    daemon
-        .client()
-        .await
-        .get_status()
-        .await
-        .expect("a new connection is served");
+    let next = ws.read().await.expect("the connection keeps serving");
+    assert_eq!(next["result"]["pid"], daemon.child.id(), "{next}");
+}
+
+#[tokio::test]
+#[ignore = "defect: over WebSocket, jsonrpsee answers -32007 with data as a string, not {limit}; see report"]
+async fn oversized_websocket_request_error_data_names_the_limit() {
+    let (response, _daemon, _ws) = oversized_websocket_request().await;
+    assert_eq!(response["error"]["data"]["limit"], 8192, "{response}");
 }
 
 #[tokio::test]
@@ -296,4 +306,164 @@ async fn help_flag_describes_the_flags() {
     for flag in ["--config", "--socket", "--database", "--log-level"] {
         assert!(help.contains(flag), "{help}");
     }
+}
+
+/// A line-JSON `receive_output` long poll of `session_id` from `since`, waiting up to 30 s.
+fn long_poll_line(id: u64, session_id: &Value, since: &Value) -> String {
+    let request = json!({"jsonrpc": "2.0", "id": id, "method": "receive_output",
+                         "params": {"session_id": session_id, "since": since, "timeout_ms": 30_000}});
+    format!("{request}\n")
+}
+
+/// A session running `cat` (no output until it is typed to), and where its output ends.
+async fn quiet_session(line: &mut LineClient) -> (Value, Value) {
+    let created = line.create_cat().await;
+    (
+        created["session_id"].clone(),
+        created["output_offset"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn line_json_long_poll_does_not_hold_up_the_next_line() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (session, head) = quiet_session(&mut line).await;
+    line.send_raw(long_poll_line(100, &session, &head).as_bytes())
+        .await;
+    let answer = line
+        .request(json!({"jsonrpc": "2.0", "id": 101, "method": "get_status"}))
+        .await;
+    assert_eq!(
+        answer["id"], 101,
+        "the next line is answered first: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn line_json_serves_64_requests_in_flight_on_one_connection() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (session, head) = quiet_session(&mut line).await;
+    // 63 long polls that wait for output, then a 64th request that must not wait for them.
+    let polls: String = (1..=63)
+        .map(|id| long_poll_line(id, &session, &head))
+        .collect();
+    line.send_raw(polls.as_bytes()).await;
+    let answer = line
+        .request(json!({"jsonrpc": "2.0", "id": 64, "method": "get_status"}))
+        .await;
+    assert_eq!(answer["id"], 64, "answered while 63 polls wait: {answer}");
+
+    // Output from another connection releases every poll, each with the bytes.
+    let mut typist = daemon.line().await;
+    typist
+        .ok(
+            "send_input",
+            json!({"session_id": session, "data": b64(b"wake\n")}),
+        )
+        .await;
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 63 {
+        let answer = line.read().await.expect("a poll's answer");
+        assert!(
+            answer["result"]["bytes_read"].as_u64() > Some(0),
+            "{answer}"
+        );
+        assert!(answered.insert(answer["id"].as_u64().expect("an id")));
+    }
+    assert_eq!(answered, (1..=63).collect());
+}
+
+#[tokio::test]
+async fn line_request_that_is_not_a_request_object_is_invalid_request() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let response = line.request(json!([42])).await;
+    assert_eq!(response[0]["error"]["code"], -32600, "{response}");
+    assert_eq!(response[0]["id"], Value::Null, "{response}");
+    line.ok("get_status", json!({})).await;
+}
+
+#[tokio::test]
+async fn line_empty_batch_is_an_invalid_request() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let response = line.request(json!([])).await;
+    assert_eq!(response["error"]["code"], -32600, "{response}");
+    assert_eq!(response["id"], Value::Null, "{response}");
+}
+
+#[tokio::test]
+async fn line_notification_is_carried_out_without_an_answer() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (session, _) = quiet_session(&mut line).await;
+    // No id: a notification. It types into the session but gets no answer line.
+    line.send_raw(
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "method": "send_input",
+                   "params": {"session_id": session, "data": b64(b"noticed\n")}})
+        )
+        .as_bytes(),
+    )
+    .await;
+    let next = line
+        .request(json!({"jsonrpc": "2.0", "id": 7, "method": "get_status"}))
+        .await;
+    assert_eq!(next["id"], 7, "the notification got no answer: {next}");
+    line.read_output_until(&session, "noticed").await;
+}
+
+#[tokio::test]
+async fn plain_http_post_of_a_request_is_answered() {
+    let daemon = Daemon::start().await;
+    let (status, body) = http_post(
+        &daemon.socket,
+        r#"{"jsonrpc":"2.0","id":5,"method":"get_status"}"#,
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body["id"], 5, "{body}");
+    assert_eq!(body["result"]["pid"], daemon.child.id(), "{body}");
+}
+
+#[tokio::test]
+async fn graceful_stop_hangs_up_every_session_then_kills_those_that_ignore_it() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    // Outside the daemon's dir, which goes with it.
+    let scratch = tempfile::tempdir().unwrap();
+    let marks = scratch.path().join("hup-marks");
+    // One program that ends on SIGHUP, one that notes it and carries on.
+    let polite = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", "echo ready; exec cat"]}}),
+        )
+        .await;
+    let stubborn = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": sighup_survivor(Some(&marks))}}),
+        )
+        .await;
+    for session in [&polite, &stubborn] {
+        line.read_output_until(&session["session_id"], "ready")
+            .await;
+    }
+    let pids = [&polite, &stubborn].map(|s| s["pid"].as_u64().expect("a pid") as u32);
+    drop(line);
+
+    assert!(daemon.stop().success());
+    eventually("both programs to end", || async {
+        pids.iter().all(|&pid| process_gone(pid)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap_or_default(),
+        "hup\n",
+        "the stubborn one got SIGHUP first"
+    );
 }
