@@ -107,6 +107,14 @@ pub enum Verb {
         targets: Vec<String>,
     },
 
+    /// Stop the daemon and end every session (or, with --keep-sessions, leave them running).
+    #[command(after_help = SHUTDOWN_AFTER_HELP)]
+    Shutdown {
+        /// Leave the sessions running in the keeper for the next daemon (as SIGTERM does).
+        #[arg(long)]
+        keep_sessions: bool,
+    },
+
     /// Type text into a session, followed by Enter.
     #[command(after_help = SEND_AFTER_HELP)]
     Send {
@@ -247,6 +255,14 @@ A killed session stays listed as stopped, its output readable, until the daemon 
 Examples:
   pulsar kill build
   pulsar kill 3fa8 c0ff";
+
+const SHUTDOWN_AFTER_HELP: &str = "\
+Stopping the daemon any other way (SIGTERM, an upgrade, a crash) leaves the sessions running:
+the next daemon takes them over. This is the explicit way to end everything.
+
+Examples:
+  pulsar shutdown
+  pulsar shutdown --keep-sessions";
 
 const SEND_AFTER_HELP: &str = "\
 The text is typed as is (backslashes included) unless -e is given; Enter is a carriage

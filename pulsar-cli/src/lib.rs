@@ -17,6 +17,7 @@ pub mod new;
 pub mod resolve;
 pub mod rpc;
 pub mod send;
+pub mod shutdown;
 pub mod status;
 pub mod terminal;
 
@@ -99,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             attach::run(&endpoint, &target, options).await
         }
         Verb::Kill { targets } => kill::run(&endpoint, &targets).await,
+        Verb::Shutdown { keep_sessions } => shutdown::run(&endpoint, keep_sessions).await,
         Verb::Send {
             escapes,
             no_newline,

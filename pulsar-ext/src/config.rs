@@ -84,6 +84,14 @@ pub struct Config {
     /// Longest pause between two attempts to reconnect a dropped SSH session; the pauses
     /// double from 100 ms up to this.
     pub ssh_reconnect_max_backoff_ms: u64,
+    /// Whether local sessions are held by a keeper process, so that they outlive the daemon
+    /// (a stop, a crash, an upgrade). Off: they end with the daemon and are respawned.
+    pub keeper: bool,
+    /// The keeper's socket; empty: `pulsar-keeper.sock` beside `socket_path`.
+    pub keeper_socket: PathBuf,
+    /// The `pulsar-keeper` program; empty: the one beside the daemon's executable (or the
+    /// extension's library), else the one on `PATH`.
+    pub keeper_binary: PathBuf,
 }
 
 /// What becomes of sessions that were alive when the daemon stopped.
@@ -127,6 +135,9 @@ const KEYS: &[&str] = &[
     "ssh_key_files",
     "ssh_reconnect",
     "ssh_reconnect_max_backoff_ms",
+    "keeper",
+    "keeper_socket",
+    "keeper_binary",
 ];
 
 /// Why the configuration could not be assembled.
@@ -183,6 +194,9 @@ impl Config {
             ssh_key_files: Vec::new(),
             ssh_reconnect: false,
             ssh_reconnect_max_backoff_ms: 30_000,
+            keeper: true,
+            keeper_socket: PathBuf::new(),
+            keeper_binary: PathBuf::new(),
         }
     }
 
@@ -213,6 +227,16 @@ impl Config {
         config.socket_path = expand_home(&config.socket_path);
         config.database_path = expand_home(&config.database_path);
         config.ssh_known_hosts = expand_home(&config.ssh_known_hosts);
+        config.keeper_socket = if config.keeper_socket.as_os_str().is_empty() {
+            config
+                .socket_path
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .join("pulsar-keeper.sock")
+        } else {
+            expand_home(&config.keeper_socket)
+        };
+        config.keeper_binary = expand_home(&config.keeper_binary);
         config.ssh_key_files = config
             .ssh_key_files
             .iter()
@@ -302,6 +326,7 @@ impl Config {
         crate::backend::BackendSettings {
             serial_reopen: self.serial_reopen(),
             ssh: self.ssh_options(),
+            keeper: None,
         }
     }
 

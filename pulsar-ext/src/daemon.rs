@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pulsar_protocol::KeeperStatus;
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
+use crate::backend::Keeper;
 use crate::config::Config;
 use crate::persist::{Checkpointer, StoreAudit, StoreObserver, restore_all};
 use crate::rpc::{self, BindError, Handlers, SocketListener};
@@ -38,6 +42,10 @@ pub struct Daemon {
     store: Store,
     observer: Arc<StoreObserver>,
     checkpointer: Arc<Checkpointer>,
+    /// Holds the local programs; `None`: they end with this daemon.
+    keeper: Option<Arc<Keeper>>,
+    /// Set by the `shutdown` method: this stop ends every session.
+    terminate_on_stop: Arc<AtomicBool>,
     socket_path: PathBuf,
 }
 
@@ -61,8 +69,29 @@ impl Daemon {
             store.clone(),
             config.persist_scrollback_bytes,
         ));
+        let keeper = if config.keeper {
+            let (socket, binary) = (config.keeper_socket.clone(), config.keeper_binary.clone());
+            match tokio::task::spawn_blocking(move || Keeper::connect_or_start(&socket, &binary))
+                .await
+                .expect("connecting to the keeper panicked")
+            {
+                Ok(keeper) => {
+                    tracing::info!(pid = keeper.pid(), version = keeper.version(), socket = %config.keeper_socket.display(), "keeper connected");
+                    Some(Arc::new(keeper))
+                }
+                Err(err) => {
+                    tracing::warn!("{err}; local sessions will end with this daemon");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut backend_settings = config.backend_settings();
+        backend_settings.keeper = keeper.clone();
         let sessions = Arc::new(SessionManager::with_observer(
             Arc::clone(&config),
+            backend_settings,
             Arc::clone(&observer) as Arc<dyn crate::session::SessionObserver>,
         ));
         let restored = restore_all(
@@ -82,13 +111,23 @@ impl Daemon {
             policy = ?config.restore,
             "sessions restored"
         );
+        if let Some(keeper) = &keeper {
+            release_leftovers(keeper).await;
+        }
 
         let (trigger, shutdown) = shutdown::channel();
+        let terminate_on_stop = Arc::new(AtomicBool::new(false));
         let handlers = Handlers::new(
             Arc::clone(&sessions),
             Arc::clone(&config),
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             store.clone(),
+            keeper.as_ref().map(|k| KeeperStatus {
+                pid: k.pid(),
+                version: k.version().to_owned(),
+                socket: config.keeper_socket.display().to_string(),
+            }),
+            Arc::clone(&terminate_on_stop),
         );
         let accept_loop = rpc::serve(
             listener,
@@ -124,6 +163,8 @@ impl Daemon {
             store,
             observer,
             checkpointer,
+            keeper,
+            terminate_on_stop,
             socket_path,
         })
     }
@@ -139,11 +180,14 @@ impl Daemon {
     }
 
     /// Stops accepting and waits (up to [`STOP_WAIT`]) for connections and requests in
-    /// flight, refuses sessions that finish opening later, saves every session, ends their
-    /// processes (without recording them as stopped, so that the next start restores them),
-    /// closes the database and removes the socket.
+    /// flight, and refuses sessions that finish opening later. Then, unless `shutdown` asked
+    /// to end everything (or there is no keeper), stops reading every session and saves all
+    /// it read, leaving the programs running for the next daemon; otherwise saves and ends
+    /// every session (without recording them as stopped, so that a daemon without a keeper
+    /// restores them). Closes the database; the socket file goes with the accept loop.
     pub async fn stop(self) {
-        tracing::info!("pulsar daemon stopping");
+        let terminate = self.terminate_on_stop.load(Ordering::SeqCst) || self.keeper.is_none();
+        tracing::info!(terminate_sessions = terminate, "pulsar daemon stopping");
         let still_running = self.trigger.stop(STOP_WAIT).await;
         if still_running > 0 {
             tracing::warn!(
@@ -157,13 +201,45 @@ impl Daemon {
         let _ = self.accept_loop.await;
         let _ = self.cleanup.await;
         let _ = self.checkpoint.await;
-        self.checkpointer.checkpoint(&self.sessions);
-        self.observer.freeze();
-        self.store.flush().await;
-        self.sessions.terminate_all().await;
+        if terminate {
+            self.checkpointer.checkpoint(&self.sessions);
+            if self.keeper.is_none() {
+                // Ended only because this daemon is their parent: the next start restores them.
+                self.observer.freeze();
+            }
+            self.store.flush().await;
+            self.sessions.terminate_all().await;
+            if let Some(keeper) = &self.keeper {
+                keeper.terminate_all().await;
+            }
+        } else {
+            // Not one byte read and unsaved: the next daemon continues from the saved end.
+            self.sessions.stop_reading().await;
+            self.checkpointer.checkpoint(&self.sessions);
+            self.observer.freeze();
+            self.store.flush().await;
+            // Sessions the keeper cannot hold (SSH connections) end here; frozen, they are
+            // recorded as alive and reconnect at the next start.
+            self.sessions.terminate_unheld().await;
+        }
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("pulsar daemon stopped");
+    }
+}
+
+/// Programs the keeper held at start that no stored session claimed (created just before a
+/// crash, before their row was written, or of sessions stopped or dropped since): released,
+/// which ends any still running, so nothing runs that no daemon knows of.
+async fn release_leftovers(keeper: &Arc<Keeper>) {
+    for leftover in keeper.take_leftovers() {
+        tracing::warn!(
+            session = %leftover.held.id,
+            pid = ?leftover.held.pid,
+            "the keeper held a session this daemon does not know; ending it"
+        );
+        drop(leftover.fd);
+        keeper.release(&leftover.held.id).await;
     }
 }
 

@@ -191,6 +191,7 @@ fn every_file_the_architecture_doc_names_exists() {
         "pulsar-ext",
         "pulsar-cli",
         "pulsar-protocol",
+        "pulsar-keeper",
         "orbit-api-stub",
         "pulsar-standalone",
         "tests",

@@ -338,10 +338,11 @@ impl Keeper {
             }
             Request::TerminateAll => {
                 for kept in self.sessions.values_mut() {
-                    if let Some(child) = kept.child.as_mut()
-                        && child.reap().is_none()
-                    {
-                        let _ = killpg(Pid::from_raw(child.pid as i32), Signal::SIGKILL);
+                    if let Some(child) = kept.child.as_mut() {
+                        // Every process of the session's terminal, background jobs in their
+                        // own process groups included: nothing outlives an explicit shutdown.
+                        kill_session(child.pid, Signal::SIGKILL);
+                        child.reap();
                     }
                 }
                 let _ = wire::send(socket, &Reply::Done, &[]);
@@ -394,6 +395,36 @@ impl Keeper {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Sends `signal` to every process in the session whose leader is `leader` (each program
+/// runs in a session of its own, made by the PTY spawn), found by the session id in
+/// `/proc/*/stat`.
+fn kill_session(leader: u32, signal: Signal) {
+    let _ = killpg(Pid::from_raw(leader as i32), signal);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp, session, ...
+        let session = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(3))
+            .and_then(|sid| sid.parse::<u32>().ok());
+        if session == Some(leader) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
     }
 }
 

@@ -293,3 +293,25 @@ fn a_second_keeper_on_the_same_socket_refuses_to_start() {
     // The first one still answers.
     keeper.client().hello().unwrap();
 }
+
+#[test]
+fn terminate_all_ends_background_jobs_in_their_own_process_groups_too() {
+    let keeper = Keeper::start();
+    let client = keeper.client();
+    // An interactive shell puts a background job in a process group of its own.
+    let (_, master) = spawn(&client, "a", &["sh", "-i"]);
+    nix::unistd::write(&master, b"sleep 1000 & echo bg:$!:$((6*7))\n").unwrap();
+    let out = read_until(&master, ":42\r\n");
+    let job: u32 = out
+        .rsplit("bg:")
+        .next()
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    client.call(&Request::TerminateAll, &[]).unwrap();
+    poll("the background job to end", || {
+        std::fs::read_to_string(format!("/proc/{job}/stat"))
+            .map_or(true, |s| s.contains(") Z "))
+            .then_some(())
+    });
+}

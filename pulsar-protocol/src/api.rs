@@ -124,4 +124,10 @@ pub trait PulsarApi {
     /// period). The session stays listed as `stopped` until the retention period passes.
     #[method(name = "terminate_session", param_kind = map, with_extensions)]
     async fn terminate_session(&self, session_id: SessionId) -> RpcResult<Success>;
+
+    /// Stops the daemon. With `terminate_sessions` (the `pulsar shutdown` default) every
+    /// session ends first, and the keeper with them; without, the sessions keep running for
+    /// the next daemon, as on SIGTERM. Answered before the daemon stops.
+    #[method(name = "shutdown", param_kind = map, with_extensions)]
+    async fn shutdown(&self, terminate_sessions: Option<bool>) -> RpcResult<Success>;
 }

@@ -24,7 +24,7 @@ pub use session::{
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
     SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
-pub use status::{DatabaseStatus, Status};
+pub use status::{DatabaseStatus, KeeperStatus, Status};
 
 /// Method names, for clients that build requests by hand (the line-JSON path, tests).
 pub mod method {

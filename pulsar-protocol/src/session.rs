@@ -635,7 +635,7 @@ mod tests {
         assert_eq!(info.session_type.kind(), "ssh");
         let status: crate::Status = serde_json::from_value(json!({
             "version": "9", "uptime_seconds": 1, "num_sessions": 0, "num_clients": 0,
-            "pid": 1, "keeper": {"pid": 2},
+            "pid": 1, "supervisor": {"pid": 2},
             "database": {"path": "p", "schema_version": 9, "commits": 0, "writes": 0,
                          "write_p50_us": 0, "write_p99_us": 0, "commit_p50_us": 0,
                          "commit_p99_us": 0, "new_figure": 3}

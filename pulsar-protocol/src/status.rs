@@ -1,5 +1,6 @@
 //! `get_status`'s answer.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Daemon health, as `get_status` reports it.
@@ -18,6 +19,25 @@ pub struct Status {
     /// The session database and how fast it writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseStatus>,
+    /// When this daemon process started (a restart or upgrade changes it; the sessions'
+    /// `created_at` do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The keeper that holds the local sessions' programs; absent when there is none (local
+    /// sessions then end with the daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keeper: Option<KeeperStatus>,
+}
+
+/// The keeper process, as `get_status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeeperStatus {
+    /// Its process id.
+    pub pid: u32,
+    /// Its version.
+    pub version: String,
+    /// Its socket.
+    pub socket: String,
 }
 
 /// The session database, as `get_status` reports it.

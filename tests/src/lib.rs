@@ -128,12 +128,40 @@ impl Daemon {
         self.start_again(overrides).await
     }
 
+    /// The daemon's keeper socket.
+    pub fn keeper_socket(&self) -> PathBuf {
+        self.socket.with_file_name("pulsar-keeper.sock")
+    }
+
+    /// Ends the keeper and every program it holds, as a reboot would (no-op if none runs).
+    pub fn end_keeper(&self) {
+        if let Ok(keeper) = pulsar_keeper::client::Client::connect(&self.keeper_socket()) {
+            let _ = keeper.call(&pulsar_keeper::wire::Request::TerminateAll, &[]);
+        }
+    }
+
+    /// Stops the daemon gracefully, ends its keeper and its programs (as a reboot does), and
+    /// starts a new daemon on the same socket, database and settings, changed by `overrides`.
+    pub async fn reboot(mut self, overrides: &[(&str, &str)]) -> Self {
+        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
+        let exit = wait_exit(&mut self.child, "the daemon");
+        assert!(exit.success(), "graceful stop failed: {exit:?}");
+        self.end_keeper();
+        self.start_again(overrides).await
+    }
+
     /// Kills the daemon with SIGKILL (no chance to save anything) and starts a new one on the
     /// same socket, database and settings, changed by `overrides`.
     pub async fn crash_and_restart(mut self, overrides: &[(&str, &str)]) -> Self {
+        self.crash();
+        self.start_again(overrides).await
+    }
+
+    /// Kills the daemon with SIGKILL and waits for it to be gone (start it again with
+    /// [`Daemon::start_again`]).
+    pub fn crash(&mut self) {
         signal(&self.child, nix::sys::signal::Signal::SIGKILL);
         wait_exit(&mut self.child, "the killed daemon");
-        self.start_again(overrides).await
     }
 
     /// Stops the daemon gracefully and spawns a new one on the same files without waiting for
@@ -146,7 +174,9 @@ impl Daemon {
         self
     }
 
-    async fn start_again(mut self, overrides: &[(&str, &str)]) -> Self {
+    /// Starts a new daemon on the same socket, database and settings, changed by
+    /// `overrides`, once the last one has exited.
+    pub async fn start_again(mut self, overrides: &[(&str, &str)]) -> Self {
         for (key, value) in overrides {
             self.settings.retain(|(k, _)| k != key);
             self.settings.push(((*key).to_owned(), (*value).to_owned()));
@@ -322,6 +352,8 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // The sessions outlive the daemon in its keeper: end them too.
+        self.end_keeper();
     }
 }
 

@@ -932,3 +932,36 @@ async fn detaching_from_a_full_screen_program_resets_the_outer_terminal_modes() 
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_stops_the_daemon_and_ends_every_session() {
+    let mut daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "doomed").await;
+    let pid = client.get_session(id).await.unwrap().pid.expect("a pid");
+    drop(client);
+    let run = pulsar_ok(&daemon, &["shutdown"]);
+    assert!(run.stdout.contains("every session ended"), "{}", run.stdout);
+    let exit = wait_exit(&mut daemon.child, "the daemon");
+    assert!(exit.success(), "{exit:?}");
+    eventually("the session's shell to end", || async {
+        process_gone(pid).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_keep_sessions_leaves_them_for_the_next_daemon() {
+    let mut daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "kept").await;
+    let pid = client.get_session(id).await.unwrap().pid.expect("a pid");
+    drop(client);
+    pulsar_ok(&daemon, &["shutdown", "--keep-sessions"]);
+    let exit = wait_exit(&mut daemon.child, "the daemon");
+    assert!(exit.success(), "{exit:?}");
+    assert!(!process_gone(pid));
+    let daemon = daemon.start_again(&[]).await;
+    let info = daemon.client().await.get_session(id).await.unwrap();
+    assert_eq!(info.pid, Some(pid));
+}

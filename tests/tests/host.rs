@@ -216,3 +216,84 @@ fn loader_refuses_a_library_without_a_declaration() {
         "{err}"
     );
 }
+
+/// An `orbit-host` with Pulsar enabled on `socket`, its state under `root`.
+fn start_host(root: &Path, socket: &Path) -> std::process::Child {
+    let config = root.join("orbit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[host]\nconfig_dir = {cfg:?}\n\n[extensions.pulsar]\nenabled = true\nlibrary = {lib:?}\n\
+             [extensions.pulsar.settings]\nsocket_path = {sock:?}\ndatabase_path = {db:?}\n",
+            cfg = root.join("config"),
+            lib = extension_library(),
+            sock = socket,
+            db = root.join("p.db"),
+        ),
+    )
+    .unwrap();
+    Command::new(artifact("orbit-host"))
+        .arg("--config")
+        .arg(&config)
+        .env("HOME", root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Ends the keeper beside `socket` and everything it holds.
+struct KeeperCleanup(PathBuf);
+
+impl Drop for KeeperCleanup {
+    fn drop(&mut self) {
+        if let Ok(keeper) = pulsar_keeper::client::Client::connect(&self.0) {
+            let _ = keeper.call(&pulsar_keeper::wire::Request::TerminateAll, &[]);
+        }
+    }
+}
+
+async fn orbit_host_restart_keeps_the_session(stop: nix::sys::signal::Signal) {
+    let root = tempfile::tempdir().unwrap();
+    let socket = root.path().join("sock/pulsar.sock");
+    let _cleanup = KeeperCleanup(socket.with_file_name("pulsar-keeper.sock"));
+    let mut host = start_host(root.path(), &socket);
+    let connect = || {
+        let socket = socket.clone();
+        eventually("orbit-host's pulsar socket", move || {
+            let socket = socket.clone();
+            async move { pulsar_protocol::connect(&socket).await.ok() }
+        })
+    };
+    let client = connect().await;
+    let id = start_program(&client, &["/bin/cat"]).await;
+    let pid = client.get_session(id).await.unwrap().pid.expect("a pid");
+    drop(client);
+
+    signal(&host, stop);
+    wait_exit(&mut host, "orbit-host");
+    assert!(!process_gone(pid), "the program outlives the host");
+    let mut host = start_host(root.path(), &socket);
+    let client = connect().await;
+    let info = client.get_session(id).await.expect("the session is back");
+    assert_eq!(info.pid, Some(pid));
+    client
+        .send_input(id, pulsar_protocol::Base64Data::from("typed after\n"), None)
+        .await
+        .unwrap();
+    read_until(&client, id, "typed after").await;
+    drop(client);
+    signal(&host, nix::sys::signal::Signal::SIGTERM);
+    wait_exit(&mut host, "orbit-host");
+}
+
+#[tokio::test]
+async fn orbit_host_stopped_with_sigterm_leaves_sessions_running() {
+    orbit_host_restart_keeps_the_session(nix::sys::signal::Signal::SIGTERM).await;
+}
+
+#[tokio::test]
+async fn orbit_host_killed_with_sigkill_leaves_sessions_running() {
+    orbit_host_restart_keeps_the_session(nix::sys::signal::Signal::SIGKILL).await;
+}

@@ -44,7 +44,7 @@ async fn restart_restores_metadata_scrollback_and_offsets_then_respawns() {
     let before = client.get_session(id).await.unwrap();
     drop(client);
 
-    let daemon = daemon.restart(&[]).await;
+    let daemon = daemon.reboot(&[]).await;
     let client = daemon.client().await;
     let after = client.get_session(id).await.expect("same id after restart");
     assert_eq!(after.name, "keeper");
@@ -91,7 +91,7 @@ async fn restart_with_history_policy_keeps_sessions_stopped_and_readable() {
     read_until(&client, id, "kept-2").await;
     drop(client);
 
-    let daemon = daemon.restart(&[("RESTORE", "history")]).await;
+    let daemon = daemon.reboot(&[("RESTORE", "history")]).await;
     let client = daemon.client().await;
     let info = client.get_session(id).await.unwrap();
     assert_eq!(info.state, SessionState::Stopped);
@@ -459,7 +459,7 @@ async fn respawn_restores_the_command_cwd_and_env() {
     let before = client.get_session(id).await.unwrap();
     drop(client);
 
-    let daemon = daemon.restart(&[]).await;
+    let daemon = daemon.reboot(&[]).await;
     let client = daemon.client().await;
     let after = client.get_session(id).await.unwrap();
     assert_ne!(after.pid, before.pid, "a fresh process");

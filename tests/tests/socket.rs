@@ -430,8 +430,8 @@ async fn plain_http_post_of_a_request_is_answered() {
 }
 
 #[tokio::test]
-async fn graceful_stop_hangs_up_every_session_then_kills_those_that_ignore_it() {
-    let daemon = Daemon::start().await;
+async fn shutdown_hangs_up_every_session_then_kills_those_that_ignore_it() {
+    let mut daemon = Daemon::start().await;
     let mut line = daemon.line().await;
     // Outside the daemon's dir, which goes with it.
     let scratch = tempfile::tempdir().unwrap();
@@ -454,9 +454,12 @@ async fn graceful_stop_hangs_up_every_session_then_kills_those_that_ignore_it() 
             .await;
     }
     let pids = [&polite, &stubborn].map(|s| s["pid"].as_u64().expect("a pid") as u32);
+    line.ok("shutdown", json!({"terminate_sessions": true}))
+        .await;
     drop(line);
 
-    assert!(daemon.stop().success());
+    let exit = wait_exit(&mut daemon.child, "the daemon");
+    assert!(exit.success(), "{exit:?}");
     eventually("both programs to end", || async {
         pids.iter().all(|&pid| process_gone(pid)).then_some(())
     })

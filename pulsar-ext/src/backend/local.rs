@@ -1,14 +1,17 @@
-//! Local programs in a pseudo-terminal (portable-pty), read without a thread per session.
+//! Local programs in a pseudo-terminal, read without a thread per session.
 //!
-//! portable-pty opens the PTY and spawns the child (setsid, controlling terminal, login shell
-//! defaults). After that Pulsar drives the master through its own non-blocking duplicate
-//! registered with tokio (`AsyncFd`), and learns of the child's exit through a pidfd, so a
-//! thousand idle sessions cost a thousand epoll registrations, not a thousand threads.
+//! The program's parent is the keeper (`keeper.rs`) when there is one, so that it outlives
+//! this daemon: the keeper spawns it and hands back the PTY master, reaps it and reports its
+//! exit. Without a keeper this daemon spawns it itself (portable-pty: setsid, controlling
+//! terminal, login shell defaults) and reaps it. Either way Pulsar drives the master through
+//! its own non-blocking duplicate registered with tokio (`AsyncFd`), and learns of the exit
+//! through a pidfd, so a thousand idle sessions cost a thousand epoll registrations, not a
+//! thousand threads.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +23,9 @@ use pulsar_protocol::LocalSpec;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
+use super::keeper::{Adoptable, Keeper};
 use super::{Backend, ExitStatus};
+use pulsar_keeper::wire::SpawnRequest;
 
 /// Why a local session could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,35 +46,50 @@ pub enum SpawnError {
     },
 }
 
-/// A program running in a PTY whose master this daemon holds.
+/// A program running in a PTY whose master this daemon holds (a copy of it, with a keeper).
 pub struct LocalBackend {
     /// Non-blocking duplicate of the master, for reads and writes.
     io: AsyncFd<OwnedFd>,
     /// Serialises writers so one `write_all` is never interleaved with another.
     write_lock: AsyncMutex<()>,
-    /// portable-pty's handle, kept for resizing (and so the PTY stays open).
-    master: Mutex<Box<dyn MasterPty + Send>>,
+    /// The master, for resizing and finding the foreground process group.
+    master: OwnedFd,
     pid: u32,
-    /// The exit status, once reaped; set by the first `wait` to see it.
+    /// The exit status, once known; set by the first `wait` to learn it.
     exit: watch::Sender<Option<ExitStatus>>,
-    /// Held while reaping, so two waiters never both call waitpid (the loser would see
-    /// ECHILD and report an unknown status).
-    reap_lock: Mutex<()>,
-    /// Becomes readable when the child exits (absent if the kernel has no pidfd_open).
+    /// Becomes readable when the program exits (absent if the kernel has no pidfd_open, or
+    /// the program was gone already).
     pidfd: Option<AsyncFd<OwnedFd>>,
-    /// Held so the child is not reaped behind our back; we reap it with waitpid ourselves.
-    _child: Box<dyn portable_pty::Child + Send + Sync>,
+    parent: Parent,
 }
 
-impl LocalBackend {
-    /// Starts `spec` in a new PTY of `cols`×`rows`. `extra_env` is added last (e.g. the
-    /// session id), after `TERM`'s default and the spec's own variables.
-    pub fn spawn(
-        spec: &LocalSpec,
-        cols: u16,
-        rows: u16,
-        extra_env: &[(&str, String)],
-    ) -> Result<Self, SpawnError> {
+/// Who the program's parent is, and so who reaps it.
+enum Parent {
+    /// This daemon: it reaps the child with waitpid on its pid.
+    Daemon {
+        /// Held while reaping, so two waiters never both call waitpid (the loser would see
+        /// ECHILD and report an unknown status).
+        reap_lock: Mutex<()>,
+        /// Held so the child is not reaped behind our back.
+        _child: Box<dyn portable_pty::Child + Send + Sync>,
+        /// portable-pty's handle of the master, kept so the PTY stays open (in a mutex only
+        /// to be `Sync`; never locked).
+        _pty: Mutex<Box<dyn MasterPty + Send>>,
+    },
+    /// The keeper: it reaps the program and keeps its status for us.
+    Keeper { keeper: Arc<Keeper>, id: String },
+}
+
+/// Where the session's program starts, as checked.
+struct Start {
+    command: Option<Vec<String>>,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+    shown: String,
+}
+
+impl Start {
+    fn check(spec: &LocalSpec, extra_env: &[(&str, String)]) -> Result<Self, SpawnError> {
         let cwd = match &spec.cwd {
             Some(dir) => dir.clone(),
             None => std::env::var_os("HOME")
@@ -79,30 +99,49 @@ impl LocalBackend {
         if !cwd.is_dir() {
             return Err(SpawnError::NoSuchCwd(cwd));
         }
-        let (mut cmd, shown) = match &spec.command {
-            None => (
-                CommandBuilder::new_default_prog(),
-                "the login shell".to_owned(),
-            ),
+        let shown = match &spec.command {
+            None => "the login shell".to_owned(),
             Some(argv) if argv.is_empty() || argv[0].is_empty() => {
                 return Err(SpawnError::EmptyCommand);
             }
+            Some(argv) => format!("`{}`", argv[0]),
+        };
+        let mut env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        Ok(Self {
+            command: spec.command.clone(),
+            cwd,
+            env,
+            shown,
+        })
+    }
+}
+
+impl LocalBackend {
+    /// Starts `spec` in a new PTY of `cols`×`rows`, this daemon its parent. `extra_env` is
+    /// added last (e.g. the session id), after `TERM`'s default and the spec's own variables.
+    pub fn spawn(
+        spec: &LocalSpec,
+        cols: u16,
+        rows: u16,
+        extra_env: &[(&str, String)],
+    ) -> Result<Self, SpawnError> {
+        let start = Start::check(spec, extra_env)?;
+        let mut cmd = match &start.command {
+            None => CommandBuilder::new_default_prog(),
             Some(argv) => {
                 let mut cmd = CommandBuilder::new(&argv[0]);
                 cmd.args(&argv[1..]);
-                (cmd, format!("`{}`", argv[0]))
+                cmd
             }
         };
-        cmd.cwd(&cwd);
-        cmd.env("TERM", "xterm-256color");
-        for (key, value) in &spec.env {
-            cmd.env(key, value);
-        }
-        for (key, value) in extra_env {
+        cmd.cwd(&start.cwd);
+        for (key, value) in &start.env {
             cmd.env(key, value);
         }
         let spawn_err = |reason: String| SpawnError::Spawn {
-            command: shown.clone(),
+            command: start.shown.clone(),
             reason,
         };
 
@@ -123,31 +162,130 @@ impl LocalBackend {
         let pid = child
             .process_id()
             .ok_or_else(|| spawn_err("no process id".to_owned()))?;
-
         let master_fd = pair
             .master
             .as_raw_fd()
             .ok_or_else(|| spawn_err("pty master has no fd".to_owned()))?;
-        let io = dup_nonblocking(master_fd)
-            .and_then(register)
-            .map_err(|err| spawn_err(format!("cannot watch the pty: {err}")))?;
-        let pidfd = pidfd_open(pid).and_then(register).ok();
+        let master = dup_cloexec(master_fd)
+            .map_err(|err| spawn_err(format!("cannot keep the pty: {err}")))?;
+        Self::with_master(
+            master,
+            pid,
+            None,
+            Parent::Daemon {
+                reap_lock: Mutex::new(()),
+                _child: child,
+                _pty: Mutex::new(pair.master),
+            },
+        )
+        .map_err(|err| spawn_err(format!("cannot watch the pty: {err}")))
+    }
 
+    /// Starts `spec` in a new PTY held by `keeper`, as session `id`, so that it outlives
+    /// this daemon. Blocking (the checks touch the disk); the spawn itself is the keeper's.
+    pub async fn spawn_kept(
+        spec: &LocalSpec,
+        (cols, rows): (u16, u16),
+        extra_env: &[(&str, String)],
+        keeper: &Arc<Keeper>,
+        id: String,
+    ) -> Result<Self, SpawnError> {
+        let start = {
+            let spec = spec.clone();
+            let extra: Vec<(String, String)> = extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                let extra: Vec<(&str, String)> =
+                    extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                Start::check(&spec, &extra)
+            })
+            .await
+            .map_err(|err| SpawnError::Spawn {
+                command: "the program".to_owned(),
+                reason: err.to_string(),
+            })??
+        };
+        let shown = start.shown.clone();
+        let spawn_err = |reason: String| SpawnError::Spawn {
+            command: shown.clone(),
+            reason,
+        };
+        let (master, pid) = keeper
+            .spawn(SpawnRequest {
+                id: id.clone(),
+                meta: String::new(),
+                command: start.command,
+                cwd: start.cwd,
+                env: start.env,
+                cols,
+                rows,
+            })
+            .await
+            .map_err(|err| spawn_err(err.to_string()))?;
+        Self::with_master(
+            master,
+            pid,
+            None,
+            Parent::Keeper {
+                keeper: Arc::clone(keeper),
+                id,
+            },
+        )
+        .map_err(|err| spawn_err(format!("cannot watch the pty: {err}")))
+    }
+
+    /// Takes over a program an earlier daemon left with `keeper`: same pid, same terminal,
+    /// and its exit status if it ended meanwhile.
+    pub(crate) fn adopt(adoptable: Adoptable, keeper: &Arc<Keeper>) -> io::Result<Self> {
+        let Adoptable { held, fd } = adoptable;
+        let pid = held
+            .pid
+            .ok_or_else(|| io::Error::other("the keeper holds no program for this session"))?;
+        let exit = held.exit.map(|exit| ExitStatus {
+            code: exit.code,
+            signal: exit.signal,
+        });
+        Self::with_master(
+            fd,
+            pid,
+            exit,
+            Parent::Keeper {
+                keeper: Arc::clone(keeper),
+                id: held.id,
+            },
+        )
+    }
+
+    fn with_master(
+        master: OwnedFd,
+        pid: u32,
+        exit: Option<ExitStatus>,
+        parent: Parent,
+    ) -> io::Result<Self> {
+        let io = dup_nonblocking(master.as_raw_fd()).and_then(register)?;
+        let pidfd = match exit {
+            Some(_) => None,
+            None => pidfd_open(pid).and_then(register).ok(),
+        };
         Ok(Self {
             io,
             write_lock: AsyncMutex::new(()),
-            master: Mutex::new(pair.master),
+            master,
             pid,
-            exit: watch::channel(None).0,
-            reap_lock: Mutex::new(()),
+            exit: watch::channel(exit).0,
             pidfd,
-            _child: child,
+            parent,
         })
     }
 
-    /// Reaps the child if it has exited.
+    /// The exit status if known; for this daemon's own child, reaps it if it has exited.
     fn try_reap(&self) -> Option<ExitStatus> {
-        let _reaping = self.reap_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Parent::Daemon { reap_lock, .. } = &self.parent else {
+            return *self.exit.borrow();
+        };
+        let _reaping = reap_lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = *self.exit.borrow() {
             return Some(status);
         }
@@ -174,13 +312,10 @@ impl LocalBackend {
     fn signal_groups(&self, signal: Signal) {
         let _ = killpg(Pid::from_raw(self.pid as i32), signal);
         // A shell's foreground job may be in a process group of its own.
-        let foreground = self
-            .master
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .process_group_leader();
-        if let Some(pgrp) = foreground.filter(|&p| p > 0 && p as u32 != self.pid) {
-            let _ = killpg(Pid::from_raw(pgrp), signal);
+        // SAFETY: tcgetpgrp only reads the terminal's foreground group.
+        let foreground = unsafe { libc::tcgetpgrp(self.master.as_raw_fd()) };
+        if foreground > 0 && foreground as u32 != self.pid {
+            let _ = killpg(Pid::from_raw(foreground), signal);
         }
     }
 }
@@ -221,19 +356,23 @@ impl Backend for LocalBackend {
     }
 
     fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
-        self.master
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .resize(PtySize {
-                rows,
-                cols,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .map_err(io::Error::other)
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; the result is checked.
+        if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     async fn wait(&self) -> ExitStatus {
+        if let Parent::Keeper { keeper, id, .. } = &self.parent {
+            return self.wait_for_keeper(keeper, id).await;
+        }
         let mut exit = self.exit.subscribe();
         loop {
             if let Some(status) = self.try_reap() {
@@ -277,13 +416,66 @@ impl Backend for LocalBackend {
     fn pid(&self) -> Option<u32> {
         Some(self.pid)
     }
+
+    fn outlives_daemon(&self) -> bool {
+        matches!(self.parent, Parent::Keeper { .. })
+    }
+
+    fn finished(&self) {
+        // The session is over and its output drained: the keeper's copy of the terminal must
+        // not keep it open.
+        if let Parent::Keeper { keeper, id, .. } = &self.parent {
+            let (keeper, id) = (Arc::clone(keeper), id.clone());
+            tokio::spawn(async move { keeper.release(&id).await });
+        }
+    }
+}
+
+impl LocalBackend {
+    /// Waits for the keeper to report the exit: the pidfd says when, the keeper how.
+    async fn wait_for_keeper(&self, keeper: &Arc<Keeper>, id: &str) -> ExitStatus {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            if let Some(status) = *self.exit.borrow() {
+                return status;
+            }
+            if let Some(pidfd) = &self.pidfd {
+                // Readable once exited; from then on the keeper knows how (it reaps at once).
+                let _ = pidfd.readable().await;
+            }
+            match keeper.status(id).await {
+                Ok(Some(exit)) => {
+                    let status = ExitStatus {
+                        code: exit.code,
+                        signal: exit.signal,
+                    };
+                    self.exit.send_replace(Some(status));
+                    return status;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    // No keeper to ask: once the program is gone, its status is unknown.
+                    if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+                        tracing::warn!(
+                            pid = self.pid,
+                            "the keeper is gone ({err}); exit status unknown"
+                        );
+                        self.exit.send_replace(Some(ExitStatus::UNKNOWN));
+                        return ExitStatus::UNKNOWN;
+                    }
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
 }
 
 impl Drop for LocalBackend {
     fn drop(&mut self) {
-        // A backend dropped with its process alive (daemon stopping) must not leave a zombie
-        // or an orphan holding the terminal.
-        if self.try_reap().is_none() {
+        // This daemon's own child, dropped alive (daemon stopping), must not leave a zombie
+        // or an orphan holding the terminal. A keeper's program lives on for the next daemon.
+        if matches!(self.parent, Parent::Daemon { .. }) && self.try_reap().is_none() {
             self.signal_groups(Signal::SIGHUP);
         }
     }
@@ -294,6 +486,17 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: `fd` is a fresh descriptor (a dup or a pidfd) owned only by the returned
     // AsyncFd, which deregisters it before closing it.
     unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)`: children spawned later must not inherit it.
+fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a descriptor we hold; the result is checked.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl just returned this new descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// `fcntl(F_DUPFD_CLOEXEC)` + `O_NONBLOCK`: children spawned later must not inherit it.

@@ -8,6 +8,7 @@
 
 mod ended;
 mod error;
+mod keeper;
 mod local;
 mod serial;
 mod ssh;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 pub use ended::ended;
 pub use error::BackendError;
+pub use keeper::Keeper;
 pub(crate) use ssh::{ConnectError, SshOptions};
 
 /// How a session's process ended.
@@ -69,6 +71,17 @@ pub trait Backend: Send + Sync + 'static {
     fn end_reason(&self) -> Option<String> {
         None
     }
+
+    /// True when the far end lives on after this daemon stops (a program held by the
+    /// keeper); false when it ends with the daemon (an SSH connection, an open device).
+    fn outlives_daemon(&self) -> bool {
+        false
+    }
+
+    /// The session is over and its output drained: let go of anything held for it
+    /// elsewhere (the keeper's copy of the terminal). Not called when the daemon merely
+    /// stops: then the program lives on for the next daemon.
+    fn finished(&self) {}
 }
 
 /// The daemon-wide settings backends start from (from the config's `serial_*` and `ssh_*`
@@ -79,6 +92,9 @@ pub struct BackendSettings {
     pub serial_reopen: Option<Duration>,
     /// SSH defaults: timeouts, keepalive, known hosts, keys, reconnecting.
     pub(crate) ssh: SshOptions,
+    /// The keeper that holds local programs so they outlive this daemon; `None`: this
+    /// daemon is their parent and they end with it.
+    pub keeper: Option<Arc<Keeper>>,
 }
 
 /// What [`open`] needs besides the session's type.
@@ -107,11 +123,17 @@ pub async fn open(
     let (cols, rows) = request.size;
     match kind {
         SessionType::Local(spec) => {
-            let spec = spec.clone();
             let env = [
                 ("PULSAR_SESSION_ID", request.session_id.to_string()),
                 ("PULSAR_SESSION_NAME", request.session_name.to_owned()),
             ];
+            if let Some(keeper) = &request.settings.keeper {
+                let id = request.session_id.to_string();
+                let backend =
+                    local::LocalBackend::spawn_kept(spec, (cols, rows), &env, keeper, id).await?;
+                return Ok(Arc::new(backend));
+            }
+            let spec = spec.clone();
             let backend =
                 blocking(move || local::LocalBackend::spawn(&spec, cols, rows, &env)).await??;
             Ok(Arc::new(backend))
@@ -131,6 +153,27 @@ pub async fn open(
             field: "type",
             reason: format!("session type `{}` is not supported", other.kind()),
         }),
+    }
+}
+
+/// Takes over the program an earlier daemon left running for session `request.session_id`,
+/// if the keeper holds one: same pid, same terminal. `None` when there is nothing to take
+/// over (the program is gone, as after a reboot, or was never held).
+pub fn resume(kind: &SessionType, request: OpenRequest<'_>) -> Option<Arc<dyn Backend>> {
+    let keeper = request.settings.keeper.as_ref()?;
+    let adoptable = keeper.take_adoptable(&request.session_id.to_string())?;
+    match kind {
+        SessionType::Local(_) => match local::LocalBackend::adopt(adoptable, keeper) {
+            Ok(backend) => {
+                tracing::info!(session = %request.session_id, pid = ?backend.pid(), "took over a running program from the keeper");
+                Some(Arc::new(backend))
+            }
+            Err(err) => {
+                tracing::warn!(session = %request.session_id, "cannot take over its program: {err}");
+                None
+            }
+        },
+        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::store::{RowState, SavedOutput, Store, StoredSession};
 /// How many sessions came back, and how.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RestoreSummary {
-    /// Started again after their history.
+    /// Running again after their history: taken over from the keeper, or started anew.
     pub respawned: usize,
     /// Loaded stopped, history readable.
     pub stopped: usize,
@@ -87,7 +87,6 @@ pub(crate) async fn restore_all(
                 })
             }
         };
-        let respawn = matches!(mode, RestoreMode::Respawn);
         let session = sessions
             .restore(RestoreRequest {
                 id: row.id,
@@ -98,9 +97,10 @@ pub(crate) async fn restore_all(
                 resize_policy: resize_policy(row.config.resize_policy),
                 history,
                 mode,
+                was_alive,
             })
             .await;
-        if respawn && session.is_alive() {
+        if session.is_alive() {
             summary.respawned += 1;
         } else {
             summary.stopped += 1;

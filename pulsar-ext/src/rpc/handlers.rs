@@ -1,15 +1,19 @@
 //! The API methods, implemented on the session core.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
-    AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, ListSessionsResult,
-    OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat,
-    SendInputResult, SessionId, SessionInfo, SessionType, Status, Success,
+    AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
+    ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
+    ScreenContents, ScreenFormat, SendInputResult, SessionId, SessionInfo, SessionType, Status,
+    Success,
 };
 
 use super::Peer;
@@ -31,23 +35,34 @@ pub struct Handlers {
     audit: Arc<dyn AuditLog>,
     /// For `get_status`'s database figures.
     store: Store,
+    /// The keeper, for `get_status`.
+    keeper: Option<KeeperStatus>,
     started: Instant,
+    started_at: DateTime<Utc>,
+    /// Set by `shutdown {terminate_sessions: true}`: the daemon's stop ends every session.
+    terminate_on_stop: Arc<AtomicBool>,
 }
 
 impl Handlers {
-    /// Handlers over `sessions`, auditing to `audit`, reporting `store`'s figures.
+    /// Handlers over `sessions`, auditing to `audit`, reporting `store`'s figures and the
+    /// keeper; `shutdown` sets `terminate_on_stop` for the daemon's stop to read.
     pub fn new(
         sessions: Arc<SessionManager>,
         config: Arc<Config>,
         audit: Arc<dyn AuditLog>,
         store: Store,
+        keeper: Option<KeeperStatus>,
+        terminate_on_stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
             sessions,
             config,
             audit,
             store,
+            keeper,
             started: Instant::now(),
+            started_at: Utc::now(),
+            terminate_on_stop,
         }
     }
 
@@ -126,6 +141,8 @@ impl PulsarApiServer for Handlers {
             num_clients: self.sessions.num_clients(),
             pid: std::process::id(),
             database: Some(self.database_status()),
+            started_at: Some(self.started_at),
+            keeper: self.keeper.clone(),
         })
     }
 
@@ -375,6 +392,31 @@ impl PulsarApiServer for Handlers {
         tracing::info!(session = %session_id, uid = caller.uid, pid = ?caller.pid, "terminate_session");
         self.sessions.terminate(session_id).await?;
         self.audit("terminate", session_id, &caller, String::new());
+        Ok(Success::OK)
+    }
+
+    async fn shutdown(
+        &self,
+        ext: &Extensions,
+        terminate_sessions: Option<bool>,
+    ) -> RpcResult<Success> {
+        let caller = peer(ext);
+        let terminate = terminate_sessions.unwrap_or(false);
+        tracing::info!(uid = caller.uid, pid = ?caller.pid, terminate_sessions = terminate, "shutdown requested");
+        self.audit.record(AuditRecord {
+            action: "shutdown",
+            session_id: None,
+            uid: Some(caller.uid),
+            pid: caller.pid,
+            detail: format!("terminate_sessions={terminate}"),
+        });
+        if terminate {
+            self.terminate_on_stop.store(true, Ordering::SeqCst);
+        }
+        // The host (pulsar-standalone, or the Orbit host) stops on SIGTERM; the stop waits
+        // for this answer to go out.
+        // SAFETY: raising a signal at our own process is always sound.
+        unsafe { libc::raise(libc::SIGTERM) };
         Ok(Success::OK)
     }
 }

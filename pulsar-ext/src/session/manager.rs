@@ -49,8 +49,11 @@ pub struct RestoreRequest {
     pub resize_policy: pulsar_protocol::ResizePolicy,
     /// Its saved output and the restart divider.
     pub history: Option<History>,
-    /// Start it again, or keep it stopped.
+    /// Start it again, or keep it stopped, if its program is gone.
     pub mode: RestoreMode,
+    /// It was alive when the last daemon stopped: its program may still run (held by the
+    /// keeper), and is then taken over whatever `mode` says.
+    pub was_alive: bool,
 }
 
 /// How a restored session comes back.
@@ -150,10 +153,16 @@ impl SessionManager {
         }
     }
 
-    /// An empty table whose sessions report their changes to `observer`.
-    pub fn with_observer(config: Arc<Config>, observer: Arc<dyn SessionObserver>) -> Self {
+    /// An empty table whose sessions start from `backend_settings` and report their
+    /// changes to `observer`.
+    pub fn with_observer(
+        config: Arc<Config>,
+        backend_settings: BackendSettings,
+        observer: Arc<dyn SessionObserver>,
+    ) -> Self {
         Self {
             observer: Some(observer),
+            backend_settings,
             ..Self::new(config)
         }
     }
@@ -299,8 +308,31 @@ impl SessionManager {
             scrollback_bytes: self.config.scrollback_bytes,
             history: request.history.take(),
         };
-        let session = match request.mode {
-            RestoreMode::Respawn => match self.respawn_backend(&request).await {
+        let resumed = request
+            .was_alive
+            .then(|| self.resume_backend(&request))
+            .flatten();
+        let mode = std::mem::replace(
+            &mut request.mode,
+            RestoreMode::Stopped {
+                exit: Exit {
+                    status: ExitStatus::UNKNOWN,
+                    at: Utc::now(),
+                },
+                reason: None,
+            },
+        );
+        let session = match (resumed, mode) {
+            (Some(backend), _) => {
+                // The same program, still running (or with its exit kept): the output goes
+                // on exactly where the saved part ends, so no divider.
+                let mut spec = spec;
+                if let Some(history) = &mut spec.history {
+                    history.divider.clear();
+                }
+                Session::start(spec, backend)
+            }
+            (None, RestoreMode::Respawn) => match self.respawn_backend(&request).await {
                 Ok(backend) => Session::start(spec, backend),
                 Err(reason) => {
                     tracing::warn!(session = %request.id, name = %request.name, "could not restart: {reason}");
@@ -311,11 +343,24 @@ impl SessionManager {
                     Session::stopped(spec, exit, Some(reason))
                 }
             },
-            RestoreMode::Stopped { exit, reason } => Session::stopped(spec, exit, reason),
+            (None, RestoreMode::Stopped { exit, reason }) => Session::stopped(spec, exit, reason),
         };
         let mut table = self.write();
         self.adopt(&mut table, &session);
         session
+    }
+
+    /// The program an earlier daemon left running for this session, if it is still held.
+    fn resume_backend(&self, request: &RestoreRequest) -> Option<Arc<dyn Backend>> {
+        backend::resume(
+            &request.session_type,
+            OpenRequest {
+                session_id: request.id,
+                session_name: &request.name,
+                size: request.size,
+                settings: &self.backend_settings,
+            },
+        )
     }
 
     /// Opens a restored session's backend again; the error is the stopped session's reason.
@@ -440,6 +485,28 @@ impl SessionManager {
             }
         }
         removed.len()
+    }
+
+    /// Stops every session's pump, leaving the programs running (daemon stop with a
+    /// keeper): what was read is in the output logs, the rest waits in the kernel.
+    pub async fn stop_reading(&self) {
+        let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
+        futures_util::future::join_all(sessions.iter().map(|s| s.stop_pump())).await;
+    }
+
+    /// Ends, without waiting out the grace period, every live session whose program cannot
+    /// outlive this daemon (SSH connections, serial devices); the rest are left running.
+    pub async fn terminate_unheld(&self) {
+        let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
+        let grace = self
+            .config
+            .terminate_grace()
+            .min(Duration::from_millis(500));
+        let ends = sessions
+            .iter()
+            .filter(|s| s.is_alive() && !s.outlives_daemon())
+            .map(|s| s.terminate(grace));
+        futures_util::future::join_all(ends).await;
     }
 
     /// Ends every live session without waiting out the grace period (daemon stop).

@@ -62,4 +62,5 @@ pub(super) async fn pump(session: Arc<Session>) {
         status,
         at: Utc::now(),
     });
+    backend.finished();
 }

@@ -43,6 +43,8 @@ pub struct Session {
     clients: Mutex<ClientTable>,
     /// Told of changes worth persisting; set once the manager has taken the session in.
     observer: OnceLock<Arc<dyn SessionObserver>>,
+    /// The pump task, to stop it when the daemon stops but the program lives on.
+    pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Everything a session is made from.
@@ -110,14 +112,32 @@ impl Session {
             last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
             observer: OnceLock::new(),
+            pump: Mutex::new(None),
         })
     }
 
     /// Wraps a started backend and starts the session's pump on the current runtime.
     pub(super) fn start(spec: SessionSpec, backend: Arc<dyn Backend>) -> Arc<Self> {
         let session = Self::build(spec, backend, None);
-        tokio::spawn(pump(Arc::clone(&session)));
+        let task = tokio::spawn(pump(Arc::clone(&session)));
+        *session.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         session
+    }
+
+    /// True when the program lives on after this daemon (held by the keeper).
+    pub(super) fn outlives_daemon(&self) -> bool {
+        self.backend.outlives_daemon()
+    }
+
+    /// Stops reading the program's output, without ending it (the daemon is stopping and
+    /// the program lives on): unread output waits in the kernel for the next daemon, and
+    /// everything read so far is in the output log. Returns once the pump has stopped.
+    pub(super) async fn stop_pump(&self) {
+        let task = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// A session whose process is gone, kept for its history (restored with `history`, or

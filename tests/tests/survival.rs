@@ -1,0 +1,225 @@
+//! Sessions outlive the daemon: its keeper holds their programs while daemons stop, crash and
+//! start again, and the next daemon takes them over with the same pid and terminal.
+
+use pulsar_e2e::*;
+use serde_json::{Value, json};
+
+/// Creates a shell session and returns its id and pid.
+async fn shell(line: &mut LineClient) -> (Value, u64) {
+    let created = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh"]}}),
+        )
+        .await;
+    let pid = created["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a pid: {created}"));
+    (created["session_id"].clone(), pid)
+}
+
+async fn type_line(line: &mut LineClient, id: &Value, text: &str) {
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(format!("{text}\n").as_bytes())}),
+    )
+    .await;
+}
+
+/// Starts a background `sleep` in the shell and returns its pid.
+async fn background_job(line: &mut LineClient, id: &Value) -> u32 {
+    // The marker is computed, so the terminal's echo of the command line does not match it.
+    type_line(line, id, "sleep 1000 & echo bg:$!:$((6*7))").await;
+    let out = line.read_output_until(id, ":42\r\n").await;
+    let pid = out
+        .rsplit("bg:")
+        .next()
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("a background pid in {out:?}"));
+    assert!(!process_gone(pid));
+    pid
+}
+
+#[tokio::test]
+async fn a_killed_daemon_comes_back_to_the_same_running_programs() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (id, pid) = shell(&mut line).await;
+    let job = background_job(&mut line, &id).await;
+    drop(line);
+
+    let daemon = daemon.crash_and_restart(&[]).await;
+    let mut line = daemon.line().await;
+    let info = line.ok("get_session", json!({"session_id": id})).await;
+    assert_eq!(info["pid"].as_u64(), Some(pid), "the same shell: {info}");
+    assert_ne!(info["state"], "stopped");
+    assert!(!process_gone(job), "the background job still runs");
+    type_line(&mut line, &id, "echo after-$((40+2))").await;
+    line.read_output_until(&id, "after-42").await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_daemon_and_leaves_sessions_running() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (id, pid) = shell(&mut line).await;
+    let job = background_job(&mut line, &id).await;
+    drop(line);
+
+    let daemon = daemon.restart(&[]).await;
+    let mut line = daemon.line().await;
+    let info = line.ok("get_session", json!({"session_id": id})).await;
+    assert_eq!(info["pid"].as_u64(), Some(pid), "{info}");
+    assert!(!process_gone(pid as u32) && !process_gone(job));
+    type_line(&mut line, &id, "echo still-$((1+1))").await;
+    line.read_output_until(&id, "still-2").await;
+}
+
+#[tokio::test]
+async fn output_written_across_a_graceful_restart_is_neither_lost_nor_duplicated() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    // Counts while the daemon restarts, then waits for a line so it stays for reading.
+    let script = "for i in $(seq 1 300); do echo n$i; sleep 0.005; done; echo counted; read x";
+    let created = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+        )
+        .await;
+    let id = created["session_id"].clone();
+    line.read_output_until(&id, "n20\r\n").await;
+    drop(line);
+
+    let daemon = daemon.restart(&[]).await;
+    let mut line = daemon.line().await;
+    line.read_output_until(&id, "counted").await;
+    let all = line
+        .ok(
+            "receive_output",
+            json!({"session_id": id, "since": 0, "max_bytes": 1048576}),
+        )
+        .await;
+    assert_eq!(all["offset"], 0, "nothing dropped from the start");
+    let text = String::from_utf8_lossy(&unb64(all["data"].as_str().unwrap())).into_owned();
+    let numbers: Vec<u32> = text
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix('n')?.parse().ok())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=300).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    assert!(
+        !text.contains("pulsar restarted"),
+        "no divider inside a running program's output"
+    );
+}
+
+#[tokio::test]
+async fn an_exit_while_no_daemon_runs_is_reported_with_its_code() {
+    let scratch = tempfile::tempdir().unwrap();
+    let go = scratch.path().join("go");
+    let mut daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let script = format!(
+        "echo waiting; while [ ! -e {} ]; do sleep 0.02; done; exit 42",
+        go.display()
+    );
+    let created = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+        )
+        .await;
+    let id = created["session_id"].clone();
+    let pid = created["pid"].as_u64().unwrap() as u32;
+    line.read_output_until(&id, "waiting").await;
+    drop(line);
+
+    daemon.crash();
+    std::fs::write(&go, "").unwrap();
+    eventually("the program to end and be reaped", || async {
+        process_gone(pid).then_some(())
+    })
+    .await;
+
+    let daemon = daemon.start_again(&[]).await;
+    let mut line = daemon.line().await;
+    let deadline = Deadline::start();
+    let info = loop {
+        deadline.check("the session to be stopped");
+        let info = line.ok("get_session", json!({"session_id": id})).await;
+        if info["state"] == "stopped" {
+            break info;
+        }
+        line.ok(
+            "receive_output",
+            json!({"session_id": id, "since": info["output_offset"], "timeout_ms": 200}),
+        )
+        .await;
+    };
+    assert_eq!(info["exit_code"], 42, "{info}");
+}
+
+#[tokio::test]
+async fn get_status_names_the_keeper_and_when_the_daemon_started() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let status = line.ok("get_status", json!({})).await;
+    let keeper = status["keeper"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{status}"));
+    let keeper_pid = keeper["pid"].as_u64().unwrap() as u32;
+    assert!(!process_gone(keeper_pid));
+    assert_ne!(keeper_pid, daemon.child.id());
+    assert_eq!(
+        keeper["socket"],
+        daemon.keeper_socket().display().to_string()
+    );
+    assert!(status["started_at"].is_string(), "{status}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(daemon.keeper_socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the keeper's socket is private");
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_session_and_the_keeper() {
+    let mut daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (_, pid) = shell(&mut line).await;
+    let keeper_pid = line.ok("get_status", json!({})).await["keeper"]["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    line.ok("shutdown", json!({"terminate_sessions": true}))
+        .await;
+    let exit = wait_exit(&mut daemon.child, "the daemon");
+    assert!(exit.success(), "{exit:?}");
+    eventually("the shell and the keeper to end", || async {
+        (process_gone(pid as u32) && process_gone(keeper_pid)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_terminated_session_leaves_nothing_held_by_the_keeper() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (id, pid) = shell(&mut line).await;
+    line.ok("terminate_session", json!({"session_id": id}))
+        .await;
+    eventually("the keeper to let go of the session", || async {
+        let keeper = pulsar_keeper::client::Client::connect(&daemon.keeper_socket()).ok()?;
+        let held = keeper.list().ok()?;
+        held.iter()
+            .all(|(h, _)| h.id != id.as_str().unwrap())
+            .then_some(())
+    })
+    .await;
+    assert!(process_gone(pid as u32));
+}
