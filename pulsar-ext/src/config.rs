@@ -92,6 +92,14 @@ pub struct Config {
     /// The `pulsar-keeper` program; empty: the one beside the daemon's executable (or the
     /// extension's library), else the one on `PATH`.
     pub keeper_binary: PathBuf,
+    /// Set by `pulsar-standalone` only: how to start this daemon again (program and
+    /// arguments), for `upgrade_daemon`. Empty (inside an Orbit host): no upgrades in place.
+    #[serde(default)]
+    pub upgrade_argv: Vec<String>,
+    /// Set by `pulsar-standalone` only, in a daemon started by an upgrade: the descriptor of
+    /// the hand-over channel to the daemon it replaces.
+    #[serde(default)]
+    pub handover_fd: Option<i32>,
 }
 
 /// What becomes of sessions that were alive when the daemon stopped.
@@ -197,6 +205,8 @@ impl Config {
             keeper: true,
             keeper_socket: PathBuf::new(),
             keeper_binary: PathBuf::new(),
+            upgrade_argv: Vec::new(),
+            handover_fd: None,
         }
     }
 

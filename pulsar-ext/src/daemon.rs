@@ -2,11 +2,11 @@
 //!
 //! Everything here runs on the extension's own runtime (see `extension.rs`).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use pulsar_protocol::KeeperStatus;
 use tokio::task::JoinHandle;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::audit::AuditLog;
 use crate::backend::Keeper;
 use crate::config::Config;
+use crate::handover::Incoming;
 use crate::persist::{Checkpointer, StoreAudit, StoreObserver, restore_all};
 use crate::rpc::{self, BindError, Handlers, SocketListener};
 use crate::session::SessionManager;
@@ -29,13 +30,35 @@ pub enum DaemonError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Taking over from the daemon before this one failed.
+    #[error("taking over from the running daemon failed: {0}")]
+    Handover(String),
+}
+
+/// What the daemon's supervisor lends every daemon it starts.
+#[derive(Clone, Default)]
+pub(crate) struct Controls {
+    /// Where `upgrade_daemon` asks for an upgrade (`None`: not available, inside an Orbit
+    /// host).
+    pub upgrades: Option<tokio::sync::mpsc::Sender<crate::supervisor::UpgradeRequest>>,
+    /// Why the last upgrade failed, if it did, for `get_status`.
+    pub upgrade_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// The listening socket a daemon serves on.
+pub(crate) enum Socket {
+    /// Bound by this daemon.
+    Bound(SocketListener),
+    /// Handed over by the daemon before this one (or kept by a failed upgrade), at the path
+    /// in the config.
+    HandedOver(OwnedFd),
 }
 
 /// A running daemon. [`Daemon::stop`] ends it; dropping it without stopping aborts nothing
 /// but leaves the tasks running until the runtime goes.
 pub struct Daemon {
     trigger: ShutdownTrigger,
-    accept_loop: JoinHandle<()>,
+    accept_loop: JoinHandle<SocketListener>,
     cleanup: JoinHandle<()>,
     checkpoint: JoinHandle<()>,
     sessions: Arc<SessionManager>,
@@ -50,15 +73,37 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Binds the socket, opens the database, restores the saved sessions and starts serving.
-    /// Call inside the daemon's runtime.
-    pub async fn start(config: Config) -> Result<Self, DaemonError> {
-        let config = Arc::new(config);
+    /// Binds the socket (or, started by an upgrade, takes it over from the daemon before),
+    /// opens the database, restores the saved sessions and starts serving. Call inside the
+    /// daemon's runtime.
+    pub(crate) async fn start(
+        config: Arc<Config>,
+        controls: Controls,
+    ) -> Result<Self, DaemonError> {
         raise_fd_limit();
-        // The socket first: a live daemon on it must keep sole use of the database.
-        let listener = SocketListener::bind(&config.socket_path).await?;
-        let socket_path = listener.path().to_owned();
+        let Some(fd) = config.handover_fd else {
+            // The socket first: a live daemon on it must keep sole use of the database.
+            let listener = SocketListener::bind(&config.socket_path).await?;
+            return Self::serve_on(config, Socket::Bound(listener), controls).await;
+        };
+        let failed = |err: std::io::Error| DaemonError::Handover(err.to_string());
+        let incoming = Incoming::from_fd(fd).map_err(failed)?;
+        tracing::info!("taking over from the running daemon");
+        let listener = incoming.take_listener().await.map_err(failed)?;
+        let started = Self::serve_on(config, Socket::HandedOver(listener), controls).await;
+        incoming
+            .finish(started.as_ref().map(|_| ()).map_err(ToString::to_string))
+            .await;
+        started
+    }
 
+    /// Everything after the socket: the store, the keeper, restore, then serving on `socket`.
+    pub(crate) async fn serve_on(
+        config: Arc<Config>,
+        socket: Socket,
+        controls: Controls,
+    ) -> Result<Self, DaemonError> {
+        let socket_path = config.socket_path.clone();
         let database = config.database_path.clone();
         let (store, stored) = tokio::task::spawn_blocking(move || Store::open(&database))
             .await
@@ -128,7 +173,15 @@ impl Daemon {
                 socket: config.keeper_socket.display().to_string(),
             }),
             Arc::clone(&terminate_on_stop),
+            controls,
         );
+        // Only now, when nothing can fail any more, does a handed-over socket become ours (a
+        // listener removes its file when dropped).
+        let listener = match socket {
+            Socket::Bound(listener) => listener,
+            Socket::HandedOver(fd) => SocketListener::from_handover(fd, &config.socket_path)
+                .map_err(|err| DaemonError::Handover(format!("cannot serve the socket: {err}")))?,
+        };
         let accept_loop = rpc::serve(
             listener,
             handlers,
@@ -184,10 +237,25 @@ impl Daemon {
     /// to end everything (or there is no keeper), stops reading every session and saves all
     /// it read, leaving the programs running for the next daemon; otherwise saves and ends
     /// every session (without recording them as stopped, so that a daemon without a keeper
-    /// restores them). Closes the database; the socket file goes with the accept loop.
+    /// restores them). Closes the database and removes the socket.
     pub async fn stop(self) {
         let terminate = self.terminate_on_stop.load(Ordering::SeqCst) || self.keeper.is_none();
+        // Dropped at once: the socket file goes as soon as nothing accepts on it.
+        self.shut(terminate, drop).await;
+    }
+
+    /// Stops as for a restart, leaving every program running, and gives back the listening
+    /// socket (still bound, its file in place) for the next daemon.
+    pub(crate) async fn stop_for_handover(self) -> SocketListener {
+        let mut kept = None;
+        self.shut(false, |listener| kept = Some(listener)).await;
+        kept.expect("the listener")
+    }
+
+    async fn shut(self, terminate: bool, listener_done: impl FnOnce(SocketListener)) {
         tracing::info!(terminate_sessions = terminate, "pulsar daemon stopping");
+        self.trigger.trigger();
+        listener_done(self.accept_loop.await.expect("the accept loop panicked"));
         let still_running = self.trigger.stop(STOP_WAIT).await;
         if still_running > 0 {
             tracing::warn!(
@@ -198,7 +266,6 @@ impl Daemon {
         }
         // Anything that completes from here on is refused and ended, never half-saved.
         self.sessions.close();
-        let _ = self.accept_loop.await;
         let _ = self.cleanup.await;
         let _ = self.checkpoint.await;
         if terminate {

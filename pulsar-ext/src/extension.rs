@@ -13,7 +13,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::daemon::Daemon;
+use crate::supervisor::Supervisor;
 
 /// The Pulsar daemon as an Orbit extension.
 pub struct PulsarExtension {
@@ -24,7 +24,7 @@ enum State {
     Stopped,
     Running {
         runtime: Runtime,
-        daemon: Box<Daemon>,
+        supervisor: Supervisor,
     },
     Failed(String),
 }
@@ -97,12 +97,12 @@ impl OrbitExtension for PulsarExtension {
             .enable_all()
             .build()
             .map_err(|err| ExtensionError::new(format!("cannot start a runtime: {err}")))?;
-        let started = runtime.spawn(Daemon::start(config)).await;
+        let started = runtime.spawn(Supervisor::start(config)).await;
         match started {
-            Ok(Ok(daemon)) => {
+            Ok(Ok(supervisor)) => {
                 *state = State::Running {
                     runtime,
-                    daemon: Box::new(daemon),
+                    supervisor,
                 };
                 Ok(())
             }
@@ -123,11 +123,14 @@ impl OrbitExtension for PulsarExtension {
 
     async fn stop(&self) -> Result<(), ExtensionError> {
         let mut state = self.state.lock().await;
-        let State::Running { runtime, daemon } = std::mem::replace(&mut *state, State::Stopped)
+        let State::Running {
+            runtime,
+            supervisor,
+        } = std::mem::replace(&mut *state, State::Stopped)
         else {
             return Ok(());
         };
-        let stopped = runtime.spawn(daemon.stop()).await;
+        let stopped = runtime.spawn(supervisor.stop()).await;
         runtime.shutdown_background();
         stopped
             .map_err(|join| ExtensionError::new(format!("pulsar panicked while stopping: {join}")))
@@ -139,13 +142,15 @@ impl OrbitExtension for PulsarExtension {
                 state: ExtensionState::Stopped,
                 detail: "stopped".to_owned(),
             },
-            State::Running { daemon, .. } => ExtensionStatus {
+            State::Running {
+                runtime,
+                supervisor,
+            } => ExtensionStatus {
                 state: ExtensionState::Running,
-                detail: format!(
-                    "listening on {}, {} sessions",
-                    daemon.socket_path().display(),
-                    daemon.sessions().len()
-                ),
+                detail: runtime
+                    .spawn(supervisor.status())
+                    .await
+                    .unwrap_or_else(|err| format!("status unavailable: {err}")),
             },
             State::Failed(reason) => ExtensionStatus {
                 state: ExtensionState::Failed,

@@ -11,11 +11,13 @@ mod backend;
 pub mod config;
 mod daemon;
 mod extension;
+mod handover;
 mod persist;
 mod rpc;
 mod session;
 mod shutdown;
 mod store;
+mod supervisor;
 mod terminal;
 
 pub use config::Config;

@@ -11,7 +11,7 @@ use jsonrpsee::proc_macros::rpc;
 use crate::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
-    SessionInfo, SessionType, Status, Success,
+    SessionInfo, SessionType, Status, Success, UpgradeResult,
 };
 
 /// The Pulsar daemon's API.
@@ -130,4 +130,12 @@ pub trait PulsarApi {
     /// the next daemon, as on SIGTERM. Answered before the daemon stops.
     #[method(name = "shutdown", param_kind = map, with_extensions)]
     async fn shutdown(&self, terminate_sessions: Option<bool>) -> RpcResult<Success>;
+
+    /// Replaces the running daemon by `binary` (default: the daemon's executable as it is on
+    /// disk now) without ending a session. Answered once the new daemon is ready to take
+    /// over; it then serves on the same socket (`get_status.pid` says which). A binary that
+    /// is missing, not executable, exits or speaks another hand-over version is refused and
+    /// this daemon serves on.
+    #[method(name = "upgrade_daemon", param_kind = map, with_extensions)]
+    async fn upgrade_daemon(&self, binary: Option<std::path::PathBuf>) -> RpcResult<UpgradeResult>;
 }

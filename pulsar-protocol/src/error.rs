@@ -58,3 +58,7 @@ pub const SSH_HOST_KEY_CHANGED: i32 = 1015;
 pub const SSH_CONNECTION_FAILED: i32 = 1016;
 /// The daemon is stopping: it takes no new sessions. Retry against the next daemon.
 pub const DAEMON_STOPPING: i32 = 1020;
+/// `upgrade_daemon` could not replace the daemon (the binary is missing, not executable,
+/// exited, timed out or speaks another hand-over version; or upgrades are not available
+/// inside an Orbit host); the message says why, and the daemon serves on.
+pub const UPGRADE_FAILED: i32 = 1022;

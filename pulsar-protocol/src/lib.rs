@@ -24,7 +24,7 @@ pub use session::{
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
     SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
-pub use status::{DatabaseStatus, KeeperStatus, Status};
+pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
 
 /// Method names, for clients that build requests by hand (the line-JSON path, tests).
 pub mod method {

@@ -27,6 +27,20 @@ pub struct Status {
     /// sessions then end with the daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keeper: Option<KeeperStatus>,
+    /// Why the last `upgrade_daemon` failed, when it did (cleared by a successful one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upgrade_error: Option<String>,
+}
+
+/// `upgrade_daemon`'s answer: the new daemon is ready and takes over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeResult {
+    /// The daemon being replaced.
+    pub from_pid: u32,
+    /// The new daemon, which serves on the same socket once it has taken over.
+    pub to_pid: u32,
+    /// The binary it runs.
+    pub binary: String,
 }
 
 /// The keeper process, as `get_status` reports it.

@@ -52,6 +52,20 @@ async fn main() -> ExitCode {
     set("socket_path", path(args.socket));
     set("database_path", path(args.database));
     set("log_level", args.log_level);
+    // How to start this daemon again, for `pulsar upgrade`: the same flags.
+    settings.insert(
+        "upgrade_argv".to_owned(),
+        std::env::args().collect::<Vec<_>>().into(),
+    );
+    // Started by an upgrade: the channel to the daemon being replaced. Taken out of the
+    // environment so no program started later inherits the name.
+    if let Some(fd) = std::env::var_os("PULSAR_HANDOVER_FD") {
+        if let Some(fd) = fd.to_str().and_then(|fd| fd.parse::<i32>().ok()) {
+            settings.insert("handover_fd".to_owned(), fd.into());
+        }
+        // SAFETY: still single-threaded here (a current-thread runtime, nothing spawned yet).
+        unsafe { std::env::remove_var("PULSAR_HANDOVER_FD") };
+    }
 
     let (Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::terminate()),

@@ -13,14 +13,16 @@ use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
     ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
     ScreenContents, ScreenFormat, SendInputResult, SessionId, SessionInfo, SessionType, Status,
-    Success,
+    Success, UpgradeResult,
 };
 
 use super::Peer;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
+use crate::daemon::Controls;
 use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
 use crate::store::{SCHEMA_VERSION, Store};
+use crate::supervisor::UpgradeRequest;
 
 /// Largest `receive_output` answer, and its default.
 const MAX_READ: usize = 1024 * 1024;
@@ -41,6 +43,8 @@ pub struct Handlers {
     started_at: DateTime<Utc>,
     /// Set by `shutdown {terminate_sessions: true}`: the daemon's stop ends every session.
     terminate_on_stop: Arc<AtomicBool>,
+    /// Upgrades and their last error, through the supervisor.
+    controls: Controls,
 }
 
 impl Handlers {
@@ -53,6 +57,7 @@ impl Handlers {
         store: Store,
         keeper: Option<KeeperStatus>,
         terminate_on_stop: Arc<AtomicBool>,
+        controls: Controls,
     ) -> Self {
         Self {
             sessions,
@@ -63,6 +68,7 @@ impl Handlers {
             started: Instant::now(),
             started_at: Utc::now(),
             terminate_on_stop,
+            controls,
         }
     }
 
@@ -143,6 +149,12 @@ impl PulsarApiServer for Handlers {
             database: Some(self.database_status()),
             started_at: Some(self.started_at),
             keeper: self.keeper.clone(),
+            last_upgrade_error: self
+                .controls
+                .upgrade_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         })
     }
 
@@ -165,6 +177,9 @@ impl PulsarApiServer for Handlers {
                 resize_policy,
             })
             .await?;
+        // Durable before it is answered: a session the client was told about survives even
+        // a crash right after (its program would otherwise be an orphan nobody knows).
+        self.store.flush().await;
         let caller = peer(ext);
         tracing::info!(
             session = %session.id(),
@@ -418,6 +433,53 @@ impl PulsarApiServer for Handlers {
         // SAFETY: raising a signal at our own process is always sound.
         unsafe { libc::raise(libc::SIGTERM) };
         Ok(Success::OK)
+    }
+
+    async fn upgrade_daemon(
+        &self,
+        ext: &Extensions,
+        binary: Option<std::path::PathBuf>,
+    ) -> RpcResult<UpgradeResult> {
+        let caller = peer(ext);
+        let failed = |message: String| {
+            ErrorObjectOwned::owned(
+                pulsar_protocol::error::UPGRADE_FAILED,
+                format!("upgrade failed, the daemon serves on: {message}"),
+                Some(serde_json::json!({"binary": binary})),
+            )
+        };
+        let Some(upgrades) = &self.controls.upgrades else {
+            return Err(failed(
+                "upgrades in place need pulsar-standalone; inside an Orbit host, restart the \
+                 host instead (the sessions survive it)"
+                    .to_owned(),
+            ));
+        };
+        tracing::info!(uid = caller.uid, pid = ?caller.pid, binary = ?binary, "upgrade requested");
+        self.audit.record(AuditRecord {
+            action: "upgrade",
+            session_id: None,
+            uid: Some(caller.uid),
+            pid: caller.pid,
+            detail: format!("binary={binary:?}"),
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        upgrades
+            .send(UpgradeRequest {
+                binary: binary.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| failed("the daemon is stopping".to_owned()))?;
+        let started = answer
+            .await
+            .map_err(|_| failed("the daemon is stopping".to_owned()))?
+            .map_err(&failed)?;
+        Ok(UpgradeResult {
+            from_pid: std::process::id(),
+            to_pid: started.pid,
+            binary: started.binary.display().to_string(),
+        })
     }
 }
 

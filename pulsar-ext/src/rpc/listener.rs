@@ -6,6 +6,7 @@
 //! single byte is read, so it covers both framings.
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,13 +119,31 @@ impl SocketListener {
         })
     }
 
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Takes over a listening socket handed over by the daemon before this one (an upgrade):
+    /// the same socket file at `path`, never closed in between, so no client is refused.
+    pub(crate) fn from_handover(fd: OwnedFd, path: &Path) -> io::Result<Self> {
+        let std_listener = std::os::unix::net::UnixListener::from(fd);
+        std_listener.set_nonblocking(true)?;
+        let inode = std::fs::metadata(path)?.ino();
+        Ok(Self {
+            listener: UnixListener::from_std(std_listener)?,
+            path: path.to_owned(),
+            inode,
+        })
     }
 
-    /// Accepts connections until `shutdown`, serving each on its own task.
-    pub(crate) async fn run(self, context: Arc<ConnectionContext>, mut shutdown: Shutdown) {
+    /// A duplicate of the listening socket, for handing it to the next daemon; the socket
+    /// file is left in place when this listener is dropped.
+    pub(crate) fn hand_over(mut self) -> io::Result<OwnedFd> {
+        let fd = self.listener.as_fd().try_clone_to_owned()?;
+        // The file now belongs to the next daemon.
+        self.inode = 0;
+        Ok(fd)
+    }
+
+    /// Accepts connections until `shutdown`, serving each on its own task; then gives the
+    /// listener back (dropping it removes the socket file; [`Self::hand_over`] keeps it).
+    pub(crate) async fn run(self, context: Arc<ConnectionContext>, mut shutdown: Shutdown) -> Self {
         let me = nix::unistd::geteuid().as_raw();
         let next_connection = AtomicU64::new(1);
         loop {
@@ -174,14 +193,16 @@ impl SocketListener {
                 shutdown.clone(),
             ));
         }
+        self
     }
 }
 
 impl Drop for SocketListener {
     fn drop(&mut self) {
-        let ours = std::fs::symlink_metadata(&self.path)
-            .map(|meta| meta.ino() == self.inode)
-            .unwrap_or(false);
+        let ours = self.inode != 0
+            && std::fs::symlink_metadata(&self.path)
+                .map(|meta| meta.ino() == self.inode)
+                .unwrap_or(false);
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }

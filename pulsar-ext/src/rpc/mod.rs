@@ -38,7 +38,7 @@ pub(crate) fn serve(
     audit: Arc<dyn AuditLog>,
     max_request_bytes: u32,
     shutdown: Shutdown,
-) -> JoinHandle<()> {
+) -> JoinHandle<SocketListener> {
     let sessions = Arc::clone(handlers.sessions());
     let (stop_handle, server) = stop_channel();
     let context = Arc::new(ConnectionContext {
@@ -52,8 +52,9 @@ pub(crate) fn serve(
         audit,
     });
     tokio::spawn(async move {
-        listener.run(context, shutdown).await;
+        let listener = listener.run(context, shutdown).await;
         // Tells jsonrpsee's connections to finish what is in flight and close.
         let _ = server.stop();
+        listener
     })
 }
