@@ -12,6 +12,7 @@ mod handlers;
 mod line;
 mod listener;
 mod peer;
+mod upstream;
 
 pub(crate) use handlers::Handlers;
 pub use listener::{BindError, SocketListener};
