@@ -10,11 +10,14 @@ use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::persist::{Checkpointer, StoreAudit, StoreObserver, restore_all};
+use crate::persist::{
+    Checkpointer, StoreAudit, StoreObserver, StoreWorkspaces, load_workspaces, restore_all,
+};
 use crate::rpc::{self, BindError, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
+use crate::workspace::{WorkspaceSink, Workspaces};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +55,7 @@ impl Daemon {
         let socket_path = listener.path().to_owned();
 
         let database = config.database_path.clone();
-        let (store, stored) = tokio::task::spawn_blocking(move || Store::open(&database))
+        let (store, loaded) = tokio::task::spawn_blocking(move || Store::open(&database))
             .await
             .expect("opening the database panicked")?;
         let observer = Arc::new(StoreObserver::new(store.clone()));
@@ -65,8 +68,14 @@ impl Daemon {
             Arc::clone(&config),
             Arc::clone(&observer) as Arc<dyn crate::session::SessionObserver>,
         ));
+        let (workspaces, snapshots) = load_workspaces(loaded.workspaces, loaded.snapshots);
+        let workspaces = Arc::new(Workspaces::new(
+            workspaces,
+            snapshots,
+            Some(Arc::new(StoreWorkspaces::new(store.clone())) as Arc<dyn WorkspaceSink>),
+        ));
         let restored = restore_all(
-            stored,
+            loaded.sessions,
             config.restore,
             &sessions,
             &store,
@@ -86,6 +95,7 @@ impl Daemon {
         let (trigger, shutdown) = shutdown::channel();
         let handlers = Handlers::new(
             Arc::clone(&sessions),
+            workspaces,
             Arc::clone(&config),
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             store.clone(),

@@ -17,6 +17,7 @@ mod session;
 mod shutdown;
 mod store;
 mod terminal;
+mod workspace;
 
 pub use config::Config;
 pub use extension::PulsarExtension;

@@ -13,10 +13,12 @@ use pulsar_protocol::{
 };
 
 use super::Peer;
+use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
 use crate::store::{SCHEMA_VERSION, Store};
+use crate::workspace::Workspaces;
 
 /// Largest `receive_output` answer, and its default.
 const MAX_READ: usize = 1024 * 1024;
@@ -27,6 +29,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The server side of [`PulsarApiServer`].
 pub struct Handlers {
     sessions: Arc<SessionManager>,
+    workspaces: Arc<Workspaces>,
     config: Arc<Config>,
     audit: Arc<dyn AuditLog>,
     /// For `get_status`'s database figures.
@@ -38,12 +41,14 @@ impl Handlers {
     /// Handlers over `sessions`, auditing to `audit`, reporting `store`'s figures.
     pub fn new(
         sessions: Arc<SessionManager>,
+        workspaces: Arc<Workspaces>,
         config: Arc<Config>,
         audit: Arc<dyn AuditLog>,
         store: Store,
     ) -> Self {
         Self {
             sessions,
+            workspaces,
             config,
             audit,
             store,
@@ -54,6 +59,16 @@ impl Handlers {
     /// The session table the handlers work on.
     pub fn sessions(&self) -> &Arc<SessionManager> {
         &self.sessions
+    }
+
+    /// The workspace methods, on the same session table.
+    pub(super) fn workspace_handlers(&self) -> WorkspaceHandlers {
+        WorkspaceHandlers {
+            workspaces: Arc::clone(&self.workspaces),
+            sessions: Arc::clone(&self.sessions),
+            restore: self.config.restore,
+            audit: Arc::clone(&self.audit),
+        }
     }
 
     /// Records who did `action` to `session_id`.
@@ -91,7 +106,7 @@ impl Handlers {
 
 /// The caller. Every connection's requests carry one; a missing one (in-process calls) is
 /// the daemon itself.
-fn peer(ext: &Extensions) -> Peer {
+pub(super) fn peer(ext: &Extensions) -> Peer {
     ext.get::<Peer>().cloned().unwrap_or(Peer {
         connection: 0,
         uid: nix::unistd::geteuid().as_raw(),

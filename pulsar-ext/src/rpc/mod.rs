@@ -3,7 +3,8 @@
 //! `listener` binds the socket safely and accepts connections (refusing other uids);
 //! `connection` sniffs each connection's first byte and serves it either as a WebSocket
 //! (jsonrpsee) or as newline-delimited JSON (`line`); `handlers` implements the API on the
-//! session core; `error` maps session errors to JSON-RPC error objects. [`serve`] puts them
+//! session core (`workspaces` the workspace methods; `upstream` translates the upstream
+//! desktop's dialect on the line framing); `error` maps session errors to JSON-RPC error objects. [`serve`] puts them
 //! together: the daemon hands it a bound listener and gets back the task that serves it.
 
 mod connection;
@@ -13,6 +14,7 @@ mod line;
 mod listener;
 mod peer;
 mod upstream;
+mod workspaces;
 
 pub(crate) use handlers::Handlers;
 pub use listener::{BindError, SocketListener};
@@ -21,7 +23,7 @@ pub(crate) use peer::Peer;
 use std::sync::Arc;
 
 use jsonrpsee::server::{Server, stop_channel};
-use pulsar_protocol::PulsarApiServer as _;
+use pulsar_protocol::{PulsarApiServer as _, WorkspaceApiServer as _};
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
@@ -42,8 +44,12 @@ pub(crate) fn serve(
 ) -> JoinHandle<()> {
     let sessions = Arc::clone(handlers.sessions());
     let (stop_handle, server) = stop_channel();
+    let mut methods = handlers.workspace_handlers().into_rpc();
+    methods
+        .merge(handlers.into_rpc())
+        .expect("the workspace and session methods have distinct names");
     let context = Arc::new(ConnectionContext {
-        methods: handlers.into_rpc().into(),
+        methods: methods.into(),
         service_builder: Server::builder()
             .set_config(ConnectionContext::server_config(max_request_bytes))
             .to_service_builder(),
