@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::persist::{
     Checkpointer, StoreAudit, StoreObserver, StoreWorkspaces, load_workspaces, restore_all,
 };
-use crate::rpc::{self, BindError, Handlers, SocketListener};
+use crate::rpc::{self, BindError, DesktopBindError, DesktopListener, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
@@ -25,6 +25,12 @@ pub enum DaemonError {
     /// The socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The desktop's TCP port could not be opened.
+    #[error(transparent)]
+    Desktop(#[from] DesktopBindError),
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,6 +59,12 @@ impl Daemon {
         // The socket first: a live daemon on it must keep sole use of the database.
         let listener = SocketListener::bind(&config.socket_path).await?;
         let socket_path = listener.path().to_owned();
+        let desktop = match config.desktop_websocket()? {
+            Some(addr) => {
+                Some(DesktopListener::bind(addr, config.desktop_websocket_origins.clone()).await?)
+            }
+            None => None,
+        };
 
         let database = config.database_path.clone();
         let (store, loaded) = tokio::task::spawn_blocking(move || Store::open(&database))
@@ -102,6 +114,7 @@ impl Daemon {
         );
         let accept_loop = rpc::serve(
             listener,
+            desktop,
             handlers,
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             config.max_request_bytes,

@@ -61,6 +61,11 @@ impl Handlers {
         &self.sessions
     }
 
+    /// Largest input a client may send at once.
+    pub(super) fn max_input_bytes(&self) -> usize {
+        self.config.max_input_bytes
+    }
+
     /// The workspace methods, on the same session table.
     pub(super) fn workspace_handlers(&self) -> WorkspaceHandlers {
         WorkspaceHandlers {

@@ -229,6 +229,9 @@ async fn call_one(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    if from_upstream && method == pulsar_protocol::method::CREATE_SESSION {
+        upstream::ssh_user_at_host(&mut call);
+    }
     let wanted_name = (from_upstream && method == pulsar_protocol::method::CREATE_SESSION)
         .then(|| upstream::requested_name(&call))
         .flatten();

@@ -9,7 +9,6 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::{UnixListener, UnixStream};
 
@@ -126,7 +125,6 @@ impl SocketListener {
     /// Accepts connections until `shutdown`, serving each on its own task.
     pub(crate) async fn run(self, context: Arc<ConnectionContext>, mut shutdown: Shutdown) {
         let me = nix::unistd::geteuid().as_raw();
-        let next_connection = AtomicU64::new(1);
         loop {
             let stream = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -163,7 +161,7 @@ impl SocketListener {
                 continue;
             }
             let peer = Peer {
-                connection: next_connection.fetch_add(1, Ordering::Relaxed),
+                connection: super::peer::next_connection(),
                 uid: cred.uid(),
                 pid: cred.pid(),
             };

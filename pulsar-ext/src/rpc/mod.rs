@@ -8,6 +8,7 @@
 //! together: the daemon hands it a bound listener and gets back the task that serves it.
 
 mod connection;
+mod desktop;
 mod error;
 mod handlers;
 mod line;
@@ -16,6 +17,7 @@ mod peer;
 mod upstream;
 mod workspaces;
 
+pub use desktop::{DesktopBindError, DesktopListener};
 pub(crate) use handlers::Handlers;
 pub use listener::{BindError, SocketListener};
 pub(crate) use peer::Peer;
@@ -30,19 +32,30 @@ use crate::audit::AuditLog;
 use crate::shutdown::Shutdown;
 use connection::ConnectionContext;
 
-/// Serves the API on `listener` until `shutdown`: accepts (refusing other uids), frames each
+/// Serves the API on `listener` (and the desktop's output WebSocket on `desktop`, when
+/// configured) until `shutdown`: accepts (refusing other uids), frames each
 /// connection, and dispatches to `handlers`. When the signal comes the accept loop ends
 /// (removing the socket file), WebSocket connections finish their calls in flight and close,
 /// and line-JSON connections stop reading; each connection and request in flight holds a
 /// clone of `shutdown`, so the daemon's stop can wait for them.
 pub(crate) fn serve(
     listener: SocketListener,
+    desktop: Option<DesktopListener>,
     handlers: Handlers,
     audit: Arc<dyn AuditLog>,
     max_request_bytes: u32,
     shutdown: Shutdown,
 ) -> JoinHandle<()> {
     let sessions = Arc::clone(handlers.sessions());
+    let desktop = desktop.map(|desktop| {
+        desktop::serve(
+            desktop,
+            Arc::clone(&sessions),
+            Arc::clone(&audit),
+            handlers.max_input_bytes(),
+            shutdown.clone(),
+        )
+    });
     let (stop_handle, server) = stop_channel();
     let mut methods = handlers.workspace_handlers().into_rpc();
     methods
@@ -62,5 +75,8 @@ pub(crate) fn serve(
         listener.run(context, shutdown).await;
         // Tells jsonrpsee's connections to finish what is in flight and close.
         let _ = server.stop();
+        if let Some(desktop) = desktop {
+            let _ = desktop.await;
+        }
     })
 }

@@ -94,6 +94,33 @@ fn upstream_session_type(ours: &Value) -> Option<Value> {
     })
 }
 
+/// An upstream SSH type names no user; `{"Ssh":{"host":"user@host"}}` says it the way an SSH
+/// client would, so it becomes our `{"kind":"ssh","host":..,"user":..,"port":..}`.
+pub(super) fn ssh_user_at_host(call: &mut Map<String, Value>) {
+    let Some(Value::Object(params)) = call.get_mut("params") else {
+        return;
+    };
+    let Some(ssh) = params
+        .get("type")
+        .and_then(|t| t.get("Ssh"))
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let Some((user, host)) = ssh
+        .get("host")
+        .and_then(Value::as_str)
+        .and_then(|h| h.rsplit_once('@'))
+    else {
+        return;
+    };
+    let mut ours = json!({"kind": "ssh", "host": host, "user": user});
+    if let Some(port) = ssh.get("port") {
+        ours["port"] = port.clone();
+    }
+    params.insert("type".to_owned(), ours);
+}
+
 /// Longest a session name may be (as the session core checks).
 const MAX_NAME_CHARS: usize = 64;
 /// Creates retried when a concurrent create takes the name picked.
@@ -186,6 +213,17 @@ mod tests {
         assert_eq!(translate_response("get_session", error.clone()), error);
         let status = json!({"jsonrpc": "2.0", "id": "1", "result": {"state": "x"}}).to_string();
         assert_eq!(translate_response("get_status", status.clone()), status);
+    }
+
+    #[test]
+    fn an_upstream_ssh_host_may_name_its_user() {
+        let mut call = json!({"method": "create_session", "params": {"type": {"Ssh":
+            {"host": "ci@build.example", "port": 2222}}}});
+        ssh_user_at_host(call.as_object_mut().unwrap());
+        assert_eq!(
+            call["params"]["type"],
+            json!({"kind": "ssh", "host": "build.example", "user": "ci", "port": 2222})
+        );
     }
 
     #[test]
