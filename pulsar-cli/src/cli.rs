@@ -71,6 +71,45 @@ pub struct Cli {
     pub verb: Verb,
 }
 
+/// `pulsar workspace` verbs.
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceVerb {
+    /// List workspaces: name, id prefix, panes, sessions shown, tags.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Print them as JSON (every field the daemon reports).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a workspace and its panes, each with the session it shows.
+    Show {
+        /// The workspace's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete workspaces and their snapshots; their sessions go on.
+    Rm {
+        /// Names or unique id prefixes.
+        #[arg(value_name = "NAME|ID", required = true)]
+        targets: Vec<String>,
+    },
+}
+
+const WORKSPACE_AFTER_HELP: &str = "\
+Workspaces are the desktop's named layouts of panes, each pane showing a session; the daemon
+keeps them. `pulsar ls` shows which workspace shows each session.
+
+Examples:
+  pulsar workspace ls
+  pulsar workspace show \"Rust dev\"
+  pulsar workspace rm 3fa2c1
+
+Exit codes: 0 done, 1 the daemon refused, 2 usage (an ambiguous name), 3 no daemon,
+4 no such workspace.";
+
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Verb {
@@ -136,6 +175,10 @@ pub enum Verb {
         )]
         text: Vec<String>,
     },
+
+    /// The desktop's workspaces: list, show or delete them.
+    #[command(subcommand, visible_alias = "ws", after_help = WORKSPACE_AFTER_HELP)]
+    Workspace(WorkspaceVerb),
 
     /// Show whether a daemon answers, its version, pid, uptime and counts.
     #[command(after_help = STATUS_AFTER_HELP)]

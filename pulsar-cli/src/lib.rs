@@ -20,12 +20,13 @@ pub mod send;
 pub mod shutdown;
 pub mod status;
 pub mod terminal;
+pub mod workspace;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
 
-use crate::cli::{Cli, Verb};
+use crate::cli::{Cli, Verb, WorkspaceVerb};
 use crate::daemon::Endpoint;
 use crate::error::{Exit, Failure};
 
@@ -115,6 +116,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             send::run(&endpoint, &target, &text).await
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
+        Verb::Workspace(verb) => match verb {
+            WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,
+            WorkspaceVerb::Show { target, json } => workspace::show(&endpoint, &target, json).await,
+            WorkspaceVerb::Rm { targets } => workspace::remove(&endpoint, &targets).await,
+        },
         Verb::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pulsar", &mut std::io::stdout());
             Ok(Exit::Ok)

@@ -1,5 +1,7 @@
 //! `pulsar ls`: the daemon's sessions as a table for people, or as JSON for scripts.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -21,14 +23,20 @@ pub async fn run(endpoint: &Endpoint, json: bool) -> Result<Exit> {
         println!("no sessions (start one with `pulsar new`)");
     } else {
         let sessions: Vec<Session> = sessions.into_iter().map(|(_, s)| s).collect();
-        print!("{}", table(&sessions, Utc::now()));
+        let workspaces = crate::workspace::by_session(&crate::workspace::in_use(&client).await);
+        print!("{}", table(&sessions, &workspaces, Utc::now()));
     }
     Ok(Exit::Ok)
 }
 
-/// The table, one line per session under a header, columns padded to fit.
-pub fn table(sessions: &[Session], now: DateTime<Utc>) -> String {
-    let header = ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE"].map(String::from);
+/// The table, one line per session under a header, columns padded to fit; `workspaces`
+/// names the workspace showing each session (by id).
+pub fn table(
+    sessions: &[Session],
+    workspaces: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> String {
+    let header = ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE", "WORKSPACE"].map(String::from);
     let mut rows = vec![header];
     for session in sessions {
         rows.push([
@@ -38,16 +46,25 @@ pub fn table(sessions: &[Session], now: DateTime<Utc>) -> String {
             describe_state(session),
             session.num_clients.to_string(),
             age(session.created_at, now),
+            workspaces
+                .get(&session.id.to_string())
+                .cloned()
+                .unwrap_or_else(|| "-".to_owned()),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
+    pad(&rows)
+}
+
+/// Rows of cells as lines, each column padded to its widest cell.
+pub fn pad<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
             if i > 0 {
@@ -133,7 +150,11 @@ mod tests {
                 "created_at": "2023-12-29T00:00:00Z",
             })),
         ];
-        let text = table(&sessions, now);
+        let workspaces = HashMap::from([(
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6".to_owned(),
+            "Rust dev".to_owned(),
+        )]);
+        let text = table(&sessions, &workspaces, now);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(
@@ -145,12 +166,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[1].ends_with("running           2        42s"),
+            lines[1].ends_with("running           2        42s  Rust dev"),
             "{text}"
         );
         assert!(lines[2].contains("serial /dev/ttyUSB0"), "{text}");
         assert!(lines[2].contains("stopped (code 1)"), "{text}");
-        assert!(lines[2].ends_with("3d"), "{text}");
+        assert!(lines[2].ends_with("3d   -"), "{text}");
     }
 
     #[test]

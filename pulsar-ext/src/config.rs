@@ -100,6 +100,13 @@ pub struct Config {
     /// the hand-over channel to the daemon it replaces.
     #[serde(default)]
     pub handover_fd: Option<i32>,
+    /// Loopback address (`127.0.0.1:3030`) of the desktop's output WebSocket
+    /// (`ws://HOST:PORT/ws/{session_id}`); empty: no TCP listener at all.
+    pub desktop_websocket: String,
+    /// `Origin`s allowed to open the desktop WebSocket (a handshake without `Origin`, from a
+    /// native client, is allowed); any other origin is refused, so web pages cannot reach
+    /// the user's sessions.
+    pub desktop_websocket_origins: Vec<String>,
 }
 
 /// What becomes of sessions that were alive when the daemon stopped.
@@ -146,6 +153,16 @@ const KEYS: &[&str] = &[
     "keeper",
     "keeper_socket",
     "keeper_binary",
+    "desktop_websocket",
+    "desktop_websocket_origins",
+];
+
+/// The Tauri webview's origins (Linux and macOS, Windows over http and https): the desktop's
+/// own pages.
+pub const DEFAULT_DESKTOP_ORIGINS: &[&str] = &[
+    "tauri://localhost",
+    "http://tauri.localhost",
+    "https://tauri.localhost",
 ];
 
 /// Why the configuration could not be assembled.
@@ -160,6 +177,17 @@ pub enum ConfigError {
     /// The overrides table was not a JSON object.
     #[error("invalid settings table: {0}")]
     Settings(#[from] serde_json::Error),
+    /// The desktop WebSocket's address is not a loopback `IP:port`.
+    #[error(
+        "invalid configuration: desktop_websocket = {value:?} {reason}; use a loopback \
+         address such as \"127.0.0.1:3030\" or \"[::1]:3030\", or \"\" to turn it off"
+    )]
+    DesktopAddress {
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A value is out of its range.
     #[error("invalid configuration: {key} {reason}")]
     OutOfRange {
@@ -207,6 +235,11 @@ impl Config {
             keeper_binary: PathBuf::new(),
             upgrade_argv: Vec::new(),
             handover_fd: None,
+            desktop_websocket: String::new(),
+            desktop_websocket_origins: DEFAULT_DESKTOP_ORIGINS
+                .iter()
+                .map(|o| (*o).to_owned())
+                .collect(),
         }
     }
 
@@ -314,7 +347,30 @@ impl Config {
             (10..=3_600_000).contains(&self.ssh_reconnect_max_backoff_ms),
             "ssh_reconnect_max_backoff_ms",
             "must be between 10 and 3600000",
-        )
+        )?;
+        self.desktop_websocket().map(|_| ())
+    }
+
+    /// The desktop WebSocket's address, `None` when it is off. Only a loopback address is
+    /// accepted: a TCP port on another interface would let the network in.
+    pub fn desktop_websocket(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let value = self.desktop_websocket.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let refuse = |reason| ConfigError::DesktopAddress {
+            value: value.to_owned(),
+            reason,
+        };
+        let addr: std::net::SocketAddr = value
+            .parse()
+            .map_err(|_| refuse("is not an IP:port address"))?;
+        if !addr.ip().is_loopback() {
+            return Err(refuse(
+                "is not a loopback address: the desktop port would be open to the network",
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// [`Self::terminate_grace_ms`] as a duration.
@@ -371,6 +427,43 @@ mod tests {
             config_dir: root.join("config"),
             data_dir: root.join("data"),
             runtime_dir: root.join("run"),
+        }
+    }
+
+    #[test]
+    fn the_desktop_websocket_is_off_by_default() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::load(&dirs(root.path()), &json!({})).unwrap();
+        assert_eq!(config.desktop_websocket().unwrap(), None);
+        assert!(
+            config
+                .desktop_websocket_origins
+                .contains(&"tauri://localhost".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_loopback_desktop_websocket_address_is_accepted() {
+        let root = tempfile::tempdir().unwrap();
+        for addr in ["127.0.0.1:3030", "[::1]:3030"] {
+            let config =
+                Config::load(&dirs(root.path()), &json!({"desktop_websocket": addr})).unwrap();
+            assert_eq!(
+                config.desktop_websocket().unwrap(),
+                Some(addr.parse().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_loopback_desktop_websocket_address_is_refused_by_name() {
+        let root = tempfile::tempdir().unwrap();
+        for addr in ["0.0.0.0:3030", "192.168.1.5:3030", "localhost"] {
+            let err = Config::load(&dirs(root.path()), &json!({"desktop_websocket": addr}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("desktop_websocket"), "{err}");
+            assert!(err.contains(addr), "{err}");
         }
     }
 

@@ -15,11 +15,14 @@ use crate::audit::AuditLog;
 use crate::backend::Keeper;
 use crate::config::Config;
 use crate::handover::Incoming;
-use crate::persist::{Checkpointer, StoreAudit, StoreObserver, restore_all};
-use crate::rpc::{self, BindError, Handlers, SocketListener};
+use crate::persist::{
+    Checkpointer, StoreAudit, StoreObserver, StoreWorkspaces, load_workspaces, restore_all,
+};
+use crate::rpc::{self, BindError, DesktopBindError, DesktopListener, Handlers, SocketListener};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
+use crate::workspace::{WorkspaceSink, Workspaces};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,12 @@ pub enum DaemonError {
     /// The socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The desktop's TCP port could not be opened.
+    #[error(transparent)]
+    Desktop(#[from] DesktopBindError),
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -104,8 +113,14 @@ impl Daemon {
         controls: Controls,
     ) -> Result<Self, DaemonError> {
         let socket_path = config.socket_path.clone();
+        let desktop = match config.desktop_websocket()? {
+            Some(addr) => {
+                Some(DesktopListener::bind(addr, config.desktop_websocket_origins.clone()).await?)
+            }
+            None => None,
+        };
         let database = config.database_path.clone();
-        let (store, stored) = tokio::task::spawn_blocking(move || Store::open(&database))
+        let (store, loaded) = tokio::task::spawn_blocking(move || Store::open(&database))
             .await
             .expect("opening the database panicked")?;
         let observer = Arc::new(StoreObserver::new(store.clone()));
@@ -139,8 +154,14 @@ impl Daemon {
             backend_settings,
             Arc::clone(&observer) as Arc<dyn crate::session::SessionObserver>,
         ));
+        let (workspaces, snapshots) = load_workspaces(loaded.workspaces, loaded.snapshots);
+        let workspaces = Arc::new(Workspaces::new(
+            workspaces,
+            snapshots,
+            Some(Arc::new(StoreWorkspaces::new(store.clone())) as Arc<dyn WorkspaceSink>),
+        ));
         let restored = restore_all(
-            stored,
+            loaded.sessions,
             config.restore,
             &sessions,
             &store,
@@ -164,6 +185,7 @@ impl Daemon {
         let terminate_on_stop = Arc::new(AtomicBool::new(false));
         let handlers = Handlers::new(
             Arc::clone(&sessions),
+            workspaces,
             Arc::clone(&config),
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             store.clone(),
@@ -184,6 +206,7 @@ impl Daemon {
         };
         let accept_loop = rpc::serve(
             listener,
+            desktop,
             handlers,
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             config.max_request_bytes,

@@ -56,6 +56,9 @@ pub const SSH_HOST_KEY_CHANGED: i32 = 1015;
 /// SSH: the connection failed otherwise (network unreachable, reset, protocol error, or the
 /// server refused the terminal or the shell); the message has the cause.
 pub const SSH_CONNECTION_FAILED: i32 = 1016;
+/// No workspace or snapshot with that id (`workspace_save_snapshot`,
+/// `workspace_list_snapshots`); `data` has `workspace_id` or `snapshot_id`.
+pub const WORKSPACE_NOT_FOUND: i32 = 1021;
 /// The daemon is stopping: it takes no new sessions. Retry against the next daemon.
 pub const DAEMON_STOPPING: i32 = 1020;
 /// `upgrade_daemon` could not replace the daemon (the binary is missing, not executable,

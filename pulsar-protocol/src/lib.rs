@@ -14,6 +14,8 @@ pub mod error;
 mod event;
 mod session;
 mod status;
+mod workspace;
+mod workspace_api;
 
 pub use api::{PulsarApiClient, PulsarApiServer};
 pub use client::{ConnectError, PulsarClient, connect};
@@ -25,6 +27,8 @@ pub use session::{
     SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
+pub use workspace::{PaneConfig, Workspace, WorkspaceLayout, WorkspaceSnapshot, WorkspaceUpdate};
+pub use workspace_api::{WorkspaceApiClient, WorkspaceApiServer};
 
 /// Method names, for clients that build requests by hand (the line-JSON path, tests).
 pub mod method {
@@ -56,4 +60,20 @@ pub mod method {
     pub const TERMINATE_SESSION: &str = "terminate_session";
     /// Read the current screen without attaching.
     pub const GET_SCREEN: &str = "get_screen";
+    /// Create a workspace.
+    pub const WORKSPACE_CREATE: &str = "workspace_create";
+    /// One workspace.
+    pub const WORKSPACE_GET: &str = "workspace_get";
+    /// Workspaces, filtered.
+    pub const WORKSPACE_LIST: &str = "workspace_list";
+    /// Change a workspace.
+    pub const WORKSPACE_UPDATE: &str = "workspace_update";
+    /// Delete a workspace.
+    pub const WORKSPACE_DELETE: &str = "workspace_delete";
+    /// Save a workspace's layout as a snapshot.
+    pub const WORKSPACE_SAVE_SNAPSHOT: &str = "workspace_save_snapshot";
+    /// A workspace's snapshots.
+    pub const WORKSPACE_LIST_SNAPSHOTS: &str = "workspace_list_snapshots";
+    /// Restore a workspace's layout from a snapshot.
+    pub const WORKSPACE_RESTORE_SNAPSHOT: &str = "workspace_restore_snapshot";
 }

@@ -20,6 +20,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 pub use pulsar_protocol;
 pub use tempfile;
 
+pub mod desktop;
 pub mod sshd;
 
 /// Longest a test waits for anything.

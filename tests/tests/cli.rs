@@ -189,7 +189,10 @@ async fn ls_shows_name_id_prefix_type_state_clients_and_age() {
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", run.stdout);
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE"]);
+    assert_eq!(
+        header,
+        ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE", "WORKSPACE"]
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
         row[..5],
@@ -202,6 +205,99 @@ async fn ls_shows_name_id_prefix_type_state_clients_and_age() {
         ]
     );
     assert!(row[5].ends_with('s'), "age {}", row[5]);
+}
+
+/// Creates a workspace `name` whose one pane shows session `id`, through the typed client.
+async fn workspace_showing(client: &PulsarClient, name: &str, id: SessionId) -> String {
+    use pulsar_protocol::{PaneConfig, WorkspaceApiClient as _, WorkspaceLayout};
+    let layout = WorkspaceLayout {
+        version: "1.0.0".to_owned(),
+        layout_type: "single".to_owned(),
+        panes: vec![PaneConfig {
+            id: "main".to_owned(),
+            session_id: Some(id.to_string()),
+            size: 100.0,
+            direction: None,
+            children: None,
+            min_size: None,
+            max_size: None,
+        }],
+        active_pane: Some("main".to_owned()),
+    };
+    client
+        .workspace_create(
+            name.to_owned(),
+            None,
+            None,
+            layout,
+            None,
+            Some(vec!["dev".to_owned()]),
+        )
+        .await
+        .expect("workspace_create")
+        .id
+}
+
+#[tokio::test]
+async fn ls_shows_the_workspace_each_session_is_in() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "in-a-workspace").await;
+    create_shell(&client, "loose").await;
+    workspace_showing(&client, "Rust dev", id).await;
+    let run = pulsar_ok(&daemon, &["ls"]);
+    let row = |name: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        row("in-a-workspace").ends_with("Rust dev"),
+        "{}",
+        run.stdout
+    );
+    assert!(row("loose").ends_with(" -"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn workspace_ls_show_and_rm_cover_the_desktops_workspaces() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "shown").await;
+    let workspace = workspace_showing(&client, "Rust dev", id).await;
+    let listed = pulsar_ok(&daemon, &["workspace", "ls"]);
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("Rust dev"),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains(&workspace[..8]), "{}", listed.stdout);
+    let shown = pulsar_ok(&daemon, &["workspace", "show", "Rust dev"]);
+    assert!(
+        shown.stdout.contains("pane main 100%: session shown"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("tags:        dev"),
+        "{}",
+        shown.stdout
+    );
+    let removed = pulsar_ok(&daemon, &["workspace", "rm", &workspace[..8]]);
+    assert!(
+        removed.stdout.starts_with("deleted workspace Rust dev"),
+        "{}",
+        removed.stdout
+    );
+    let missing = pulsar(&daemon, &["workspace", "show", "Rust dev"]);
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
 }
 
 #[tokio::test]

@@ -78,7 +78,8 @@ async fn upstream_client_conversation_works_unchanged() {
     let entry = &sessions[0];
     assert_eq!(entry["id"], session_id.as_str());
     assert_eq!(entry["name"], "desktop");
-    assert_eq!(entry["state"], "running");
+    assert_eq!(entry["state"], "Running");
+    assert_eq!(entry["session_type"], "Local");
     assert_eq!(entry["num_clients"], 1);
 
     let detached = upstream(
@@ -100,24 +101,9 @@ async fn upstream_client_conversation_works_unchanged() {
 }
 
 #[tokio::test]
-async fn upstream_error_codes_are_1001_and_1002() {
+async fn upstream_error_code_for_an_unknown_session_is_1001() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
-    upstream(
-        &mut line,
-        "1",
-        "create_session",
-        json!({"name": "dup", "type": "Local"}),
-    )
-    .await;
-    let exists = upstream(
-        &mut line,
-        "2",
-        "create_session",
-        json!({"name": "dup", "type": "Local"}),
-    )
-    .await;
-    assert_eq!(exists["error"]["code"], 1002, "{exists}");
     let missing = upstream(
         &mut line,
         "3",
@@ -126,6 +112,39 @@ async fn upstream_error_codes_are_1001_and_1002() {
     )
     .await;
     assert_eq!(missing["error"]["code"], 1001, "{missing}");
+}
+
+#[tokio::test]
+async fn upstream_creates_with_a_taken_name_get_the_next_free_suffix() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let mut names = Vec::new();
+    for id in ["1", "2", "3"] {
+        let created = upstream(
+            &mut line,
+            id,
+            "create_session",
+            json!({"name": "Local Terminal", "type": "Local"}),
+        )
+        .await;
+        names.push(created["result"]["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        names,
+        ["Local Terminal", "Local Terminal (2)", "Local Terminal (3)"]
+    );
+}
+
+#[tokio::test]
+async fn jsonrpc_creates_with_a_taken_name_are_refused_with_1002() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    line.ok("create_session", json!({"name": "dup", "type": "Local"}))
+        .await;
+    let exists = line
+        .err("create_session", json!({"name": "dup", "type": "Local"}))
+        .await;
+    assert_eq!(exists["code"], 1002, "{exists}");
 }
 
 #[tokio::test]

@@ -3,16 +3,19 @@
 //! The glue between the session core (which only reports changes through
 //! `SessionObserver`) and the store (which only knows SQL), one role a file: `observer`
 //! writes a row on every state change, `audit` records who did what, `checkpoint` saves new
-//! output and activity on an interval, `restore` applies the restore policy at start, and
-//! `rows` translates between the session's terms and the store's own row types.
+//! output and activity on an interval, `restore` applies the restore policy at start,
+//! `rows` translates between the session's terms and the store's own row types, and
+//! `workspaces` does both for workspaces.
 
 mod audit;
 mod checkpoint;
 mod observer;
 mod restore;
 mod rows;
+mod workspaces;
 
 pub(crate) use audit::StoreAudit;
 pub(crate) use checkpoint::Checkpointer;
 pub(crate) use observer::StoreObserver;
 pub(crate) use restore::restore_all;
+pub(crate) use workspaces::{StoreWorkspaces, load_workspaces};

@@ -96,6 +96,7 @@ pub(crate) async fn serve(
         line::serve(
             stream,
             methods,
+            Arc::clone(&context.sessions),
             context.max_request_bytes as usize,
             shutdown,
         )

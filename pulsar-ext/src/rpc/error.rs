@@ -1,4 +1,4 @@
-//! Session errors as JSON-RPC error objects, with the codes from `pulsar_protocol::error`.
+//! Session and workspace errors as JSON-RPC error objects, with the codes from `pulsar_protocol::error`.
 
 use jsonrpsee::types::ErrorObjectOwned;
 use pulsar_protocol::error as code;
@@ -6,6 +6,25 @@ use serde_json::json;
 
 use crate::backend::{BackendError, ConnectError};
 use crate::session::SessionError;
+use crate::workspace::WorkspaceError;
+
+impl From<WorkspaceError> for ErrorObjectOwned {
+    fn from(err: WorkspaceError) -> Self {
+        let message = err.to_string();
+        let (code, data) = match &err {
+            WorkspaceError::NotFound { field, id } => {
+                (code::WORKSPACE_NOT_FOUND, json!({*field: id}))
+            }
+            WorkspaceError::Invalid { field, .. } => {
+                (code::INVALID_PARAMS, json!({"field": field}))
+            }
+            WorkspaceError::Limit { limit, max } => {
+                (code::LIMIT_REACHED, json!({"limit": limit, "max": max}))
+            }
+        };
+        ErrorObjectOwned::owned(code, message, Some(data))
+    }
+}
 
 impl From<SessionError> for ErrorObjectOwned {
     fn from(err: SessionError) -> Self {

@@ -17,12 +17,14 @@ use pulsar_protocol::{
 };
 
 use super::Peer;
+use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::daemon::Controls;
 use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
 use crate::store::{SCHEMA_VERSION, Store};
 use crate::supervisor::UpgradeRequest;
+use crate::workspace::Workspaces;
 
 /// Largest `receive_output` answer, and its default.
 const MAX_READ: usize = 1024 * 1024;
@@ -33,6 +35,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The server side of [`PulsarApiServer`].
 pub struct Handlers {
     sessions: Arc<SessionManager>,
+    workspaces: Arc<Workspaces>,
     config: Arc<Config>,
     audit: Arc<dyn AuditLog>,
     /// For `get_status`'s database figures.
@@ -52,6 +55,7 @@ impl Handlers {
     /// keeper; `shutdown` sets `terminate_on_stop` for the daemon's stop to read.
     pub fn new(
         sessions: Arc<SessionManager>,
+        workspaces: Arc<Workspaces>,
         config: Arc<Config>,
         audit: Arc<dyn AuditLog>,
         store: Store,
@@ -61,6 +65,7 @@ impl Handlers {
     ) -> Self {
         Self {
             sessions,
+            workspaces,
             config,
             audit,
             store,
@@ -75,6 +80,21 @@ impl Handlers {
     /// The session table the handlers work on.
     pub fn sessions(&self) -> &Arc<SessionManager> {
         &self.sessions
+    }
+
+    /// Largest input a client may send at once.
+    pub(super) fn max_input_bytes(&self) -> usize {
+        self.config.max_input_bytes
+    }
+
+    /// The workspace methods, on the same session table.
+    pub(super) fn workspace_handlers(&self) -> WorkspaceHandlers {
+        WorkspaceHandlers {
+            workspaces: Arc::clone(&self.workspaces),
+            sessions: Arc::clone(&self.sessions),
+            restore: self.config.restore,
+            audit: Arc::clone(&self.audit),
+        }
     }
 
     /// Records who did `action` to `session_id`.
@@ -112,7 +132,7 @@ impl Handlers {
 
 /// The caller. Every connection's requests carry one; a missing one (in-process calls) is
 /// the daemon itself.
-fn peer(ext: &Extensions) -> Peer {
+pub(super) fn peer(ext: &Extensions) -> Peer {
     ext.get::<Peer>().cloned().unwrap_or(Peer {
         connection: 0,
         uid: nix::unistd::geteuid().as_raw(),

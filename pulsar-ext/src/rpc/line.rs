@@ -14,6 +14,8 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use super::upstream;
+use crate::session::SessionManager;
 use crate::shutdown::Shutdown;
 use pulsar_protocol::error as code;
 
@@ -29,6 +31,7 @@ const SUBSCRIPTION_BUFFER: usize = 16;
 pub(crate) async fn serve(
     stream: UnixStream,
     methods: Methods,
+    sessions: Arc<SessionManager>,
     max_line: usize,
     mut shutdown: Shutdown,
 ) {
@@ -76,13 +79,14 @@ pub(crate) async fn serve(
             break;
         };
         let methods = Arc::clone(&methods);
+        let sessions = Arc::clone(&sessions);
         let out_tx = out_tx.clone();
         let closed_rx = closed_rx.clone();
         // A request in flight holds the daemon's stop until it is answered (bounded by the
         // daemon's stop wait), so a create that completes meanwhile is saved, not lost.
         let in_flight = shutdown.clone();
         tokio::spawn(async move {
-            handle_line(&request, &methods, &out_tx, closed_rx).await;
+            handle_line(&request, &methods, &sessions, &out_tx, closed_rx).await;
             drop(permit);
             drop(in_flight);
         });
@@ -143,6 +147,7 @@ async fn read_line(
 async fn handle_line(
     line: &str,
     methods: &Methods,
+    sessions: &SessionManager,
     out: &mpsc::Sender<String>,
     closed: watch::Receiver<()>,
 ) {
@@ -169,14 +174,14 @@ async fn handle_line(
         Value::Array(calls) => {
             let mut answers = Vec::new();
             for call in calls {
-                let (answer, stream) = call_one(call, methods).await;
+                let (answer, stream) = call_one(call, methods, sessions).await;
                 answers.extend(answer);
                 streams.extend(stream);
             }
             (!answers.is_empty()).then(|| format!("[{}]", answers.join(",")))
         }
         call => {
-            let (answer, stream) = call_one(call, methods).await;
+            let (answer, stream) = call_one(call, methods, sessions).await;
             streams.extend(stream);
             answer
         }
@@ -197,7 +202,11 @@ type Notifications = mpsc::Receiver<Box<serde_json::value::RawValue>>;
 
 /// Runs one call. Returns its response (none for a notification) and, for a subscription,
 /// the stream of its notifications.
-async fn call_one(call: Value, methods: &Methods) -> (Option<String>, Option<Notifications>) {
+async fn call_one(
+    call: Value,
+    methods: &Methods,
+    sessions: &SessionManager,
+) -> (Option<String>, Option<Notifications>) {
     let Value::Object(mut call) = call else {
         return (
             Some(error_response(
@@ -208,16 +217,52 @@ async fn call_one(call: Value, methods: &Methods) -> (Option<String>, Option<Not
             None,
         );
     };
+    let from_upstream = upstream::is_upstream(&call);
     normalise(&mut call);
     let is_notification = !call.contains_key("id");
     if is_notification {
         call.insert("id".to_owned(), Value::Null);
     }
     let id = call.get("id").cloned().unwrap_or(Value::Null);
-    let text = Value::Object(call).to_string();
-    match methods.raw_json_request(&text, SUBSCRIPTION_BUFFER).await {
+    let method = call
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if from_upstream && method == pulsar_protocol::method::CREATE_SESSION {
+        upstream::ssh_user_at_host(&mut call);
+    }
+    let wanted_name = (from_upstream && method == pulsar_protocol::method::CREATE_SESSION)
+        .then(|| upstream::requested_name(&call))
+        .flatten();
+    let mut attempts = 0;
+    let answer = loop {
+        if let Some(base) = &wanted_name {
+            upstream::set_name(&mut call, &upstream::free_name(sessions, base));
+        }
+        let text = Value::Object(call.clone()).to_string();
+        let answer = methods.raw_json_request(&text, SUBSCRIPTION_BUFFER).await;
+        attempts += 1;
+        // Another create took the free name between the look and the call: look again.
+        match &answer {
+            Ok((response, _))
+                if wanted_name.is_some()
+                    && attempts < upstream::NAME_ATTEMPTS
+                    && upstream::is_name_taken(response.get()) => {}
+            _ => break answer,
+        }
+    };
+    match answer {
         Ok(_) if is_notification => (None, None),
-        Ok((response, notifications)) => (Some(response.get().to_owned()), Some(notifications)),
+        Ok((response, notifications)) => {
+            let response = response.get().to_owned();
+            let response = if from_upstream {
+                upstream::translate_response(&method, response)
+            } else {
+                response
+            };
+            (Some(response), Some(notifications))
+        }
         Err(err) => (
             Some(error_response(
                 id,

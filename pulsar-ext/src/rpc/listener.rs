@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::{UnixListener, UnixStream};
 
@@ -145,7 +144,6 @@ impl SocketListener {
     /// listener back (dropping it removes the socket file; [`Self::hand_over`] keeps it).
     pub(crate) async fn run(self, context: Arc<ConnectionContext>, mut shutdown: Shutdown) -> Self {
         let me = nix::unistd::geteuid().as_raw();
-        let next_connection = AtomicU64::new(1);
         loop {
             let stream = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -182,7 +180,7 @@ impl SocketListener {
                 continue;
             }
             let peer = Peer {
-                connection: next_connection.fetch_add(1, Ordering::Relaxed),
+                connection: super::peer::next_connection(),
                 uid: cred.uid(),
                 pid: cred.pid(),
             };

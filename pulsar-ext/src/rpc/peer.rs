@@ -22,3 +22,10 @@ impl Peer {
         given.unwrap_or_else(|| self.default_client_id())
     }
 }
+
+/// A number for a new connection, unique across both listeners (the Unix socket and the
+/// desktop's TCP port) while the daemon runs: it owns the clients the connection attaches.
+pub(crate) fn next_connection() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}

@@ -350,6 +350,51 @@ impl SessionManager {
         session
     }
 
+    /// Starts a stopped session again in place: same id, name, kind and size, its output
+    /// kept (offsets go on after a divider line), a fresh process (or connection, or device).
+    /// A session still alive is returned as it is; one that cannot start again stays
+    /// stopped, saying why (as after a daemon restart).
+    pub async fn revive(&self, id: SessionId) -> Result<Arc<Session>, SessionError> {
+        let old = self.get(id)?;
+        if old.is_alive() {
+            return Ok(old);
+        }
+        if self.read().closing {
+            return Err(SessionError::Stopping {
+                op: "start a session again",
+            });
+        }
+        let (size, resize_policy) = {
+            let clients = old.clients();
+            (clients.size(), clients.policy())
+        };
+        let saved = old.saved_slice(0, self.config.scrollback_bytes);
+        let divider = format!(
+            "\r\n\x1b[0m\x1b[7m--- session started again at {} ---\x1b[0m\r\n",
+            Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        let revived = self
+            .restore(RestoreRequest {
+                id,
+                name: old.name().to_owned(),
+                session_type: old.session_type().clone(),
+                created_at: old.created_at(),
+                size,
+                resize_policy,
+                history: Some(History {
+                    offset: saved.offset,
+                    scrollback: saved.data,
+                    screen: saved.screen,
+                    divider: divider.into_bytes(),
+                }),
+                mode: RestoreMode::Respawn,
+                was_alive: false,
+            })
+            .await;
+        tracing::info!(session = %id, alive = revived.is_alive(), "session started again");
+        Ok(revived)
+    }
+
     /// The program an earlier daemon left running for this session, if it is still held.
     fn resume_backend(&self, request: &RestoreRequest) -> Option<Arc<dyn Backend>> {
         backend::resume(

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 pub use rows::{
     RowState, SessionConfig, SessionRow, StoredKind, StoredResizePolicy, StoredSshAuth,
+    WorkspaceRow, WorkspaceSnapshotRow,
 };
 pub use schema::CURRENT as SCHEMA_VERSION;
 use writer::{Op, WriterStats};
@@ -89,6 +90,17 @@ pub struct StoredSession {
     pub row: SessionRow,
     /// Its saved output, if any was saved.
     pub output: Option<SavedOutput>,
+}
+
+/// Everything loaded at start.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Every session, oldest first.
+    pub sessions: Vec<StoredSession>,
+    /// Every workspace.
+    pub workspaces: Vec<WorkspaceRow>,
+    /// Every workspace snapshot, oldest first.
+    pub snapshots: Vec<WorkspaceSnapshotRow>,
 }
 
 /// Why the store could not be opened.
@@ -193,9 +205,9 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`, loads every session,
-    /// and starts the writer thread. Blocking: call from a blocking context.
-    pub fn open(path: &Path) -> Result<(Self, Vec<StoredSession>), StoreError> {
+    /// Opens (creating if needed) and migrates the database at `path`, loads every session
+    /// and workspace, and starts the writer thread. Blocking: call from a blocking context.
+    pub fn open(path: &Path) -> Result<(Self, Loaded), StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: path.to_owned(),
             reason,
@@ -264,7 +276,11 @@ impl Store {
             side.push(suffix);
             let _ = std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600));
         }
-        let sessions = load(&conn).map_err(corrupt)?;
+        let loaded = Loaded {
+            sessions: load(&conn).map_err(corrupt)?,
+            workspaces: load_workspaces(&conn).map_err(corrupt)?,
+            snapshots: load_snapshots(&conn).map_err(corrupt)?,
+        };
 
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(WriterStats::default()));
@@ -288,7 +304,7 @@ impl Store {
                 thread: Arc::new(Mutex::new(Some(thread))),
                 path: path.to_owned(),
             },
-            sessions,
+            loaded,
         ))
     }
 
@@ -366,6 +382,26 @@ impl Store {
         self.send(Op::Delete(id, Instant::now()));
     }
 
+    /// Inserts or replaces a workspace. Never shed: it is what a user asked for.
+    pub fn upsert_workspace(&self, row: WorkspaceRow) {
+        self.send(Op::UpsertWorkspace(row, Instant::now()));
+    }
+
+    /// Deletes a workspace and, by cascade, its snapshots.
+    pub fn delete_workspace(&self, id: &str) {
+        self.send(Op::DeleteWorkspace(id.to_owned(), Instant::now()));
+    }
+
+    /// Saves a workspace snapshot.
+    pub fn insert_snapshot(&self, row: WorkspaceSnapshotRow) {
+        self.send(Op::InsertSnapshot(row, Instant::now()));
+    }
+
+    /// Deletes one workspace snapshot.
+    pub fn delete_snapshot(&self, id: &str) {
+        self.send(Op::DeleteSnapshot(id.to_owned(), Instant::now()));
+    }
+
     /// Keeps only the newest `keep` audit entries.
     pub fn prune_audit(&self, keep: u64) {
         if self.has_room() {
@@ -419,6 +455,46 @@ fn join_chunks(chunks: Vec<(u64, Vec<u8>)>) -> (u64, Vec<u8>) {
         tail.extend_from_slice(&data);
     }
     (start, tail)
+}
+
+fn load_workspaces(conn: &Connection) -> rusqlite::Result<Vec<WorkspaceRow>> {
+    let mut rows = conn.prepare(
+        "SELECT id, name, description, icon, layout, created_at, updated_at, is_template, tags
+         FROM workspaces ORDER BY created_at, id",
+    )?;
+    let found = rows.query_map([], |r| {
+        let tags: Option<String> = r.get(8)?;
+        Ok(WorkspaceRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            description: r.get(2)?,
+            icon: r.get(3)?,
+            layout: r.get(4)?,
+            created_at: r.get(5)?,
+            updated_at: r.get(6)?,
+            is_template: r.get(7)?,
+            // Unreadable tags lose the tags, not the workspace.
+            tags: tags.and_then(|t| serde_json::from_str(&t).ok()),
+        })
+    })?;
+    found.collect()
+}
+
+fn load_snapshots(conn: &Connection) -> rusqlite::Result<Vec<WorkspaceSnapshotRow>> {
+    let mut rows = conn.prepare(
+        "SELECT id, workspace_id, name, layout, created_at
+         FROM workspace_snapshots ORDER BY created_at, id",
+    )?;
+    let found = rows.query_map([], |r| {
+        Ok(WorkspaceSnapshotRow {
+            id: r.get(0)?,
+            workspace_id: r.get(1)?,
+            name: r.get(2)?,
+            layout: r.get(3)?,
+            created_at: r.get(4)?,
+        })
+    })?;
+    found.collect()
 }
 
 fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
@@ -572,7 +648,12 @@ mod tests {
         assert_eq!((stats.shed, stats.deferred), (2, 1));
         store.shared.queued.fetch_sub(QUEUE_CAP, Ordering::Relaxed);
         store.close();
-        let (store, loaded) = Store::open(&path).unwrap();
+        let (
+            store,
+            Loaded {
+                sessions: loaded, ..
+            },
+        ) = Store::open(&path).unwrap();
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].row.name, "kept");
         assert!(loaded[0].output.is_none());
@@ -589,7 +670,12 @@ mod tests {
             store.upsert_session(row(id, &format!("n{i}")));
         }
         store.close();
-        let (store, loaded) = Store::open(&path).unwrap();
+        let (
+            store,
+            Loaded {
+                sessions: loaded, ..
+            },
+        ) = Store::open(&path).unwrap();
         assert_eq!(loaded[0].row.name, "n999");
         assert_eq!(store.stats().queued, 0);
         store.close();
@@ -614,12 +700,57 @@ mod tests {
             });
         }
         store.close();
-        let (store, loaded) = Store::open(&path).unwrap();
+        let (
+            store,
+            Loaded {
+                sessions: loaded, ..
+            },
+        ) = Store::open(&path).unwrap();
         let output = loaded[0].output.clone().unwrap();
         // Chunks ending at or before offset 5 are gone; the one straddling it stays.
         assert_eq!(output.offset, 4);
         assert_eq!(output.scrollback, b"456789");
         assert_eq!(output.screen, b"screen");
+        store.close();
+    }
+
+    #[test]
+    fn workspaces_and_snapshots_come_back_and_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let workspace = |name: &str| WorkspaceRow {
+            id: "w1".into(),
+            name: name.into(),
+            description: Some("d".into()),
+            icon: None,
+            layout: r#"{"version":"1.0.0","type":"single","panes":[]}"#.into(),
+            created_at: 1,
+            updated_at: 2,
+            is_template: true,
+            tags: Some(vec!["a".into(), "b".into()]),
+        };
+        store.upsert_workspace(workspace("first"));
+        store.upsert_workspace(workspace("renamed"));
+        store.insert_snapshot(WorkspaceSnapshotRow {
+            id: "s1".into(),
+            workspace_id: "w1".into(),
+            name: "snap".into(),
+            layout: "{}".into(),
+            created_at: 3,
+        });
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert_eq!(loaded.workspaces, vec![workspace("renamed")]);
+        assert_eq!(loaded.snapshots.len(), 1);
+        store.delete_workspace("w1");
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert!(loaded.workspaces.is_empty());
+        assert!(
+            loaded.snapshots.is_empty(),
+            "snapshots go with their workspace"
+        );
         store.close();
     }
 }

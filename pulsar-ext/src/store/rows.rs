@@ -178,6 +178,45 @@ pub enum StoredResizePolicy {
     Largest,
 }
 
+/// A workspace's row (`workspaces`). The layout is kept as the JSON text it was given in;
+/// the store does not look inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRow {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// Its icon.
+    pub icon: Option<String>,
+    /// Its layout, as JSON text.
+    pub layout: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    pub updated_at: i64,
+    /// A template rather than a workspace in use.
+    pub is_template: bool,
+    /// Its tags, if it has a list of them.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A workspace snapshot's row (`workspace_snapshots`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSnapshotRow {
+    /// Its id.
+    pub id: String,
+    /// The workspace it belongs to (deleted with it).
+    pub workspace_id: String,
+    /// Its name.
+    pub name: String,
+    /// The layout it saved, as JSON text.
+    pub layout: String,
+    /// When it was taken, Unix milliseconds.
+    pub created_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

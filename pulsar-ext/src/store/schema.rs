@@ -1,13 +1,14 @@
 //! The schema and its migrations, by `PRAGMA user_version`.
 //!
 //! Version 1 is the seed design's two tables exactly. Version 2 adds what restart needs (exit
-//! details, the offset the saved scrollback starts at) and the audit log. Each migration runs
+//! details, the offset the saved scrollback starts at) and the audit log; 3 saves output as
+//! chunks; 4 adds workspaces and their snapshots. Each migration runs
 //! in one transaction; a database newer than this daemon is refused rather than guessed at.
 
 use rusqlite::Connection;
 
 /// The version this daemon writes.
-pub const CURRENT: i64 = 3;
+pub const CURRENT: i64 = 4;
 
 /// Version 1: the seed design's schema.
 pub const V1: &str = "
@@ -61,6 +62,32 @@ CREATE TABLE output_chunks (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4: workspaces (the desktop's named layouts of panes) and their snapshots. A
+/// layout is JSON text; a pane names its session by id, without a foreign key, since a
+/// workspace outlives the sessions it once showed.
+const V4: &str = "
+CREATE TABLE workspaces (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT,
+    icon TEXT,
+    layout TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    is_template INTEGER NOT NULL DEFAULT 0,
+    tags TEXT
+);
+CREATE TABLE workspace_snapshots (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    FOREIGN KEY(workspace_id) REFERENCES workspaces(id) ON DELETE CASCADE
+);
+CREATE INDEX workspace_snapshots_workspace ON workspace_snapshots(workspace_id);
+";
+
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -81,7 +108,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     if found > CURRENT {
         return Err(MigrateError::TooNew { found });
     }
-    let steps: [(i64, &str); 3] = [(1, V1), (2, V2), (3, V3)];
+    let steps: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
     for (version, sql) in steps {
         if found < version {
             let tx = conn.transaction()?;

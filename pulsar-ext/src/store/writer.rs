@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{AuditEntry, OutputDelta, Shared, StoreStats};
+use super::{AuditEntry, OutputDelta, Shared, StoreStats, WorkspaceRow, WorkspaceSnapshotRow};
 
 /// A queued write, with when it was queued.
 pub(super) enum Op {
@@ -20,6 +20,10 @@ pub(super) enum Op {
     Audit(AuditEntry, Instant),
     Delete(Uuid, Instant),
     PruneAudit(u64, Instant),
+    UpsertWorkspace(WorkspaceRow, Instant),
+    DeleteWorkspace(String, Instant),
+    InsertSnapshot(WorkspaceSnapshotRow, Instant),
+    DeleteSnapshot(String, Instant),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -32,7 +36,11 @@ impl Op {
             | Op::SaveOutput(_, at)
             | Op::Audit(_, at)
             | Op::Delete(_, at)
-            | Op::PruneAudit(_, at) => Some(*at),
+            | Op::PruneAudit(_, at)
+            | Op::UpsertWorkspace(_, at)
+            | Op::DeleteWorkspace(_, at)
+            | Op::InsertSnapshot(_, at)
+            | Op::DeleteSnapshot(_, at) => Some(*at),
             Op::Flush(_) | Op::Close(_) => None,
         }
     }
@@ -266,6 +274,57 @@ fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::R
                     "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - ?1",
                 )?
                 .execute(params![i64::try_from(keep).unwrap_or(i64::MAX)])?;
+            }
+            Op::UpsertWorkspace(row, _) => {
+                let tags = row
+                    .tags
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.prepare_cached(
+                    "INSERT INTO workspaces (id, name, description, icon, layout, created_at,
+                                             updated_at, is_template, tags)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(id) DO UPDATE SET
+                        name = excluded.name, description = excluded.description,
+                        icon = excluded.icon, layout = excluded.layout,
+                        updated_at = excluded.updated_at, is_template = excluded.is_template,
+                        tags = excluded.tags",
+                )?
+                .execute(params![
+                    row.id,
+                    row.name,
+                    row.description,
+                    row.icon,
+                    row.layout,
+                    row.created_at,
+                    row.updated_at,
+                    row.is_template,
+                    tags,
+                ])?;
+            }
+            Op::DeleteWorkspace(id, _) => {
+                tx.prepare_cached("DELETE FROM workspaces WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+            Op::InsertSnapshot(row, _) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO workspace_snapshots
+                        (id, workspace_id, name, layout, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    row.id,
+                    row.workspace_id,
+                    row.name,
+                    row.layout,
+                    row.created_at,
+                ])?;
+            }
+            Op::DeleteSnapshot(id, _) => {
+                tx.prepare_cached("DELETE FROM workspace_snapshots WHERE id = ?1")?
+                    .execute(params![id])?;
             }
             Op::Flush(_) | Op::Close(_) => {}
         }
