@@ -18,7 +18,9 @@ use crate::handover::Incoming;
 use crate::persist::{
     Checkpointer, StoreAudit, StoreObserver, StoreWorkspaces, load_workspaces, restore_all,
 };
-use crate::rpc::{self, BindError, DesktopBindError, DesktopListener, Handlers, SocketListener};
+use crate::rpc::{
+    self, BindError, DesktopBindError, DesktopListener, Handlers, Lifecycle, SocketListener,
+};
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
@@ -189,13 +191,15 @@ impl Daemon {
             Arc::clone(&config),
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             store.clone(),
-            keeper.as_ref().map(|k| KeeperStatus {
-                pid: k.pid(),
-                version: k.version().to_owned(),
-                socket: config.keeper_socket.display().to_string(),
-            }),
-            Arc::clone(&terminate_on_stop),
-            controls,
+            Lifecycle {
+                keeper: keeper.as_ref().map(|k| KeeperStatus {
+                    pid: k.pid(),
+                    version: k.version().to_owned(),
+                    socket: config.keeper_socket.display().to_string(),
+                }),
+                terminate_on_stop: Arc::clone(&terminate_on_stop),
+                controls,
+            },
         );
         // Only now, when nothing can fail any more, does a handed-over socket become ours (a
         // listener removes its file when dropped).

@@ -40,14 +40,19 @@ pub struct Handlers {
     audit: Arc<dyn AuditLog>,
     /// For `get_status`'s database figures.
     store: Store,
-    /// The keeper, for `get_status`.
-    keeper: Option<KeeperStatus>,
+    life: Lifecycle,
     started: Instant,
     started_at: DateTime<Utc>,
+}
+
+/// What the lifecycle methods (`get_status`, `shutdown`, `upgrade_daemon`) need of the daemon.
+pub(crate) struct Lifecycle {
+    /// The keeper, for `get_status`.
+    pub keeper: Option<KeeperStatus>,
     /// Set by `shutdown {terminate_sessions: true}`: the daemon's stop ends every session.
-    terminate_on_stop: Arc<AtomicBool>,
+    pub terminate_on_stop: Arc<AtomicBool>,
     /// Upgrades and their last error, through the supervisor.
-    controls: Controls,
+    pub controls: Controls,
 }
 
 impl Handlers {
@@ -59,9 +64,7 @@ impl Handlers {
         config: Arc<Config>,
         audit: Arc<dyn AuditLog>,
         store: Store,
-        keeper: Option<KeeperStatus>,
-        terminate_on_stop: Arc<AtomicBool>,
-        controls: Controls,
+        life: Lifecycle,
     ) -> Self {
         Self {
             sessions,
@@ -69,11 +72,9 @@ impl Handlers {
             config,
             audit,
             store,
-            keeper,
+            life,
             started: Instant::now(),
             started_at: Utc::now(),
-            terminate_on_stop,
-            controls,
         }
     }
 
@@ -168,8 +169,9 @@ impl PulsarApiServer for Handlers {
             pid: std::process::id(),
             database: Some(self.database_status()),
             started_at: Some(self.started_at),
-            keeper: self.keeper.clone(),
+            keeper: self.life.keeper.clone(),
             last_upgrade_error: self
+                .life
                 .controls
                 .upgrade_error
                 .lock()
@@ -446,7 +448,7 @@ impl PulsarApiServer for Handlers {
             detail: format!("terminate_sessions={terminate}"),
         });
         if terminate {
-            self.terminate_on_stop.store(true, Ordering::SeqCst);
+            self.life.terminate_on_stop.store(true, Ordering::SeqCst);
         }
         // The host (pulsar-standalone, or the Orbit host) stops on SIGTERM; the stop waits
         // for this answer to go out.
@@ -468,7 +470,7 @@ impl PulsarApiServer for Handlers {
                 Some(serde_json::json!({"binary": binary})),
             )
         };
-        let Some(upgrades) = &self.controls.upgrades else {
+        let Some(upgrades) = &self.life.controls.upgrades else {
             return Err(failed(
                 "upgrades in place need pulsar-standalone; inside an Orbit host, restart the \
                  host instead (the sessions survive it)"

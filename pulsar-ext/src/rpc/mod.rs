@@ -18,7 +18,7 @@ mod upstream;
 mod workspaces;
 
 pub use desktop::{DesktopBindError, DesktopListener};
-pub(crate) use handlers::Handlers;
+pub(crate) use handlers::{Handlers, Lifecycle};
 pub use listener::{BindError, SocketListener};
 pub(crate) use peer::Peer;
 
