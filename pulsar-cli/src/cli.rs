@@ -154,6 +154,14 @@ pub enum Verb {
         keep_sessions: bool,
     },
 
+    /// Replace the running daemon by a new binary without ending a session.
+    #[command(after_help = UPGRADE_AFTER_HELP)]
+    Upgrade {
+        /// The new daemon binary; default: the daemon's executable as it is on disk now.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+    },
+
     /// Type text into a session, followed by Enter.
     #[command(after_help = SEND_AFTER_HELP)]
     Send {
@@ -298,6 +306,15 @@ A killed session stays listed as stopped, its output readable, until the daemon 
 Examples:
   pulsar kill build
   pulsar kill 3fa8 c0ff";
+
+const UPGRADE_AFTER_HELP: &str = "\
+Every session keeps running with the same pid; attached clients see a short pause. A binary
+that is missing, not executable, exits or fails while taking over is refused and the running
+daemon serves on, saying why. Inside an Orbit host, restart the host instead.
+
+Examples:
+  pulsar upgrade
+  pulsar upgrade --binary ~/.cargo/bin/pulsar-standalone";
 
 const SHUTDOWN_AFTER_HELP: &str = "\
 Stopping the daemon any other way (SIGTERM, an upgrade, a crash) leaves the sessions running:

@@ -20,6 +20,7 @@ pub mod send;
 pub mod shutdown;
 pub mod status;
 pub mod terminal;
+pub mod upgrade;
 pub mod workspace;
 
 use std::process::ExitCode;
@@ -102,6 +103,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Verb::Kill { targets } => kill::run(&endpoint, &targets).await,
         Verb::Shutdown { keep_sessions } => shutdown::run(&endpoint, keep_sessions).await,
+        Verb::Upgrade { binary } => upgrade::run(&endpoint, binary).await,
         Verb::Send {
             escapes,
             no_newline,

@@ -353,9 +353,33 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A daemon started by an upgrade is not our child: find it by its socket.
+        if let Some(pid) = serving_pid(&self.socket) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         // The sessions outlive the daemon in its keeper: end them too.
         self.end_keeper();
     }
+}
+
+/// The pid of the daemon answering on `socket`, asked with a blocking line-JSON `get_status`
+/// (for cleanup, where nothing async can run).
+pub fn serving_pid(socket: &Path) -> Option<u32> {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"get_status\"}\n")
+        .ok()?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut answer)
+        .ok()?;
+    let value: Value = serde_json::from_str(&answer).ok()?;
+    value["result"]["pid"].as_u64().map(|pid| pid as u32)
 }
 
 /// A newline-delimited JSON-RPC client, as scripts and the upstream desktop client talk.
