@@ -4,6 +4,7 @@
 //! end it, and the terminal is put back as it was on every one of those paths.
 
 use std::io::{Read as _, Write as _};
+use std::path::Path;
 use std::time::Duration;
 
 use jsonrpsee::core::client::Subscription;
@@ -40,7 +41,7 @@ pub async fn run(endpoint: &Endpoint, target: &str, options: Options) -> Result<
     require_terminal()?;
     let client = endpoint.connect().await?;
     let session = resolve::session(&client, target).await?;
-    attach(client, session, options).await
+    attach(&endpoint.socket, client, session, options).await
 }
 
 /// Refuses to attach without a terminal to read keystrokes from.
@@ -71,7 +72,12 @@ enum End {
 
 /// Attaches the local terminal to `session` until the user detaches, the session exits or
 /// the daemon goes away.
-pub async fn attach(client: PulsarClient, session: Session, options: Options) -> Result<Exit> {
+pub async fn attach(
+    socket: &Path,
+    client: PulsarClient,
+    session: Session,
+    options: Options,
+) -> Result<Exit> {
     if !session.is_live() {
         return Err(Failure::error(format!(
             "session {} has exited{}; it cannot be attached (see `pulsar ls`)",
@@ -114,8 +120,14 @@ pub async fn attach(client: PulsarClient, session: Session, options: Options) ->
     if let Some(bytes) = first_screen {
         screen.redraw(&bytes);
     }
+    let mut link = Link {
+        socket,
+        client,
+        client_id: attached.client_id,
+        next: since.unwrap_or(0),
+    };
     let end = pump(
-        &client,
+        &mut link,
         &session,
         options,
         &mut signals,
@@ -124,7 +136,9 @@ pub async fn attach(client: PulsarClient, session: Session, options: Options) ->
     )
     .await;
     if matches!(end, End::Detached) {
-        let detach = client.detach_session(session.id, Some(attached.client_id));
+        let detach = link
+            .client
+            .detach_session(session.id, Some(link.client_id.clone()));
         let _ = tokio::time::timeout(DETACH_TIMEOUT, detach).await;
     }
     drop(screen);
@@ -255,9 +269,72 @@ enum Wake {
     Signal,
 }
 
-/// Moves bytes both ways until the attach ends.
+/// The connection an attach runs over, replaced when the daemon is (an upgrade, a restart).
+struct Link<'a> {
+    socket: &'a Path,
+    client: PulsarClient,
+    client_id: String,
+    /// The offset of the next output byte to show: where a new connection continues.
+    next: u64,
+}
+
+/// How long an attach tries to reach the daemon again after losing it (an upgrade takes a
+/// moment; a restart a little longer) before it gives up.
+const RECONNECT_WINDOW: Duration = Duration::from_secs(8);
+
+impl Link<'_> {
+    /// Connects again, attaches again and follows the output from where it was shown up to.
+    /// `Err` with the attach's end when the daemon does not come back or the session is gone.
+    async fn reconnect(
+        &mut self,
+        session: &Session,
+        options: Options,
+    ) -> std::result::Result<Subscription<OutputEvent>, End> {
+        let deadline = tokio::time::Instant::now() + RECONNECT_WINDOW;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Ok(client) = pulsar_protocol::connect(self.socket).await {
+                match rpc::attach(&client, session, options.read_only).await {
+                    Ok(attached) => {
+                        if !options.read_only {
+                            let _ = resize_to_terminal(&client, session).await;
+                        }
+                        // From where this terminal is; after a crash the daemon may have
+                        // kept less than that, and then a fresh snapshot redraws the screen.
+                        let stream = match subscribe(&client, session, Some(self.next), false).await
+                        {
+                            Ok(stream) => Ok(stream),
+                            Err(_) => subscribe(&client, session, None, true).await,
+                        };
+                        if let Ok(stream) = stream {
+                            self.client = client;
+                            self.client_id = attached.client_id;
+                            return Ok(stream);
+                        }
+                    }
+                    Err(failure) if failure.exit == Exit::NoDaemon => {}
+                    // Gone, or stopped while we were away: the stream would have said so.
+                    Err(_) => {
+                        return Err(End::Exited {
+                            code: None,
+                            signal: None,
+                        });
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(End::LostConnection);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Moves bytes both ways until the attach ends; a lost daemon is reached again (an upgrade or
+/// a restart is a short pause, not the end).
 async fn pump(
-    client: &PulsarClient,
+    link: &mut Link<'_>,
     session: &Session,
     options: Options,
     signals: &mut Signals,
@@ -275,17 +352,31 @@ async fn pump(
             _ = signals.interrupt.recv() => Wake::Signal,
         };
         let end = match wake {
-            Wake::Event(event) => on_event(client, session, event, stream, screen).await,
-            Wake::Keys(Some(bytes)) => on_keys(client, session, options, &bytes).await,
+            Wake::Event(event) => {
+                match &event {
+                    Some(Ok(OutputEvent::Output { data, offset })) => {
+                        link.next = offset + data.as_bytes().len() as u64;
+                    }
+                    Some(Ok(OutputEvent::Snapshot { offset, .. })) => link.next = *offset,
+                    _ => {}
+                }
+                on_event(&link.client, session, event, stream, screen).await
+            }
+            Wake::Keys(Some(bytes)) => on_keys(&link.client, session, options, &bytes).await,
             Wake::Keys(None) | Wake::Signal => Some(End::Detached),
             Wake::WindowChanged if options.read_only => None,
-            Wake::WindowChanged => match resize_to_terminal(client, session).await {
+            Wake::WindowChanged => match resize_to_terminal(&link.client, session).await {
                 Err(failure) if failure.exit == Exit::NoDaemon => Some(End::LostConnection),
                 _ => None,
             },
         };
-        if let Some(end) = end {
-            return end;
+        match end {
+            Some(End::LostConnection) => match link.reconnect(session, options).await {
+                Ok(fresh) => *stream = fresh,
+                Err(end) => return end,
+            },
+            Some(end) => return end,
+            None => {}
         }
     }
 }

@@ -65,7 +65,7 @@ pub async fn run(endpoint: &Endpoint, request: Request, options: Options) -> Res
         println!("{}", session.id);
         return Ok(Exit::Ok);
     }
-    attach::attach(client, session, options).await
+    attach::attach(&endpoint.socket, client, session, options).await
 }
 
 /// `create_session`'s parameters.

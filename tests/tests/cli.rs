@@ -635,6 +635,8 @@ fn every_verb_has_help_with_examples_and_bad_usage_exits_2() {
         "kill",
         "send",
         "status",
+        "shutdown",
+        "upgrade",
         "completions",
     ] {
         let run = finish(pulsar_command(&socket, dir.path(), &[verb, "--help"]));
@@ -1060,4 +1062,26 @@ async fn shutdown_keep_sessions_leaves_them_for_the_next_daemon() {
     let daemon = daemon.start_again(&[]).await;
     let info = daemon.client().await.get_session(id).await.unwrap();
     assert_eq!(info.pid, Some(pid));
+}
+
+#[tokio::test]
+async fn attach_carries_on_through_an_upgrade_without_losing_the_connection() {
+    let (daemon, _client, id, tmux) = attached("through").await;
+    let run = pulsar_ok(&daemon, &["upgrade"]);
+    assert!(run.stdout.contains("upgraded: pid"), "{}", run.stdout);
+    tmux.type_line("echo after-$((6*7))");
+    let screen = tmux.wait_for("after-42").await;
+    assert!(!screen.contains("lost connection"), "{screen}");
+    let client = daemon.client().await;
+    wait_clients(&client, id, 1).await;
+}
+
+#[tokio::test]
+async fn attach_carries_on_through_a_daemon_crash_and_restart() {
+    let (daemon, _client, _id, tmux) = attached("crashed").await;
+    let daemon = daemon.crash_and_restart(&[]).await;
+    tmux.type_line("echo back-$((6*7))");
+    let screen = tmux.wait_for("back-42").await;
+    assert!(!screen.contains("lost connection"), "{screen}");
+    drop(daemon);
 }
