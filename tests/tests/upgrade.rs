@@ -310,3 +310,30 @@ async fn a_new_daemon_crashing_while_taking_over_leaves_the_sessions_served() {
     .await;
     line.read_output_until(&id, "still here\r\n").await;
 }
+
+#[tokio::test]
+async fn five_hundred_sessions_are_handed_over_at_once() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let mut sessions = Vec::new();
+    for _ in 0..500 {
+        sessions.push(create(&mut line, &["/bin/cat"]).await);
+    }
+    drop(line);
+    upgrade(&daemon, None).await;
+    let mut line = daemon.line().await;
+    let listed = line.ok("list_sessions", json!({})).await;
+    let by_id: std::collections::HashMap<String, u64> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_owned(), s["pid"].as_u64().unwrap_or(0)))
+        .collect();
+    for (id, pid) in &sessions {
+        assert_eq!(by_id.get(id.as_str().unwrap()), Some(&u64::from(*pid)), "session {id}");
+    }
+    // And each still answers.
+    let (id, _) = &sessions[499];
+    line.ok("send_input", json!({"session_id": id, "data": b64(b"last one\n")})).await;
+    line.read_output_until(id, "last one\r\n").await;
+}
