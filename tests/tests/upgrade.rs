@@ -327,13 +327,26 @@ async fn five_hundred_sessions_are_handed_over_at_once() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["id"].as_str().unwrap().to_owned(), s["pid"].as_u64().unwrap_or(0)))
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["pid"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
     for (id, pid) in &sessions {
-        assert_eq!(by_id.get(id.as_str().unwrap()), Some(&u64::from(*pid)), "session {id}");
+        assert_eq!(
+            by_id.get(id.as_str().unwrap()),
+            Some(&u64::from(*pid)),
+            "session {id}"
+        );
     }
     // And each still answers.
     let (id, _) = &sessions[499];
-    line.ok("send_input", json!({"session_id": id, "data": b64(b"last one\n")})).await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"last one\n")}),
+    )
+    .await;
     line.read_output_until(id, "last one\r\n").await;
 }

@@ -89,9 +89,170 @@ async fn main() {
     if wanted("restore") {
         restore_time(&mut report).await;
     }
+    if wanted("upgrade") {
+        upgrade(&mut report).await;
+    }
     if wanted("ssh") {
         ssh(&mut report).await;
     }
+}
+
+/// The pause an attached client sees while the daemon is replaced (`upgrade_daemon`), with 1,
+/// 100 and 1000 sessions, beside the gaps between the same output lines with no upgrade; and
+/// the keeper's memory per held session.
+async fn upgrade(report: &mut Report) {
+    for (sessions, upgrades) in [(1usize, 20usize), (100, 20), (1000, 5)] {
+        let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn"), ("MAX_SESSIONS", "2000")]).await;
+        let client = daemon.client().await;
+        let keeper_pid = client
+            .get_status()
+            .await
+            .unwrap()
+            .keeper
+            .expect("a keeper")
+            .pid;
+        let keeper_before = private_kib(keeper_pid);
+        // One session prints a line every ~2 ms; the rest are idle cats.
+        let ticker = client
+            .create_session(
+                None,
+                command(&["/bin/sh", "-c", "while :; do echo tick; sleep 0.002; done"]),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+            .session_id;
+        for _ in 1..sessions {
+            client
+                .create_session(None, command(&["/bin/cat"]), None, None, None)
+                .await
+                .unwrap();
+        }
+        let keeper_per =
+            (private_kib(keeper_pid).saturating_sub(keeper_before)) as f64 / sessions as f64;
+        drop(client);
+        // Baseline: the gaps between output events with nothing happening.
+        let mut follower = Follower::start(&daemon.socket, ticker).await;
+        let mut quiet = Vec::new();
+        for _ in 0..500 {
+            quiet.push(follower.next_gap().await);
+        }
+        let mut pauses = Vec::new();
+        for _ in 0..upgrades {
+            let to = {
+                let client = pulsar_protocol::connect(&daemon.socket).await.unwrap();
+                client.upgrade_daemon(None).await.expect("upgrade").to_pid
+            };
+            // The longest gap the follower sees until it reads from the new daemon.
+            let mut longest = Duration::ZERO;
+            loop {
+                longest = longest.max(follower.next_gap().await);
+                if follower.served_by == Some(to) {
+                    break;
+                }
+            }
+            pauses.push(longest);
+        }
+        let (pause, quiet) = (stats(pauses), stats(quiet));
+        report.row(
+            &format!("pause an attached client sees during an upgrade, {sessions} sessions ({upgrades} upgrades)"),
+            format!("p50 {:.1} / p99 {:.1} ms", pause.p50 / 1e3, pause.p99 / 1e3),
+            format!("gaps with no upgrade p50 {:.1} / p99 {:.1} ms", quiet.p50 / 1e3, quiet.p99 / 1e3),
+            format!("{:.0}× / {:.0}×", pause.p50 / quiet.p50.max(1.0), pause.p99 / quiet.p99.max(1.0)),
+        );
+        report.row(
+            &format!("keeper private memory per held session, {sessions} sessions"),
+            format!("{keeper_per:.1} KiB"),
+            format!("keeper before {keeper_before} KiB"),
+            "-".to_owned(),
+        );
+        drop(follower);
+        drop(daemon);
+    }
+}
+
+/// A client following one session's output across daemons, as `pulsar attach` does:
+/// reconnecting and continuing from its offset when the daemon goes away.
+struct Follower {
+    socket: std::path::PathBuf,
+    session: SessionId,
+    stream: jsonrpsee::core::client::Subscription<OutputEvent>,
+    next: u64,
+    last: Instant,
+    /// The pid of the daemon the current stream comes from.
+    served_by: Option<u32>,
+}
+
+impl Follower {
+    async fn start(socket: &std::path::Path, session: SessionId) -> Self {
+        let (stream, served_by) = Self::subscribe(socket, session, None).await;
+        Self {
+            socket: socket.to_owned(),
+            session,
+            stream,
+            next: 0,
+            last: Instant::now(),
+            served_by: Some(served_by),
+        }
+    }
+
+    async fn subscribe(
+        socket: &std::path::Path,
+        session: SessionId,
+        since: Option<u64>,
+    ) -> (jsonrpsee::core::client::Subscription<OutputEvent>, u32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(client) = pulsar_protocol::connect(socket).await
+                && let Ok(status) = client.get_status().await
+                && let Ok(stream) = client.subscribe_output(session, since, None, None).await
+            {
+                // The subscription keeps the client's connection alive.
+                std::mem::forget(client);
+                return (stream, status.pid);
+            }
+            assert!(Instant::now() < deadline, "the daemon never came back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits for the next output event and returns the time since the one before.
+    async fn next_gap(&mut self) -> Duration {
+        loop {
+            match self.stream.next().await {
+                Some(Ok(OutputEvent::Output { offset, data })) => {
+                    self.next = offset + data.as_bytes().len() as u64;
+                    let now = Instant::now();
+                    let gap = now - self.last;
+                    self.last = now;
+                    return gap;
+                }
+                Some(_) => {}
+                None => {
+                    let (stream, pid) =
+                        Self::subscribe(&self.socket, self.session, Some(self.next)).await;
+                    self.stream = stream;
+                    self.served_by = Some(pid);
+                }
+            }
+        }
+    }
+}
+
+/// A process's private memory (clean + dirty, shared with no other process), in KiB, from
+/// `/proc/PID/smaps_rollup`: what it costs by itself.
+fn private_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    ["Private_Clean:", "Private_Dirty:"]
+        .iter()
+        .filter_map(|key| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 async fn database_writes(report: &mut Report) {
