@@ -1,0 +1,244 @@
+//! Shared by the property and reference tests: a small deterministic PRNG and a generator of
+//! byte streams that mix text, UTF-8 and the control functions programs use.
+
+#![allow(dead_code)]
+
+/// SplitMix64: tiny, deterministic, good enough to pick test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// What a generated stream may contain.
+#[derive(Clone, Copy)]
+pub struct Mix {
+    /// Sequences whose effect tmux and xterm disagree on, or tmux lacks (see the README):
+    /// only for tests that do not compare with tmux.
+    pub beyond_tmux: bool,
+    /// Raw garbage bytes (arbitrary controls, broken UTF-8, unfinished sequences).
+    pub garbage: bool,
+}
+
+/// A random stream of about `tokens` pieces for a `cols`×`rows` screen.
+pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> Vec<u8> {
+    let mut out = Vec::new();
+    let num = |rng: &mut Rng, max: u16| 1 + rng.below(u64::from(max)) as u16;
+    for _ in 0..tokens {
+        let t = rng.below(100);
+        let piece: Vec<u8> = match t {
+            0..=24 => {
+                let words = ["hello", "a", "wide", "x", "0123456789", "  ", "lorem ipsum"];
+                let mut s = rng.pick(&words).as_bytes().to_vec();
+                if rng.chance(30) {
+                    s.extend(std::iter::repeat_n(
+                        b'z',
+                        rng.below(u64::from(cols) * 2) as usize,
+                    ));
+                }
+                s
+            }
+            25..=31 => rng
+                .pick(&[
+                    "中",
+                    "文字",
+                    "é",
+                    "e\u{301}",
+                    "ñ",
+                    "日本語",
+                    "α",
+                    "🙂",
+                    "\u{301}",
+                ])
+                .as_bytes()
+                .to_vec(),
+            32..=37 => rng
+                .pick(&[&b"\r\n"[..], b"\r", b"\n", b"\x08", b"\t"])
+                .to_vec(),
+            38..=45 => {
+                let (r, c) = (num(rng, rows + 1), num(rng, cols + 1));
+                match rng.below(8) {
+                    0 => format!("\x1b[{r};{c}H"),
+                    1 => format!("\x1b[{}A", num(rng, rows)),
+                    2 => format!("\x1b[{}B", num(rng, rows)),
+                    3 => format!("\x1b[{}C", num(rng, cols)),
+                    4 => format!("\x1b[{}D", num(rng, cols)),
+                    5 => format!("\x1b[{c}G"),
+                    6 => format!("\x1b[{r}d"),
+                    _ => format!("\x1b[{}E", num(rng, 3)),
+                }
+                .into_bytes()
+            }
+            46..=51 => match rng.below(6) {
+                0 => format!("\x1b[{}J", rng.below(3)),
+                1 => format!("\x1b[{}K", rng.below(3)),
+                2 => format!("\x1b[{}X", num(rng, cols)),
+                3 => "\x1b[J".to_string(),
+                4 => "\x1b[K".to_string(),
+                _ => format!("\x1b[{}P", num(rng, 4)),
+            }
+            .into_bytes(),
+            52..=56 => {
+                let top = num(rng, rows);
+                let bottom = top + rng.below(u64::from(rows - top + 1)) as u16;
+                if rng.chance(20) {
+                    b"\x1b[r".to_vec()
+                } else {
+                    format!("\x1b[{top};{bottom}r").into_bytes()
+                }
+            }
+            57..=62 => rng.pick(&[&b"\x1bD"[..], b"\x1bE", b"\x1bM"]).to_vec(),
+            63..=68 => match rng.below(6) {
+                0 => format!("\x1b[{}@", num(rng, 4)),
+                1 => format!("\x1b[{}L", num(rng, 3)),
+                2 => format!("\x1b[{}M", num(rng, 3)),
+                3 => format!("\x1b[{}S", num(rng, 3)),
+                4 => format!("\x1b[{}T", num(rng, 3)),
+                _ => format!("\x1b[{}b", num(rng, 5)),
+            }
+            .into_bytes(),
+            69..=75 => {
+                let sgr = [
+                    "0",
+                    "1",
+                    "2",
+                    "3",
+                    "4",
+                    "5",
+                    "7",
+                    "8",
+                    "9",
+                    "22",
+                    "24",
+                    "27",
+                    "31",
+                    "42",
+                    "38;5;123",
+                    "48;5;17",
+                    "38;2;10;200;30",
+                    "48;2;1;2;3",
+                    "39",
+                    "49",
+                    "97",
+                    "104",
+                ];
+                format!("\x1b[{}m", rng.pick(&sgr)).into_bytes()
+            }
+            76..=79 => rng
+                .pick(&[&b"\x1bH"[..], b"\x1b[g", b"\x1b[3g", b"\x1b[2I", b"\x1b[Z"])
+                .to_vec(),
+            80..=83 => rng
+                .pick(&[&b"\x1b(0"[..], b"\x1b(B", b"\x1b)0", b"\x0e", b"\x0f"])
+                .to_vec(),
+            84..=87 => {
+                if mix.beyond_tmux {
+                    rng.pick(&[
+                        &b"\x1b[?1049h"[..],
+                        b"\x1b[?1049l",
+                        b"\x1b[?47h",
+                        b"\x1b[?47l",
+                        b"\x1b[?1047h",
+                        b"\x1b[?1047l",
+                        b"\x1b7",
+                        b"\x1b8",
+                        b"\x1b[s",
+                        b"\x1b[u",
+                    ])
+                    .to_vec()
+                } else {
+                    rng.pick(&[
+                        &b"\x1b[?1049h"[..],
+                        b"\x1b[?1049l",
+                        b"\x1b[?1049h\x1b[H",
+                        b"\x1b7",
+                        b"\x1b8",
+                    ])
+                    .to_vec()
+                }
+            }
+            88..=91 => rng
+                .pick(&[
+                    &b"\x1b[?6h"[..],
+                    b"\x1b[?6l",
+                    b"\x1b[4h",
+                    b"\x1b[4l",
+                    b"\x1b[?25l",
+                    b"\x1b[?25h",
+                    b"\x1b[?1h",
+                    b"\x1b=",
+                    b"\x1b[?2004h",
+                    b"\x1b[?1000h",
+                    b"\x1b[?1006h",
+                    b"\x1b[3 q",
+                    b"\x1b]2;title\x07",
+                    b"\x1b]0;other\x1b\\",
+                ])
+                .to_vec(),
+            92..=93 => {
+                if mix.beyond_tmux {
+                    rng.pick(&[
+                        &b"\x1b[?7l"[..],
+                        b"\x1b[?7h",
+                        b"\x1bc",
+                        b"\x1b[!p",
+                        b"\x1b#8",
+                    ])
+                    .to_vec()
+                } else {
+                    b"x".to_vec()
+                }
+            }
+            _ => {
+                if mix.garbage {
+                    (0..1 + rng.below(6)).map(|_| rng.next() as u8).collect()
+                } else {
+                    b"y".to_vec()
+                }
+            }
+        };
+        out.extend(piece);
+    }
+    out
+}
+
+/// Panics with the lines where two state dumps differ (whole dumps are long).
+pub fn assert_same_state(a: &str, b: &str, context: impl FnOnce() -> String) {
+    if a == b {
+        return;
+    }
+    let mut diff = String::new();
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    for i in 0..la.len().max(lb.len()) {
+        let (x, y) = (
+            la.get(i).copied().unwrap_or(""),
+            lb.get(i).copied().unwrap_or(""),
+        );
+        if x != y {
+            diff.push_str(&format!("- {x}\n+ {y}\n"));
+        }
+    }
+    panic!("{}\n{diff}", context());
+}
