@@ -268,9 +268,11 @@ impl Line {
     }
 
     /// Adds a combining mark to the character at `x` (or to the wide one it is half of).
+    /// A blank cell takes the mark too (xterm and tmux both draw it on the space).
     pub(crate) fn add_combining(&mut self, x: usize, mark: char, cols: usize) {
-        let Some(d) = &mut self.0 else { return };
-        let Some(&cell) = d.cells.get(x) else { return };
+        let d = self.data();
+        d.ensure_len(x + 1, cols);
+        let cell = d.cells[x];
         let x = if cell.is_pad() && x > 0 { x - 1 } else { x };
         let cell = d.cells[x];
         if let Some(i) = cell.ext_index() {

@@ -165,7 +165,7 @@ impl Screen {
     /// bytes, at the end). Fed to a terminal it draws the screen too, but prefer `redraw`.
     pub fn serialize(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        self.write_state(&mut out);
+        self.write_state(&mut out, false);
         match self.term.last_char {
             Some(c) => {
                 out.extend_from_slice(OSC_LAST_CHAR);
@@ -188,12 +188,12 @@ impl Screen {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(SYNC_BEGIN);
         out.extend_from_slice(CLIENT_PREAMBLE);
-        self.write_state(&mut out);
+        self.write_state(&mut out, true);
         out.extend_from_slice(SYNC_END);
         out
     }
 
-    fn write_state(&self, out: &mut Vec<u8>) {
+    fn write_state(&self, out: &mut Vec<u8>, for_client: bool) {
         let t = &self.term;
         let mut w = Writer {
             out,
@@ -205,19 +205,34 @@ impl Screen {
             w.history_and_rows(t);
         }
         if let Some(alt) = &t.alt {
-            w.saved_state(t, &t.main, &t.saved[0]);
-            w.out.extend_from_slice(b"\x1b[?1049h");
-            w.unsaved_state(&t.saved[0]);
-            w.rows(alt);
-            if t.saved[1] != SavedCursor::default() {
-                w.saved_state(t, alt, &t.saved[1]);
-                w.out.extend_from_slice(b"\x1b7");
-                w.unsaved_state(&t.saved[1]);
+            // For a client, 1049 (whose DECSC saves the main screen's cursor, so that it comes
+            // back when the program exits); for an exact rebuild, an explicit DECSC (only if
+            // one was saved) and 1047.
+            let main_saved = t.saved[0].unwrap_or_default();
+            if for_client || t.saved[0].is_some() {
+                w.saved_state(t, &t.main, &main_saved);
             }
-        } else if t.saved[0] != SavedCursor::default() {
-            w.saved_state(t, &t.main, &t.saved[0]);
+            if for_client {
+                w.out.extend_from_slice(b"\x1b[?1049h");
+            } else {
+                if t.saved[0].is_some() {
+                    w.out.extend_from_slice(b"\x1b7");
+                }
+                w.out.extend_from_slice(b"\x1b[?1047h");
+            }
+            if for_client || t.saved[0].is_some() {
+                w.unsaved_state(&main_saved);
+            }
+            w.rows(alt);
+            if let Some(saved) = &t.saved[1] {
+                w.saved_state(t, alt, saved);
+                w.out.extend_from_slice(b"\x1b7");
+                w.unsaved_state(saved);
+            }
+        } else if let Some(saved) = &t.saved[0] {
+            w.saved_state(t, &t.main, saved);
             w.out.extend_from_slice(b"\x1b7");
-            w.unsaved_state(&t.saved[0]);
+            w.unsaved_state(saved);
         }
         if let Some(stops) = t.tabs.custom_stops(t.cols) {
             w.out.extend_from_slice(b"\x1b[3g");

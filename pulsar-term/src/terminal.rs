@@ -60,8 +60,9 @@ pub(crate) struct Terminal {
     /// Rows scrolled off the main screen (off unless a limit is set).
     pub(crate) history: History,
     pub(crate) cursor: Cursor,
-    /// DECSC slots: `[main, alternate]`.
-    pub(crate) saved: [SavedCursor; 2],
+    /// DECSC slots: `[main, alternate]`; `None` until something is saved (DECRC then
+    /// homes the cursor with default attributes, but 1049's restore does nothing, as tmux).
+    pub(crate) saved: [Option<SavedCursor>; 2],
     /// Scroll region, inclusive rows.
     pub(crate) top: usize,
     pub(crate) bottom: usize,
@@ -87,7 +88,7 @@ impl Terminal {
             alt: None,
             history: History::default(),
             cursor: Cursor::default(),
-            saved: [SavedCursor::default(); 2],
+            saved: [None; 2],
             top: 0,
             bottom: rows - 1,
             modes: Modes::default(),
@@ -339,9 +340,9 @@ impl Terminal {
         self.cursor.x = x.saturating_add(n).min(self.cols - 1);
     }
 
+    /// CUB. From a pending wrap it counts from one past the last column, as BS does (tmux).
     pub(crate) fn cursor_back(&mut self, n: usize) {
-        let x = self.clamp_x();
-        self.cursor.x = x.saturating_sub(n);
+        self.cursor.x = self.cursor.x.saturating_sub(n);
     }
 
     /// CHA, HPA: to column `x` of this row.
@@ -484,17 +485,18 @@ impl Terminal {
 
     pub(crate) fn save_cursor(&mut self) {
         let slot = self.slot();
-        self.saved[slot] = SavedCursor {
-            x: self.cursor.x,
+        self.saved[slot] = Some(SavedCursor {
+            // tmux does not keep a pending wrap across DECSC/DECRC (xterm's docs are silent).
+            x: self.cursor.x.min(self.cols - 1),
             y: self.cursor.y,
             pen: self.cursor.pen,
             charsets: self.cursor.charsets,
             origin: self.modes.origin,
-        };
+        });
     }
 
     pub(crate) fn restore_cursor(&mut self) {
-        let saved = self.saved[self.slot()];
+        let saved = self.saved[self.slot()].unwrap_or_default();
         self.cursor.x = saved.x.min(self.cols);
         self.cursor.y = saved.y.min(self.rows - 1);
         self.set_pen(saved.pen);
@@ -517,13 +519,17 @@ impl Terminal {
         self.alt = Some(Grid::new(self.rows));
     }
 
-    /// Back to the main screen; the alternate one is freed.
+    /// Back to the main screen; the alternate one is freed. 1049 restores the cursor even
+    /// outside the alternate screen ("as in DECRC", ctlseqs), if anything was saved.
     pub(crate) fn leave_alternate(&mut self, restore_cursor: bool) {
         if self.alt.take().is_some() {
             // The alternate screen's DECSC slot goes with it.
-            self.saved[1] = SavedCursor::default();
+            self.saved[1] = None;
+        } else {
+            // tmux drops a pending wrap here even when nothing else happens.
+            self.cursor.x = self.cursor.x.min(self.cols - 1);
         }
-        if restore_cursor {
+        if restore_cursor && self.saved[0].is_some() {
             self.restore_cursor();
         }
     }
@@ -544,7 +550,7 @@ impl Terminal {
         self.bottom = self.rows - 1;
         self.set_pen(Style::default());
         self.cursor.charsets = Charsets::default();
-        self.saved[self.slot()] = SavedCursor::default();
+        self.saved[self.slot()] = None;
     }
 
     /// RIS: everything as new, except the title and the history.
@@ -615,7 +621,7 @@ impl Terminal {
         self.rows = rows;
         self.cursor.y = self.cursor.y.saturating_sub(shift).min(rows - 1);
         self.cursor.x = self.cursor.x.min(cols - 1);
-        for saved in &mut self.saved {
+        for saved in self.saved.iter_mut().flatten() {
             saved.x = saved.x.min(cols - 1);
             saved.y = saved.y.min(rows - 1);
         }

@@ -519,3 +519,33 @@ fn memory_stays_bounded_under_endless_non_ascii_rewrites() {
     }
     assert!(s.heap_bytes() < 4096, "{} bytes", s.heap_bytes());
 }
+
+#[test]
+fn decrc_without_a_save_homes_the_cursor() {
+    let s = screen(10, 3, b"ab\x1b[3;4H\x1b8X");
+    assert_eq!(row(&s, 0), "Xb");
+}
+
+#[test]
+fn leaving_1049_without_a_save_keeps_the_cursor() {
+    let s = screen(10, 3, b"ab\x1b[?1049lX");
+    assert_eq!(row(&s, 0), "abX");
+}
+
+#[test]
+fn cub_from_a_pending_wrap_counts_from_past_the_margin() {
+    let s = screen(5, 2, b"abcde\x1b[2DX");
+    assert_eq!(row(&s, 0), "abcXe");
+}
+
+#[test]
+fn a_second_1049_inside_the_alternate_screen_changes_nothing() {
+    let s = screen(10, 2, b"\x1b[?1049hAAA\x1b[?1049hB");
+    assert_eq!(row(&s, 0), "AAAB");
+}
+
+#[test]
+fn a_combining_mark_after_a_blank_goes_on_the_blank() {
+    let s = screen(10, 1, "ab\x1b[5C\u{301}X".as_bytes());
+    assert_eq!(row(&s, 0), "ab     \u{301}X");
+}

@@ -47,6 +47,7 @@ pub struct Mix {
 pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> Vec<u8> {
     let mut out = Vec::new();
     let num = |rng: &mut Rng, max: u16| 1 + rng.below(u64::from(max)) as u16;
+    let alt_family = rng.chance(50);
     for _ in 0..tokens {
         let t = rng.below(100);
         let piece: Vec<u8> = match t {
@@ -74,6 +75,11 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                     "\u{301}",
                 ])
                 .as_bytes()
+                .to_vec(),
+            // tmux's BS at column 0 goes back over a soft wrap (xterm only in mode 45): for
+            // tmux, never at column 0.
+            32..=37 if !mix.beyond_tmux => rng
+                .pick(&[&b"\r\n"[..], b"\r", b"\n", b"x\x08", b"\t"])
                 .to_vec(),
             32..=37 => rng
                 .pick(&[&b"\r\n"[..], b"\r", b"\n", b"\x08", b"\t"])
@@ -113,10 +119,29 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
             57..=62 => rng.pick(&[&b"\x1bD"[..], b"\x1bE", b"\x1bM"]).to_vec(),
             63..=68 => match rng.below(6) {
                 0 => format!("\x1b[{}@", num(rng, 4)),
+                // Outside the scroll region xterm ignores IL/DL; tmux applies them to the
+                // whole screen. For tmux, set a region around the row first.
+                1 | 2 if !mix.beyond_tmux => {
+                    let (y, x) = (num(rng, rows), num(rng, cols));
+                    let top = 1 + rng.below(u64::from(y)) as u16;
+                    let bottom = y + rng.below(u64::from(rows - y + 1)) as u16;
+                    let op = if rng.chance(50) { 'L' } else { 'M' };
+                    // A one-row region is invalid (ignored): then the whole screen.
+                    let region = if top < bottom {
+                        format!("\x1b[{top};{bottom}r")
+                    } else {
+                        "\x1b[r".to_string()
+                    };
+                    format!("{region}\x1b[{y};{x}H\x1b[{}{op}", num(rng, 3))
+                }
                 1 => format!("\x1b[{}L", num(rng, 3)),
                 2 => format!("\x1b[{}M", num(rng, 3)),
                 3 => format!("\x1b[{}S", num(rng, 3)),
                 4 => format!("\x1b[{}T", num(rng, 3)),
+                // tmux repeats only ASCII (xterm any graphic character): after an ASCII one.
+                // tmux repeats only ASCII and never past the end of the line (xterm repeats
+                // any graphic character, wrapping as printing does).
+                _ if !mix.beyond_tmux => format!("\x1b[{}T", num(rng, 3)),
                 _ => format!("\x1b[{}b", num(rng, 5)),
             }
             .into_bytes(),
@@ -147,9 +172,15 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                 ];
                 format!("\x1b[{}m", rng.pick(&sgr)).into_bytes()
             }
+            // tmux 3.3 has no CHT (`CSI I`).
+            76..=79 if !mix.beyond_tmux => rng
+                .pick(&[&b"\x1bH"[..], b"\x1b[g", b"\x1b[3g", b"\x1b[Z"])
+                .to_vec(),
             76..=79 => rng
                 .pick(&[&b"\x1bH"[..], b"\x1b[g", b"\x1b[3g", b"\x1b[2I", b"\x1b[Z"])
                 .to_vec(),
+            // tmux does not restore charsets with 1049's cursor (xterm does, as DECRC).
+            80..=83 if !mix.beyond_tmux && alt_family => b"z".to_vec(),
             80..=83 => rng
                 .pick(&[&b"\x1b(0"[..], b"\x1b(B", b"\x1b)0", b"\x0e", b"\x0f"])
                 .to_vec(),
@@ -168,20 +199,17 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                         b"\x1b[u",
                     ])
                     .to_vec()
+                } else if alt_family {
+                    rng.pick(&[&b"\x1b[?1049h"[..], b"\x1b[?1049l", b"\x1b[?1049h\x1b[H"])
+                        .to_vec()
                 } else {
-                    rng.pick(&[
-                        &b"\x1b[?1049h"[..],
-                        b"\x1b[?1049l",
-                        b"\x1b[?1049h\x1b[H",
-                        b"\x1b7",
-                        b"\x1b8",
-                    ])
-                    .to_vec()
+                    // xterm keeps DECSC per screen and 1049 uses it; tmux keeps them apart.
+                    rng.pick(&[&b"\x1b7"[..], b"\x1b8"]).to_vec()
                 }
             }
-            88..=91 => rng
-                .pick(&[
-                    &b"\x1b[?6h"[..],
+            88..=91 => {
+                let modes: [&[u8]; 14] = [
+                    b"\x1b[?6h",
                     b"\x1b[?6l",
                     b"\x1b[4h",
                     b"\x1b[4l",
@@ -195,8 +223,13 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                     b"\x1b[3 q",
                     b"\x1b]2;title\x07",
                     b"\x1b]0;other\x1b\\",
-                ])
-                .to_vec(),
+                ];
+                // tmux homes DECSTBM to the screen's corner even in origin mode (xterm and DEC
+                // to the region's), and in insert mode inserts before a pending wrap (xterm
+                // after it): neither mode when comparing with tmux.
+                let skip = if mix.beyond_tmux { 0 } else { 4 };
+                rng.pick(&modes[skip..]).to_vec()
+            }
             92..=93 => {
                 if mix.beyond_tmux {
                     rng.pick(&[
