@@ -111,6 +111,21 @@ impl Parser {
                     continue;
                 }
                 self.ground(term, bytes[i]);
+            } else if self.state == State::Csi {
+                // Parameters and intermediates go to vte in one call, not a byte at a time.
+                let room = (MAX_CSI + 1).saturating_sub(self.pending.len());
+                let run = bytes[i..]
+                    .iter()
+                    .take(room.saturating_sub(1))
+                    .take_while(|b| (0x20..=0x3f).contains(*b))
+                    .count();
+                if run > 0 {
+                    self.pending.extend_from_slice(&bytes[i..i + run]);
+                    self.vte.advance(term, &bytes[i..i + run]);
+                    i += run;
+                    continue;
+                }
+                self.sequence(term, bytes[i]);
             } else {
                 self.sequence(term, bytes[i]);
             }
