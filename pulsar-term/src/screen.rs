@@ -96,6 +96,19 @@ impl Screen {
         self.term.heap_bytes() + self.parser.heap_bytes()
     }
 
+    /// An upper bound of `heap_bytes` for this size and scrollback, whatever was fed: what
+    /// the fuzz target checks. Each line holds at most a screen width of cells, and a side
+    /// table of at most about four widths of extended cells with their combining marks.
+    #[doc(hidden)]
+    pub fn heap_bound(&self) -> usize {
+        let t = &self.term;
+        let line = 64
+            + 8 * t.cols * std::mem::size_of::<u64>()
+            + (4 * t.cols + 8) * (48 + 4 * crate::grid::MAX_COMBINING);
+        let lines = 2 * (t.rows + 1) + t.history.limit;
+        lines * (line + 16) + t.cols + 2 * crate::terminal::MAX_TITLE + 4096
+    }
+
     /// A canonical text dump of the whole state (what is shown, how, and every mode), for
     /// tests: two screens with equal dumps behave the same from then on.
     #[doc(hidden)]

@@ -549,3 +549,36 @@ fn a_combining_mark_after_a_blank_goes_on_the_blank() {
     let s = screen(10, 1, "ab\x1b[5C\u{301}X".as_bytes());
     assert_eq!(row(&s, 0), "ab     \u{301}X");
 }
+
+#[test]
+fn a_screen_can_move_between_threads() {
+    fn send<T: Send + Sync>() {}
+    send::<Screen>();
+    send::<pulsar_term::Hibernated>();
+}
+
+#[test]
+fn redraw_of_an_alternate_screen_gives_the_client_its_main_screen_back_on_exit() {
+    let s = screen(10, 3, b"shell$ vim\r\n\x1b[?1049h\x1b[H~\r\n~\x1b[2;2H");
+    let mut client = Screen::new(10, 3);
+    client.feed(b"junk on the client");
+    client.feed(&s.redraw());
+    assert!(client.alternate_screen());
+    assert_eq!(rows(&client), ["~", "~", ""]);
+    assert_eq!(cursor(&client), (1, 1));
+    client.feed(b"\x1b[?1049l");
+    assert_eq!(rows(&client), ["shell$ vim", "", ""]);
+    assert_eq!(cursor(&client), (1, 0));
+}
+
+#[test]
+fn hibernated_size_is_small_for_an_idle_shell() {
+    let s = screen(
+        80,
+        24,
+        b"\x1b[01;32muser@host\x1b[00m:\x1b[01;34m~\x1b[00m$ ",
+    );
+    let sleeping = s.hibernate();
+    assert!(sleeping.len() < 128, "{} bytes", sleeping.len());
+    assert_eq!(sleeping.wake().render(false).rows[0], "user@host:~$");
+}
