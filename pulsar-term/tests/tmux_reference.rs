@@ -1,5 +1,6 @@
 //! Differential tests against tmux, which follows xterm: a stream is shown in a tmux pane of
-//! the exact size, and tmux's screen (capture-pane) and cursor must equal ours.
+//! the exact size, and tmux's screen (capture-pane, text with attributes and colours) and
+//! cursor must equal ours.
 //!
 //! Each test runs its own tmux server on a private socket (`-L`), killed by a guard; tmux is
 //! polled with a deadline (the stream ends with a title marker, and tmux handles bytes in
@@ -127,7 +128,28 @@ fn plain(capture: &str, cols: u16, rows: u16) -> Vec<String> {
         }
         s.feed(line.as_bytes());
     }
-    s.render(false).rows
+    s.render(true).rows.iter().map(|r| trim_styled(r)).collect()
+}
+
+/// A styled row without its trailing spaces (whatever their style: capture-pane drops them)
+/// and the SGR sequences around them.
+fn trim_styled(row: &str) -> String {
+    let mut s = row.to_owned();
+    loop {
+        if s.ends_with(' ') {
+            s.pop();
+        } else if s.ends_with('m')
+            && let Some(i) = s.rfind("\x1b[")
+            && s[i + 2..s.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b';')
+        {
+            s.truncate(i);
+        } else {
+            break;
+        }
+    }
+    s
 }
 
 /// Our rows and cursor for the same stream.
@@ -136,7 +158,8 @@ fn ours(cols: u16, rows: u16, bytes: &[u8]) -> (Vec<String>, (usize, usize)) {
     s.feed(bytes);
     let (y, x) = s.cursor_position();
     let x = if s.pending_wrap() { cols } else { x };
-    (s.render(false).rows, (usize::from(x), usize::from(y)))
+    let rows = s.render(true).rows.iter().map(|r| trim_styled(r)).collect();
+    (rows, (usize::from(x), usize::from(y)))
 }
 
 fn compare(test: &str, cols: u16, rows: u16, bytes: &[u8]) -> Result<(), String> {
@@ -229,6 +252,43 @@ fn pending_wrap_cases_match_tmux() {
     ] {
         assert_like_tmux(name, 5, 3, bytes);
     }
+}
+
+#[test]
+fn erase_backgrounds_match_tmux_on_written_cells() {
+    assert_like_tmux(
+        "bce-el",
+        10,
+        3,
+        b"0123456789\x1b[44m\x1b[1;4H\x1b[K\x1b[0mx",
+    );
+    assert_like_tmux(
+        "bce-ech",
+        10,
+        3,
+        b"0123456789\x1b[41m\x1b[1;2H\x1b[3X\x1b[mx",
+    );
+    assert_like_tmux(
+        "bce-dch",
+        10,
+        3,
+        b"0123456789\x1b[42m\x1b[1;1H\x1b[2P\x1b[m",
+    );
+    assert_like_tmux(
+        "bce-ich",
+        10,
+        3,
+        b"0123456789\x1b[43m\x1b[1;3H\x1b[2@\x1b[m",
+    );
+    assert_like_tmux(
+        "bce-scroll",
+        10,
+        3,
+        b"\x1b[44m\x1b[2S\x1b[3;1H\n\x1b[0m\tx\x1b[1;1H\tx",
+    );
+    assert_like_tmux("bce-il", 10, 3, b"a\r\nb\x1b[45m\x1b[1;1H\x1b[L\x1b[0m\tx");
+    // (An erase past the end of a line's content: tmux leaves those cells default; xterm
+    // and we fill them. See behaviour.rs.)
 }
 
 #[test]

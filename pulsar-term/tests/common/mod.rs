@@ -170,6 +170,15 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                     "97",
                     "104",
                 ];
+                // tmux applies an erase's background only up to the end of a line's
+                // content (xterm to every erased cell): no backgrounds for tmux.
+                let sgr: Vec<&str> = if mix.beyond_tmux {
+                    sgr.to_vec()
+                } else {
+                    sgr.into_iter()
+                        .filter(|s| !s.starts_with('4') && *s != "104")
+                        .collect()
+                };
                 format!("\x1b[{}m", rng.pick(&sgr)).into_bytes()
             }
             // tmux 3.3 has no CHT (`CSI I`).
