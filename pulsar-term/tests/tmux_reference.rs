@@ -22,10 +22,11 @@ const MIX: Mix = Mix {
     garbage: false,
 };
 
-/// A private tmux server, killed on drop.
+/// A private tmux server, killed on drop (and its socket file removed).
 struct Tmux {
     socket: String,
     file: PathBuf,
+    socket_path: std::cell::OnceCell<PathBuf>,
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -46,7 +47,11 @@ impl Tmux {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let socket = format!("pulsar-term-{}-{test}-{n}", std::process::id());
         let file = std::env::temp_dir().join(format!("{socket}.bin"));
-        Tmux { socket, file }
+        Tmux {
+            socket,
+            file,
+            socket_path: std::cell::OnceCell::new(),
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Output {
@@ -56,6 +61,12 @@ impl Tmux {
             .args(args)
             .output()
             .expect("running tmux")
+    }
+
+    /// Called once a server runs: remembers its socket to remove it afterwards.
+    fn started(&self) {
+        let path = self.query("#{socket_path}");
+        let _ = self.socket_path.set(PathBuf::from(path));
     }
 
     fn query(&self, format: &str) -> String {
@@ -86,6 +97,7 @@ impl Tmux {
             &command,
         ]);
         assert!(out.status.success(), "tmux new-session: {out:?}");
+        self.started();
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.query("#{pane_title}") != marker {
             assert!(
@@ -94,6 +106,13 @@ impl Tmux {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        let screen = self.screen(cols, rows);
+        self.cmd(&["kill-server"]);
+        screen
+    }
+
+    /// The pane's screen now (styled rows, replayed through our model) and cursor (x, y).
+    fn screen(&self, cols: u16, rows: u16) -> (Vec<String>, (usize, usize)) {
         let size = self.query("#{pane_width}x#{pane_height}");
         assert_eq!(size, format!("{cols}x{rows}"), "tmux pane size");
         let capture = self.cmd(&["capture-pane", "-p", "-e"]);
@@ -104,7 +123,6 @@ impl Tmux {
         }
         let cursor = self.query("#{cursor_x} #{cursor_y}");
         let (x, y) = cursor.split_once(' ').expect("cursor x y");
-        self.cmd(&["kill-server"]);
         (rows_text, (x.parse().unwrap(), y.parse().unwrap()))
     }
 }
@@ -113,6 +131,9 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
         let _ = std::fs::remove_file(&self.file);
+        if let Some(path) = self.socket_path.get() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -365,4 +386,226 @@ fn bisect() {
         "first difference after byte {bad}; the last bytes: {:?}\n{report}\nbefore: {before}{theirs:#?}",
         String::from_utf8_lossy(&bytes[bad.saturating_sub(60)..bad])
     );
+}
+
+/// A real program in a tmux pane, its output recorded byte for byte (pipe-pane).
+struct Program {
+    tmux: Tmux,
+    log: PathBuf,
+    cols: u16,
+    rows: u16,
+    /// The size it started with.
+    first_size: (u16, u16),
+    /// Where resizes happened in the log, to replay them at the same byte.
+    resizes: Vec<(usize, u16, u16)>,
+}
+
+impl Program {
+    /// Starts `command` in a `cols`×`rows` pane; it runs once the recording is on.
+    fn start(test: &str, cols: u16, rows: u16, command: &str) -> Program {
+        let tmux = Tmux::new(test);
+        let log = std::env::temp_dir().join(format!("{}.log", tmux.socket));
+        let script = format!(
+            "stty -echo; read go; stty echo; {command}; echo program-exited; exec sleep 600"
+        );
+        let out = tmux.cmd(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+            &script,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux.started();
+        let pipe = format!("cat >> '{}'", log.display());
+        let out = tmux.cmd(&["pipe-pane", "-o", &pipe]);
+        assert!(out.status.success(), "tmux pipe-pane: {out:?}");
+        let program = Program {
+            tmux,
+            log,
+            cols,
+            rows,
+            first_size: (cols, rows),
+            resizes: Vec::new(),
+        };
+        program.keys(&["Enter"]);
+        program
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        let out = self.tmux.cmd(&args);
+        assert!(out.status.success(), "tmux send-keys: {out:?}");
+    }
+
+    fn recorded(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
+    }
+
+    /// Resizes the pane once the program's output has settled on what we expect.
+    fn resize(&mut self, cols: u16, rows: u16, what: &str, needle: &str) {
+        self.expect_same(what, needle);
+        let at = self.recorded().len();
+        let out = self.tmux.cmd(&[
+            "resize-window",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+        assert!(out.status.success(), "tmux resize-window: {out:?}");
+        self.resizes.push((at, cols, rows));
+        (self.cols, self.rows) = (cols, rows);
+    }
+
+    fn ours(&self) -> (Vec<String>, (usize, usize)) {
+        let bytes = self.recorded();
+        let mut s = Screen::new(self.first_size.0, self.first_size.1);
+        let mut from = 0;
+        for &(at, cols, rows) in &self.resizes {
+            s.feed(&bytes[from..at]);
+            s.resize(cols, rows);
+            from = at;
+        }
+        s.feed(&bytes[from..]);
+        let (y, x) = s.cursor_position();
+        let x = if s.pending_wrap() { s.size().0 } else { x };
+        let rows = s.render(true).rows.iter().map(|r| trim_styled(r)).collect();
+        (rows, (usize::from(x), usize::from(y)))
+    }
+
+    /// Polls until tmux's screen shows `needle` (the program has drawn) and ours agrees (the
+    /// recording has caught up), failing with both screens at the deadline.
+    fn expect_same(&self, what: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let theirs = self.tmux.screen(self.cols, self.rows);
+            let mine = self.ours();
+            let drawn = theirs.0.iter().any(|row| row.contains(needle));
+            if drawn && theirs == mine {
+                return;
+            }
+            if Instant::now() > deadline {
+                let mut report = format!("{what}: tmux and ours differ (or no {needle:?})\n");
+                for (i, (t, m)) in theirs.0.iter().zip(&mine.0).enumerate() {
+                    let mark = if t == m { ' ' } else { '!' };
+                    report.push_str(&format!("{mark} {i:2} tmux {t:?}\n{mark}    ours {m:?}\n"));
+                }
+                report.push_str(&format!("cursor: tmux {:?} ours {:?}\n", theirs.1, mine.1));
+                panic!("{report}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Program {
+    /// The serializer's round trip on this real recording, cut at `cuts` points (before any
+    /// resize): rebuilt at the cut and fed the rest, the states must be equal.
+    fn round_trip_at_cuts(&self, cuts: usize) {
+        let bytes = self.recorded();
+        let end = self.resizes.first().map_or(bytes.len(), |r| r.0);
+        let bytes = &bytes[..end];
+        let (cols, rows) = self.first_size;
+        let mut rng = Rng::new(bytes.len() as u64);
+        for _ in 0..cuts {
+            let cut = rng.below(bytes.len() as u64 + 1) as usize;
+            let mut a = Screen::new(cols, rows);
+            a.feed(&bytes[..cut]);
+            let mut b = Screen::new(cols, rows);
+            b.feed(&a.serialize());
+            a.feed(&bytes[cut..]);
+            b.feed(&bytes[cut..]);
+            assert!(
+                a.dump() == b.dump(),
+                "round trip differs at cut {cut} of {}",
+                bytes.len()
+            );
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn with_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("pulsar-term-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("writing a test file");
+    path
+}
+
+fn source_text() -> String {
+    (0..60)
+        .map(|i| format!("fn f{i}(x: u32) -> u32 {{ x * {i} + 1 }} // line {i} with some text\n"))
+        .collect()
+}
+
+#[test]
+fn vim_matches_tmux_while_editing_resizing_and_after_quitting() {
+    let file = with_file("vim.rs", &source_text());
+    let command = format!(
+        "vim -u NONE -N -i NONE -c 'syntax on' -c 'set number' '{}'",
+        file.display()
+    );
+    let mut vim = Program::start("vim", 80, 24, &command);
+    vim.expect_same("vim started", "line 0 with");
+    vim.keys(&["j", "j", "j", "i", "inserted 中文 text ", "Escape"]);
+    vim.expect_same("vim after inserting", "inserted");
+    vim.keys(&["4", "0", "G", "d", "d", "o", "a new line", "Escape"]);
+    vim.expect_same("vim after deleting and opening a line", "a new line");
+    vim.resize(60, 15, "vim before the resize", "a new line");
+    vim.expect_same("vim after shrinking", "a new line");
+    vim.resize(100, 30, "vim before growing", "a new line");
+    vim.expect_same("vim after growing", "a new line");
+    vim.keys(&[":q!", "Enter"]);
+    vim.expect_same("the shell after vim", "program-exited");
+    vim.round_trip_at_cuts(200);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn less_matches_tmux_while_paging() {
+    let file = with_file("less.txt", &source_text());
+    let command = format!("less '{}'", file.display());
+    let less = Program::start("less", 80, 24, &command);
+    less.expect_same("less started", "line 0 with");
+    less.keys(&["Space"]);
+    less.expect_same("less after a page", "line 30 with");
+    less.keys(&["/", "line 5", "Enter"]);
+    less.expect_same("less after a search", "x * 50 +");
+    less.keys(&["G"]);
+    less.expect_same("less at the end", "(END)");
+    less.keys(&["q"]);
+    less.expect_same("the shell after less", "program-exited");
+    less.round_trip_at_cuts(200);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_shell_with_colours_matches_tmux() {
+    let shell = Program::start(
+        "shell",
+        80,
+        24,
+        "PS1='\\[\\e[01;32m\\]user@host\\[\\e[00m\\]:\\[\\e[01;34m\\]~\\[\\e[00m\\]$ ' bash --norc -i",
+    );
+    shell.expect_same("the prompt", "user@host");
+    shell.keys(&["ls --color=always -la /usr", "Enter"]);
+    shell.expect_same("after ls", "share");
+    shell.keys(&[
+        "printf '\\e[41m%s\\e[K\\e[m\\n' red; printf 'wide 日本語 e\\u0301 done\\n'",
+        "Enter",
+    ]);
+    shell.expect_same("after printf", "done");
+    shell.keys(&["seq 1 100", "Enter"]);
+    shell.expect_same("after seq scrolled", "100");
+    shell.round_trip_at_cuts(200);
 }
