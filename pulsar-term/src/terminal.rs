@@ -281,8 +281,11 @@ impl Terminal {
                 line.shrink();
                 line = self.history.push(line).unwrap_or_default();
             }
+            // Recycled, the line keeps its allocation for the rows about to be written.
             line.recycle();
-            line.erase(0, cols, &erase, cols);
+            if erase != Style::default() {
+                line.erase(0, cols, &erase, cols);
+            }
             if full {
                 grid.lines.push_back(line);
             } else {
@@ -303,7 +306,9 @@ impl Terminal {
         for _ in 0..n {
             let mut line = grid.lines.remove(bottom).unwrap_or_default();
             line.recycle();
-            line.erase(0, cols, &erase, cols);
+            if erase != Style::default() {
+                line.erase(0, cols, &erase, cols);
+            }
             grid.lines.insert(top, line);
         }
     }
