@@ -1,5 +1,6 @@
 //! The byte-stream front end: printable ASCII is handed to the screen in whole runs (the fast
-//! path), UTF-8 and escape sequences are decoded here, CSI parameters are parsed by `vte`.
+//! path), UTF-8 and escape sequences are decoded here, and a complete CSI sequence is handed
+//! to `vte` in one call, which parses its parameters (subparameters included).
 //!
 //! An unfinished sequence or UTF-8 character is kept as the bytes that lead to it
 //! (`pending`): feeding those bytes to a fresh parser recreates its state exactly, which is
@@ -40,7 +41,7 @@ enum State {
     EscapeIntermediate,
     /// An overlong escape sequence, ignored up to its final byte.
     EscapeIgnore,
-    /// Inside `ESC [`; `vte` holds the parameters.
+    /// Inside `ESC [`; the sequence so far is in `pending` (vte sees it once complete).
     Csi,
     /// An overlong CSI, ignored up to its final byte.
     CsiIgnore,
@@ -112,7 +113,7 @@ impl Parser {
                 }
                 self.ground(term, bytes[i]);
             } else if self.state == State::Csi {
-                // Parameters and intermediates go to vte in one call, not a byte at a time.
+                // Parameters and intermediates are collected a run at a time.
                 let room = (MAX_CSI + 1).saturating_sub(self.pending.len());
                 let run = bytes[i..]
                     .iter()
@@ -121,7 +122,6 @@ impl Parser {
                     .count();
                 if run > 0 {
                     self.pending.extend_from_slice(&bytes[i..i + run]);
-                    self.vte.advance(term, &bytes[i..i + run]);
                     i += run;
                     continue;
                 }
@@ -218,14 +218,14 @@ impl Parser {
         }
         match b {
             CAN | SUB => {
-                self.cancel(term);
+                self.cancel();
                 return;
             }
             ESC => {
                 if self.state == State::Osc {
                     self.osc_end(term);
                 }
-                self.cancel(term);
+                self.cancel();
                 self.begin(ESC, State::Escape);
                 return;
             }
@@ -238,7 +238,6 @@ impl Parser {
                 b'[' => {
                     self.pending.push(b);
                     self.state = State::Csi;
-                    self.vte.advance(term, b"\x1b[");
                 }
                 b']' => {
                     self.pending.push(b);
@@ -285,14 +284,14 @@ impl Parser {
                 0x20..=0x3f => {
                     self.pending.push(b);
                     if self.pending.len() > MAX_CSI {
-                        self.vte.advance(term, &[CAN]);
                         self.state = State::CsiIgnore;
-                    } else {
-                        self.vte.advance(term, &[b]);
                     }
                 }
                 0x40..=0x7e => {
-                    self.vte.advance(term, &[b]);
+                    // The whole sequence goes to vte at once: it parses the parameters and
+                    // calls back `csi_dispatch`, and is in its ground state again after.
+                    self.pending.push(b);
+                    self.vte.advance(term, &self.pending);
                     self.finish();
                 }
                 _ => {}
@@ -319,11 +318,7 @@ impl Parser {
     }
 
     /// Abandons the current sequence (CAN, SUB, or an ESC starting a new one).
-    fn cancel(&mut self, term: &mut Terminal) {
-        if self.state == State::Csi {
-            // vte leaves its CSI state on CAN (and reports CAN, which the terminal ignores).
-            self.vte.advance(term, &[CAN]);
-        }
+    fn cancel(&mut self) {
         self.finish();
     }
 
