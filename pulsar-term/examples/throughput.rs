@@ -149,6 +149,36 @@ fn busy_shell() -> Vec<u8> {
     out
 }
 
+/// How long a full, coloured 80x24 screen takes to redraw, serialize, hibernate and wake.
+fn redraw_cost(bytes: &[u8]) {
+    let mut s = Screen::new(80, 24);
+    s.feed(bytes);
+    let n = 1000;
+    let start = Instant::now();
+    let mut len = 0;
+    for _ in 0..n {
+        len = std::hint::black_box(s.redraw()).len();
+    }
+    let redraw = start.elapsed() / n;
+    let sleeping = Screen::new(80, 24);
+    let mut sleeping = {
+        let mut t = sleeping;
+        t.feed(bytes);
+        t.hibernate()
+    };
+    let start = Instant::now();
+    for _ in 0..n {
+        let woken = std::hint::black_box(sleeping.wake());
+        sleeping = woken.hibernate();
+    }
+    let cycle = start.elapsed() / n;
+    println!(
+        "full coloured 80x24 screen: redraw {len} B in {redraw:?}; wake + hibernate {cycle:?} \
+         ({} B asleep)",
+        sleeping.len()
+    );
+}
+
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
@@ -197,6 +227,7 @@ fn main() {
             a / b
         );
     }
+    redraw_cost(&coloured()[..1 << 20]);
     memory("idle shell (prompt after clear)", PROMPT);
     memory("shell after 3 ls", &busy_shell());
 }
