@@ -94,6 +94,16 @@ fn coloured() -> Vec<u8> {
     out
 }
 
+fn utf8_lines() -> Vec<u8> {
+    let line = "日本語のテキスト, ünïcödé text with accents é and ñ, 中文字符 and emoji 🙂\r\n";
+    line.as_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(TOTAL)
+        .collect()
+}
+
 fn mbps(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
 }
@@ -215,7 +225,14 @@ fn main() {
         ("endless line of 'a'", endless_line()),
         ("64-byte lines", lines_of_64()),
         ("SGR-coloured lines", coloured()),
+        ("UTF-8 (CJK, accents)", utf8_lines()),
     ] {
+        // For profiling one workload alone: THROUGHPUT_ONLY=<part of its name>.
+        if let Ok(only) = std::env::var("THROUGHPUT_ONLY")
+            && !name.contains(only.as_str())
+        {
+            continue;
+        }
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             a.push(ours(&data));
