@@ -42,7 +42,7 @@ pub(crate) fn line_text(line: &Line, cols: usize, ansi: bool) -> String {
         }
         if ansi && c.style != pen {
             sgr.clear();
-            c.style.write_sgr(&mut sgr);
+            c.style.write_sgr_from(&pen, &mut sgr);
             text.push_str(std::str::from_utf8(&sgr).expect("SGR is ASCII"));
             pen = c.style;
         }

@@ -35,7 +35,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn pen(&mut self, style: Style) {
         if self.pen != style {
-            style.write_sgr(self.out);
+            style.write_sgr_from(&self.pen, self.out);
             self.pen = style;
         }
     }
@@ -222,6 +222,11 @@ impl Screen {
             }
             if for_client || t.saved[0].is_some() {
                 w.unsaved_state(&main_saved);
+            }
+            if for_client {
+                // 1049 has cleared the alternate screen; a client without one (a log
+                // viewer, pyte) would otherwise show the main screen through the gaps.
+                w.out.extend_from_slice(b"\x1b[H\x1b[2J");
             }
             w.rows(alt);
             if let Some(saved) = &t.saved[1] {

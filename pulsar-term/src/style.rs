@@ -109,10 +109,27 @@ impl Style {
         }
     }
 
-    /// Appends the SGR sequence that sets exactly this style from any other.
-    pub(crate) fn write_sgr(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"\x1b[0");
-        for (bit, code) in [
+    /// Appends the SGR sequence that takes a terminal from style `from` to exactly this
+    /// one: `CSI 0 m` back to the default, just the codes from the default (`CSI 33 m`, the
+    /// form programs write), else a reset and the codes (`CSI 0;1;33 m`).
+    pub(crate) fn write_sgr_from(&self, from: &Style, out: &mut Vec<u8>) {
+        if *self == Style::default() {
+            out.extend_from_slice(b"\x1b[0m");
+            return;
+        }
+        out.extend_from_slice(b"\x1b[");
+        let mut first = *from == Style::default();
+        if !first {
+            out.push(b'0');
+        }
+        let mut code = |out: &mut Vec<u8>, n: u16| {
+            if !first {
+                out.push(b';');
+            }
+            first = false;
+            push_num(out, n);
+        };
+        for (bit, n) in [
             (BOLD, 1),
             (DIM, 2),
             (ITALIC, 3),
@@ -123,12 +140,28 @@ impl Style {
             (STRIKE, 9),
         ] {
             if self.attrs & bit != 0 {
-                out.push(b';');
-                push_num(out, code);
+                code(out, n);
             }
         }
-        write_color(out, self.fg, 30, 90, 38);
-        write_color(out, self.bg, 40, 100, 48);
+        for (color, base, bright, extended) in [(self.fg, 30, 90, 38), (self.bg, 40, 100, 48)] {
+            match color {
+                Color::Default => {}
+                Color::Indexed(n) if n < 8 => code(out, base + u16::from(n)),
+                Color::Indexed(n) if n < 16 => code(out, bright + u16::from(n - 8)),
+                Color::Indexed(n) => {
+                    code(out, extended);
+                    code(out, 5);
+                    code(out, u16::from(n));
+                }
+                Color::Rgb(r, g, b) => {
+                    code(out, extended);
+                    code(out, 2);
+                    code(out, u16::from(r));
+                    code(out, u16::from(g));
+                    code(out, u16::from(b));
+                }
+            }
+        }
         out.push(b'm');
     }
 }
@@ -162,36 +195,6 @@ fn extended_color(param: &[u16], rest: &mut vte::ParamsIter<'_>) -> Option<Color
             Some(Color::Rgb(byte(r?)?, byte(g?)?, byte(b?)?))
         }
         _ => None,
-    }
-}
-
-fn write_color(out: &mut Vec<u8>, color: Color, base: u16, bright: u16, extended: u16) {
-    match color {
-        Color::Default => {}
-        Color::Indexed(n) if n < 8 => {
-            out.push(b';');
-            push_num(out, base + u16::from(n));
-        }
-        Color::Indexed(n) if n < 16 => {
-            out.push(b';');
-            push_num(out, bright + u16::from(n - 8));
-        }
-        Color::Indexed(n) => {
-            out.push(b';');
-            push_num(out, extended);
-            out.extend_from_slice(b";5;");
-            push_num(out, u16::from(n));
-        }
-        Color::Rgb(r, g, b) => {
-            out.push(b';');
-            push_num(out, extended);
-            out.extend_from_slice(b";2;");
-            push_num(out, u16::from(r));
-            out.push(b';');
-            push_num(out, u16::from(g));
-            out.push(b';');
-            push_num(out, u16::from(b));
-        }
     }
 }
 

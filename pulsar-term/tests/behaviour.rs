@@ -191,7 +191,7 @@ fn el_erases_right_left_or_all_of_the_line() {
 fn erase_fills_with_the_current_background() {
     let s = screen(5, 1, b"\x1b[41m\x1b[K");
     let ansi = s.render(true).rows[0].clone();
-    assert_eq!(ansi, "\x1b[0;41m     \x1b[0m");
+    assert_eq!(ansi, "\x1b[41m     \x1b[0m");
 }
 
 #[test]
@@ -290,7 +290,7 @@ fn decsc_and_decrc_restore_position_pen_and_charsets() {
         b"\x1b[2;3H\x1b[31m\x1b(0\x1b7\x1b[m\x1b(B\x1b[H\x1b8q",
     );
     assert_eq!(row(&s, 1), "  ─");
-    assert_eq!(s.render(true).rows[1], "  \x1b[0;31m─\x1b[0m");
+    assert_eq!(s.render(true).rows[1], "  \x1b[31m─\x1b[0m");
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn sgr_sets_attributes_and_colours() {
     let r = s.render(true).rows[0].clone();
     assert_eq!(
         r,
-        "\x1b[0;1;3;4;7;31;42ma\x1b[0;1;3;4;7;38;5;200;48;2;1;2;3mb\x1b[0mc"
+        "\x1b[1;3;4;7;31;42ma\x1b[0;1;3;4;7;38;5;200;48;2;1;2;3mb\x1b[0mc"
     );
 }
 

@@ -72,3 +72,25 @@ fn the_snapshot_sequence_history_newlines_redraw_shows_the_screen() {
     assert_eq!(client.render(false), screen.render(false));
     assert!(client.scrollback_len() >= 27, "{}", client.scrollback_len());
 }
+
+#[test]
+fn ansi_rows_use_the_sgr_form_programs_write() {
+    // tests/tests/screen.rs looks for `ESC [33m` in get_screen's ANSI rows.
+    let mut screen = Screen::new(20, 4);
+    screen.feed(b"top line\r\n\x1b[33myellow\x1b[0m");
+    let ansi = screen.render(true);
+    assert!(ansi.rows[1].contains("\x1b[33m"), "{:?}", ansi.rows[1]);
+    assert_eq!(screen.render(false).rows[..2], ["top line", "yellow"]);
+}
+
+#[test]
+fn a_redraw_clears_the_alternate_screen_for_clients_without_one() {
+    let mut screen = Screen::new(10, 3);
+    screen.feed(b"main\x1b[?1049h\x1b[Halt");
+    let redraw = String::from_utf8(screen.redraw()).unwrap();
+    let alt = redraw.find("\x1b[?1049h").unwrap();
+    assert!(
+        redraw[alt..].starts_with("\x1b[?1049h\x1b[H\x1b[2J"),
+        "{redraw:?}"
+    );
+}
