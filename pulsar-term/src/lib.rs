@@ -14,9 +14,11 @@
 //! for the cases).
 
 mod charset;
+mod edit;
 mod grid;
 mod hibernate;
 mod modes;
+mod motion;
 mod parser;
 mod perform;
 mod render;
