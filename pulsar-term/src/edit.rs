@@ -114,7 +114,7 @@ impl Terminal {
 
     pub(crate) fn execute(&mut self, byte: u8) {
         match byte {
-            0x08 => self.cursor.x = self.cursor.x.saturating_sub(1),
+            0x08 => self.cursor_back(1),
             0x09 => self.tab_forward(1),
             0x0a..=0x0c => self.index(),
             0x0d => self.cursor.x = 0,
@@ -127,8 +127,10 @@ impl Terminal {
 
     // ---- vertical motion and scrolling ----
 
-    /// LF, IND: down one row, scrolling the region at its bottom margin.
+    /// LF, IND: down one row, scrolling the region at its bottom margin. Like every
+    /// vertical move it cancels a pending wrap (xterm's CursorDown; tmux keeps it).
     pub(crate) fn index(&mut self) {
+        self.clamp_x();
         if self.cursor.y == self.bottom {
             self.scroll_up(self.top, self.bottom, 1, true);
         } else if self.cursor.y + 1 < self.rows {
@@ -136,8 +138,9 @@ impl Terminal {
         }
     }
 
-    /// RI: up one row, scrolling the region down at its top margin.
+    /// RI: up one row, scrolling the region down at its top margin (cancels a pending wrap).
     pub(crate) fn reverse_index(&mut self) {
+        self.clamp_x();
         if self.cursor.y == self.top {
             self.scroll_down(self.top, self.bottom, 1);
         } else if self.cursor.y > 0 {
@@ -201,11 +204,15 @@ impl Terminal {
     }
 
     // ---- erasing and editing ----
+    //
+    // At a pending wrap these act on the last column, where xterm's cursor is, and cancel
+    // the pending wrap (xterm's ClearRight, InsertChar, DeleteChar all ResetWrap; tmux
+    // leaves the last column alone and keeps the wrap pending).
 
     /// ED: 0 below, 1 above, 2 all, 3 the history.
     pub(crate) fn erase_display(&mut self, mode: usize) {
         let erase = self.cursor.pen.erase();
-        let (cols, x, y) = (self.cols, self.cursor.x, self.cursor.y);
+        let (cols, x, y) = (self.cols, self.clamp_x(), self.cursor.y);
         match mode {
             0 => {
                 self.line(y).erase(x, cols, &erase, cols);
@@ -217,7 +224,7 @@ impl Terminal {
                 for row in 0..y {
                     self.line(row).erase(0, cols, &erase, cols);
                 }
-                self.line(y).erase(0, x.min(cols - 1) + 1, &erase, cols);
+                self.line(y).erase(0, x + 1, &erase, cols);
             }
             2 => {
                 for row in 0..self.rows {
@@ -232,10 +239,10 @@ impl Terminal {
     /// EL: 0 right, 1 left, 2 all.
     pub(crate) fn erase_line(&mut self, mode: usize) {
         let erase = self.cursor.pen.erase();
-        let (cols, x, y) = (self.cols, self.cursor.x, self.cursor.y);
+        let (cols, x, y) = (self.cols, self.clamp_x(), self.cursor.y);
         match mode {
             0 => self.line(y).erase(x, cols, &erase, cols),
-            1 => self.line(y).erase(0, x.min(cols - 1) + 1, &erase, cols),
+            1 => self.line(y).erase(0, x + 1, &erase, cols),
             2 => self.line(y).erase(0, cols, &erase, cols),
             _ => {}
         }
@@ -244,30 +251,27 @@ impl Terminal {
     /// ECH.
     pub(crate) fn erase_chars(&mut self, n: usize) {
         let erase = self.cursor.pen.erase();
-        let (cols, x, y) = (self.cols, self.cursor.x, self.cursor.y);
+        let (cols, x, y) = (self.cols, self.clamp_x(), self.cursor.y);
         self.line(y).erase(x, x.saturating_add(n), &erase, cols);
     }
 
     /// ICH.
     pub(crate) fn insert_chars(&mut self, n: usize) {
         let erase = self.cursor.pen.erase();
-        let (cols, x, y) = (self.cols, self.cursor.x, self.cursor.y);
-        if x < cols {
-            self.line(y).insert(x, n, &erase, cols);
-        }
+        let (cols, x, y) = (self.cols, self.clamp_x(), self.cursor.y);
+        self.line(y).insert(x, n, &erase, cols);
     }
 
     /// DCH.
     pub(crate) fn delete_chars(&mut self, n: usize) {
         let erase = self.cursor.pen.erase();
-        let (cols, x, y) = (self.cols, self.cursor.x, self.cursor.y);
-        if x < cols {
-            self.line(y).delete(x, n, &erase, cols);
-        }
+        let (cols, x, y) = (self.cols, self.clamp_x(), self.cursor.y);
+        self.line(y).delete(x, n, &erase, cols);
     }
 
     /// IL: only inside the scroll region.
     pub(crate) fn insert_lines(&mut self, n: usize) {
+        self.clamp_x();
         let y = self.cursor.y;
         if (self.top..=self.bottom).contains(&y) {
             self.scroll_down(y, self.bottom, n);
@@ -276,6 +280,7 @@ impl Terminal {
 
     /// DL: only inside the scroll region; deleted rows never go to the history.
     pub(crate) fn delete_lines(&mut self, n: usize) {
+        self.clamp_x();
         let y = self.cursor.y;
         if (self.top..=self.bottom).contains(&y) {
             self.scroll_up(y, self.bottom, n, false);

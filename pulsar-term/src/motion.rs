@@ -6,6 +6,8 @@ use crate::terminal::Terminal;
 impl Terminal {
     // ---- cursor motion ----
 
+    /// Cancels a pending wrap, leaving the cursor on the last column (where xterm keeps it
+    /// while the wrap is pending); returns the column.
     pub(crate) fn clamp_x(&mut self) -> usize {
         self.cursor.x = self.cursor.x.min(self.cols - 1);
         self.cursor.x
@@ -36,9 +38,11 @@ impl Terminal {
         self.cursor.x = x.saturating_add(n).min(self.cols - 1);
     }
 
-    /// CUB. From a pending wrap it counts from one past the last column, as BS does (tmux).
+    /// CUB, BS. From a pending wrap they count from the last column, where xterm's cursor
+    /// is (tmux counts from one past it).
     pub(crate) fn cursor_back(&mut self, n: usize) {
-        self.cursor.x = self.cursor.x.saturating_sub(n);
+        let x = self.clamp_x();
+        self.cursor.x = x.saturating_sub(n);
     }
 
     /// CHA, HPA: to column `x` of this row.
@@ -48,6 +52,7 @@ impl Terminal {
 
     /// VPA: to row `y` (of the region, in origin mode), same column.
     pub(crate) fn set_row(&mut self, y: usize) {
+        self.clamp_x();
         self.cursor.y = if self.modes.origin {
             (self.top + y).min(self.bottom)
         } else {

@@ -58,8 +58,8 @@ pub(crate) struct Terminal {
     /// Rows scrolled off the main screen (off unless a limit is set).
     pub(crate) history: History,
     pub(crate) cursor: Cursor,
-    /// DECSC slots: `[main, alternate]`; `None` until something is saved (DECRC then
-    /// homes the cursor with default attributes, but 1049's restore does nothing, as tmux).
+    /// DECSC slots: `[main, alternate]`; `None` until something is saved (DECRC then homes
+    /// the cursor with default attributes and charsets, as xterm).
     pub(crate) saved: [Option<SavedCursor>; 2],
     /// Scroll region, inclusive rows.
     pub(crate) top: usize,
@@ -140,8 +140,8 @@ impl Terminal {
     pub(crate) fn save_cursor(&mut self) {
         let slot = self.slot();
         self.saved[slot] = Some(SavedCursor {
-            // tmux does not keep a pending wrap across DECSC/DECRC (xterm's docs are silent).
-            x: self.cursor.x.min(self.cols - 1),
+            // A pending wrap is saved and restored too (xterm's wrap_flag; tmux drops it).
+            x: self.cursor.x,
             y: self.cursor.y,
             pen: self.cursor.pen,
             charsets: self.cursor.charsets,
@@ -162,28 +162,28 @@ impl Terminal {
         }
     }
 
-    /// 47, 1047, 1049: a fresh, blank alternate screen (already in it: nothing happens).
+    /// 47, 1047, 1049: a fresh, blank alternate screen. 1049 saves the cursor first, as
+    /// DECSC does (into the main screen's slot, or the alternate's if already there), and
+    /// always clears (xterm: CursorSave, ToAlternate, ClearScreen; tmux ignores a second
+    /// 1049h). 47 and 1047 inside the alternate screen change nothing.
     pub(crate) fn enter_alternate(&mut self, save_cursor: bool) {
-        if self.alt.is_some() {
-            return;
-        }
         if save_cursor {
             self.save_cursor();
         }
-        self.alt = Some(Grid::new(self.rows));
+        if save_cursor || self.alt.is_none() {
+            self.alt = Some(Grid::new(self.rows));
+        }
     }
 
-    /// Back to the main screen; the alternate one is freed. 1049 restores the cursor even
-    /// outside the alternate screen ("as in DECRC", ctlseqs), if anything was saved.
+    /// Back to the main screen; the alternate one is freed (xterm keeps its content for a
+    /// later 47h, tmux does not). 1049 then restores the cursor as DECRC does, even from the
+    /// main screen (xterm; home if nothing was saved).
     pub(crate) fn leave_alternate(&mut self, restore_cursor: bool) {
         if self.alt.take().is_some() {
             // The alternate screen's DECSC slot goes with it.
             self.saved[1] = None;
-        } else {
-            // tmux drops a pending wrap here even when nothing else happens.
-            self.cursor.x = self.cursor.x.min(self.cols - 1);
         }
-        if restore_cursor && self.saved[0].is_some() {
+        if restore_cursor {
             self.restore_cursor();
         }
     }

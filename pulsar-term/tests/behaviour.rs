@@ -527,20 +527,59 @@ fn decrc_without_a_save_homes_the_cursor() {
 }
 
 #[test]
-fn leaving_1049_without_a_save_keeps_the_cursor() {
-    let s = screen(10, 3, b"ab\x1b[?1049lX");
-    assert_eq!(row(&s, 0), "abX");
+fn leaving_1049_outside_the_alternate_screen_restores_the_cursor_as_decrc() {
+    let s = screen(10, 3, b"ab\x1b[2;3H\x1b[?1049lX");
+    assert_eq!(rows(&s), ["Xb", "", ""]);
 }
 
 #[test]
-fn cub_from_a_pending_wrap_counts_from_past_the_margin() {
+fn cub_from_a_pending_wrap_counts_from_the_last_column() {
     let s = screen(5, 2, b"abcde\x1b[2DX");
+    assert_eq!(row(&s, 0), "abXde");
+}
+
+#[test]
+fn bs_at_a_pending_wrap_moves_left_of_the_last_column() {
+    let s = screen(5, 2, b"abcde\x08X");
     assert_eq!(row(&s, 0), "abcXe");
 }
 
 #[test]
-fn a_second_1049_inside_the_alternate_screen_changes_nothing() {
+fn lf_cancels_a_pending_wrap() {
+    let s = screen(5, 3, b"abcde\nX");
+    assert_eq!(rows(&s), ["abcde", "    X", ""]);
+}
+
+#[test]
+fn el_at_a_pending_wrap_erases_the_last_column() {
+    let s = screen(5, 2, b"abcde\x1b[K");
+    assert_eq!(rows(&s), ["abcd", ""]);
+    assert!(!s.pending_wrap());
+}
+
+#[test]
+fn ich_at_a_pending_wrap_acts_on_the_last_column() {
+    let s = screen(5, 2, b"abcde\x1b[@");
+    assert_eq!(row(&s, 0), "abcd");
+}
+
+#[test]
+fn ht_and_sgr_keep_a_pending_wrap() {
+    let s = screen(5, 2, b"abcde\t\x1b[1mX");
+    assert_eq!(rows(&s), ["abcde", "X"]);
+}
+
+#[test]
+fn decsc_and_decrc_keep_a_pending_wrap() {
+    let s = screen(5, 3, b"abcde\x1b7\r\n\x1b8X");
+    assert_eq!(rows(&s), ["abcde", "X", ""]);
+}
+
+#[test]
+fn a_second_1049_inside_the_alternate_screen_clears_it() {
     let s = screen(10, 2, b"\x1b[?1049hAAA\x1b[?1049hB");
+    assert_eq!(row(&s, 0), "   B");
+    let s = screen(10, 2, b"\x1b[?1049hAAA\x1b[?1047hB");
     assert_eq!(row(&s, 0), "AAAB");
 }
 

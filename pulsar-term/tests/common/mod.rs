@@ -48,6 +48,7 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
     let mut out = Vec::new();
     let num = |rng: &mut Rng, max: u16| 1 + rng.below(u64::from(max)) as u16;
     let alt_family = rng.chance(50);
+    let mut alt_open = false;
     for _ in 0..tokens {
         let t = rng.below(100);
         let piece: Vec<u8> = match t {
@@ -62,6 +63,13 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                 }
                 s
             }
+            // tmux's grid keeps half a wide character that is overwritten or erased from
+            // its right half (xterm blanks both halves): for tmux, wide characters only in
+            // `wide_text_stream`, which never lands the cursor on a right half.
+            25..=31 if !mix.beyond_tmux => rng
+                .pick(&["é", "e\u{301}", "ñ", "α", "\u{301}", "ü"])
+                .as_bytes()
+                .to_vec(),
             25..=31 => rng
                 .pick(&[
                     "中",
@@ -77,9 +85,9 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                 .as_bytes()
                 .to_vec(),
             // tmux's BS at column 0 goes back over a soft wrap (xterm only in mode 45): for
-            // tmux, never at column 0.
+            // tmux, never at column 0 (CUF first).
             32..=37 if !mix.beyond_tmux => rng
-                .pick(&[&b"\r\n"[..], b"\r", b"\n", b"x\x08", b"\t"])
+                .pick(&[&b"\r\n"[..], b"\r", b"\n", b"\x1b[C\x08", b"\t"])
                 .to_vec(),
             32..=37 => rng
                 .pick(&[&b"\r\n"[..], b"\r", b"\n", b"\x08", b"\t"])
@@ -209,8 +217,15 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                     ])
                     .to_vec()
                 } else if alt_family {
-                    rng.pick(&[&b"\x1b[?1049h"[..], b"\x1b[?1049l", b"\x1b[?1049h\x1b[H"])
-                        .to_vec()
+                    // tmux ignores 1049h inside the alternate screen and 1049l outside it
+                    // (xterm clears, and restores the cursor): only well-nested visits.
+                    alt_open = !alt_open;
+                    if alt_open {
+                        rng.pick(&[&b"\x1b[?1049h"[..], b"\x1b[?1049h\x1b[H"])
+                            .to_vec()
+                    } else {
+                        b"\x1b[?1049l".to_vec()
+                    }
                 } else {
                     // xterm keeps DECSC per screen and 1049 uses it; tmux keeps them apart.
                     rng.pick(&[&b"\x1b7"[..], b"\x1b8"]).to_vec()
@@ -261,9 +276,25 @@ pub fn stream(rng: &mut Rng, tokens: usize, cols: u16, rows: u16, mix: Mix) -> V
                 }
             }
         };
+        if !mix.beyond_tmux && differs_at_a_pending_wrap(&piece) {
+            // CUF cancels a pending wrap the same way in both.
+            out.extend_from_slice(b"\x1b[C");
+        }
         out.extend(piece);
     }
     out
+}
+
+/// At a pending wrap xterm (and we) cancel it and act on the last column for these; tmux
+/// keeps it pending (and BS/CUB count from past the margin, DECSC drops it).
+fn differs_at_a_pending_wrap(piece: &[u8]) -> bool {
+    match piece {
+        b"\n" | b"\x1bD" | b"\x1bM" | b"\x1b7" => true,
+        // 1049h saves the cursor as DECSC does.
+        _ if piece.starts_with(b"\x1b[?1049h") => true,
+        [0x1b, b'[', .., last] => b"DJKXP@d".contains(last),
+        _ => false,
+    }
 }
 
 /// Panics with the lines where two state dumps differ (whole dumps are long).
@@ -283,4 +314,55 @@ pub fn assert_same_state(a: &str, b: &str, context: impl FnOnce() -> String) {
         }
     }
     panic!("{}\n{diff}", context());
+}
+
+/// Text with wide and combining characters, written in order (CR, LF and whole-line erases
+/// but no horizontal cursor motion), so the cursor never starts on a wide character's right
+/// half; with SGR, scrolling and regions.
+pub fn wide_text_stream(rng: &mut Rng, tokens: usize, rows: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..tokens {
+        let piece: Vec<u8> = match rng.below(20) {
+            0..=5 => rng
+                .pick(&[
+                    &b"hello "[..],
+                    b"a",
+                    b"zzzzzzzzzzzzzzzzzzzzzzzzzzz",
+                    b"0123456789",
+                ])
+                .to_vec(),
+            6..=11 => rng
+                .pick(&[
+                    "中".as_bytes(),
+                    "文字".as_bytes(),
+                    "日本語のテキスト".as_bytes(),
+                    "🙂".as_bytes(),
+                    "e\u{301}".as_bytes(),
+                    "ñ".as_bytes(),
+                ])
+                .to_vec(),
+            12..=14 => rng.pick(&[&b"\r\n"[..], b"\r", b"\x1bE"]).to_vec(),
+            // At a pending wrap xterm cancels it on EL and IND/RI, tmux does not: CR first.
+            15 => rng
+                .pick(&[&b"\r\x1b[2K"[..], b"\x1b[2J\x1b[H", b"\x1b[S", b"\x1b[T"])
+                .to_vec(),
+            16..=17 => rng
+                .pick(&[&b"\x1b[1;31m"[..], b"\x1b[0m", b"\x1b[7m", b"\x1b[38;5;99m"])
+                .to_vec(),
+            18 => {
+                out.extend_from_slice(
+                    format!(
+                        "\x1b[{};{}r\x1b[H",
+                        1 + rng.below(2),
+                        rows - rng.below(2) as u16
+                    )
+                    .as_bytes(),
+                );
+                continue;
+            }
+            _ => rng.pick(&[&b"\r\x1bD"[..], b"\r\x1bM"]).to_vec(),
+        };
+        out.extend_from_slice(&piece);
+    }
+    out
 }
