@@ -150,7 +150,12 @@ fn every_source_file_opens_with_a_module_doc() {
 
 #[test]
 fn the_api_boundaries_depend_on_nothing_in_the_workspace() {
-    for boundary in ["pulsar-protocol", "orbit-api-stub"] {
+    for boundary in [
+        "pulsar-protocol",
+        "orbit-api-stub",
+        "pulsar-term",
+        "pulsar-keeper",
+    ] {
         let manifest =
             std::fs::read_to_string(workspace_dir().join(boundary).join("Cargo.toml")).unwrap();
         for member in [
@@ -192,6 +197,7 @@ fn every_file_the_architecture_doc_names_exists() {
         "pulsar-cli",
         "pulsar-protocol",
         "pulsar-keeper",
+        "pulsar-term",
         "orbit-api-stub",
         "pulsar-standalone",
         "tests",

@@ -223,3 +223,67 @@ async fn a_terminated_session_leaves_nothing_held_by_the_keeper() {
     .await;
     assert!(process_gone(pid as u32));
 }
+
+#[tokio::test]
+async fn the_main_screen_behind_a_full_screen_program_survives_a_restart() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let script = r#"printf 'MAIN-TEXT\n'; printf '\033[?1049h\033[HALT-TEXT'; read x; printf '\033[?1049l'; read y"#;
+    let created = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+        )
+        .await;
+    let id = created["session_id"].clone();
+    line.read_output_until(&id, "ALT-TEXT").await;
+    drop(line);
+
+    // A crash: the screen comes back from what was saved, not from the program.
+    let daemon = {
+        let daemon = daemon;
+        // Saved within persist_interval_ms; wait for it rather than racing it.
+        let db = daemon.database();
+        eventually("the screen to be saved", || async {
+            let conn = rusqlite::Connection::open(&db).ok()?;
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM session_state WHERE pty_state IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            (n > 0).then_some(())
+        })
+        .await;
+        daemon.crash_and_restart(&[]).await
+    };
+    let mut line = daemon.line().await;
+    let screen = line.ok("get_screen", json!({"session_id": id})).await;
+    assert_eq!(screen["alternate_screen"], true, "{screen}");
+    assert!(
+        screen["rows"][0].as_str().unwrap().starts_with("ALT-TEXT"),
+        "{screen}"
+    );
+    // The program leaves the alternate screen: the main screen it hid is there.
+    line.ok("send_input", json!({"session_id": id, "data": b64(b"\n")}))
+        .await;
+    let shown = eventually("the main screen back", || {
+        let socket = daemon.socket.clone();
+        let id = id.clone();
+        async move {
+            let mut line = LineClient::connect(&socket).await;
+            let screen = line.ok("get_screen", json!({"session_id": id})).await;
+            (screen["alternate_screen"] == false).then_some(screen)
+        }
+    })
+    .await;
+    assert!(
+        shown["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str() == Some("MAIN-TEXT")),
+        "{shown}"
+    );
+}

@@ -28,7 +28,7 @@ pub(crate) struct SavedSlice {
     pub data: Vec<u8>,
     /// One past the last byte the screen model has consumed (`offset + data.len()`).
     pub end: u64,
-    /// Bytes that redraw the screen as of `end`.
+    /// Bytes that rebuild the screen model as of `end` exactly.
     pub screen: Vec<u8>,
 }
 
@@ -126,11 +126,13 @@ impl OutputLog {
     }
 
     /// The bytes from `since` (or, if more, the last `max` of them) up to where the screen
-    /// model has got, with the screen as of there.
+    /// model has got, with the screen as of there: its exact serialization (both screens,
+    /// saved cursors, modes, margins, tab stops, an unfinished escape sequence), so that a
+    /// model rebuilt from it after a restart goes on exactly as this one would.
     pub fn saved_slice(&self, since: u64, max: usize) -> SavedSlice {
         let (end, screen) = {
             let state = self.screen_state();
-            (state.offset, state.screen.redraw())
+            (state.offset, state.screen.serialize())
         };
         let from = since.max(end.saturating_sub(max as u64));
         let chunk = self.read(from, end.saturating_sub(from) as usize);
