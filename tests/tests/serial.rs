@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -605,7 +605,7 @@ async fn with_reopen_terminate_while_the_device_is_gone_stops_the_session() {
 }
 
 #[tokio::test]
-async fn after_a_daemon_restart_the_device_is_reopened_and_history_kept() {
+async fn after_a_reboot_the_device_is_reopened_and_history_kept() {
     let wire = Wire::new();
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
@@ -617,7 +617,8 @@ async fn after_a_daemon_restart_the_device_is_reopened_and_history_kept() {
     .await;
     drop(client);
 
-    let daemon = daemon.restart(&[]).await;
+    // A reboot: the keeper, and its copy of the device, are gone too.
+    let daemon = daemon.reboot(&[]).await;
     let client = daemon.client().await;
     let info = client
         .get_session(id)
@@ -645,4 +646,75 @@ async fn after_a_daemon_restart_the_device_is_reopened_and_history_kept() {
         .read_until("input after the restart", |b| b.ends_with(b"AT\r"))
         .await;
     assert!(got.ends_with(b"AT\r"));
+}
+
+/// True when another program can take the device's exclusive lock right now.
+fn lock_is_free(device: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(device)
+    else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
+    unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        ) == 0
+    }
+}
+
+#[tokio::test]
+async fn a_serial_session_outlives_the_daemon_with_its_device_lock_and_settings() {
+    let wire = Wire::new();
+    let mut daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let ty = serde_json::from_value(json!({"kind": "serial", "device": wire.path, "baud": 9600,
+                                           "stop_bits": 2}))
+    .unwrap();
+    let id = client
+        .create_session(None, ty, None, None, None)
+        .await
+        .unwrap()
+        .session_id;
+    wire.write_all(b"before\r\n").await;
+    output_until(&client, id, 0, "the first line", |b| contains(b, b"before")).await;
+    drop(client);
+
+    daemon.crash();
+    // No daemon runs: the keeper still holds the device open and locked.
+    assert!(
+        !lock_is_free(&wire.path),
+        "the device stays locked while no daemon runs"
+    );
+    wire.write_all(b"meanwhile\r\n").await;
+
+    let daemon = daemon.start_again(&[]).await;
+    let client = daemon.client().await;
+    let out = output_until(&client, id, 0, "the line written meanwhile", |b| {
+        contains(b, b"meanwhile")
+    })
+    .await;
+    assert!(
+        !contains(&out, b"pulsar restarted"),
+        "the same open device, no divider"
+    );
+    let settings = wire.settings();
+    assert_eq!(settings.c_ospeed, 9600, "the line settings stay");
+    assert_ne!(settings.c_cflag & libc::CSTOPB, 0, "two stop bits stay");
+    client
+        .send_input(id, Base64Data::from("AT\r"), None)
+        .await
+        .unwrap();
+    wire.read_until("input after the restart", |b| b.ends_with(b"AT\r"))
+        .await;
+    // Terminating lets go of it, the keeper's copy included.
+    client.terminate_session(id).await.unwrap();
+    eventually("the device to be free", || async {
+        lock_is_free(&wire.path).then_some(())
+    })
+    .await;
 }

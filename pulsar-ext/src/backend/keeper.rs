@@ -172,6 +172,25 @@ impl Keeper {
         }
     }
 
+    /// Holds `fd` (an open device) for session `id`, replacing what it held for it.
+    pub(crate) async fn hold(self: &Arc<Self>, id: &str, fd: OwnedFd) -> io::Result<()> {
+        match self
+            .call(
+                Request::Hold {
+                    id: id.to_owned(),
+                    meta: String::new(),
+                },
+                vec![fd],
+            )
+            .await?
+        {
+            (Reply::Done, _) => Ok(()),
+            (other, _) => Err(io::Error::other(format!(
+                "unexpected answer from the keeper: {other:?}"
+            ))),
+        }
+    }
+
     /// How session `id`'s program ended, once it has.
     pub(crate) async fn status(self: &Arc<Self>, id: &str) -> io::Result<Option<Exit>> {
         match self

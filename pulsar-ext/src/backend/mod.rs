@@ -141,7 +141,13 @@ pub async fn open(
         SessionType::Serial(spec) => {
             let spec = spec.clone();
             let reopen = request.settings.serial_reopen;
-            let backend = blocking(move || serial::SerialBackend::open(&spec, reopen)).await??;
+            let (backend, fd) =
+                blocking(move || serial::SerialBackend::open(&spec, reopen)).await??;
+            if let (Some(keeper), Ok(fd)) = (&request.settings.keeper, fd) {
+                backend
+                    .hold_with(keeper, request.session_id.to_string(), fd)
+                    .await;
+            }
             Ok(Arc::new(backend))
         }
         SessionType::Ssh(spec) => {
@@ -173,6 +179,19 @@ pub fn resume(kind: &SessionType, request: OpenRequest<'_>) -> Option<Arc<dyn Ba
                 None
             }
         },
+        SessionType::Serial(spec) => {
+            match serial::SerialBackend::adopt(spec, request.settings.serial_reopen, adoptable.fd) {
+                Ok(backend) => {
+                    tracing::info!(session = %request.session_id, device = %spec.device.display(), "took over the open serial device from the keeper");
+                    backend.kept_by(keeper, request.session_id.to_string());
+                    Some(Arc::new(backend))
+                }
+                Err(err) => {
+                    tracing::warn!(session = %request.session_id, "cannot take over its serial device: {err}");
+                    None
+                }
+            }
+        }
         _ => None,
     }
 }

@@ -6,7 +6,9 @@
 //! sees a notice line in the output, like any other output, and offsets stay continuous.
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio_serial::{DataBits, FlowControl, Parity, SerialStream, StopBits};
 
+use super::keeper::Keeper;
 use super::{Backend, ExitStatus};
 
 /// Line speeds accepted: termios' slowest standard rate up to the fastest common USB UARTs
@@ -185,6 +188,9 @@ pub struct SerialBackend {
     /// `write_all` from interleaving with another.
     writer: AsyncMutex<Option<WriteHalf<SerialStream>>>,
     link: watch::Sender<Link>,
+    /// The keeper holding a copy of the open device for session `id`, so that the device,
+    /// its lock and its settings outlive this daemon.
+    kept: std::sync::OnceLock<(Arc<Keeper>, String)>,
 }
 
 impl SerialBackend {
@@ -192,7 +198,11 @@ impl SerialBackend {
     /// exclusive `flock`). With `reopen` (the longest pause between attempts), a device that
     /// vanishes is waited for instead of ending the session. Must run inside the runtime:
     /// the device is registered with its reactor.
-    pub fn open(spec: &SerialSpec, reopen: Option<Duration>) -> Result<Self, OpenError> {
+    /// Also returns a duplicate of the open device, for the keeper to hold.
+    pub(crate) fn open(
+        spec: &SerialSpec,
+        reopen: Option<Duration>,
+    ) -> Result<(Self, io::Result<OwnedFd>), OpenError> {
         if spec.device.as_os_str().is_empty() {
             return Err(OpenError::InvalidSetting {
                 field: "type.device",
@@ -201,9 +211,57 @@ impl SerialBackend {
         }
         let settings = LineSettings::from_spec(spec)?;
         let port = open_port(&spec.device, &settings)?;
-        let (reader, writer) = tokio::io::split(port);
         tracing::debug!(device = %spec.device.display(), ?settings, "serial device opened");
-        Ok(Self {
+        let copy = Self::device_fd(&port);
+        Ok((Self::with_port(spec, settings, reopen, port), copy))
+    }
+
+    /// Marks the device as held by `keeper` for session `id` (adopted from it).
+    pub(crate) fn kept_by(&self, keeper: &Arc<Keeper>, id: String) {
+        let _ = self.kept.set((Arc::clone(keeper), id));
+    }
+
+    /// Takes over the device an earlier daemon left open with the keeper (`fd`): the same
+    /// open file, so its exclusive lock and line settings carry on untouched.
+    pub(crate) fn adopt(
+        spec: &SerialSpec,
+        reopen: Option<Duration>,
+        fd: OwnedFd,
+    ) -> Result<Self, OpenError> {
+        let settings = LineSettings::from_spec(spec)?;
+        // SAFETY: `fd` is an open serial device handed to us alone; TTYPort takes ownership.
+        let tty = unsafe { serialport::TTYPort::from_raw_fd(fd.into_raw_fd()) };
+        let port = SerialStream::try_from(tty).map_err(|err| OpenError::Open {
+            device: spec.device.clone(),
+            reason: err.to_string(),
+        })?;
+        Ok(Self::with_port(spec, settings, reopen, port))
+    }
+
+    /// A duplicate of the open device, for the keeper to hold.
+    pub(crate) fn device_fd(port: &SerialStream) -> io::Result<OwnedFd> {
+        // SAFETY: the port's descriptor is open for as long as `port` is borrowed.
+        unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) }.try_clone_to_owned()
+    }
+
+    /// From now on the keeper holds a copy of the device for session `id` (and is told when
+    /// the device is reopened or the session ends).
+    pub(crate) async fn hold_with(&self, keeper: &Arc<Keeper>, id: String, fd: OwnedFd) {
+        if let Err(err) = keeper.hold(&id, fd).await {
+            tracing::warn!(session = %id, "the keeper cannot hold the serial device ({err}); it will be reopened by the next daemon");
+            return;
+        }
+        let _ = self.kept.set((Arc::clone(keeper), id));
+    }
+
+    fn with_port(
+        spec: &SerialSpec,
+        settings: LineSettings,
+        reopen: Option<Duration>,
+        port: SerialStream,
+    ) -> Self {
+        let (reader, writer) = tokio::io::split(port);
+        Self {
             device: spec.device.clone(),
             settings,
             reopen,
@@ -214,7 +272,8 @@ impl SerialBackend {
             }),
             writer: AsyncMutex::new(Some(writer)),
             link: watch::channel(Link::Open).0,
-        })
+            kept: std::sync::OnceLock::new(),
+        }
     }
 
     /// Moves the link to `Ended` unless it is already there; true if this call ended it.
@@ -263,8 +322,12 @@ impl SerialBackend {
     /// One attempt to reopen the vanished device.
     async fn try_reopen(&self, side: &mut ReadSide) {
         let mut writer = self.writer.lock().await;
-        // The old port's last handle: closing it releases the device (and its lock).
+        // The old port's last handle: closing it releases the device (and its lock); the
+        // keeper's copy too.
         writer.take();
+        if let Some((keeper, id)) = self.kept.get() {
+            keeper.release(id).await;
+        }
         let port = match open_port(&self.device, &self.settings) {
             Ok(port) => port,
             Err(err) => {
@@ -272,6 +335,12 @@ impl SerialBackend {
                 return;
             }
         };
+        if let Some((keeper, id)) = self.kept.get()
+            && let Ok(fd) = Self::device_fd(&port)
+            && let Err(err) = keeper.hold(id, fd).await
+        {
+            tracing::warn!(session = %id, "the keeper cannot hold the reopened device: {err}");
+        }
         let (reader, new_writer) = tokio::io::split(port);
         // Only a link still reopening comes back; a terminate meanwhile wins.
         let reopened = self.link.send_if_modified(|link| {
@@ -403,6 +472,17 @@ impl Backend for SerialBackend {
         match &*self.link.borrow() {
             Link::Ended { reason } => Some(reason.clone()),
             _ => None,
+        }
+    }
+
+    fn outlives_daemon(&self) -> bool {
+        self.kept.get().is_some()
+    }
+
+    fn finished(&self) {
+        if let Some((keeper, id)) = self.kept.get() {
+            let (keeper, id) = (Arc::clone(keeper), id.clone());
+            tokio::spawn(async move { keeper.release(&id).await });
         }
     }
 }
