@@ -288,10 +288,15 @@ async fn oversized_websocket_request_fails_and_the_daemon_keeps_serving() {
 }
 
 #[tokio::test]
-#[ignore = "defect: over WebSocket, jsonrpsee answers -32007 with data as a string, not {limit}; see report"]
 async fn oversized_websocket_request_error_data_names_the_limit() {
+    // Over WebSocket the frame is refused by jsonrpsee itself, before any code of ours sees
+    // it, so `data` is its text (docs/protocol.md says so), naming the limit.
     let (response, _daemon, _ws) = oversized_websocket_request().await;
-    assert_eq!(response["error"]["data"]["limit"], 8192, "{response}");
+    assert_eq!(response["error"]["code"], -32007, "{response}");
+    let data = response["error"]["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{response}"));
+    assert!(data.contains("8192"), "{response}");
 }
 
 #[tokio::test]

@@ -92,6 +92,9 @@ async fn main() {
     if wanted("upgrade") {
         upgrade(&mut report).await;
     }
+    if wanted("crashloss") {
+        crash_loss(&mut report).await;
+    }
     if wanted("ssh") {
         ssh(&mut report).await;
     }
@@ -171,6 +174,89 @@ async fn upgrade(report: &mut Report) {
         drop(follower);
         drop(daemon);
     }
+}
+
+/// What a `kill -9` of the daemon loses of a running program's output: the program (held by
+/// the keeper) counts on, and the lines between the last saved one and the first one the next
+/// daemon reads are the loss, here in milliseconds of that program's output. The bound by
+/// design is `persist_interval_ms` (2000 by default).
+async fn crash_loss(report: &mut Report) {
+    let mut daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&[
+                "/bin/sh",
+                "-c",
+                "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.001; done",
+            ]),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let started = Instant::now();
+    drop(client);
+    let mut losses_ms = Vec::new();
+    let mut lost_lines = Vec::new();
+    // Kill at different points of the save interval.
+    for wait_ms in [700u64, 1300, 2100, 2900, 3500, 1700, 900, 2500] {
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        daemon = daemon.crash_and_restart(&[]).await;
+        let client = daemon.client().await;
+        // Let the new daemon read on for a moment, then look at the whole output.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = client
+            .get_session(id)
+            .await
+            .unwrap()
+            .output_offset
+            .saturating_sub(200_000);
+        let out = client
+            .receive_output(id, Some(start), Some(1024 * 1024), None, None)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(out.data.as_bytes()).into_owned();
+        let numbers: Vec<u64> = text
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix('n')?.parse().ok())
+            .collect();
+        // The latest jump is this crash's (earlier ones are further back in the output).
+        let (Some(gap), Some(&last)) = (
+            numbers
+                .windows(2)
+                .map(|w| w[1].saturating_sub(w[0]).saturating_sub(1))
+                .rfind(|gap| *gap > 0)
+                .or(Some(0)),
+            numbers.last(),
+        ) else {
+            continue;
+        };
+        // The counter's own pace: its value over the time it has run.
+        let rate_per_ms = last as f64 / started.elapsed().as_millis() as f64;
+        lost_lines.push(gap as f64);
+        losses_ms.push(gap as f64 / rate_per_ms.max(0.001));
+    }
+    let worst = losses_ms.iter().cloned().fold(0.0, f64::max);
+    report.row(
+        &format!(
+            "output lost by a kill -9 of the daemon ({} kills, program held by the keeper)",
+            losses_ms.len()
+        ),
+        format!(
+            "median {:.0} ms, worst {:.0} ms of output ({:.0} / {:.0} lines)",
+            median(losses_ms.clone()),
+            worst,
+            median(lost_lines.clone()),
+            lost_lines.iter().cloned().fold(0.0, f64::max)
+        ),
+        "persist_interval_ms 2000 (the bound by design)".to_owned(),
+        format!("{:.2}×", worst / 2000.0),
+    );
+    drop(daemon);
 }
 
 /// A client following one session's output across daemons, as `pulsar attach` does:
