@@ -13,10 +13,35 @@ use crate::backend::ExitStatus;
 /// flight (a background job may hold the terminal open forever).
 pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 
+/// The read buffer an idle session keeps: small, since a thousand idle shells must not hold
+/// a thousand full-size buffers (16 KiB each was most of an idle session's memory).
+const IDLE_BUFFER: usize = 1024;
+
+/// The pump's read buffer: it doubles up to [`OUTPUT_CHUNK`] while reads fill it (a flood is
+/// read in large chunks) and shrinks back once output is light again.
+struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    fn new() -> Self {
+        Self(vec![0u8; IDLE_BUFFER])
+    }
+
+    /// Adapts the size to a read of `n` bytes.
+    fn fit(&mut self, n: usize) {
+        let len = self.0.len();
+        if n == len && len < OUTPUT_CHUNK {
+            self.0.resize((len * 2).min(OUTPUT_CHUNK), 0);
+        } else if n < len / 8 && len > IDLE_BUFFER {
+            self.0.truncate((len / 2).max(IDLE_BUFFER));
+            self.0.shrink_to_fit();
+        }
+    }
+}
+
 /// Runs the pump of `session` to the end of its output.
 pub(super) async fn pump(session: Arc<Session>) {
     let backend = Arc::clone(session.backend());
-    let mut buf = vec![0u8; OUTPUT_CHUNK];
+    let mut buffer = ReadBuffer::new();
     let wait = backend.wait();
     tokio::pin!(wait);
     let mut status: Option<ExitStatus> = None;
@@ -24,10 +49,11 @@ pub(super) async fn pump(session: Arc<Session>) {
     tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
-            read = backend.read(&mut buf) => match read {
+            read = backend.read(&mut buffer.0) => match read {
                 Ok(0) => break,
                 Ok(n) => {
-                    session.append_output(&buf[..n]);
+                    session.append_output(&buffer.0[..n]);
+                    buffer.fit(n);
                     // A flooding program keeps its terminal always readable; without a yield
                     // here the pump would run a whole coop budget of chunks (and their
                     // emulation) before a request or another session's pump got a turn.
@@ -63,4 +89,23 @@ pub(super) async fn pump(session: Arc<Session>) {
         at: Utc::now(),
     });
     backend.finished();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_grows_under_a_flood_and_shrinks_when_idle() {
+        let mut buffer = ReadBuffer::new();
+        for _ in 0..10 {
+            let full = buffer.0.len();
+            buffer.fit(full);
+        }
+        assert_eq!(buffer.0.len(), OUTPUT_CHUNK);
+        for _ in 0..10 {
+            buffer.fit(10);
+        }
+        assert_eq!(buffer.0.len(), IDLE_BUFFER);
+    }
 }

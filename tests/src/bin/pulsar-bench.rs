@@ -1098,7 +1098,7 @@ async fn memory(report: &mut Report) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let base = daemon.rss_kib();
     let mut created: Vec<SessionId> = Vec::new();
-    for target in [100usize, 1000] {
+    for target in [100usize, 500, 1000] {
         while created.len() < target {
             let id = client
                 .create_session(None, command(&["/bin/sh"]), Some(80), Some(24), None)
