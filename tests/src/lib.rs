@@ -368,18 +368,25 @@ impl Drop for Daemon {
 /// The pid of the daemon answering on `socket`, asked with a blocking line-JSON `get_status`
 /// (for cleanup, where nothing async can run).
 pub fn serving_pid(socket: &Path) -> Option<u32> {
+    try_call(socket, "get_status", json!({}))?["pid"]
+        .as_u64()
+        .map(|pid| pid as u32)
+}
+
+/// One line-JSON call on a fresh connection, blocking: its `result`, or `None` when nothing
+/// answers, the connection breaks or the call fails (for polling while daemons change hands).
+pub fn try_call(socket: &Path, method: &str, params: Value) -> Option<Value> {
     use std::io::{BufRead as _, Write as _};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"get_status\"}\n")
-        .ok()?;
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    stream.write_all(format!("{request}\n").as_bytes()).ok()?;
     let mut answer = String::new();
     std::io::BufReader::new(stream)
         .read_line(&mut answer)
         .ok()?;
     let value: Value = serde_json::from_str(&answer).ok()?;
-    value["result"]["pid"].as_u64().map(|pid| pid as u32)
+    value.get("result").cloned()
 }
 
 /// A newline-delimited JSON-RPC client, as scripts and the upstream desktop client talk.

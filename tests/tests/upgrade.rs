@@ -112,12 +112,8 @@ async fn a_program_exiting_during_an_upgrade_keeps_its_exit_code() {
     let deadline = Deadline::start();
     let info = loop {
         deadline.check("the session to stop");
-        if let Some(info) = async {
-            let mut line = LineClient::connect(&daemon.socket).await;
-            let info = line.call("get_session", json!({"session_id": id})).await;
-            (info["result"]["state"] == "stopped").then(|| info["result"].clone())
-        }
-        .await
+        if let Some(info) = try_call(&daemon.socket, "get_session", json!({"session_id": id}))
+            .filter(|info| info["state"] == "stopped")
         {
             break info;
         }
@@ -191,11 +187,10 @@ async fn refused_upgrade(daemon: &Daemon, binary: &Path) -> Value {
     let deadline = Deadline::start();
     let info = loop {
         deadline.check("the daemon to serve on");
-        let mut line = LineClient::connect(&daemon.socket).await;
-        let info = line.call("get_session", json!({"session_id": id})).await;
-        if info["result"].is_object() {
-            break info["result"].clone();
+        if let Some(info) = try_call(&daemon.socket, "get_session", json!({"session_id": id})) {
+            break info;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert_eq!(info["pid"].as_u64(), Some(u64::from(pid)));
     assert_eq!(daemon_pid(daemon).await, old);
@@ -287,9 +282,8 @@ async fn a_new_daemon_crashing_while_taking_over_leaves_the_sessions_served() {
     line.ok("upgrade_daemon", json!({"binary": fake})).await;
     drop(line);
     let status = eventually("the daemon to serve again, saying why", || async {
-        let mut line = LineClient::connect(&daemon.socket).await;
-        let status = line.call("get_status", json!({})).await["result"].clone();
-        status["last_upgrade_error"].is_string().then_some(status)
+        try_call(&daemon.socket, "get_status", json!({}))
+            .filter(|status| status["last_upgrade_error"].is_string())
     })
     .await;
     assert_eq!(status["pid"].as_u64(), Some(u64::from(old)));

@@ -64,7 +64,8 @@ pub(crate) async fn restore_all(
                 reason: row.reason.clone(),
             },
         };
-        let divider = was_alive.then(|| divider(now, &mode));
+        let ssh = matches!(row.config.kind, crate::store::StoredKind::Ssh { .. });
+        let divider = was_alive.then(|| divider(now, &mode, ssh));
         let history = match (output, divider) {
             (None, None) => None,
             (output, divider) => {
@@ -122,8 +123,10 @@ pub(crate) async fn restore_all(
 }
 
 /// The visible line between a restored session's history and what follows.
-fn divider(at: DateTime<Utc>, mode: &RestoreMode) -> Vec<u8> {
+fn divider(at: DateTime<Utc>, mode: &RestoreMode, ssh: bool) -> Vec<u8> {
     let what = match mode {
+        // Said where the user looks: an SSH connection cannot move to another process.
+        RestoreMode::Respawn if ssh => "reconnected (an SSH connection cannot outlive the daemon)",
         RestoreMode::Respawn => "started again",
         RestoreMode::Stopped { .. } => "not started again (history only)",
     };
