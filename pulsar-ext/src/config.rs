@@ -92,6 +92,10 @@ pub struct Config {
     /// The `pulsar-keeper` program; empty: the one beside the daemon's executable (or the
     /// extension's library), else the one on `PATH`.
     pub keeper_binary: PathBuf,
+    /// Set by `pulsar-standalone` only: its own executable, which runs as the keeper
+    /// (`--keeper`) when no `pulsar-keeper` binary is found.
+    #[serde(default)]
+    pub keeper_fallback: PathBuf,
     /// Set by `pulsar-standalone` only: how to start this daemon again (program and
     /// arguments), for `upgrade_daemon`. Empty (inside an Orbit host): no upgrades in place.
     #[serde(default)]
@@ -233,6 +237,7 @@ impl Config {
             keeper: true,
             keeper_socket: PathBuf::new(),
             keeper_binary: PathBuf::new(),
+            keeper_fallback: PathBuf::new(),
             upgrade_argv: Vec::new(),
             handover_fd: None,
             desktop_websocket: String::new(),

@@ -132,10 +132,16 @@ impl Daemon {
             config.persist_scrollback_bytes,
         ));
         let keeper = if config.keeper {
-            let (socket, binary) = (config.keeper_socket.clone(), config.keeper_binary.clone());
-            match tokio::task::spawn_blocking(move || Keeper::connect_or_start(&socket, &binary))
-                .await
-                .expect("connecting to the keeper panicked")
+            let (socket, binary, fallback) = (
+                config.keeper_socket.clone(),
+                config.keeper_binary.clone(),
+                config.keeper_fallback.clone(),
+            );
+            match tokio::task::spawn_blocking(move || {
+                Keeper::connect_or_start(&socket, &binary, &fallback)
+            })
+            .await
+            .expect("connecting to the keeper panicked")
             {
                 Ok(keeper) => {
                     tracing::info!(pid = keeper.pid(), version = keeper.version(), socket = %config.keeper_socket.display(), "keeper connected");

@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
+    // `--keeper` first is accepted, so every keeper is started the same way.
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|first| first == "--keeper") {
+        args.next();
+    }
     let socket = match (args.next(), args.next(), args.next()) {
         (Some(flag), Some(path), None) if flag == "--socket" => PathBuf::from(path),
         _ => {
             eprintln!(
-                "usage: pulsar-keeper --socket PATH\n\nHolds Pulsar's session programs and their \
+                "usage: pulsar-keeper [--keeper] --socket PATH\n\nHolds Pulsar's session programs and their \
                  terminals while daemons come and go; started by the daemon."
             );
             return ExitCode::from(2);

@@ -1,5 +1,7 @@
 //! `pulsar-standalone`: runs the Pulsar daemon without Orbit by hosting the very same
-//! extension in-process. Stops gracefully on SIGTERM or SIGINT.
+//! extension in-process. Stops gracefully on SIGTERM or SIGINT (the sessions keep running in
+//! the keeper). `pulsar-standalone --keeper --socket PATH` is the keeper itself, for when no
+//! `pulsar-keeper` binary is installed beside it: the daemon starts it so.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,8 +40,39 @@ struct Args {
     log_level: Option<String>,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The keeper mode: no async runtime, nothing of the daemon (see pulsar-keeper).
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|first| first == "--keeper") {
+        return match (raw.next(), raw.next(), raw.next()) {
+            (Some(flag), Some(path), None) if flag == "--socket" => {
+                match pulsar_keeper::run(std::path::Path::new(&path)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("pulsar-standalone --keeper: {err}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            _ => {
+                eprintln!("usage: pulsar-standalone --keeper --socket PATH");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(daemon()),
+        Err(err) => {
+            eprintln!("pulsar-standalone: cannot start a runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn daemon() -> ExitCode {
     let args = Args::parse();
     let mut settings = serde_json::Map::new();
     let mut set = |key: &str, value: Option<String>| {
@@ -52,6 +85,13 @@ async fn main() -> ExitCode {
     set("socket_path", path(args.socket));
     set("database_path", path(args.database));
     set("log_level", args.log_level);
+    // The keeper, when no pulsar-keeper binary is installed beside this one: this binary.
+    if let Ok(exe) = std::env::current_exe() {
+        settings.insert(
+            "keeper_fallback".to_owned(),
+            exe.to_string_lossy().into_owned().into(),
+        );
+    }
     // How to start this daemon again, for `pulsar upgrade`: the same flags.
     settings.insert(
         "upgrade_argv".to_owned(),

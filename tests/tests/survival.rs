@@ -287,3 +287,79 @@ async fn the_main_screen_behind_a_full_screen_program_survives_a_restart() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn without_a_keeper_binary_beside_it_the_daemon_binary_is_its_own_keeper() {
+    // pulsar-standalone alone in a directory, as `cargo run -p pulsar-standalone` or a copy
+    // of just the daemon leaves it; no pulsar-keeper on PATH either.
+    let bin = tempfile::tempdir().unwrap();
+    let alone = bin.path().join("pulsar-standalone");
+    std::fs::copy(artifact("pulsar-standalone"), &alone).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("run/pulsar.sock");
+    let mut child = std::process::Command::new(&alone)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--database")
+        .arg(home.path().join("p.db"))
+        .env("HOME", home.path())
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = eventually("the daemon to answer", || async {
+        try_call(&socket, "get_status", json!({}))
+    })
+    .await;
+    let keeper = status["keeper"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{status}"));
+    let cmdline = std::fs::read(format!("/proc/{keeper}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.starts_with(&format!("{} --keeper --socket", alone.display())),
+        "{cmdline}"
+    );
+    // Clean up: the keeper and the daemon.
+    if let Ok(keeper) =
+        pulsar_keeper::client::Client::connect(&socket.with_file_name("pulsar-keeper.sock"))
+    {
+        let _ = keeper.call(&pulsar_keeper::wire::Request::TerminateAll, &[]);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_killed_keeper_is_started_again_for_new_sessions() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (old_id, _) = shell(&mut line).await;
+    let keeper = line.ok("get_status", json!({})).await["keeper"]["pid"]
+        .as_u64()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keeper as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    eventually("the keeper to be gone", || async {
+        process_gone(keeper as u32).then_some(())
+    })
+    .await;
+    // The session it held keeps its terminal in this daemon...
+    type_line(&mut line, &old_id, "echo alive-$((2+3))").await;
+    line.read_output_until(&old_id, "alive-5").await;
+    // ...and a new session gets a new keeper.
+    let (new_id, pid) = shell(&mut line).await;
+    assert!(!process_gone(pid as u32));
+    type_line(&mut line, &new_id, "echo fresh-$((3+4))").await;
+    line.read_output_until(&new_id, "fresh-7").await;
+    let held = pulsar_keeper::client::Client::connect(&daemon.keeper_socket())
+        .unwrap()
+        .list()
+        .unwrap();
+    assert!(held.iter().any(|(h, _)| h.id == new_id.as_str().unwrap()));
+}

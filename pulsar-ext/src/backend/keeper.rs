@@ -25,6 +25,8 @@ pub(crate) struct Adoptable {
 pub struct Keeper {
     client: Mutex<Client>,
     socket: PathBuf,
+    /// The program a keeper is started from, should this one die.
+    program: Option<PathBuf>,
     pid: u32,
     version: String,
     /// What it held at start, by session id, until restore adopts it.
@@ -52,15 +54,20 @@ impl Keeper {
     /// Connects to the keeper on `socket`, starting `binary` (or the `pulsar-keeper` found
     /// beside this program) there first if none answers; then takes the list of what it
     /// holds. Blocking: call on the blocking pool.
-    pub fn connect_or_start(socket: &Path, binary: &Path) -> Result<Self, KeeperError> {
+    pub fn connect_or_start(
+        socket: &Path,
+        binary: &Path,
+        fallback: &Path,
+    ) -> Result<Self, KeeperError> {
         let failed = |reason: String| KeeperError {
             socket: socket.display().to_string(),
             reason,
         };
+        let program = find_binary(binary, fallback);
         let client = match Client::connect(socket) {
             Ok(client) => client,
             Err(_) => {
-                let program = find_binary(binary).ok_or_else(|| {
+                let program = program.clone().ok_or_else(|| {
                     failed(
                         "no keeper answers and the pulsar-keeper program was not found beside \
                          the daemon or on PATH (set keeper_binary, or keeper = false)"
@@ -95,6 +102,7 @@ impl Keeper {
         Ok(Self {
             client: Mutex::new(client),
             socket: socket.to_owned(),
+            program,
             pid,
             version,
             adoptable: Mutex::new(adoptable),
@@ -144,10 +152,22 @@ impl Keeper {
                 Err(err)
                     if matches!(
                         err.kind(),
-                        io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::ConnectionReset
                     ) =>
                 {
-                    *client = Client::connect(&this.socket)?;
+                    // The keeper restarted, or died: reach it again, starting a new one if
+                    // need be (sessions it held are lost to it; this daemon still has their
+                    // terminals).
+                    *client = match (Client::connect(&this.socket), &this.program) {
+                        (Ok(client), _) => client,
+                        (Err(_), Some(program)) => {
+                            tracing::warn!("the keeper is gone ({err}); starting a new one");
+                            start_and_connect(program, &this.socket).map_err(io::Error::other)?
+                        }
+                        (Err(again), None) => return Err(again),
+                    };
                     client.call(&request, &raw)
                 }
                 other => other,
@@ -225,6 +245,24 @@ impl Keeper {
     }
 }
 
+/// Starts a keeper from `program` on `socket` and connects to it.
+fn start_and_connect(program: &Path, socket: &Path) -> Result<Client, String> {
+    start(program, socket).map_err(|err| format!("cannot start {}: {err}", program.display()))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match Client::connect(socket) {
+            Ok(client) => return Ok(client),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(err) => {
+                return Err(format!(
+                    "{} started but does not answer: {err}",
+                    program.display()
+                ));
+            }
+        }
+    }
+}
+
 /// Starts the keeper detached from this process's session and terminal, its output into a
 /// log file beside its socket. It is this process's child until this process ends; a task
 /// reaps it should it exit first.
@@ -238,6 +276,7 @@ fn start(program: &Path, socket: &Path) -> io::Result<()> {
     std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let mut command = std::process::Command::new(program);
     command
+        .arg("--keeper")
         .arg("--socket")
         .arg(socket)
         .stdin(std::process::Stdio::null())
@@ -262,9 +301,10 @@ fn start(program: &Path, socket: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `binary` if given, else `pulsar-keeper` beside this executable, beside this library (the
-/// extension inside an Orbit host), or on `PATH`.
-fn find_binary(binary: &Path) -> Option<PathBuf> {
+/// `binary` if given, else `pulsar-keeper` beside this executable or beside this library (the
+/// extension inside an Orbit host), else `fallback` (pulsar-standalone, which is a keeper too
+/// with `--keeper`), else `pulsar-keeper` on `PATH`.
+fn find_binary(binary: &Path, fallback: &Path) -> Option<PathBuf> {
     if !binary.as_os_str().is_empty() {
         return Some(binary.to_owned());
     }
@@ -273,6 +313,9 @@ fn find_binary(binary: &Path) -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     candidates.extend(std::env::current_exe().ok().and_then(beside));
     candidates.extend(library_path().and_then(beside));
+    if !fallback.as_os_str().is_empty() {
+        candidates.push(fallback.to_owned());
+    }
     if let Some(paths) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&paths).map(|dir| dir.join(name)));
     }
