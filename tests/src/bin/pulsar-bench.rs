@@ -92,6 +92,9 @@ async fn main() {
     if wanted("upgrade") {
         upgrade(&mut report).await;
     }
+    if wanted("attachpty") {
+        attach_throughput(&mut report).await;
+    }
     if wanted("crashloss") {
         crash_loss(&mut report).await;
     }
@@ -174,6 +177,115 @@ async fn upgrade(report: &mut Report) {
         drop(follower);
         drop(daemon);
     }
+}
+
+/// Throughput as a person sees it: `pulsar attach` in a real PTY (80x24) showing a session
+/// whose program floods, beside the same program straight in a PTY, in turns; an endless line
+/// and 64-byte lines. Bytes counted at the outer terminal until the program's end mark.
+async fn attach_throughput(report: &mut Report) {
+    const BYTES: usize = 64 * 1024 * 1024;
+    const RUNS: usize = 5;
+    let endless = format!("head -c {BYTES} /dev/zero | tr '\\0' a");
+    let lines = format!("yes {} | head -c {BYTES}", "a".repeat(63));
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    for (what, producer) in [
+        ("one endless line of `a`", endless),
+        ("64-byte lines", lines),
+    ] {
+        let mut bare = Vec::new();
+        let mut ours = Vec::new();
+        for _ in 0..RUNS {
+            bare.push(bare_until_mark(&producer));
+            ours.push(attached_until_mark(&daemon, &producer).await);
+        }
+        let (bare, ours) = (median(bare), median(ours));
+        report.row(
+            &format!("through `pulsar attach` in a PTY, {what} (median of {RUNS} × 64 MiB)"),
+            format!("{:.1} MB/s", ours / 1e6),
+            format!("bare PTY {:.1} MB/s", bare / 1e6),
+            format!("{:.0} %", 100.0 * ours / bare),
+        );
+    }
+    daemon.stop();
+}
+
+/// Reads `reader` until `mark` has been seen; returns the bytes read.
+fn read_to_mark(reader: &mut dyn std::io::Read, mark: &[u8]) -> usize {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => {
+                total += n;
+                tail.extend_from_slice(&buf[..n]);
+                if tail.windows(mark.len()).any(|w| w == mark) {
+                    return total;
+                }
+                let keep = tail.len().saturating_sub(mark.len());
+                tail.drain(..keep);
+            }
+        }
+    }
+}
+
+/// Bytes per second of `producer` straight in a PTY, timed from the keystroke to its mark.
+fn bare_until_mark(producer: &str) -> f64 {
+    let (mut child, mut reader, mut writer) = bare_pty(&format!(
+        "stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30"
+    ));
+    read_to_mark(&mut reader, b"R");
+    let start = Instant::now();
+    writer.write_all(b"\n").unwrap();
+    let total = read_to_mark(&mut reader, b"END-42-MARK");
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    rate
+}
+
+/// Bytes per second of `producer` in a session, shown by `pulsar attach` running in a PTY.
+async fn attached_until_mark(daemon: &Daemon, producer: &str) -> f64 {
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&[
+                "/bin/sh",
+                "-c",
+                &format!("stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30"),
+            ]),
+            Some(80),
+            Some(24),
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    pulsar_e2e::read_until(&client, id, "R").await;
+    let socket = daemon.socket.clone();
+    let rate = tokio::task::spawn_blocking(move || {
+        let (mut child, mut reader, mut writer) = bare_pty(&format!(
+            "exec '{}' --socket '{}' attach {}",
+            artifact("pulsar").display(),
+            socket.display(),
+            id
+        ));
+        // The snapshot shows the session's "R": attached.
+        read_to_mark(&mut reader, b"R");
+        let start = Instant::now();
+        writer.write_all(b"\n").unwrap();
+        let total = read_to_mark(&mut reader, b"END-42-MARK");
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        let _ = child.kill();
+        let _ = child.wait();
+        rate
+    })
+    .await
+    .unwrap();
+    let _ = client.terminate_session(id).await;
+    rate
 }
 
 /// What a `kill -9` of the daemon loses of a running program's output: the program (held by
