@@ -84,6 +84,10 @@ pub struct Config {
     /// Longest pause between two attempts to reconnect a dropped SSH session; the pauses
     /// double from 100 ms up to this.
     pub ssh_reconnect_max_backoff_ms: u64,
+    /// Seconds without output after which a session's screen model is hibernated (kept as its
+    /// exact serialization, a few hundred bytes, until the next output or attach); 0: never.
+    /// Checked at every cleanup tick.
+    pub hibernate_after_secs: u64,
     /// Whether local sessions are held by a keeper process, so that they outlive the daemon
     /// (a stop, a crash, an upgrade). Off: they end with the daemon and are respawned.
     pub keeper: bool,
@@ -154,6 +158,7 @@ const KEYS: &[&str] = &[
     "ssh_key_files",
     "ssh_reconnect",
     "ssh_reconnect_max_backoff_ms",
+    "hibernate_after_secs",
     "keeper",
     "keeper_socket",
     "keeper_binary",
@@ -234,6 +239,7 @@ impl Config {
             ssh_key_files: Vec::new(),
             ssh_reconnect: false,
             ssh_reconnect_max_backoff_ms: 30_000,
+            hibernate_after_secs: 60,
             keeper: true,
             keeper_socket: PathBuf::new(),
             keeper_binary: PathBuf::new(),

@@ -226,6 +226,8 @@ impl Daemon {
             Arc::clone(&sessions),
             audit,
             Duration::from_secs(config.cleanup_interval_secs),
+            (config.hibernate_after_secs > 0)
+                .then(|| Duration::from_secs(config.hibernate_after_secs)),
             shutdown.clone(),
         ));
         let checkpoint = tokio::spawn(checkpoint_task(
@@ -368,11 +370,13 @@ fn raise_fd_limit() {
     }
 }
 
-/// Every `interval`, removes stopped sessions past their retention and prunes the audit log.
+/// Every `interval`, removes stopped sessions past their retention, prunes the audit log and
+/// hibernates idle screens.
 async fn cleanup_task(
     sessions: Arc<SessionManager>,
     audit: Arc<StoreAudit>,
     interval: Duration,
+    hibernate_after: Option<Duration>,
     mut shutdown: Shutdown,
 ) {
     let mut ticks = tokio::time::interval(interval);
@@ -386,6 +390,12 @@ async fn cleanup_task(
                     tracing::info!(removed, "cleanup removed stopped sessions");
                 }
                 audit.prune();
+                if let Some(idle) = hibernate_after {
+                    let (slept, bytes) = sessions.hibernate_idle(idle);
+                    if slept > 0 {
+                        tracing::debug!(slept, bytes, "idle screens hibernated");
+                    }
+                }
             }
             _ = shutdown.wait() => break,
         }

@@ -14,6 +14,9 @@ pub struct Status {
     pub num_sessions: usize,
     /// Clients attached across all sessions.
     pub num_clients: usize,
+    /// Sessions whose screen model is hibernated now (idle for `hibernate_after_secs`).
+    #[serde(default)]
+    pub num_hibernated: usize,
     /// The daemon's process id.
     pub pid: u32,
     /// The session database and how fast it writes.

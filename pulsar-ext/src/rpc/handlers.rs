@@ -166,6 +166,7 @@ impl PulsarApiServer for Handlers {
             uptime_seconds: self.started.elapsed().as_secs(),
             num_sessions: self.sessions.len(),
             num_clients: self.sessions.num_clients(),
+            num_hibernated: self.sessions.num_hibernated(),
             pid: std::process::id(),
             database: Some(self.database_status()),
             started_at: Some(self.started_at),

@@ -506,6 +506,25 @@ impl SessionManager {
         }
     }
 
+    /// Hibernates the screen models of sessions with no output for `idle`: returns how many
+    /// went to sleep now and the bytes they hold.
+    pub fn hibernate_idle(&self, idle: Duration) -> (usize, usize) {
+        let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
+        sessions
+            .iter()
+            .filter_map(|s| s.hibernate_if_idle(idle))
+            .fold((0, 0), |(n, bytes), held| (n + 1, bytes + held))
+    }
+
+    /// Sessions whose screen model sleeps now.
+    pub fn num_hibernated(&self) -> usize {
+        self.read()
+            .sessions
+            .values()
+            .filter(|s| s.is_hibernated())
+            .count()
+    }
+
     /// Removes stopped sessions whose process ended more than the retention period ago.
     /// Returns how many were removed.
     pub fn cleanup(&self) -> usize {

@@ -11,12 +11,34 @@ use tokio::sync::watch;
 
 use super::History;
 use crate::terminal::{Chunk, Rendered, Screen, Scrollback, history};
+use pulsar_term::Hibernated;
 
 /// The screen model and the output offset it has consumed up to.
 struct ScreenState {
-    screen: Screen,
+    screen: Model,
     /// Offset one past the last byte fed to `screen`.
     offset: u64,
+}
+
+/// The screen model, awake or, for an idle session, hibernated: kept as its exact
+/// serialization (a few hundred bytes) and rebuilt on the next output, attach or read.
+enum Model {
+    /// Boxed: an awake screen is ~800 bytes before any line, which a sleeping one gives up.
+    Awake(Box<Screen>),
+    Asleep(Hibernated),
+}
+
+impl Model {
+    /// The screen, woken first if it slept.
+    fn awake(&mut self) -> &mut Screen {
+        if let Model::Asleep(sleeping) = self {
+            *self = Model::Awake(Box::new(sleeping.wake()));
+        }
+        match self {
+            Model::Awake(screen) => screen,
+            Model::Asleep(_) => unreachable!("woken just above"),
+        }
+    }
 }
 
 /// Output for the store: what arrived since the last save (capped), and the screen as of its
@@ -69,7 +91,7 @@ impl OutputLog {
         Self {
             ring: Mutex::new(ring),
             screen: Mutex::new(ScreenState {
-                screen,
+                screen: Model::Awake(Box::new(screen)),
                 offset: head,
             }),
             head: watch::channel(head).0,
@@ -94,7 +116,7 @@ impl OutputLog {
         };
         self.head.send_replace(head);
         let mut state = self.screen_state();
-        state.screen.feed(data);
+        state.screen.awake().feed(data);
         state.offset = head;
     }
 
@@ -131,8 +153,14 @@ impl OutputLog {
     /// model rebuilt from it after a restart goes on exactly as this one would.
     pub fn saved_slice(&self, since: u64, max: usize) -> SavedSlice {
         let (end, screen) = {
-            let state = self.screen_state();
-            (state.offset, state.screen.serialize())
+            let mut state = self.screen_state();
+            let offset = state.offset;
+            // A sleeping screen is its serialization already: no need to wake it.
+            let bytes = match &mut state.screen {
+                Model::Asleep(sleeping) => sleeping.as_bytes().to_vec(),
+                Model::Awake(screen) => screen.serialize(),
+            };
+            (offset, bytes)
         };
         let from = since.max(end.saturating_sub(max as u64));
         let chunk = self.read(from, end.saturating_sub(from) as usize);
@@ -148,8 +176,8 @@ impl OutputLog {
     /// `history_lines` rows of history pushed into the client's scrollback first.
     pub fn redraw(&self, (cols, rows): (u16, u16), history_lines: usize) -> Redraw {
         let (offset, mut data) = {
-            let state = self.screen_state();
-            (state.offset, state.screen.redraw())
+            let mut state = self.screen_state();
+            (state.offset, state.screen.awake().redraw())
         };
         if history_lines > 0 {
             let raw = {
@@ -168,12 +196,32 @@ impl OutputLog {
 
     /// The current screen as rows of text (`ansi`: with SGR sequences), and its offset.
     pub fn render(&self, ansi: bool) -> (u64, Rendered) {
-        let state = self.screen_state();
-        (state.offset, state.screen.render(ansi))
+        let mut state = self.screen_state();
+        (state.offset, state.screen.awake().render(ansi))
+    }
+
+    /// Puts the screen model to sleep (an idle session): its grid gives way to its exact
+    /// serialization until it is needed again. Returns the bytes it then holds.
+    pub fn hibernate(&self) -> usize {
+        let mut state = self.screen_state();
+        // A 1x1 screen holds nothing (lines are allocated as written): a cheap placeholder.
+        let model = std::mem::replace(&mut state.screen, Model::Awake(Box::new(Screen::new(1, 1))));
+        let sleeping = match model {
+            Model::Awake(screen) => (*screen).hibernate(),
+            Model::Asleep(sleeping) => sleeping,
+        };
+        let held = sleeping.len();
+        state.screen = Model::Asleep(sleeping);
+        held
+    }
+
+    /// True while the screen model sleeps.
+    pub fn is_hibernated(&self) -> bool {
+        matches!(self.screen_state().screen, Model::Asleep(_))
     }
 
     /// The terminal changed size: so does the screen model.
     pub fn resize(&self, (cols, rows): (u16, u16)) {
-        self.screen_state().screen.resize(cols, rows);
+        self.screen_state().screen.awake().resize(cols, rows);
     }
 }

@@ -455,6 +455,21 @@ impl Session {
         .await;
     }
 
+    /// Hibernates the screen model if nothing was written for `idle`; the bytes it then
+    /// holds, or `None` when it stays awake (or already slept).
+    pub(super) fn hibernate_if_idle(&self, idle: Duration) -> Option<usize> {
+        let quiet_ms = Utc::now().timestamp_millis() - self.last_active_ms();
+        if quiet_ms < idle.as_millis() as i64 || self.output.is_hibernated() {
+            return None;
+        }
+        Some(self.output.hibernate())
+    }
+
+    /// True while its screen model sleeps.
+    pub fn is_hibernated(&self) -> bool {
+        self.output.is_hibernated()
+    }
+
     /// The pump's append: output log, then activity.
     pub(super) fn append_output(&self, data: &[u8]) {
         self.output.append(data);

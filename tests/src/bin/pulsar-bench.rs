@@ -1204,7 +1204,14 @@ async fn reattach(report: &mut Report) {
 }
 
 async fn memory(report: &mut Report) {
-    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn"), ("MAX_SESSIONS", "2000")]).await;
+    let daemon = Daemon::start_with(&[
+        ("LOG_LEVEL", "warn"),
+        ("MAX_SESSIONS", "2000"),
+        // Screens hibernate after 5 s idle, checked every second: measured awake first.
+        ("HIBERNATE_AFTER_SECS", "5"),
+        ("CLEANUP_INTERVAL_SECS", "1"),
+    ])
+    .await;
     let client = daemon.client().await;
     // Let the runtime settle, then measure the empty daemon.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1239,6 +1246,22 @@ async fn memory(report: &mut Report) {
             "-".to_owned(),
         );
     }
+    // Then with every screen hibernated.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get_status().await.unwrap().num_hibernated < created.len() {
+        assert!(Instant::now() < deadline, "the screens never hibernated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss = daemon.rss_kib();
+    report.row(
+        &format!(
+            "daemon RSS per idle session, {} sessions, screens hibernated",
+            created.len()
+        ),
+        format!("{:.1} KiB", (rss - base) as f64 / created.len() as f64),
+        format!("empty daemon {base} KiB; now {rss} KiB"),
+        "-".to_owned(),
+    );
     daemon.stop();
 }
 
