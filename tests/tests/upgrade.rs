@@ -156,11 +156,11 @@ async fn a_hundred_upgrades_in_a_row_while_ten_sessions_stream_lose_nothing() {
             "every line once, in order"
         );
     }
-    assert_eq!(
-        keeper_fds(&daemon).await,
-        fds_before,
-        "no descriptor growth in the keeper"
-    );
+    // The last replaced daemon may still be closing its connection to the keeper.
+    eventually("no descriptor growth in the keeper", || async {
+        (keeper_fds(&daemon).await == fds_before).then_some(())
+    })
+    .await;
 }
 
 /// How many descriptors the keeper holds open.
