@@ -1085,3 +1085,21 @@ async fn attach_carries_on_through_a_daemon_crash_and_restart() {
     assert!(!screen.contains("lost connection"), "{screen}");
     drop(daemon);
 }
+
+#[tokio::test]
+async fn upgrade_to_a_missing_binary_fails_naming_it_and_the_daemon_serves_on() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let before = client.get_status().await.unwrap().pid;
+    let run = pulsar(
+        &daemon,
+        &["upgrade", "--binary", "/nonexistent/pulsar-standalone"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/pulsar-standalone"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(client.get_status().await.unwrap().pid, before);
+}
