@@ -11,7 +11,7 @@ use jsonrpsee::proc_macros::rpc;
 use crate::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
-    SessionInfo, SessionType, Status, Success, UpgradeResult,
+    SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -111,6 +111,20 @@ pub trait PulsarApi {
         session_id: SessionId,
         format: Option<ScreenFormat>,
     ) -> RpcResult<ScreenContents>;
+
+    /// Waits up to `timeout_ms` until `pattern` (a regular expression) matches the output
+    /// after `since` (default: the current end) or, with `on: "screen"`, the current screen;
+    /// answers the first match. A timeout is error 1023; a session that ends without a match
+    /// is 1003.
+    #[method(name = "wait_for_output", param_kind = map)]
+    async fn wait_for_output(
+        &self,
+        session_id: SessionId,
+        pattern: String,
+        since: Option<u64>,
+        timeout_ms: u64,
+        on: Option<WaitOn>,
+    ) -> RpcResult<WaitResult>;
 
     /// Every session the daemon knows, oldest first.
     #[method(name = "list_sessions", param_kind = map)]

@@ -14,6 +14,7 @@ pub mod error;
 mod event;
 mod session;
 mod status;
+mod wait;
 mod workspace;
 mod workspace_api;
 
@@ -27,6 +28,7 @@ pub use session::{
     SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
+pub use wait::{WaitOn, WaitResult};
 pub use workspace::{PaneConfig, Workspace, WorkspaceLayout, WorkspaceSnapshot, WorkspaceUpdate};
 pub use workspace_api::{WorkspaceApiClient, WorkspaceApiServer};
 
@@ -60,6 +62,8 @@ pub mod method {
     pub const TERMINATE_SESSION: &str = "terminate_session";
     /// Read the current screen without attaching.
     pub const GET_SCREEN: &str = "get_screen";
+    /// Wait until a session's output or screen matches a regular expression.
+    pub const WAIT_FOR_OUTPUT: &str = "wait_for_output";
     /// Create a workspace.
     pub const WORKSPACE_CREATE: &str = "workspace_create";
     /// One workspace.

@@ -13,7 +13,7 @@ use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
     ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
     ScreenContents, ScreenFormat, SendInputResult, SessionId, SessionInfo, SessionType, Status,
-    Success, UpgradeResult,
+    Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -21,7 +21,9 @@ use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::daemon::Controls;
-use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
+use crate::session::{
+    CreateRequest, OutputReader, Pattern, SessionError, SessionManager, StreamEvent,
+};
 use crate::store::{SCHEMA_VERSION, Store};
 use crate::supervisor::UpgradeRequest;
 use crate::workspace::Workspaces;
@@ -408,6 +410,26 @@ impl PulsarApiServer for Handlers {
     ) -> RpcResult<ScreenContents> {
         let ansi = format.unwrap_or_default() == ScreenFormat::Ansi;
         Ok(self.sessions.get(session_id)?.screen(ansi))
+    }
+
+    async fn wait_for_output(
+        &self,
+        session_id: SessionId,
+        pattern: String,
+        since: Option<u64>,
+        timeout_ms: u64,
+        on: Option<WaitOn>,
+    ) -> RpcResult<WaitResult> {
+        let pattern = Pattern::new(&pattern)?;
+        let session = self.sessions.get(session_id)?;
+        Ok(session
+            .wait_for_output(
+                &pattern,
+                since,
+                on.unwrap_or_default(),
+                Duration::from_millis(timeout_ms),
+            )
+            .await?)
     }
 
     async fn list_sessions(&self) -> RpcResult<ListSessionsResult> {

@@ -14,6 +14,7 @@ mod reader;
 #[allow(clippy::module_inception)]
 mod session;
 mod view;
+mod wait;
 
 pub use clients::ClientOwner;
 pub use error::SessionError;
@@ -21,6 +22,7 @@ pub use manager::{CreateRequest, RestoreMode, RestoreRequest, SessionManager};
 pub use observer::SessionObserver;
 pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
 pub use session::{Exit, History, Session, SessionSpec};
+pub use wait::Pattern;
 
 /// Terminal sizes accepted, per dimension.
 const SIZE_RANGE: std::ops::RangeInclusive<u16> = 1..=1000;
