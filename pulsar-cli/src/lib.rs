@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod status;
 pub mod terminal;
 pub mod upgrade;
+pub mod wait;
 pub mod workspace;
 
 use std::process::ExitCode;
@@ -107,6 +108,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Verb::Send {
             escapes,
             no_newline,
+            wait,
+            timeout,
             target,
             text,
         } => {
@@ -115,7 +118,25 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 escapes,
                 no_newline,
             };
-            send::run(&endpoint, &target, &text).await
+            let wait = wait.map(|pattern| wait::Wait {
+                pattern,
+                timeout,
+                screen: false,
+            });
+            send::run(&endpoint, &target, &text, wait.as_ref()).await
+        }
+        Verb::Wait {
+            target,
+            pattern,
+            timeout,
+            screen,
+        } => {
+            let wait = wait::Wait {
+                pattern,
+                timeout,
+                screen,
+            };
+            wait::run(&endpoint, &target, &wait).await
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
         Verb::Workspace(verb) => match verb {

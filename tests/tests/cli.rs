@@ -364,6 +364,45 @@ async fn send_no_newline_leaves_the_line_open() {
 }
 
 #[tokio::test]
+async fn send_wait_types_then_prints_what_the_output_matched() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "calc").await;
+    read_until(&client, id, "calc$ ").await;
+    let run = pulsar_ok(
+        &daemon,
+        &[
+            "send",
+            "--wait",
+            "result=\\d+",
+            "calc",
+            "echo result=$((6*7))",
+        ],
+    );
+    assert_eq!(run.stdout.trim(), "result=42");
+}
+
+#[tokio::test]
+async fn wait_exits_5_when_nothing_matches_in_time() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    create_shell(&client, "quiet").await;
+    let run = pulsar(&daemon, &["wait", "--timeout", "0.3", "quiet", "never"]);
+    assert_eq!(run.code, 5, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("quiet"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn wait_screen_sees_a_prompt_already_shown() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "shown").await;
+    read_until(&client, id, "shown$ ").await;
+    let run = pulsar_ok(&daemon, &["wait", "--screen", "shown", "(?m)^shown\\$$"]);
+    assert_eq!(run.stdout.trim(), "shown$");
+}
+
+#[tokio::test]
 async fn send_to_a_stopped_session_fails_naming_it() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
