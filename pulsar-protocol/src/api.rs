@@ -10,8 +10,8 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
-    SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
+    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -91,6 +91,17 @@ pub trait PulsarApi {
         snapshot: Option<bool>,
         scrollback_lines: Option<usize>,
     ) -> SubscriptionResult;
+
+    /// Streams the daemon's [`SessionEvent`]s (every session's creation, clients, size, end,
+    /// bell, title and finished commands) from now on. A subscriber that falls behind gets
+    /// `lagged` and goes on with the newest; it never slows a session.
+    #[subscription(
+        name = "subscribe_events" => "event",
+        unsubscribe = "unsubscribe_events",
+        item = SessionEvent,
+        param_kind = map
+    )]
+    async fn subscribe_events(&self) -> SubscriptionResult;
 
     /// Asks for a terminal size (1..=1000 each way) on behalf of `client_id` (default: the
     /// connection's). The session's resize policy turns the attached interactive clients'

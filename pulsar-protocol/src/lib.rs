@@ -13,6 +13,7 @@ mod data;
 pub mod error;
 mod event;
 mod session;
+mod session_event;
 mod status;
 mod wait;
 mod workspace;
@@ -27,6 +28,7 @@ pub use session::{
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
     SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
+pub use session_event::SessionEvent;
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
 pub use wait::{WaitOn, WaitResult};
 pub use workspace::{PaneConfig, Workspace, WorkspaceLayout, WorkspaceSnapshot, WorkspaceUpdate};
@@ -52,6 +54,12 @@ pub mod method {
     pub const UNSUBSCRIBE_OUTPUT: &str = "unsubscribe_output";
     /// Notification method that carries [`crate::OutputEvent`]s.
     pub const OUTPUT_NOTIFICATION: &str = "output";
+    /// Stream the daemon's session events.
+    pub const SUBSCRIBE_EVENTS: &str = "subscribe_events";
+    /// End an event stream.
+    pub const UNSUBSCRIBE_EVENTS: &str = "unsubscribe_events";
+    /// Notification method that carries [`crate::SessionEvent`]s.
+    pub const EVENT_NOTIFICATION: &str = "event";
     /// Change a session's terminal size.
     pub const RESIZE_TERMINAL: &str = "resize_terminal";
     /// All sessions.

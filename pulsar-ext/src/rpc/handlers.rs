@@ -12,8 +12,8 @@ use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
     ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
-    ScreenContents, ScreenFormat, SendInputResult, SessionId, SessionInfo, SessionType, Status,
-    Success, UpgradeResult, WaitOn, WaitResult,
+    ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId, SessionInfo,
+    SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -382,6 +382,34 @@ impl PulsarApiServer for Handlers {
             let Some(event) = event else { break };
             let message = serde_json::value::to_raw_value(&wire_event(event))?;
             if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe_events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        // Subscribed before the answer, so no event after it is missed.
+        let mut events = self.sessions.subscribe_events();
+        let sink = pending.accept().await?;
+        // This task is the subscriber: a slow socket makes it lag, never a session.
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = sink.closed() => break,
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    SessionEvent::Lagged { missed }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            if sink
+                .send(serde_json::value::to_raw_value(&event)?)
+                .await
+                .is_err()
+            {
                 break;
             }
         }

@@ -6,7 +6,9 @@
 
 mod clients;
 mod error;
+mod events;
 mod manager;
+mod marks;
 mod observer;
 mod output;
 mod pump;
@@ -18,6 +20,7 @@ mod wait;
 
 pub use clients::ClientOwner;
 pub use error::SessionError;
+pub use events::Events;
 pub use manager::{CreateRequest, RestoreMode, RestoreRequest, SessionManager};
 pub use observer::SessionObserver;
 pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
