@@ -213,6 +213,15 @@ pub enum Verb {
     #[command(subcommand, visible_alias = "ws", after_help = WORKSPACE_AFTER_HELP)]
     Workspace(WorkspaceVerb),
 
+    /// Follow the daemon's events: sessions created, attached, resized, ended; bells,
+    /// titles, finished commands.
+    #[command(after_help = EVENTS_AFTER_HELP)]
+    Events {
+        /// Print each event as the daemon's JSON object, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Show whether a daemon answers, its version, pid, uptime and counts.
     #[command(after_help = STATUS_AFTER_HELP)]
     Status {
@@ -373,6 +382,16 @@ Examples:
   pulsar wait --screen build '(?m)^\\$$'           # the prompt is on the screen
                                                   # (screen rows lose trailing blanks)
   pulsar send --wait '(?m)^\\$ $' build 'make'     # type, then wait for the prompt";
+
+const EVENTS_AFTER_HELP: &str = "\
+One line per event, the session by name, until the daemon goes away (exit 3) or you press
+Ctrl-C. A bell is reported only while no client is attached; finished commands need a shell
+that marks its prompts (OSC 133: fish, zsh or bash integrations, VS Code's). A reader too
+slow to keep up is told how many events it missed.
+
+Examples:
+  pulsar events
+  pulsar events --json | jq -r 'select(.type == \"command_finished\") | .exit_code'";
 
 const STATUS_AFTER_HELP: &str = "\
 Exits 3 when no daemon answers, so scripts can test for one.

@@ -10,6 +10,7 @@ pub mod attach;
 pub mod cli;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod kill;
 pub mod list;
@@ -139,6 +140,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             wait::run(&endpoint, &target, &wait).await
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
+        Verb::Events { json } => events::run(&endpoint, json).await,
         Verb::Workspace(verb) => match verb {
             WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,
             WorkspaceVerb::Show { target, json } => workspace::show(&endpoint, &target, json).await,
