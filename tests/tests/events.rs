@@ -280,3 +280,19 @@ async fn a_subscriber_that_stops_reading_is_told_it_lagged_and_slows_nothing() {
         }
     }
 }
+
+#[tokio::test]
+async fn event_subscribers_on_either_framing_do_not_hold_up_the_daemons_stop() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    line.ok("subscribe_events", json!({})).await;
+    let client = daemon.client().await;
+    let _events = subscribed(&client).await;
+    let started = std::time::Instant::now();
+    assert!(daemon.stop().success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the stop took {:?}",
+        started.elapsed()
+    );
+}

@@ -186,3 +186,35 @@ async fn a_flood_without_a_match_still_times_out_on_time() {
     );
     client.terminate_session(id).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_pending_wait_ends_with_1020_when_the_daemon_stops_without_holding_it_up() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line.create_cat().await["session_id"].clone();
+    line.send_raw(
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": 99, "method": "wait_for_output",
+                   "params": {"session_id": id, "pattern": "never", "timeout_ms": 600_000}})
+        )
+        .as_bytes(),
+    )
+    .await;
+    // The wait is in flight once a later request on the connection is answered.
+    line.ok("get_status", json!({})).await;
+    let started = std::time::Instant::now();
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the stop took {:?}",
+        started.elapsed()
+    );
+    let answer = line
+        .read()
+        .await
+        .expect("the wait's answer before the connection closed");
+    assert_eq!(answer["id"], 99);
+    assert_eq!(answer["error"]["code"], code::DAEMON_STOPPING, "{answer}");
+}

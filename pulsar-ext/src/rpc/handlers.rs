@@ -24,6 +24,7 @@ use crate::daemon::Controls;
 use crate::session::{
     CreateRequest, OutputReader, Pattern, SessionError, SessionManager, StreamEvent,
 };
+use crate::shutdown::StopSignal;
 use crate::store::{SCHEMA_VERSION, Store};
 use crate::supervisor::UpgradeRequest;
 use crate::workspace::Workspaces;
@@ -55,6 +56,8 @@ pub(crate) struct Lifecycle {
     pub terminate_on_stop: Arc<AtomicBool>,
     /// Upgrades and their last error, through the supervisor.
     pub controls: Controls,
+    /// The daemon's stop, which ends the waits of `wait_for_output` (they would hold it up).
+    pub stopping: StopSignal,
 }
 
 impl Handlers {
@@ -450,14 +453,17 @@ impl PulsarApiServer for Handlers {
     ) -> RpcResult<WaitResult> {
         let pattern = Pattern::new(&pattern)?;
         let session = self.sessions.get(session_id)?;
-        Ok(session
-            .wait_for_output(
-                &pattern,
-                since,
-                on.unwrap_or_default(),
-                Duration::from_millis(timeout_ms),
-            )
-            .await?)
+        let wait = session.wait_for_output(
+            &pattern,
+            since,
+            on.unwrap_or_default(),
+            Duration::from_millis(timeout_ms),
+        );
+        let mut stopping = self.life.stopping.clone();
+        tokio::select! {
+            found = wait => Ok(found?),
+            _ = stopping.wait() => Err(SessionError::Stopping { op: "wait for output" }.into()),
+        }
     }
 
     async fn list_sessions(&self) -> RpcResult<ListSessionsResult> {
