@@ -17,7 +17,8 @@ macro_rules! exit_codes {
   1  error: the daemon refused the request, or something else failed
   2  usage: bad command line
   3  no daemon answers on the socket, or the connection to it was lost
-  4  no session has that name or id prefix, or the prefix matches several"
+  4  no session has that name or id prefix, or the prefix matches several
+  5  wait (or send --wait): no match within the timeout"
     };
 }
 
@@ -171,6 +172,12 @@ pub enum Verb {
         /// Do not press Enter after the text.
         #[arg(short, long)]
         no_newline: bool,
+        /// Then wait until the output that follows matches REGEX, and print the match.
+        #[arg(long, value_name = "REGEX")]
+        wait: Option<String>,
+        /// With --wait: how long to wait, in seconds.
+        #[arg(long, value_name = "SECS", default_value = "30", value_parser = crate::wait::parse_timeout, requires = "wait")]
+        timeout: std::time::Duration,
         /// The session's name or a unique prefix of its id.
         #[arg(value_name = "NAME|ID")]
         target: String,
@@ -184,9 +191,36 @@ pub enum Verb {
         text: Vec<String>,
     },
 
+    /// Wait until a session's output matches a regular expression; print the match.
+    #[command(after_help = WAIT_AFTER_HELP)]
+    Wait {
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// The regular expression (Rust regex syntax; (?m) for ^ and $ at line ends).
+        #[arg(value_name = "REGEX")]
+        pattern: String,
+        /// How long to wait, in seconds.
+        #[arg(long, value_name = "SECS", default_value = "30", value_parser = crate::wait::parse_timeout)]
+        timeout: std::time::Duration,
+        /// Match the current screen (and each change of it) instead of the output that
+        /// follows.
+        #[arg(long)]
+        screen: bool,
+    },
+
     /// The desktop's workspaces: list, show or delete them.
     #[command(subcommand, visible_alias = "ws", after_help = WORKSPACE_AFTER_HELP)]
     Workspace(WorkspaceVerb),
+
+    /// Follow the daemon's events: sessions created, attached, resized, ended; bells,
+    /// titles, finished commands.
+    #[command(after_help = EVENTS_AFTER_HELP)]
+    Events {
+        /// Print each event as the daemon's JSON object, one per line.
+        #[arg(long)]
+        json: bool,
+    },
 
     /// Show whether a daemon answers, its version, pid, uptime and counts.
     #[command(after_help = STATUS_AFTER_HELP)]
@@ -333,7 +367,31 @@ Examples:
   pulsar send build 'printf \"%s\\n\" hi'   # backslashes reach the shell untouched
   pulsar send -n build 'partial input'   # no Enter
   pulsar send -e -n vim '\\e:wq\\r'        # Escape, then :wq and Enter
-  pulsar send -e -n build '\\x03'         # Ctrl-C";
+  pulsar send -e -n build '\\x03'         # Ctrl-C
+  pulsar send --wait '(?m)^\\$ $' build make  # type, then wait for the prompt";
+
+const WAIT_AFTER_HELP: &str = "\
+Matches the output printed after the call (escape sequences and carriage returns removed,
+so colours and chunk boundaries are not in the way), or with --screen the screen's rows as
+they stand and after each change. Prints the matched text. Exits 5 when nothing matched in
+time, 1 when the session ended without a match.
+
+Examples:
+  pulsar wait build 'Finished|error'                # wait for cargo, up to 30 s
+  pulsar wait --timeout 600 tests 'test result: \\w+'
+  pulsar wait --screen build '(?m)^\\$$'           # the prompt is on the screen
+                                                  # (screen rows lose trailing blanks)
+  pulsar send --wait '(?m)^\\$ $' build 'make'     # type, then wait for the prompt";
+
+const EVENTS_AFTER_HELP: &str = "\
+One line per event, the session by name, until the daemon goes away (exit 3) or you press
+Ctrl-C. A bell is reported only while no client is attached; finished commands need a shell
+that marks its prompts (OSC 133: fish, zsh or bash integrations, VS Code's). A reader too
+slow to keep up is told how many events it missed.
+
+Examples:
+  pulsar events
+  pulsar events --json | jq -r 'select(.type == \"command_finished\") | .exit_code'";
 
 const STATUS_AFTER_HELP: &str = "\
 Exits 3 when no daemon answers, so scripts can test for one.
@@ -373,7 +431,12 @@ mod tests {
         use crate::error::Exit;
         // Exhaustive, so that a new exit code does not compile until it is listed here.
         let described = |exit: Exit| match exit {
-            Exit::Ok | Exit::Error | Exit::Usage | Exit::NoDaemon | Exit::NotFound => exit as u8,
+            Exit::Ok
+            | Exit::Error
+            | Exit::Usage
+            | Exit::NoDaemon
+            | Exit::NotFound
+            | Exit::TimedOut => exit as u8,
         };
         let codes: Vec<u8> = [
             Exit::Ok,
@@ -381,6 +444,7 @@ mod tests {
             Exit::Usage,
             Exit::NoDaemon,
             Exit::NotFound,
+            Exit::TimedOut,
         ]
         .into_iter()
         .map(described)

@@ -20,6 +20,8 @@ pub enum Exit {
     NoDaemon = 3,
     /// No session has that name or id prefix, or the prefix matches several.
     NotFound = 4,
+    /// `wait` (or `send --wait`): the pattern did not match in time.
+    TimedOut = 5,
 }
 
 impl From<Exit> for ExitCode {

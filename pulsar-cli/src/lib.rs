@@ -10,6 +10,7 @@ pub mod attach;
 pub mod cli;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod kill;
 pub mod list;
@@ -21,6 +22,7 @@ pub mod shutdown;
 pub mod status;
 pub mod terminal;
 pub mod upgrade;
+pub mod wait;
 pub mod workspace;
 
 use std::process::ExitCode;
@@ -107,6 +109,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Verb::Send {
             escapes,
             no_newline,
+            wait,
+            timeout,
             target,
             text,
         } => {
@@ -115,9 +119,28 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 escapes,
                 no_newline,
             };
-            send::run(&endpoint, &target, &text).await
+            let wait = wait.map(|pattern| wait::Wait {
+                pattern,
+                timeout,
+                screen: false,
+            });
+            send::run(&endpoint, &target, &text, wait.as_ref()).await
+        }
+        Verb::Wait {
+            target,
+            pattern,
+            timeout,
+            screen,
+        } => {
+            let wait = wait::Wait {
+                pattern,
+                timeout,
+                screen,
+            };
+            wait::run(&endpoint, &target, &wait).await
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
+        Verb::Events { json } => events::run(&endpoint, json).await,
         Verb::Workspace(verb) => match verb {
             WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,
             WorkspaceVerb::Show { target, json } => workspace::show(&endpoint, &target, json).await,

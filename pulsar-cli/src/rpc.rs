@@ -37,6 +37,9 @@ pub struct Session {
     /// Signal number once stopped by a signal.
     #[serde(default)]
     pub exit_signal: Option<i32>,
+    /// One past its last output byte (where output that follows starts).
+    #[serde(default)]
+    pub output_offset: u64,
 }
 
 impl Session {

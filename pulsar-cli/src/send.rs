@@ -3,13 +3,15 @@
 //! The words are joined with spaces and sent as they are; `-e` interprets backslash escapes
 //! (`\n`, `\t`, `\e`, `\x1b`, ...) the way `echo -e` does, for control keys. Enter is a
 //! carriage return (what the Enter key sends; the session's terminal turns it into a newline
-//! for line-reading programs); `-n` leaves it out.
+//! for line-reading programs); `-n` leaves it out. `--wait REGEX` then waits for the pattern
+//! in what follows (the prompt, say), as `pulsar wait` does.
 
 use pulsar_protocol::{Base64Data, PulsarApiClient as _};
 
 use crate::daemon::Endpoint;
 use crate::error::{Exit, Failure, Result};
 use crate::resolve;
+use crate::wait::Wait;
 
 /// What `pulsar send` was asked to type.
 #[derive(Debug, Clone, Default)]
@@ -38,19 +40,32 @@ impl Text {
     }
 }
 
-/// `pulsar send TARGET TEXT...`.
-pub async fn run(endpoint: &Endpoint, target: &str, text: &Text) -> Result<Exit> {
+/// `pulsar send TARGET TEXT...`; with `wait`, then waits for its pattern in the output that
+/// follows the text (`send --wait`).
+pub async fn run(
+    endpoint: &Endpoint,
+    target: &str,
+    text: &Text,
+    wait: Option<&Wait>,
+) -> Result<Exit> {
     let bytes = text.bytes()?;
-    if bytes.is_empty() {
+    if bytes.is_empty() && wait.is_none() {
         return Ok(Exit::Ok);
     }
     let client = endpoint.connect().await?;
     let session = resolve::session(&client, target).await?;
-    client
-        .send_input(session.id, Base64Data::from(bytes), None)
-        .await
-        .map_err(|err| Failure::rpc(&format!("send to session {}", session.name), err))?;
-    Ok(Exit::Ok)
+    // Output from here on counts, the echo of the text included.
+    let since = session.output_offset;
+    if !bytes.is_empty() {
+        client
+            .send_input(session.id, Base64Data::from(bytes), None)
+            .await
+            .map_err(|err| Failure::rpc(&format!("send to session {}", session.name), err))?;
+    }
+    match wait {
+        Some(wait) => crate::wait::until(&client, &session, wait, Some(since)).await,
+        None => Ok(Exit::Ok),
+    }
 }
 
 /// Interprets `\\`, `\n`, `\r`, `\t`, `\e` (ESC), `\a`, `\b`, `\f`, `\v`, `\0` and `\xHH`.

@@ -205,6 +205,7 @@ impl Daemon {
                 }),
                 terminate_on_stop: Arc::clone(&terminate_on_stop),
                 controls,
+                stopping: shutdown.signal(),
             },
         );
         // Only now, when nothing can fail any more, does a handed-over socket become ours (a

@@ -27,6 +27,18 @@ pub struct Shutdown {
     live: Arc<Live>,
 }
 
+/// Listens for the stop signal without counting as a running task: for requests that should
+/// end when the daemon stops instead of holding the stop up (a long `wait_for_output`).
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+impl StopSignal {
+    /// Resolves when the signal is sent (at once if it already was, or if the trigger is gone).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
+}
+
 /// How many [`Shutdown`]s exist, and a wake-up for when that reaches zero.
 #[derive(Debug, Default)]
 struct Live {
@@ -93,6 +105,11 @@ impl Shutdown {
     /// Resolves when the signal is sent (at once if it already was, or if the trigger is gone).
     pub async fn wait(&mut self) {
         let _ = self.signal.wait_for(|stopped| *stopped).await;
+    }
+
+    /// The same signal, without counting as a running task.
+    pub fn signal(&self) -> StopSignal {
+        StopSignal(self.signal.clone())
     }
 }
 

@@ -10,8 +10,8 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionId,
-    SessionInfo, SessionType, Status, Success, UpgradeResult,
+    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
+    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -92,6 +92,17 @@ pub trait PulsarApi {
         scrollback_lines: Option<usize>,
     ) -> SubscriptionResult;
 
+    /// Streams the daemon's [`SessionEvent`]s (every session's creation, clients, size, end,
+    /// bell, title and finished commands) from now on. A subscriber that falls behind gets
+    /// `lagged` and goes on with the newest; it never slows a session.
+    #[subscription(
+        name = "subscribe_events" => "event",
+        unsubscribe = "unsubscribe_events",
+        item = SessionEvent,
+        param_kind = map
+    )]
+    async fn subscribe_events(&self) -> SubscriptionResult;
+
     /// Asks for a terminal size (1..=1000 each way) on behalf of `client_id` (default: the
     /// connection's). The session's resize policy turns the attached interactive clients'
     /// requests into the size; read-only clients are refused (1007).
@@ -111,6 +122,20 @@ pub trait PulsarApi {
         session_id: SessionId,
         format: Option<ScreenFormat>,
     ) -> RpcResult<ScreenContents>;
+
+    /// Waits up to `timeout_ms` until `pattern` (a regular expression) matches the output
+    /// after `since` (default: the current end) or, with `on: "screen"`, the current screen;
+    /// answers the first match. A timeout is error 1023; a session that ends without a match
+    /// is 1003.
+    #[method(name = "wait_for_output", param_kind = map)]
+    async fn wait_for_output(
+        &self,
+        session_id: SessionId,
+        pattern: String,
+        since: Option<u64>,
+        timeout_ms: u64,
+        on: Option<WaitOn>,
+    ) -> RpcResult<WaitResult>;
 
     /// Every session the daemon knows, oldest first.
     #[method(name = "list_sessions", param_kind = map)]

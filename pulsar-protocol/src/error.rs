@@ -65,3 +65,6 @@ pub const DAEMON_STOPPING: i32 = 1020;
 /// exited, timed out or speaks another hand-over version; or upgrades are not available
 /// inside an Orbit host); the message says why, and the daemon serves on.
 pub const UPGRADE_FAILED: i32 = 1022;
+/// `wait_for_output`: the pattern did not match within `timeout_ms`; `data` has
+/// `session_id`, `timeout_ms` and `offset` (how far the output was read).
+pub const WAIT_TIMEOUT: i32 = 1023;

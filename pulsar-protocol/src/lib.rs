@@ -13,7 +13,9 @@ mod data;
 pub mod error;
 mod event;
 mod session;
+mod session_event;
 mod status;
+mod wait;
 mod workspace;
 mod workspace_api;
 
@@ -26,7 +28,9 @@ pub use session::{
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
     SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
 };
+pub use session_event::SessionEvent;
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
+pub use wait::{WaitOn, WaitResult};
 pub use workspace::{PaneConfig, Workspace, WorkspaceLayout, WorkspaceSnapshot, WorkspaceUpdate};
 pub use workspace_api::{WorkspaceApiClient, WorkspaceApiServer};
 
@@ -50,6 +54,12 @@ pub mod method {
     pub const UNSUBSCRIBE_OUTPUT: &str = "unsubscribe_output";
     /// Notification method that carries [`crate::OutputEvent`]s.
     pub const OUTPUT_NOTIFICATION: &str = "output";
+    /// Stream the daemon's session events.
+    pub const SUBSCRIBE_EVENTS: &str = "subscribe_events";
+    /// End an event stream.
+    pub const UNSUBSCRIBE_EVENTS: &str = "unsubscribe_events";
+    /// Notification method that carries [`crate::SessionEvent`]s.
+    pub const EVENT_NOTIFICATION: &str = "event";
     /// Change a session's terminal size.
     pub const RESIZE_TERMINAL: &str = "resize_terminal";
     /// All sessions.
@@ -60,6 +70,8 @@ pub mod method {
     pub const TERMINATE_SESSION: &str = "terminate_session";
     /// Read the current screen without attaching.
     pub const GET_SCREEN: &str = "get_screen";
+    /// Wait until a session's output or screen matches a regular expression.
+    pub const WAIT_FOR_OUTPUT: &str = "wait_for_output";
     /// Create a workspace.
     pub const WORKSPACE_CREATE: &str = "workspace_create";
     /// One workspace.

@@ -364,6 +364,123 @@ async fn send_no_newline_leaves_the_line_open() {
 }
 
 #[tokio::test]
+async fn send_wait_types_then_prints_what_the_output_matched() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "calc").await;
+    read_until(&client, id, "calc$ ").await;
+    let run = pulsar_ok(
+        &daemon,
+        &[
+            "send",
+            "--wait",
+            "result=\\d+",
+            "calc",
+            "echo result=$((6*7))",
+        ],
+    );
+    assert_eq!(run.stdout.trim(), "result=42");
+}
+
+#[tokio::test]
+async fn wait_exits_5_when_nothing_matches_in_time() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    create_shell(&client, "quiet").await;
+    let run = pulsar(&daemon, &["wait", "--timeout", "0.3", "quiet", "never"]);
+    assert_eq!(run.code, 5, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("quiet"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn wait_screen_sees_a_prompt_already_shown() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "shown").await;
+    read_until(&client, id, "shown$ ").await;
+    let run = pulsar_ok(&daemon, &["wait", "--screen", "shown", "(?m)^shown\\$$"]);
+    assert_eq!(run.stdout.trim(), "shown$");
+}
+
+/// `pulsar events ARGS...` running, its stdout lines arriving on a channel.
+fn follow_events(
+    daemon: &Daemon,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut command = pulsar_command(&daemon.socket, daemon.dir.path(), args);
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn pulsar events");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, received)
+}
+
+/// Resizes `id` until `pulsar events` shows it is listening (its first line arrives), then
+/// returns that line. Each resize is a new size, so each is an event.
+async fn first_event_line(
+    client: &PulsarClient,
+    id: SessionId,
+    lines: &std::sync::mpsc::Receiver<String>,
+) -> String {
+    let deadline = Deadline::start();
+    for cols in 81.. {
+        deadline.check("pulsar events to print a line");
+        client.resize_terminal(id, cols, 24, None).await.unwrap();
+        if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
+            return line;
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn events_prints_a_line_per_event_naming_the_session() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "watched").await;
+    let (mut child, lines) = follow_events(&daemon, &["events"]);
+    let first = first_event_line(&client, id, &lines).await;
+    assert!(first.starts_with("watched: resized to "), "{first}");
+    pulsar_ok(&daemon, &["kill", "watched"]);
+    let deadline = Deadline::start();
+    loop {
+        deadline.check("the exit line");
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .unwrap_or_default();
+        if line.starts_with("watched: killed by signal") || line.starts_with("watched: exited") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn events_json_prints_the_daemons_objects() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "raw").await;
+    let (mut child, lines) = follow_events(&daemon, &["events", "--json"]);
+    let first: Value =
+        serde_json::from_str(&first_event_line(&client, id, &lines).await).expect("JSON");
+    assert_eq!(first["type"], "session_resized");
+    assert_eq!(first["session_id"], id.to_string());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
 async fn send_to_a_stopped_session_fails_naming_it() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;

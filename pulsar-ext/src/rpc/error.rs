@@ -56,6 +56,14 @@ impl From<SessionError> for ErrorObjectOwned {
             SessionError::Backend { name, source } => backend_error(name, source),
             SessionError::Stopping { .. } => (code::DAEMON_STOPPING, json!({})),
             SessionError::Io { id, .. } => (code::BACKEND_ERROR, json!({"session_id": id})),
+            SessionError::WaitTimeout {
+                id,
+                timeout_ms,
+                offset,
+            } => (
+                code::WAIT_TIMEOUT,
+                json!({"session_id": id, "timeout_ms": timeout_ms, "offset": offset}),
+            ),
         };
         ErrorObjectOwned::owned(code, message, Some(data))
     }

@@ -12,8 +12,8 @@ use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
     ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
-    ScreenContents, ScreenFormat, SendInputResult, SessionId, SessionInfo, SessionType, Status,
-    Success, UpgradeResult,
+    ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId, SessionInfo,
+    SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -21,7 +21,10 @@ use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::daemon::Controls;
-use crate::session::{CreateRequest, OutputReader, SessionError, SessionManager, StreamEvent};
+use crate::session::{
+    CreateRequest, OutputReader, Pattern, SessionError, SessionManager, StreamEvent,
+};
+use crate::shutdown::StopSignal;
 use crate::store::{SCHEMA_VERSION, Store};
 use crate::supervisor::UpgradeRequest;
 use crate::workspace::Workspaces;
@@ -53,6 +56,8 @@ pub(crate) struct Lifecycle {
     pub terminate_on_stop: Arc<AtomicBool>,
     /// Upgrades and their last error, through the supervisor.
     pub controls: Controls,
+    /// The daemon's stop, which ends the waits of `wait_for_output` (they would hold it up).
+    pub stopping: StopSignal,
 }
 
 impl Handlers {
@@ -387,6 +392,34 @@ impl PulsarApiServer for Handlers {
         Ok(())
     }
 
+    async fn subscribe_events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        // Subscribed before the answer, so no event after it is missed.
+        let mut events = self.sessions.subscribe_events();
+        let sink = pending.accept().await?;
+        // This task is the subscriber: a slow socket makes it lag, never a session.
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = sink.closed() => break,
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    SessionEvent::Lagged { missed }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            if sink
+                .send(serde_json::value::to_raw_value(&event)?)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     async fn resize_terminal(
         &self,
         ext: &Extensions,
@@ -409,6 +442,29 @@ impl PulsarApiServer for Handlers {
     ) -> RpcResult<ScreenContents> {
         let ansi = format.unwrap_or_default() == ScreenFormat::Ansi;
         Ok(self.sessions.get(session_id)?.screen(ansi))
+    }
+
+    async fn wait_for_output(
+        &self,
+        session_id: SessionId,
+        pattern: String,
+        since: Option<u64>,
+        timeout_ms: u64,
+        on: Option<WaitOn>,
+    ) -> RpcResult<WaitResult> {
+        let pattern = Pattern::new(&pattern)?;
+        let session = self.sessions.get(session_id)?;
+        let wait = session.wait_for_output(
+            &pattern,
+            since,
+            on.unwrap_or_default(),
+            Duration::from_millis(timeout_ms),
+        );
+        let mut stopping = self.life.stopping.clone();
+        tokio::select! {
+            found = wait => Ok(found?),
+            _ = stopping.wait() => Err(SessionError::Stopping { op: "wait for output" }.into()),
+        }
     }
 
     async fn list_sessions(&self) -> RpcResult<ListSessionsResult> {

@@ -109,6 +109,20 @@ impl ClientTable {
         Some(self.policy_size(None))
     }
 
+    /// The mode `client_id` is attached in, if it is.
+    pub fn mode_of(&self, client_id: &str) -> Option<ClientMode> {
+        self.clients.get(client_id).map(|c| c.mode)
+    }
+
+    /// The clients `owner` attached, with their modes.
+    pub fn owned_by(&self, owner: ClientOwner) -> Vec<(String, ClientMode)> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.owner == owner)
+            .map(|(id, c)| (id.clone(), c.mode))
+            .collect()
+    }
+
     /// Unregisters every client `owner` attached, and forgets their cursors and
     /// `cursor_key`'s. Returns how many were detached and, if any were, the size the policy
     /// now gives.

@@ -90,4 +90,16 @@ pub enum SessionError {
         /// The backend's error.
         source: io::Error,
     },
+    /// `wait_for_output` saw no match in time.
+    #[error(
+        "session {id}: no match for the pattern within {timeout_ms} ms (output read up to offset {offset})"
+    )]
+    WaitTimeout {
+        /// The session.
+        id: SessionId,
+        /// How long it waited.
+        timeout_ms: u64,
+        /// How far the output was read (the screen's offset for a screen wait).
+        offset: u64,
+    },
 }

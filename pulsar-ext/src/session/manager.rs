@@ -9,11 +9,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pulsar_protocol::{SessionId, SessionInfo, SessionState, SessionType};
+use pulsar_protocol::{SessionEvent, SessionId, SessionInfo, SessionState, SessionType};
 use uuid::Uuid;
 
 use super::{
-    ClientOwner, Exit, History, Session, SessionError, SessionObserver, SessionSpec, check_size,
+    ClientOwner, Events, Exit, History, Session, SessionError, SessionObserver, SessionSpec,
+    check_size,
 };
 use crate::backend::{self, Backend, BackendError, BackendSettings, ExitStatus, OpenRequest};
 use crate::config::Config;
@@ -128,6 +129,8 @@ pub struct SessionManager {
     backend_settings: BackendSettings,
     /// Told of every session's changes (the store).
     observer: Option<Arc<dyn SessionObserver>>,
+    /// The daemon-wide event stream every session in the table publishes to.
+    events: Events,
 }
 
 /// A name held in the table while its session's backend opens; released when dropped.
@@ -150,6 +153,7 @@ impl SessionManager {
             backend_settings: config.backend_settings(),
             config,
             observer: None,
+            events: Events::new(),
         }
     }
 
@@ -178,9 +182,15 @@ impl SessionManager {
     /// Takes `session` into the table and starts telling the observer about it.
     fn adopt(&self, table: &mut Table, session: &Arc<Session>) {
         table.sessions.insert(session.id(), Arc::clone(session));
+        session.publish_to(self.events.clone());
         if let Some(observer) = &self.observer {
             session.observe(Arc::clone(observer));
         }
+    }
+
+    /// Every session event from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
     }
 
     /// From now on, refuses every new session: the daemon is stopping. A create still
@@ -234,6 +244,10 @@ impl SessionManager {
         };
         let session = self.install(reservation, Session::start(spec, backend))?;
         tracing::info!(session = %id, name = %session.name(), "session created");
+        self.events.emit(SessionEvent::SessionCreated {
+            session_id: id,
+            name: session.name().to_owned(),
+        });
         Ok(session)
     }
 

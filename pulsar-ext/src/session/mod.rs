@@ -6,7 +6,9 @@
 
 mod clients;
 mod error;
+mod events;
 mod manager;
+mod marks;
 mod observer;
 mod output;
 mod pump;
@@ -14,13 +16,16 @@ mod reader;
 #[allow(clippy::module_inception)]
 mod session;
 mod view;
+mod wait;
 
 pub use clients::ClientOwner;
 pub use error::SessionError;
+pub use events::Events;
 pub use manager::{CreateRequest, RestoreMode, RestoreRequest, SessionManager};
 pub use observer::SessionObserver;
 pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
 pub use session::{Exit, History, Session, SessionSpec};
+pub use wait::Pattern;
 
 /// Terminal sizes accepted, per dimension.
 const SIZE_RANGE: std::ops::RangeInclusive<u16> = 1..=1000;

@@ -6,10 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pulsar_protocol::{ClientMode, ResizePolicy, SessionId, SessionState, SessionType};
+use pulsar_protocol::{
+    ClientMode, ResizePolicy, SessionEvent, SessionId, SessionState, SessionType,
+};
 use tokio::sync::{broadcast, watch};
 
 use super::clients::{ClientOwner, ClientTable};
+use super::events::Events;
+use super::marks::{Mark, OutputMarks};
 use super::output::{OutputLog, SavedSlice};
 use super::pump::{DRAIN_AFTER_EXIT, pump};
 use super::reader::Control;
@@ -45,6 +49,11 @@ pub struct Session {
     observer: OnceLock<Arc<dyn SessionObserver>>,
     /// The pump task, to stop it when the daemon stops but the program lives on.
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The daemon-wide event stream; set once the manager has taken the session in.
+    events: OnceLock<Events>,
+    /// Bells, titles and prompt marks in the output, scanned by the pump (so never
+    /// contended).
+    marks: Mutex<OutputMarks>,
 }
 
 /// Everything a session is made from.
@@ -113,6 +122,8 @@ impl Session {
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
             observer: OnceLock::new(),
             pump: Mutex::new(None),
+            events: OnceLock::new(),
+            marks: Mutex::new(OutputMarks::default()),
         })
     }
 
@@ -150,6 +161,18 @@ impl Session {
     pub(super) fn observe(&self, observer: Arc<dyn SessionObserver>) {
         if self.observer.set(observer).is_ok() {
             self.notify();
+        }
+    }
+
+    /// From now on, tells `events` what happens to this session.
+    pub(super) fn publish_to(&self, events: Events) {
+        let _ = self.events.set(events);
+    }
+
+    /// Puts `event` on the daemon-wide stream, if the session is on it yet.
+    pub(super) fn emit(&self, event: SessionEvent) {
+        if let Some(events) = self.events.get() {
+            events.emit(event);
         }
     }
 
@@ -233,6 +256,12 @@ impl Session {
     pub(super) fn ended(&self, exit: Exit) {
         self.exit.send_replace(Some(exit));
         self.notify();
+        self.emit(SessionEvent::SessionExited {
+            session_id: self.id,
+            code: exit.status.code,
+            signal: exit.status.signal,
+            reason: self.backend.end_reason(),
+        });
     }
 
     /// Clients attached now.
@@ -275,16 +304,29 @@ impl Session {
             })?;
         self.touch();
         self.notify();
+        self.emit(SessionEvent::SessionAttached {
+            session_id: self.id,
+            client_id: client_id.to_owned(),
+            read_only: mode == ClientMode::ReadOnly,
+        });
         Ok(())
     }
 
     /// Unregisters `client_id`.
     pub fn detach(&self, client_id: &str) -> Result<(), SessionError> {
-        let detached = self.clients().detach(client_id);
+        let (mode, detached) = {
+            let mut clients = self.clients();
+            (clients.mode_of(client_id), clients.detach(client_id))
+        };
         match detached {
             Some(target) => {
                 self.apply_size(target);
                 self.notify();
+                self.emit(SessionEvent::SessionDetached {
+                    session_id: self.id,
+                    client_id: client_id.to_owned(),
+                    read_only: mode == Some(ClientMode::ReadOnly),
+                });
                 Ok(())
             }
             None => Err(SessionError::NotAttached {
@@ -297,10 +339,21 @@ impl Session {
     /// Detaches every client `owner` attached, and forgets its read cursors. Returns how many
     /// clients were detached.
     pub fn detach_owner(&self, owner: ClientOwner, cursor_key: &str) -> usize {
-        let (detached, target) = self.clients().detach_owner(owner, cursor_key);
+        let (gone, (detached, target)) = {
+            let mut clients = self.clients();
+            let gone = clients.owned_by(owner);
+            (gone, clients.detach_owner(owner, cursor_key))
+        };
         self.apply_size(target);
         if detached > 0 {
             self.notify();
+        }
+        for (client_id, mode) in gone {
+            self.emit(SessionEvent::SessionDetached {
+                session_id: self.id,
+                client_id,
+                read_only: mode == ClientMode::ReadOnly,
+            });
         }
         detached
     }
@@ -399,6 +452,11 @@ impl Session {
         self.clients().set_size((cols, rows));
         let _ = self.control.send(Control::Resized { cols, rows });
         self.notify();
+        self.emit(SessionEvent::SessionResized {
+            session_id: self.id,
+            cols,
+            rows,
+        });
         Ok(())
     }
 
@@ -474,5 +532,38 @@ impl Session {
     pub(super) fn append_output(&self, data: &[u8]) {
         self.output.append(data);
         self.touch();
+        if self.events.get().is_some() {
+            self.scan_marks(data);
+        }
+    }
+
+    /// Turns the bells, titles and finished commands in `data` into events.
+    fn scan_marks(&self, data: &[u8]) {
+        let mut found = Vec::new();
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).feed(
+            data,
+            std::time::Instant::now(),
+            &mut |mark| found.push(mark),
+        );
+        for mark in found {
+            let session_id = self.id;
+            let event = match mark {
+                // Someone attached hears it; the event is for when nobody is watching.
+                Mark::Bell if !self.clients().is_empty() => continue,
+                Mark::Bell => SessionEvent::Bell { session_id },
+                Mark::Title(title) => SessionEvent::Title { session_id, title },
+                Mark::CommandFinished {
+                    command_line,
+                    exit_code,
+                    duration_ms,
+                } => SessionEvent::CommandFinished {
+                    session_id,
+                    command_line,
+                    exit_code,
+                    duration_ms,
+                },
+            };
+            self.emit(event);
+        }
     }
 }
