@@ -3,7 +3,7 @@
 //!
 //! Backends know nothing about clients or sessions, and the session core knows nothing about
 //! any particular backend: it gets one from [`open`], sees only [`Backend`] and
-//! [`BackendError`], and a stopped session holds [`ended`]. A new kind of session is one new
+//! [`BackendError`], and a stopped session holds [`ended()`]. A new kind of session is one new
 //! file here, one arm in [`open`], and its type in the protocol.
 
 mod ended;
