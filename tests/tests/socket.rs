@@ -475,3 +475,29 @@ async fn shutdown_hangs_up_every_session_then_kills_those_that_ignore_it() {
         "the stubborn one got SIGHUP first"
     );
 }
+
+#[tokio::test]
+async fn a_pending_long_poll_is_answered_when_the_daemon_stops_instead_of_holding_it_up() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let (session, head) = quiet_session(&mut line).await;
+    line.send_raw(long_poll_line(77, &session, &head).as_bytes())
+        .await;
+    // The poll is in flight once a later request on the connection is answered.
+    line.ok("get_status", json!({})).await;
+    let started = std::time::Instant::now();
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    // Well inside both the poll's 30 s and the stop's 10 s wait for requests in flight.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the stop took {:?}",
+        started.elapsed()
+    );
+    let answer = line
+        .read()
+        .await
+        .expect("the poll's answer before the connection closed");
+    assert_eq!(answer["id"], 77);
+    assert_eq!(answer["result"]["bytes_read"], 0, "{answer}");
+}

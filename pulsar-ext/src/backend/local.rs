@@ -421,12 +421,11 @@ impl Backend for LocalBackend {
         matches!(self.parent, Parent::Keeper { .. })
     }
 
-    fn finished(&self) {
+    async fn finished(&self) {
         // The session is over and its output drained: the keeper's copy of the terminal must
         // not keep it open.
         if let Parent::Keeper { keeper, id, .. } = &self.parent {
-            let (keeper, id) = (Arc::clone(keeper), id.clone());
-            tokio::spawn(async move { keeper.release(&id).await });
+            keeper.release(id).await;
         }
     }
 }

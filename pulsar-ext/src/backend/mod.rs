@@ -79,9 +79,10 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// The session is over and its output drained: let go of anything held for it
-    /// elsewhere (the keeper's copy of the terminal). Not called when the daemon merely
-    /// stops: then the program lives on for the next daemon.
-    fn finished(&self) {}
+    /// elsewhere (the keeper's copy of the terminal or device). Awaited before the end is
+    /// published, so that once a session reads as stopped its device is free to open again.
+    /// Not called when the daemon merely stops: then the program lives on for the next daemon.
+    async fn finished(&self) {}
 }
 
 /// The daemon-wide settings backends start from (from the config's `serial_*` and `ssh_*`

@@ -479,10 +479,10 @@ impl Backend for SerialBackend {
         self.kept.get().is_some()
     }
 
-    fn finished(&self) {
+    async fn finished(&self) {
+        // Before the session reads as stopped: the device must be free to open again then.
         if let Some((keeper, id)) = self.kept.get() {
-            let (keeper, id) = (Arc::clone(keeper), id.clone());
-            tokio::spawn(async move { keeper.release(&id).await });
+            keeper.release(id).await;
         }
     }
 }

@@ -327,9 +327,15 @@ impl PulsarApiServer for Handlers {
         let wait = Duration::from_millis(timeout_ms.unwrap_or(0)).min(MAX_WAIT);
         let cursor_key = peer(ext).client_id(client_id);
         let session = self.sessions.get(session_id)?;
-        let chunk = session
-            .read_output(since, max_bytes, wait, &cursor_key)
-            .await?;
+        // A long poll answers with what there is when the daemon stops, instead of holding
+        // the stop up for its whole timeout.
+        let mut stopping = self.life.stopping.clone();
+        let chunk = tokio::select! {
+            chunk = session.read_output(since, max_bytes, wait, &cursor_key) => chunk?,
+            _ = stopping.wait() => {
+                session.read_output(since, max_bytes, Duration::ZERO, &cursor_key).await?
+            }
+        };
         Ok(ReceiveOutputResult {
             bytes_read: chunk.data.len(),
             offset: chunk.offset,

@@ -84,11 +84,12 @@ pub(super) async fn pump(session: Arc<Session>) {
         signal = ?status.signal,
         "session process ended"
     );
+    // Let go of what is held elsewhere first, so a stopped session's device is free again.
+    backend.finished().await;
     session.ended(Exit {
         status,
         at: Utc::now(),
     });
-    backend.finished();
 }
 
 #[cfg(test)]
