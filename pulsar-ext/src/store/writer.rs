@@ -1,7 +1,7 @@
 //! The store's writer thread: owns the connection, applies queued writes in batches.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,9 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{AuditEntry, OutputDelta, Shared, StoreStats, WorkspaceRow, WorkspaceSnapshotRow};
+use super::{
+    AuditEntry, OutputDelta, SessionRow, Shared, StoreStats, WorkspaceRow, WorkspaceSnapshotRow,
+};
 
 /// A queued write, with when it was queued.
 pub(super) enum Op {
@@ -57,6 +59,8 @@ pub(super) struct WriterStats {
     commits: u64,
     writes: u64,
     failed: u64,
+    /// Why the latest transaction failed, until one commits again.
+    last_error: Option<String>,
     /// Recent commit durations.
     commits_recent: VecDeque<Duration>,
     /// Recent write latencies: from being queued to being committed.
@@ -98,6 +102,7 @@ impl WriterStats {
             write_p50_us: percentile(&self.writes_recent, 0.5),
             write_p99_us: percentile(&self.writes_recent, 0.99),
             failed_commits: self.failed,
+            last_error: self.last_error.clone(),
             ..StoreStats::default()
         }
     }
@@ -118,11 +123,48 @@ fn checkpointer(path: &std::path::Path, stop: Receiver<()>) {
             return;
         }
     };
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
-    {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::debug!("WAL checkpoint failed: {err}");
         }
+    }
+}
+
+/// First pause before a failed transaction is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between tries: how soon the store catches up once space returns.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Tries of what is still unwritten when the store closes, before it is given up.
+const CLOSE_TRIES: u32 = 3;
+
+/// Writes that failed and are tried again, in their order, until they commit.
+///
+/// A failed transaction is rolled back, so its writes are kept here instead of being dropped
+/// (and the rows its upsert markers took from [`Shared`] are put back). They stay counted in
+/// [`Shared`]'s queue until committed, so a long outage fills the queue and the store sheds
+/// and defers as it does under load: memory stays bounded by the queue's cap.
+#[derive(Default)]
+struct Retry {
+    writes: Vec<Op>,
+    /// Consecutive failed tries.
+    failures: u32,
+    /// When the next try is due.
+    due: Option<Instant>,
+}
+
+impl Retry {
+    /// How long to wait for more ops before the next try (`None`: nothing to retry).
+    fn wait(&self) -> Option<Duration> {
+        self.due
+            .map(|due| due.saturating_duration_since(Instant::now()))
+    }
+
+    fn failed(&mut self) {
+        self.failures += 1;
+        let pause = RETRY_FIRST
+            .saturating_mul(1 << self.failures.min(10))
+            .min(RETRY_MAX);
+        self.due = Some(Instant::now() + pause);
     }
 }
 
@@ -143,35 +185,52 @@ pub(super) fn run(
             .ok()
     };
     let mut closing = None;
-    while closing.is_none() {
-        let Ok(first) = rx.recv() else { break };
-        shared.dequeued();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut retry = Retry::default();
+    let mut gone = false;
+    while closing.is_none() && !gone {
+        let mut batch = Vec::new();
+        match retry.wait() {
+            None => match rx.recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => gone = true,
+            },
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(op) => batch.push(op),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => gone = true,
+            },
+        }
+        while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => {
-                    shared.dequeued();
-                    batch.push(op);
-                }
+                Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
         let mut acks = Vec::new();
-        let writes = coalesce(batch, &mut acks, &mut closing);
-        if !writes.is_empty() {
-            let queued: Vec<Instant> = writes.iter().filter_map(Op::queued_at).collect();
-            let started = Instant::now();
-            let result = apply(&mut conn, writes, shared);
-            let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(err) = result {
-                stats.failed += 1;
-                tracing::error!("database write failed: {err}");
-            }
-            stats.record(started.elapsed(), &queued);
+        let writes = coalesce(batch, &mut acks, &mut closing, shared);
+        retry.writes.extend(writes);
+        // While failing, try again when the pause is over, or at once for someone waiting.
+        let due = retry.wait().is_none_or(|w| w.is_zero());
+        if !retry.writes.is_empty() && (due || !acks.is_empty() || closing.is_some() || gone) {
+            attempt(&mut conn, &mut retry, shared, &stats);
         }
         for ack in acks {
             let _ = ack.send(());
         }
+    }
+    // Space may have come back just now: a few last tries before what is left is given up.
+    for _ in 1..CLOSE_TRIES {
+        if retry.writes.is_empty() {
+            break;
+        }
+        std::thread::sleep(retry.wait().unwrap_or_default().min(RETRY_MAX));
+        attempt(&mut conn, &mut retry, shared, &stats);
+    }
+    if !retry.writes.is_empty() {
+        tracing::error!(
+            writes = retry.writes.len(),
+            "the store closes with writes it could not commit; they are lost"
+        );
     }
     drop(stop_checkpoints);
     if let Some(checkpoints) = checkpoints {
@@ -185,12 +244,54 @@ pub(super) fn run(
     }
 }
 
+/// One transaction of everything unwritten: on success they leave the queue, on failure
+/// they stay for the next try.
+fn attempt(conn: &mut Connection, retry: &mut Retry, shared: &Shared, stats: &Mutex<WriterStats>) {
+    let queued: Vec<Instant> = retry.writes.iter().filter_map(Op::queued_at).collect();
+    let started = Instant::now();
+    let mut taken = Vec::new();
+    let result = apply(conn, &retry.writes, shared, &mut taken);
+    let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(()) => {
+            for _ in 0..retry.writes.len() {
+                shared.dequeued();
+            }
+            if retry.failures > 0 {
+                tracing::warn!(
+                    failed_tries = retry.failures,
+                    writes = retry.writes.len(),
+                    "database writes succeed again; the store has caught up"
+                );
+            }
+            stats.record(started.elapsed(), &queued);
+            stats.last_error = None;
+            *retry = Retry::default();
+        }
+        Err(err) => {
+            shared.restore_rows(taken);
+            stats.failed += 1;
+            stats.last_error = Some(err.to_string());
+            // Every failure while it lasts would flood the log: the first, then every 30th.
+            if retry.failures.is_multiple_of(30) {
+                tracing::error!(
+                    writes = retry.writes.len(),
+                    failed_tries = retry.failures + 1,
+                    "database write failed: {err}; keeping the writes and trying again"
+                );
+            }
+            retry.failed();
+        }
+    }
+}
+
 /// Drops writes that a later one in the same batch supersedes (touches of the same
 /// session), keeping everything else in order. Output saves are deltas: all are kept.
 fn coalesce(
     batch: Vec<Op>,
     acks: &mut Vec<oneshot::Sender<()>>,
     closing: &mut Option<oneshot::Sender<()>>,
+    shared: &Shared,
 ) -> Vec<Op> {
     let mut last_touch: HashMap<Uuid, usize> = HashMap::new();
     for (i, op) in batch.iter().enumerate() {
@@ -201,24 +302,39 @@ fn coalesce(
     let mut writes = Vec::with_capacity(batch.len());
     for (i, op) in batch.into_iter().enumerate() {
         match op {
-            Op::Touch(id, ..) if last_touch[&id] != i => {}
-            Op::Flush(ack) => acks.push(ack),
-            Op::Close(ack) => *closing = Some(ack),
+            Op::Touch(id, ..) if last_touch[&id] != i => shared.dequeued(),
+            Op::Flush(ack) => {
+                shared.dequeued();
+                acks.push(ack);
+            }
+            Op::Close(ack) => {
+                shared.dequeued();
+                *closing = Some(ack);
+            }
             op => writes.push(op),
         }
     }
     writes
 }
 
-fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::Result<()> {
+/// Applies `writes` in one transaction. The rows upsert markers take from `shared` are
+/// pushed to `taken`, to be put back if the transaction fails.
+fn apply(
+    conn: &mut Connection,
+    writes: &[Op],
+    shared: &Shared,
+    taken: &mut Vec<SessionRow>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for op in writes {
         match op {
             Op::Upsert(id, _) => {
                 // Already written by an earlier marker, or deleted since.
-                let Some(row) = shared.take_row(id) else {
+                let Some(row) = shared.take_row(*id) else {
                     continue;
                 };
+                taken.push(row);
+                let row = taken.last().expect("just pushed");
                 let config = serde_json::to_string(&row.config)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 tx.prepare_cached(
@@ -273,7 +389,7 @@ fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::R
                 tx.prepare_cached(
                     "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - ?1",
                 )?
-                .execute(params![i64::try_from(keep).unwrap_or(i64::MAX)])?;
+                .execute(params![i64::try_from(*keep).unwrap_or(i64::MAX)])?;
             }
             Op::UpsertWorkspace(row, _) => {
                 let tags = row
@@ -334,7 +450,7 @@ fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::R
 
 /// Appends a delta's chunk, forgets chunks wholly before the tail, and records the screen and
 /// where the kept output starts. Only for a session that still has a row.
-fn save_output(tx: &rusqlite::Transaction<'_>, delta: OutputDelta) -> rusqlite::Result<()> {
+fn save_output(tx: &rusqlite::Transaction<'_>, delta: &OutputDelta) -> rusqlite::Result<()> {
     let id = delta.session_id.to_string();
     let exists: bool = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")?
@@ -354,7 +470,7 @@ fn save_output(tx: &rusqlite::Transaction<'_>, delta: OutputDelta) -> rusqlite::
     )?
     .execute(params![id, as_i64(delta.keep_from)])?;
     let kept_from = delta.keep_from.min(delta.head);
-    match delta.screen {
+    match &delta.screen {
         Some(screen) => tx
             .prepare_cached(
                 "INSERT INTO session_state (session_id, pty_state, scrollback_offset)
