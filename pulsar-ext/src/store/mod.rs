@@ -732,8 +732,17 @@ mod tests {
             screen: Some(b"screen".to_vec()),
         });
         runtime.block_on(store.flush());
-        // A newer row while failing replaces the one waiting, as coalescing does.
+        // A newer row while failing replaces the one waiting, as coalescing does; more
+        // output joins the save waiting.
         store.upsert_session(row(id, "renamed"));
+        store.save_output(OutputDelta {
+            session_id: id,
+            offset: 5,
+            data: b" world".to_vec(),
+            keep_from: 0,
+            head: 11,
+            screen: None,
+        });
         runtime.block_on(store.flush());
         let failing = store.stats();
         assert!(failing.failed_commits >= 2, "{failing:?}");
@@ -766,7 +775,7 @@ mod tests {
         let output = loaded.sessions[0].output.clone().unwrap();
         assert_eq!(
             (output.offset, output.scrollback.as_slice()),
-            (0, &b"hello"[..])
+            (0, &b"hello world"[..])
         );
         store.close();
         let audited: i64 = Connection::open(&path)

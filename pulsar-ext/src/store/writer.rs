@@ -146,6 +146,11 @@ const CLOSE_TRIES: u32 = 3;
 #[derive(Default)]
 struct Retry {
     writes: Vec<Op>,
+    /// Where each session's latest output save and touch wait in `writes`: a newer one is
+    /// merged into it, so a long outage keeps about one tail of output per session in
+    /// memory, not every checkpoint's.
+    saves: HashMap<Uuid, usize>,
+    touches: HashMap<Uuid, usize>,
     /// Consecutive failed tries.
     failures: u32,
     /// When the next try is due.
@@ -153,6 +158,48 @@ struct Retry {
 }
 
 impl Retry {
+    /// Adds a write to the unwritten ones; while failing, merged into an earlier one of the
+    /// same kind and session where it can be.
+    fn push(&mut self, op: Op, shared: &Shared) {
+        if self.failures == 0 {
+            // Not failing: the batch is tried at once, as it came.
+            self.writes.push(op);
+            return;
+        }
+        match op {
+            Op::SaveOutput(delta, at) => match self.saves.get(&delta.session_id) {
+                Some(&i) => {
+                    if let Op::SaveOutput(earlier, _) = &mut self.writes[i] {
+                        merge_output(earlier, delta);
+                    }
+                    shared.dequeued();
+                }
+                None => {
+                    self.saves.insert(delta.session_id, self.writes.len());
+                    self.writes.push(Op::SaveOutput(delta, at));
+                }
+            },
+            Op::Touch(id, last_active, at) => match self.touches.get(&id) {
+                Some(&i) => {
+                    self.writes[i] = Op::Touch(id, last_active, at);
+                    shared.dequeued();
+                }
+                None => {
+                    self.touches.insert(id, self.writes.len());
+                    self.writes.push(Op::Touch(id, last_active, at));
+                }
+            },
+            op => {
+                if let Op::Delete(id, _) = &op {
+                    // Nothing after a delete may be merged into what comes before it.
+                    self.saves.remove(id);
+                    self.touches.remove(id);
+                }
+                self.writes.push(op);
+            }
+        }
+    }
+
     /// How long to wait for more ops before the next try (`None`: nothing to retry).
     fn wait(&self) -> Option<Duration> {
         self.due
@@ -208,7 +255,9 @@ pub(super) fn run(
         }
         let mut acks = Vec::new();
         let writes = coalesce(batch, &mut acks, &mut closing, shared);
-        retry.writes.extend(writes);
+        for op in writes {
+            retry.push(op, shared);
+        }
         // While failing, try again when the pause is over, or at once for someone waiting.
         let due = retry.wait().is_none_or(|w| w.is_zero());
         if !retry.writes.is_empty() && (due || !acks.is_empty() || closing.is_some() || gone) {
@@ -282,6 +331,32 @@ fn attempt(conn: &mut Connection, retry: &mut Retry, shared: &Shared, stats: &Mu
             }
             retry.failed();
         }
+    }
+}
+
+/// Folds `later`, a session's next output save, into `earlier`, as if both had been applied:
+/// contiguous bytes are joined (a gap keeps only what follows it, as loading does), and
+/// what `later` lets go of is cut.
+fn merge_output(earlier: &mut OutputDelta, later: OutputDelta) {
+    let end = earlier.offset + earlier.data.len() as u64;
+    if (earlier.offset..=end).contains(&later.offset) {
+        earlier
+            .data
+            .truncate((later.offset - earlier.offset) as usize);
+        earlier.data.extend_from_slice(&later.data);
+    } else {
+        earlier.offset = later.offset;
+        earlier.data = later.data;
+    }
+    if later.keep_from > earlier.offset {
+        let cut = (later.keep_from - earlier.offset).min(earlier.data.len() as u64);
+        earlier.data.drain(..cut as usize);
+        earlier.offset += cut;
+    }
+    earlier.keep_from = later.keep_from;
+    earlier.head = later.head;
+    if later.screen.is_some() {
+        earlier.screen = later.screen;
     }
 }
 
@@ -489,4 +564,49 @@ fn save_output(tx: &rusqlite::Transaction<'_>, delta: &OutputDelta) -> rusqlite:
             .execute(params![id, as_i64(kept_from)])?,
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(offset: u64, data: &[u8], keep_from: u64, screen: Option<&[u8]>) -> OutputDelta {
+        OutputDelta {
+            session_id: Uuid::nil(),
+            offset,
+            data: data.to_vec(),
+            keep_from,
+            head: offset + data.len() as u64,
+            screen: screen.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn contiguous_saves_merge_into_one_and_keep_the_latest_screen() {
+        let mut earlier = delta(10, b"abc", 0, Some(b"s1"));
+        merge_output(&mut earlier, delta(13, b"de", 0, None));
+        assert_eq!(
+            earlier,
+            OutputDelta {
+                head: 15,
+                ..delta(10, b"abcde", 0, Some(b"s1"))
+            }
+        );
+        merge_output(&mut earlier, delta(15, b"f", 0, Some(b"s2")));
+        assert_eq!(earlier, delta(10, b"abcdef", 0, Some(b"s2")));
+    }
+
+    #[test]
+    fn a_merged_save_lets_go_of_what_the_later_one_does() {
+        let mut earlier = delta(0, b"0123", 0, None);
+        merge_output(&mut earlier, delta(4, b"4567", 6, None));
+        assert_eq!(earlier, delta(6, b"67", 6, None));
+    }
+
+    #[test]
+    fn a_save_after_a_gap_replaces_the_earlier_bytes() {
+        let mut earlier = delta(0, b"0123", 0, None);
+        merge_output(&mut earlier, delta(9, b"9", 0, None));
+        assert_eq!(earlier, delta(9, b"9", 0, None));
+    }
 }
