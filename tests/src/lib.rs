@@ -95,6 +95,15 @@ fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The database a daemon started with `settings` in `home` uses: `pulsar.db` in `home`, or
+/// the setting `DATABASE_PATH` (for a database on a filesystem of its own).
+fn database_path(home: &Path, settings: &[(&str, &str)]) -> PathBuf {
+    settings
+        .iter()
+        .find(|(key, _)| *key == "DATABASE_PATH")
+        .map_or_else(|| home.join("pulsar.db"), |(_, path)| PathBuf::from(path))
+}
+
 /// A `pulsar-standalone` in its own temp dir, killed if the test forgets to stop it.
 pub struct Daemon {
     /// The daemon process.
@@ -110,7 +119,7 @@ pub struct Daemon {
 impl Daemon {
     /// The daemon's database file.
     pub fn database(&self) -> PathBuf {
-        self.dir.path().join("pulsar.db")
+        database_path(self.dir.path(), &self.settings_ref())
     }
 
     fn settings_ref(&self) -> Vec<(&str, &str)> {
@@ -288,7 +297,7 @@ impl Daemon {
             .arg("--socket")
             .arg(socket)
             .arg("--database")
-            .arg(home.join("pulsar.db"))
+            .arg(database_path(home, settings))
             .env("HOME", home)
             .env("PULSAR_LOG_LEVEL", "debug")
             .env_remove("XDG_CONFIG_HOME")

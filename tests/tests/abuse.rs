@@ -209,3 +209,286 @@ async fn kill_9_in_a_loop_keeps_the_database_intact_every_session_and_all_but_on
         "lost {worst} ms of output in a kill, with persist_interval_ms {interval_ms}: {losses:?}"
     );
 }
+
+/// A program that floods its terminal (about 200 KB/s), to make the database grow.
+const FLOOD: &str =
+    "import time\nwhile True:\n    print('x' * 1000, flush=True)\n    time.sleep(0.005)\n";
+
+/// Panics, visibly, unless the test runs as root (as CI does).
+fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test must run as root: {why}"
+    );
+}
+
+/// A size-limited tmpfs mounted at `dir` for the test's life, unmounted on drop.
+struct SmallFilesystem {
+    dir: std::path::PathBuf,
+}
+
+impl SmallFilesystem {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("the mount point");
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a tmpfs at {}", dir.display());
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Fills what space is left with a file of its own; returns the file.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.dir.join("filler");
+        let mut file = std::fs::File::create(&path).expect("the filler");
+        let chunk = vec![0u8; 4096];
+        loop {
+            if let Err(err) = file.write_all(&chunk) {
+                assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "filling up: {err}");
+                return path;
+            }
+        }
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Something still holds a file there: detach it now, freed when released.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.dir)
+                .status();
+        }
+    }
+}
+
+/// Files marked immutable (`chattr +i`) for the guard's life: on ext4 even a descriptor
+/// already open for writing is refused, so the daemon's database is read-only under it.
+struct Immutable {
+    files: Vec<std::path::PathBuf>,
+}
+
+impl Immutable {
+    fn set(files: &[std::path::PathBuf]) -> Self {
+        for file in files {
+            let status = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(file)
+                .status()
+                .expect("run chattr");
+            assert!(status.success(), "chattr +i {}", file.display());
+        }
+        Self {
+            files: files.to_vec(),
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(file)
+                .status();
+        }
+    }
+}
+
+/// `get_status`'s `database`, on a fresh connection.
+fn database_status(socket: &std::path::Path) -> Option<Value> {
+    try_call(socket, "get_status", json!({})).map(|status| status["database"].clone())
+}
+
+/// Creates a session named `name` running `python3 -c program`; returns its id.
+async fn python(line: &mut LineClient, name: &str, program: &str) -> Value {
+    line.ok(
+        "create_session",
+        json!({"name": name, "type": {"kind": "local",
+               "command": ["/usr/bin/env", "python3", "-c", program]}}),
+    )
+    .await["session_id"]
+        .clone()
+}
+
+/// Waits until the store says it is failing; returns its reason.
+async fn store_failing(daemon: &Daemon) -> String {
+    eventually("get_status to report the store failing", || async {
+        database_status(&daemon.socket)?["last_error"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await
+}
+
+/// Waits until the store has committed everything and fails no more; returns its status.
+async fn store_caught_up(daemon: &Daemon) -> Value {
+    eventually("the store to catch up", || async {
+        let status = database_status(&daemon.socket)?;
+        (status.get("last_error").is_none() && status["queued"] == 0).then_some(status)
+    })
+    .await
+}
+
+/// Shows the daemon serving while its store fails: a new session answers, is attached and
+/// echoes what is typed. Returns its id.
+async fn serves_while_failing(line: &mut LineClient, name: &str) -> Value {
+    let id = line
+        .ok(
+            "create_session",
+            json!({"name": name, "type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await["session_id"]
+        .clone();
+    line.ok("attach_session", json!({"session_id": id})).await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"typed-while-failing\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "typed-while-failing").await;
+    id
+}
+
+/// After a graceful restart (everything the daemon read is saved), checks that `names` are
+/// all stored and served, and that the counter session's history has no gap at all.
+async fn nothing_lost(daemon: &Daemon, names: &[&str], counter: &Value) {
+    let mut line = daemon.line().await;
+    let listed = line.ok("list_sessions", json!({})).await;
+    let listed: Vec<&str> = listed["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for name in names {
+        assert!(listed.contains(name), "{name} lost: {listed:?}");
+    }
+    let out = line
+        .ok(
+            "receive_output",
+            json!({"session_id": counter, "since": 0, "max_bytes": 1024 * 1024}),
+        )
+        .await;
+    let lines = counter_lines(&String::from_utf8_lossy(&unb64(
+        out["data"].as_str().expect("data"),
+    )));
+    assert_eq!(
+        lines.first().map(|l| l.0),
+        Some(1),
+        "the history starts at n1"
+    );
+    for pair in lines.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "a gap in the saved output: {pair:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_under_the_database_loses_nothing_and_the_store_catches_up_when_space_returns()
+{
+    require_root("it mounts a size-limited tmpfs for the database");
+    let place = tempfile::tempdir().expect("temp dir");
+    let small = SmallFilesystem::mount(&place.path().join("db"), "2m");
+    let database = small.dir.join("pulsar.db");
+    let daemon = Daemon::start_with(&[
+        ("DATABASE_PATH", database.to_str().expect("a UTF-8 path")),
+        ("PERSIST_INTERVAL_MS", "200"),
+        ("PERSIST_SCROLLBACK_BYTES", "65536"),
+    ])
+    .await;
+    let mut line = daemon.line().await;
+    let counter = python(&mut line, "steady", COUNTER).await;
+    line.read_output_until(&counter, "n3 ").await;
+
+    let filler = small.fill();
+    // Sessions that need room the disk no longer has: each answers all the same.
+    let mut floods = Vec::new();
+    for i in 0..3 {
+        floods.push(python(&mut line, &format!("flood-{i}"), FLOOD).await);
+    }
+    let reason = store_failing(&daemon).await;
+    assert!(reason.contains("full"), "{reason}");
+    serves_while_failing(&mut line, "created-while-full").await;
+    for flood in &floods {
+        line.ok("terminate_session", json!({"session_id": flood}))
+            .await;
+    }
+    assert!(
+        daemon.log().contains("database write failed"),
+        "{}",
+        daemon.log()
+    );
+
+    std::fs::remove_file(filler).expect("free the space");
+    let status = store_caught_up(&daemon).await;
+    assert!(status["failed_commits"].as_u64() > Some(0), "{status}");
+    eprintln!("disk full: {reason:?}; caught up after {status}");
+    assert!(
+        daemon.log().contains("the store has caught up"),
+        "{}",
+        daemon.log()
+    );
+
+    let daemon = daemon.restart(&[]).await;
+    nothing_lost(
+        &daemon,
+        &[
+            "steady",
+            "flood-0",
+            "flood-1",
+            "flood-2",
+            "created-while-full",
+        ],
+        &counter,
+    )
+    .await;
+    drop(daemon);
+    drop(small);
+}
+
+#[tokio::test]
+async fn a_database_made_read_only_under_the_daemon_loses_nothing_once_writable_again() {
+    require_root("it marks the database immutable with chattr");
+    let daemon = Daemon::start_with(&[("PERSIST_INTERVAL_MS", "200")]).await;
+    let mut line = daemon.line().await;
+    let counter = python(&mut line, "steady", COUNTER).await;
+    line.read_output_until(&counter, "n3 ").await;
+
+    let database = daemon.database();
+    let wal = database.with_file_name("pulsar.db-wal");
+    let read_only = Immutable::set(&[database, wal]);
+    serves_while_failing(&mut line, "created-while-read-only").await;
+    let reason = store_failing(&daemon).await;
+    assert!(!reason.is_empty());
+    assert!(
+        daemon.log().contains("database write failed"),
+        "{}",
+        daemon.log()
+    );
+
+    drop(read_only);
+    let status = store_caught_up(&daemon).await;
+    eprintln!("read-only: {reason:?}; caught up after {status}");
+    let daemon = daemon.restart(&[]).await;
+    nothing_lost(&daemon, &["steady", "created-while-read-only"], &counter).await;
+}
