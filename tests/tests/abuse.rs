@@ -492,3 +492,242 @@ async fn a_database_made_read_only_under_the_daemon_loses_nothing_once_writable_
     let daemon = daemon.restart(&[]).await;
     nothing_lost(&daemon, &["steady", "created-while-read-only"], &counter).await;
 }
+
+/// The uid and gid of `pulsar-other`, a throwaway system user, created if absent.
+fn other_user() -> (u32, u32) {
+    const NAME: &str = "pulsar-other";
+    let lookup = || nix::unistd::User::from_name(NAME).ok().flatten();
+    if lookup().is_none() {
+        // Another test may be creating it at the same moment: only the lookup decides.
+        let _ = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                NAME,
+            ])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let user = lookup().expect("useradd created pulsar-other");
+    assert_ne!(user.uid.as_raw(), 0);
+    (user.uid.as_raw(), user.gid.as_raw())
+}
+
+/// What another user's attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Connected, sent a request, and the other end closed without a byte.
+    ClosedWithoutReply,
+    /// Connected and got an answer.
+    Replied,
+    /// Could not connect at all.
+    CouldNotConnect,
+    /// Opened the file for reading.
+    Opened,
+    /// Could not open it.
+    OpenRefused,
+}
+
+/// What another user tries.
+enum Attempt<'a> {
+    /// Connect to a Unix socket of `kind` (`SOCK_STREAM`, `SOCK_SEQPACKET`) and send `request`.
+    Connect {
+        socket: &'a std::path::Path,
+        kind: libc::c_int,
+        request: &'a [u8],
+    },
+    /// Open a file for reading.
+    Read(&'a std::path::Path),
+}
+
+/// Forks a child that becomes `uid`/`gid` (no supplementary groups) and makes `attempt`.
+/// Everything the child needs is prepared before the fork; it then makes only raw syscalls.
+fn as_user((uid, gid): (u32, u32), attempt: Attempt<'_>) -> Outcome {
+    use std::os::unix::ffi::OsStrExt;
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (kind, request, file) = match &attempt {
+        Attempt::Connect {
+            socket,
+            kind,
+            request,
+        } => {
+            let path = socket.as_os_str().as_bytes();
+            assert!(path.len() < addr.sun_path.len());
+            for (dst, src) in addr.sun_path.iter_mut().zip(path) {
+                *dst = *src as libc::c_char;
+            }
+            (*kind, *request, None)
+        }
+        Attempt::Read(path) => (
+            0,
+            &[][..],
+            Some(std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL")),
+        ),
+    };
+    // SAFETY: the child only makes raw syscalls on memory prepared before the fork, then
+    // _exits; the parent waits for it.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                libc::_exit(10);
+            }
+            if let Some(file) = &file {
+                let fd = libc::open(file.as_ptr(), libc::O_RDONLY);
+                libc::_exit(if fd >= 0 { 3 } else { 4 });
+            }
+            let fd = libc::socket(libc::AF_UNIX, kind, 0);
+            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+                libc::_exit(2);
+            }
+            libc::write(fd, request.as_ptr().cast(), request.len());
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&mut poll, 1, 10_000);
+            let mut byte = [0u8; 4096];
+            let n = libc::read(fd, byte.as_mut_ptr().cast(), byte.len());
+            libc::_exit(if n > 0 { 1 } else { 0 });
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        match libc::WEXITSTATUS(status) {
+            0 => Outcome::ClosedWithoutReply,
+            1 => Outcome::Replied,
+            2 => Outcome::CouldNotConnect,
+            3 => Outcome::Opened,
+            4 => Outcome::OpenRefused,
+            code => panic!("the child failed to become uid {uid} (exit {code})"),
+        }
+    }
+}
+
+/// Opens the daemon's directories (not its files) to everyone, so that only the check under
+/// test stands in another user's way.
+fn open_directories(daemon: &Daemon) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for dir in [
+        daemon.dir.path(),
+        daemon.socket.parent().expect("a run dir"),
+    ] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// `Hello` as the keeper's wire carries it.
+fn keeper_hello() -> Vec<u8> {
+    let mut hello = serde_json::to_value(pulsar_keeper::wire::Request::Hello).unwrap();
+    hello["v"] = json!(pulsar_keeper::wire::VERSION);
+    serde_json::to_vec(&hello).unwrap()
+}
+
+#[tokio::test]
+async fn a_second_user_is_refused_on_the_daemon_socket_even_when_it_is_open_to_all() {
+    require_root("it connects as another user");
+    use std::os::unix::fs::PermissionsExt as _;
+    let other = other_user();
+    let daemon = Daemon::start().await;
+    open_directories(&daemon);
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let request = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list_sessions\"}\n";
+    let attempt = || Attempt::Connect {
+        socket: &daemon.socket,
+        kind: libc::SOCK_STREAM,
+        request,
+    };
+    assert_eq!(as_user(other, attempt()), Outcome::ClosedWithoutReply);
+    assert_eq!(
+        as_user((0, 0), attempt()),
+        Outcome::Replied,
+        "the owner is served"
+    );
+    let log = eventually("the refusal in the log", || {
+        let log = daemon.log();
+        async move {
+            log.contains("refused a connection from another user")
+                .then_some(log)
+        }
+    })
+    .await;
+    assert!(log.contains(&format!("uid={}", other.0)), "{log}");
+}
+
+#[tokio::test]
+async fn a_second_user_is_refused_on_the_keeper_socket_even_when_it_is_open_to_all() {
+    require_root("it connects as another user");
+    use std::os::unix::fs::PermissionsExt as _;
+    let other = other_user();
+    let daemon = Daemon::start().await;
+    // A session, so that the keeper runs.
+    daemon.line().await.create_cat().await;
+    let keeper = daemon.keeper_socket();
+    open_directories(&daemon);
+    std::fs::set_permissions(&keeper, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let hello = keeper_hello();
+    let attempt = || Attempt::Connect {
+        socket: &keeper,
+        kind: libc::SOCK_SEQPACKET,
+        request: &hello,
+    };
+    assert_eq!(as_user(other, attempt()), Outcome::ClosedWithoutReply);
+    assert_eq!(
+        as_user((0, 0), attempt()),
+        Outcome::Replied,
+        "the owner is served"
+    );
+    let log_path = keeper.with_file_name("pulsar-keeper.log");
+    let log = eventually("the refusal in the keeper's log", || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        async move { log.contains("refused a connection").then_some(log) }
+    })
+    .await;
+    assert!(log.contains(&format!("uid {}", other.0)), "{log}");
+}
+
+#[tokio::test]
+async fn files_the_daemon_creates_are_unreadable_by_a_second_user() {
+    require_root("it reads as another user");
+    use std::os::unix::fs::PermissionsExt as _;
+    let other = other_user();
+    let daemon = Daemon::start().await;
+    daemon.line().await.create_cat().await;
+    let database = daemon.database();
+    let run = daemon.socket.parent().expect("a run dir").to_owned();
+    let files = [
+        database.clone(),
+        database.with_file_name("pulsar.db-wal"),
+        database.with_file_name("pulsar.db-shm"),
+        run.join("pulsar-keeper.log"),
+        daemon.socket.clone(),
+        daemon.keeper_socket(),
+    ];
+    for file in &files {
+        let mode = std::fs::metadata(file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{} is {:o}", file.display(), mode & 0o777);
+    }
+    let dir_mode = std::fs::metadata(&run).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "{}", run.display());
+    // With the directories opened, the files' own modes still keep the other user out.
+    open_directories(&daemon);
+    for file in files.iter().take(4) {
+        assert_eq!(
+            as_user(other, Attempt::Read(file)),
+            Outcome::OpenRefused,
+            "{} readable by another user",
+            file.display()
+        );
+    }
+}
