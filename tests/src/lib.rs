@@ -275,6 +275,25 @@ impl Daemon {
         daemon
     }
 
+    /// Starts a daemon with extra `PULSAR_*` settings, letting `configure` adjust its command
+    /// (limits, credentials) before it starts. Restarts start it plainly.
+    pub async fn start_configured(
+        settings: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("run/pulsar.sock");
+        let child = Self::spawn_with(dir.path(), &socket, settings, configure);
+        let daemon = Self {
+            child,
+            dir,
+            socket,
+            settings: owned(settings),
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
     /// Spawns `pulsar-standalone` on `socket` with HOME in `home`; does not wait.
     pub fn spawn(home: &Path, socket: &Path, settings: &[(&str, &str)]) -> Child {
         Self::spawn_with(home, socket, settings, |_| {})

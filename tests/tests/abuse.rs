@@ -731,3 +731,162 @@ async fn files_the_daemon_creates_are_unreadable_by_a_second_user() {
         );
     }
 }
+
+/// Most descriptors the daemon (and so its keeper and programs) may hold in the test below.
+const FEW_DESCRIPTORS: u64 = 48;
+
+/// A daemon (and so its keeper and programs) limited to [`FEW_DESCRIPTORS`].
+async fn daemon_with_few_descriptors() -> Daemon {
+    use std::os::unix::process::CommandExt as _;
+    Daemon::start_configured(&[], |command| {
+        // SAFETY: only setrlimit between fork and exec, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: FEW_DESCRIPTORS,
+                    rlim_max: FEW_DESCRIPTORS,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    })
+    .await
+}
+
+#[tokio::test]
+async fn out_of_descriptors_a_new_session_fails_clearly_and_the_others_are_served() {
+    let daemon = daemon_with_few_descriptors().await;
+    let mut line = daemon.line().await;
+    let mut created = Vec::new();
+    let refusal = loop {
+        assert!(created.len() < FEW_DESCRIPTORS as usize, "never ran out");
+        let answer = line
+            .call(
+                "create_session",
+                json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+            )
+            .await;
+        match answer.get("error") {
+            Some(error) => break error.clone(),
+            None => created.push(answer["result"]["session_id"].clone()),
+        }
+    };
+    eprintln!(
+        "out of descriptors after {} sessions: {refusal}",
+        created.len()
+    );
+    assert!(!created.is_empty());
+    assert_eq!(refusal["code"], 1005, "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("open-files limit")),
+        "{refusal}"
+    );
+    // The program the keeper started for the refused session does not linger there.
+    let keeper = pulsar_keeper::client::Client::connect(&daemon.keeper_socket()).unwrap();
+    eventually("the keeper to let the refused session go", || async {
+        let held = keeper.list().expect("the keeper's list");
+        (held.len() == created.len()).then_some(())
+    })
+    .await;
+    // Every session already made still echoes.
+    for id in &created {
+        line.ok(
+            "send_input",
+            json!({"session_id": id, "data": b64(b"still-here\n")}),
+        )
+        .await;
+        line.read_output_until(id, "still-here").await;
+    }
+    line.ok("get_status", json!({})).await;
+}
+
+#[tokio::test]
+async fn at_max_sessions_a_new_session_is_refused_and_the_others_are_served() {
+    let daemon = Daemon::start_with(&[("MAX_SESSIONS", "2")]).await;
+    let mut line = daemon.line().await;
+    let first = line.create_cat().await["session_id"].clone();
+    let second = line.create_cat().await["session_id"].clone();
+    let refusal = line
+        .err(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+        )
+        .await;
+    assert_eq!(refusal["code"], 1004, "{refusal}");
+    assert_eq!(refusal["data"], json!({"limit": "max_sessions", "max": 2}));
+    for id in [&first, &second] {
+        line.ok(
+            "send_input",
+            json!({"session_id": id, "data": b64(b"still-here\n")}),
+        )
+        .await;
+        line.read_output_until(id, "still-here").await;
+    }
+    // A session ended makes room again.
+    line.ok("terminate_session", json!({"session_id": first}))
+        .await;
+    eventually("room for a new session", || {
+        let socket = daemon.socket.clone();
+        async move {
+            try_call(
+                &socket,
+                "create_session",
+                json!({"type": {"kind": "local", "command": ["/bin/cat"]}}),
+            )
+        }
+    })
+    .await;
+}
+
+/// One `get_status` on `stream`, answered within 2 s.
+fn answered(stream: &std::os::unix::net::UnixStream) -> bool {
+    use std::io::{BufRead as _, Write as _};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"get_status\"}\n";
+    let mut writer = stream;
+    if writer.write_all(request).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut answer)
+        .is_ok_and(|n| n > 0)
+}
+
+#[tokio::test]
+async fn out_of_descriptors_new_connections_wait_and_are_served_once_others_close() {
+    let daemon = daemon_with_few_descriptors().await;
+    let mut open = Vec::new();
+    let socket = daemon.socket.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        loop {
+            assert!(open.len() < 2 * FEW_DESCRIPTORS as usize, "never ran out");
+            let stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+            if !answered(&stream) {
+                return open;
+            }
+            open.push(stream);
+        }
+    })
+    .await
+    .expect("the connecting thread");
+    eprintln!("out of descriptors after {} connections", held.len());
+    assert!(
+        daemon.log().contains("accept failed"),
+        "the log says why: {}",
+        daemon.log()
+    );
+    drop(held);
+    // The accept loop backs off and goes on: the queued connection and new ones are served.
+    let socket = daemon.socket.clone();
+    eventually("a connection served again", || {
+        let socket = socket.clone();
+        async move { try_call(&socket, "get_status", json!({})) }
+    })
+    .await;
+}
