@@ -790,6 +790,55 @@ mod tests {
     }
 
     #[test]
+    fn a_long_outage_keeps_one_pending_save_and_touch_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let id = Uuid::new_v4();
+        store.upsert_session(row(id, "n"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(store.flush());
+        let saboteur = Connection::open(&path).unwrap();
+        saboteur
+            .execute_batch(
+                "CREATE TRIGGER full BEFORE INSERT ON output_chunks
+                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        for i in 0..500u64 {
+            store.save_output(OutputDelta {
+                session_id: id,
+                offset: i * 10,
+                data: vec![b'x'; 10],
+                keep_from: (i * 10 + 10).saturating_sub(100),
+                head: i * 10 + 10,
+                screen: Some(b"screen".to_vec()),
+            });
+            store.touch(id, i as i64);
+            if i % 50 == 0 {
+                runtime.block_on(store.flush());
+            }
+        }
+        runtime.block_on(store.flush());
+        let failing = store.stats();
+        assert!(failing.failed_commits > 5, "{failing:?}");
+        // The first failed save and touch, and the one each that later ones merged into.
+        assert!(failing.queued <= 4, "{failing:?}");
+        saboteur.execute_batch("DROP TRIGGER full").unwrap();
+        runtime.block_on(store.flush());
+        assert_eq!(store.stats().queued, 0);
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        let output = loaded.sessions[0].output.clone().unwrap();
+        assert_eq!(output.offset + output.scrollback.len() as u64, 5000);
+        assert_eq!(loaded.sessions[0].row.last_active, 499);
+        store.close();
+    }
+
+    #[test]
     fn output_deltas_append_and_trim_to_the_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.db");
