@@ -87,6 +87,11 @@ pub struct DatabaseStatus {
     #[serde(default)]
     pub deferred: u64,
     /// Transactions that failed (disk full, read-only file, I/O error); the log says why.
+    /// Failed writes are kept (counted in `queued`) and tried again until they commit.
     #[serde(default)]
     pub failed_commits: u64,
+    /// Why the latest transaction failed (SQLite's message, e.g. `database or disk is
+    /// full`), while the store is failing; absent once a transaction commits again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }

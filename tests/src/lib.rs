@@ -95,6 +95,15 @@ fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The database a daemon started with `settings` in `home` uses: `pulsar.db` in `home`, or
+/// the setting `DATABASE_PATH` (for a database on a filesystem of its own).
+fn database_path(home: &Path, settings: &[(&str, &str)]) -> PathBuf {
+    settings
+        .iter()
+        .find(|(key, _)| *key == "DATABASE_PATH")
+        .map_or_else(|| home.join("pulsar.db"), |(_, path)| PathBuf::from(path))
+}
+
 /// A `pulsar-standalone` in its own temp dir, killed if the test forgets to stop it.
 pub struct Daemon {
     /// The daemon process.
@@ -110,7 +119,7 @@ pub struct Daemon {
 impl Daemon {
     /// The daemon's database file.
     pub fn database(&self) -> PathBuf {
-        self.dir.path().join("pulsar.db")
+        database_path(self.dir.path(), &self.settings_ref())
     }
 
     fn settings_ref(&self) -> Vec<(&str, &str)> {
@@ -266,6 +275,25 @@ impl Daemon {
         daemon
     }
 
+    /// Starts a daemon with extra `PULSAR_*` settings, letting `configure` adjust its command
+    /// (limits, credentials) before it starts. Restarts start it plainly.
+    pub async fn start_configured(
+        settings: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("run/pulsar.sock");
+        let child = Self::spawn_with(dir.path(), &socket, settings, configure);
+        let daemon = Self {
+            child,
+            dir,
+            socket,
+            settings: owned(settings),
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
     /// Spawns `pulsar-standalone` on `socket` with HOME in `home`; does not wait.
     pub fn spawn(home: &Path, socket: &Path, settings: &[(&str, &str)]) -> Child {
         Self::spawn_with(home, socket, settings, |_| {})
@@ -288,7 +316,7 @@ impl Daemon {
             .arg("--socket")
             .arg(socket)
             .arg("--database")
-            .arg(home.join("pulsar.db"))
+            .arg(database_path(home, settings))
             .env("HOME", home)
             .env("PULSAR_LOG_LEVEL", "debug")
             .env_remove("XDG_CONFIG_HOME")

@@ -239,6 +239,28 @@ async fn accept_new_host_key_remembers_the_host_for_the_next_session() {
 
 #[tokio::test]
 #[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn a_known_hosts_file_the_daemon_creates_is_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    let mut line = daemon.line().await;
+    let created = create(
+        &mut line,
+        ssh_type(
+            &sshd,
+            json!({"accept_new_host_key": true, "command": "echo added"}),
+        ),
+    )
+    .await;
+    output_until(&mut line, &created["session_id"], "added").await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let file = known_hosts(&daemon);
+    assert_eq!(mode(&file), 0o600, "{}", file.display());
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
 async fn config_can_accept_new_host_keys_and_name_the_key_files() {
     let sshd = Sshd::start();
     let key_files = format!("[{:?}]", sshd.client_key.display().to_string());

@@ -212,7 +212,7 @@ impl LocalBackend {
             command: shown.clone(),
             reason,
         };
-        let (master, pid) = keeper
+        let spawned = keeper
             .spawn(SpawnRequest {
                 id: id.clone(),
                 meta: String::new(),
@@ -222,18 +222,27 @@ impl LocalBackend {
                 cols,
                 rows,
             })
-            .await
-            .map_err(|err| spawn_err(err.to_string()))?;
-        Self::with_master(
-            master,
-            pid,
-            None,
-            Parent::Keeper {
-                keeper: Arc::clone(keeper),
-                id,
-            },
-        )
-        .map_err(|err| spawn_err(format!("cannot watch the pty: {err}")))
+            .await;
+        let watched = match spawned {
+            Ok((master, pid)) => Self::with_master(
+                master,
+                pid,
+                None,
+                Parent::Keeper {
+                    keeper: Arc::clone(keeper),
+                    id: id.clone(),
+                },
+            )
+            .map_err(|err| spawn_err(format!("cannot watch the pty: {err}"))),
+            Err(err) => Err(spawn_err(err.to_string())),
+        };
+        if watched.is_err() {
+            // The keeper may have started the program even though its terminal never
+            // arrived (out of descriptors): let it go, or it would run held by nobody's
+            // session until the keeper ends.
+            keeper.release(&id).await;
+        }
+        watched
     }
 
     /// Takes over a program an earlier daemon left with `keeper`: same pid, same terminal,

@@ -132,6 +132,7 @@ impl Handlers {
             shed: stats.shed,
             deferred: stats.deferred,
             failed_commits: stats.failed_commits,
+            last_error: stats.last_error,
         }
     }
 }

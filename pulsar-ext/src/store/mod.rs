@@ -137,7 +137,7 @@ pub enum StoreError {
 }
 
 /// Counters and write latencies, for `get_status` and the benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreStats {
     /// Transactions committed.
     pub commits: u64,
@@ -157,14 +157,18 @@ pub struct StoreStats {
     pub shed: u64,
     /// Output saves put off to a later checkpoint because the queue was full.
     pub deferred: u64,
-    /// Transactions that failed (disk full, read-only file, I/O error).
+    /// Transactions that failed (disk full, read-only file, I/O error); failed writes are
+    /// kept and tried again.
     pub failed_commits: u64,
+    /// Why the latest transaction failed, while the store is failing (`None` once a
+    /// transaction commits again).
+    pub last_error: Option<String>,
 }
 
 /// What producers and the writer thread share besides the channel.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    /// Ops in the channel now.
+    /// Writes not yet committed: in the channel, or failed and waiting to be tried again.
     queued: AtomicUsize,
     /// The newest row of each session with an upsert queued: later upserts replace it
     /// here instead of queueing again.
@@ -182,7 +186,16 @@ impl Shared {
             .remove(&id)
     }
 
-    /// The writer took an op out of the channel.
+    /// Puts back the rows a failed transaction took, unless a newer row of the same session
+    /// has been queued since (it supersedes them), so the next try writes them again.
+    pub(crate) fn restore_rows(&self, taken: Vec<SessionRow>) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        for row in taken {
+            rows.entry(row.id).or_insert(row);
+        }
+    }
+
+    /// A queued op left the queue: written, superseded, or answered.
     pub(crate) fn dequeued(&self) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
     }
@@ -678,6 +691,150 @@ mod tests {
         ) = Store::open(&path).unwrap();
         assert_eq!(loaded[0].row.name, "n999");
         assert_eq!(store.stats().queued, 0);
+        store.close();
+    }
+
+    #[test]
+    fn writes_that_fail_are_kept_and_committed_once_the_database_accepts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        // Stands in for a full disk: every session insert and audit entry is refused.
+        let saboteur = Connection::open(&path).unwrap();
+        saboteur
+            .execute_batch(
+                "CREATE TRIGGER full_rows BEFORE INSERT ON sessions
+                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+                 CREATE TRIGGER full_audit BEFORE INSERT ON audit_log
+                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        let id = Uuid::new_v4();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        store.upsert_session(row(id, "first"));
+        store.audit(AuditEntry {
+            time: 1,
+            uid: Some(1),
+            pid: None,
+            action: "create".into(),
+            session_id: Some(id),
+            detail: String::new(),
+        });
+        store.save_output(OutputDelta {
+            session_id: id,
+            offset: 0,
+            data: b"hello".to_vec(),
+            keep_from: 0,
+            head: 5,
+            screen: Some(b"screen".to_vec()),
+        });
+        runtime.block_on(store.flush());
+        // A newer row while failing replaces the one waiting, as coalescing does; more
+        // output joins the save waiting.
+        store.upsert_session(row(id, "renamed"));
+        store.save_output(OutputDelta {
+            session_id: id,
+            offset: 5,
+            data: b" world".to_vec(),
+            keep_from: 0,
+            head: 11,
+            screen: None,
+        });
+        runtime.block_on(store.flush());
+        let failing = store.stats();
+        assert!(failing.failed_commits >= 2, "{failing:?}");
+        assert!(
+            failing
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("disk is full")),
+            "{failing:?}"
+        );
+        assert!(
+            failing.queued >= 3,
+            "unwritten writes stay queued: {failing:?}"
+        );
+
+        saboteur
+            .execute_batch("DROP TRIGGER full_rows; DROP TRIGGER full_audit;")
+            .unwrap();
+        runtime.block_on(store.flush());
+        let caught_up = store.stats();
+        assert_eq!(
+            (caught_up.queued, caught_up.last_error.as_deref()),
+            (0, None)
+        );
+        store.close();
+        drop(saboteur);
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert_eq!(loaded.sessions.len(), 1);
+        assert_eq!(loaded.sessions[0].row.name, "renamed");
+        let output = loaded.sessions[0].output.clone().unwrap();
+        assert_eq!(
+            (output.offset, output.scrollback.as_slice()),
+            (0, &b"hello world"[..])
+        );
+        store.close();
+        let audited: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'create'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(audited, 1);
+    }
+
+    #[test]
+    fn a_long_outage_keeps_one_pending_save_and_touch_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let id = Uuid::new_v4();
+        store.upsert_session(row(id, "n"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(store.flush());
+        let saboteur = Connection::open(&path).unwrap();
+        saboteur
+            .execute_batch(
+                "CREATE TRIGGER full BEFORE INSERT ON output_chunks
+                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        for i in 0..500u64 {
+            store.save_output(OutputDelta {
+                session_id: id,
+                offset: i * 10,
+                data: vec![b'x'; 10],
+                keep_from: (i * 10 + 10).saturating_sub(100),
+                head: i * 10 + 10,
+                screen: Some(b"screen".to_vec()),
+            });
+            store.touch(id, i as i64);
+            if i % 50 == 0 {
+                runtime.block_on(store.flush());
+            }
+        }
+        runtime.block_on(store.flush());
+        let failing = store.stats();
+        assert!(failing.failed_commits > 5, "{failing:?}");
+        // The first failed save and touch, and the one each that later ones merged into.
+        assert!(failing.queued <= 4, "{failing:?}");
+        saboteur.execute_batch("DROP TRIGGER full").unwrap();
+        runtime.block_on(store.flush());
+        assert_eq!(store.stats().queued, 0);
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        let output = loaded.sessions[0].output.clone().unwrap();
+        assert_eq!(output.offset + output.scrollback.len() as u64, 5000);
+        assert_eq!(loaded.sessions[0].row.last_active, 499);
         store.close();
     }
 

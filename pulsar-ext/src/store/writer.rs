@@ -1,7 +1,7 @@
 //! The store's writer thread: owns the connection, applies queued writes in batches.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,9 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{AuditEntry, OutputDelta, Shared, StoreStats, WorkspaceRow, WorkspaceSnapshotRow};
+use super::{
+    AuditEntry, OutputDelta, SessionRow, Shared, StoreStats, WorkspaceRow, WorkspaceSnapshotRow,
+};
 
 /// A queued write, with when it was queued.
 pub(super) enum Op {
@@ -57,6 +59,8 @@ pub(super) struct WriterStats {
     commits: u64,
     writes: u64,
     failed: u64,
+    /// Why the latest transaction failed, until one commits again.
+    last_error: Option<String>,
     /// Recent commit durations.
     commits_recent: VecDeque<Duration>,
     /// Recent write latencies: from being queued to being committed.
@@ -98,6 +102,7 @@ impl WriterStats {
             write_p50_us: percentile(&self.writes_recent, 0.5),
             write_p99_us: percentile(&self.writes_recent, 0.99),
             failed_commits: self.failed,
+            last_error: self.last_error.clone(),
             ..StoreStats::default()
         }
     }
@@ -118,11 +123,95 @@ fn checkpointer(path: &std::path::Path, stop: Receiver<()>) {
             return;
         }
     };
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
-    {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::debug!("WAL checkpoint failed: {err}");
         }
+    }
+}
+
+/// First pause before a failed transaction is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between tries: how soon the store catches up once space returns.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Tries of what is still unwritten when the store closes, before it is given up.
+const CLOSE_TRIES: u32 = 3;
+
+/// Writes that failed and are tried again, in their order, until they commit.
+///
+/// A failed transaction is rolled back, so its writes are kept here instead of being dropped
+/// (and the rows its upsert markers took from [`Shared`] are put back). They stay counted in
+/// [`Shared`]'s queue until committed, so a long outage fills the queue and the store sheds
+/// and defers as it does under load: memory stays bounded by the queue's cap.
+#[derive(Default)]
+struct Retry {
+    writes: Vec<Op>,
+    /// Where each session's latest output save and touch wait in `writes`: a newer one is
+    /// merged into it, so a long outage keeps about one tail of output per session in
+    /// memory, not every checkpoint's.
+    saves: HashMap<Uuid, usize>,
+    touches: HashMap<Uuid, usize>,
+    /// Consecutive failed tries.
+    failures: u32,
+    /// When the next try is due.
+    due: Option<Instant>,
+}
+
+impl Retry {
+    /// Adds a write to the unwritten ones; while failing, merged into an earlier one of the
+    /// same kind and session where it can be.
+    fn push(&mut self, op: Op, shared: &Shared) {
+        if self.failures == 0 {
+            // Not failing: the batch is tried at once, as it came.
+            self.writes.push(op);
+            return;
+        }
+        match op {
+            Op::SaveOutput(delta, at) => match self.saves.get(&delta.session_id) {
+                Some(&i) => {
+                    if let Op::SaveOutput(earlier, _) = &mut self.writes[i] {
+                        merge_output(earlier, delta);
+                    }
+                    shared.dequeued();
+                }
+                None => {
+                    self.saves.insert(delta.session_id, self.writes.len());
+                    self.writes.push(Op::SaveOutput(delta, at));
+                }
+            },
+            Op::Touch(id, last_active, at) => match self.touches.get(&id) {
+                Some(&i) => {
+                    self.writes[i] = Op::Touch(id, last_active, at);
+                    shared.dequeued();
+                }
+                None => {
+                    self.touches.insert(id, self.writes.len());
+                    self.writes.push(Op::Touch(id, last_active, at));
+                }
+            },
+            op => {
+                if let Op::Delete(id, _) = &op {
+                    // Nothing after a delete may be merged into what comes before it.
+                    self.saves.remove(id);
+                    self.touches.remove(id);
+                }
+                self.writes.push(op);
+            }
+        }
+    }
+
+    /// How long to wait for more ops before the next try (`None`: nothing to retry).
+    fn wait(&self) -> Option<Duration> {
+        self.due
+            .map(|due| due.saturating_duration_since(Instant::now()))
+    }
+
+    fn failed(&mut self) {
+        self.failures += 1;
+        let pause = RETRY_FIRST
+            .saturating_mul(1 << self.failures.min(10))
+            .min(RETRY_MAX);
+        self.due = Some(Instant::now() + pause);
     }
 }
 
@@ -143,35 +232,54 @@ pub(super) fn run(
             .ok()
     };
     let mut closing = None;
-    while closing.is_none() {
-        let Ok(first) = rx.recv() else { break };
-        shared.dequeued();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut retry = Retry::default();
+    let mut gone = false;
+    while closing.is_none() && !gone {
+        let mut batch = Vec::new();
+        match retry.wait() {
+            None => match rx.recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => gone = true,
+            },
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(op) => batch.push(op),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => gone = true,
+            },
+        }
+        while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => {
-                    shared.dequeued();
-                    batch.push(op);
-                }
+                Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
         let mut acks = Vec::new();
-        let writes = coalesce(batch, &mut acks, &mut closing);
-        if !writes.is_empty() {
-            let queued: Vec<Instant> = writes.iter().filter_map(Op::queued_at).collect();
-            let started = Instant::now();
-            let result = apply(&mut conn, writes, shared);
-            let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(err) = result {
-                stats.failed += 1;
-                tracing::error!("database write failed: {err}");
-            }
-            stats.record(started.elapsed(), &queued);
+        let writes = coalesce(batch, &mut acks, &mut closing, shared);
+        for op in writes {
+            retry.push(op, shared);
+        }
+        // While failing, try again when the pause is over, or at once for someone waiting.
+        let due = retry.wait().is_none_or(|w| w.is_zero());
+        if !retry.writes.is_empty() && (due || !acks.is_empty() || closing.is_some() || gone) {
+            attempt(&mut conn, &mut retry, shared, &stats);
         }
         for ack in acks {
             let _ = ack.send(());
         }
+    }
+    // Space may have come back just now: a few last tries before what is left is given up.
+    for _ in 1..CLOSE_TRIES {
+        if retry.writes.is_empty() {
+            break;
+        }
+        std::thread::sleep(retry.wait().unwrap_or_default().min(RETRY_MAX));
+        attempt(&mut conn, &mut retry, shared, &stats);
+    }
+    if !retry.writes.is_empty() {
+        tracing::error!(
+            writes = retry.writes.len(),
+            "the store closes with writes it could not commit; they are lost"
+        );
     }
     drop(stop_checkpoints);
     if let Some(checkpoints) = checkpoints {
@@ -185,12 +293,80 @@ pub(super) fn run(
     }
 }
 
+/// One transaction of everything unwritten: on success they leave the queue, on failure
+/// they stay for the next try.
+fn attempt(conn: &mut Connection, retry: &mut Retry, shared: &Shared, stats: &Mutex<WriterStats>) {
+    let queued: Vec<Instant> = retry.writes.iter().filter_map(Op::queued_at).collect();
+    let started = Instant::now();
+    let mut taken = Vec::new();
+    let result = apply(conn, &retry.writes, shared, &mut taken);
+    let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(()) => {
+            for _ in 0..retry.writes.len() {
+                shared.dequeued();
+            }
+            if retry.failures > 0 {
+                tracing::warn!(
+                    failed_tries = retry.failures,
+                    writes = retry.writes.len(),
+                    "database writes succeed again; the store has caught up"
+                );
+            }
+            stats.record(started.elapsed(), &queued);
+            stats.last_error = None;
+            *retry = Retry::default();
+        }
+        Err(err) => {
+            shared.restore_rows(taken);
+            stats.failed += 1;
+            stats.last_error = Some(err.to_string());
+            // Every failure while it lasts would flood the log: the first, then every 30th.
+            if retry.failures.is_multiple_of(30) {
+                tracing::error!(
+                    writes = retry.writes.len(),
+                    failed_tries = retry.failures + 1,
+                    "database write failed: {err}; keeping the writes and trying again"
+                );
+            }
+            retry.failed();
+        }
+    }
+}
+
+/// Folds `later`, a session's next output save, into `earlier`, as if both had been applied:
+/// contiguous bytes are joined (a gap keeps only what follows it, as loading does), and
+/// what `later` lets go of is cut.
+fn merge_output(earlier: &mut OutputDelta, later: OutputDelta) {
+    let end = earlier.offset + earlier.data.len() as u64;
+    if (earlier.offset..=end).contains(&later.offset) {
+        earlier
+            .data
+            .truncate((later.offset - earlier.offset) as usize);
+        earlier.data.extend_from_slice(&later.data);
+    } else {
+        earlier.offset = later.offset;
+        earlier.data = later.data;
+    }
+    if later.keep_from > earlier.offset {
+        let cut = (later.keep_from - earlier.offset).min(earlier.data.len() as u64);
+        earlier.data.drain(..cut as usize);
+        earlier.offset += cut;
+    }
+    earlier.keep_from = later.keep_from;
+    earlier.head = later.head;
+    if later.screen.is_some() {
+        earlier.screen = later.screen;
+    }
+}
+
 /// Drops writes that a later one in the same batch supersedes (touches of the same
 /// session), keeping everything else in order. Output saves are deltas: all are kept.
 fn coalesce(
     batch: Vec<Op>,
     acks: &mut Vec<oneshot::Sender<()>>,
     closing: &mut Option<oneshot::Sender<()>>,
+    shared: &Shared,
 ) -> Vec<Op> {
     let mut last_touch: HashMap<Uuid, usize> = HashMap::new();
     for (i, op) in batch.iter().enumerate() {
@@ -201,24 +377,39 @@ fn coalesce(
     let mut writes = Vec::with_capacity(batch.len());
     for (i, op) in batch.into_iter().enumerate() {
         match op {
-            Op::Touch(id, ..) if last_touch[&id] != i => {}
-            Op::Flush(ack) => acks.push(ack),
-            Op::Close(ack) => *closing = Some(ack),
+            Op::Touch(id, ..) if last_touch[&id] != i => shared.dequeued(),
+            Op::Flush(ack) => {
+                shared.dequeued();
+                acks.push(ack);
+            }
+            Op::Close(ack) => {
+                shared.dequeued();
+                *closing = Some(ack);
+            }
             op => writes.push(op),
         }
     }
     writes
 }
 
-fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::Result<()> {
+/// Applies `writes` in one transaction. The rows upsert markers take from `shared` are
+/// pushed to `taken`, to be put back if the transaction fails.
+fn apply(
+    conn: &mut Connection,
+    writes: &[Op],
+    shared: &Shared,
+    taken: &mut Vec<SessionRow>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for op in writes {
         match op {
             Op::Upsert(id, _) => {
                 // Already written by an earlier marker, or deleted since.
-                let Some(row) = shared.take_row(id) else {
+                let Some(row) = shared.take_row(*id) else {
                     continue;
                 };
+                taken.push(row);
+                let row = taken.last().expect("just pushed");
                 let config = serde_json::to_string(&row.config)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 tx.prepare_cached(
@@ -273,7 +464,7 @@ fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::R
                 tx.prepare_cached(
                     "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - ?1",
                 )?
-                .execute(params![i64::try_from(keep).unwrap_or(i64::MAX)])?;
+                .execute(params![i64::try_from(*keep).unwrap_or(i64::MAX)])?;
             }
             Op::UpsertWorkspace(row, _) => {
                 let tags = row
@@ -334,7 +525,7 @@ fn apply(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> rusqlite::R
 
 /// Appends a delta's chunk, forgets chunks wholly before the tail, and records the screen and
 /// where the kept output starts. Only for a session that still has a row.
-fn save_output(tx: &rusqlite::Transaction<'_>, delta: OutputDelta) -> rusqlite::Result<()> {
+fn save_output(tx: &rusqlite::Transaction<'_>, delta: &OutputDelta) -> rusqlite::Result<()> {
     let id = delta.session_id.to_string();
     let exists: bool = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")?
@@ -354,7 +545,7 @@ fn save_output(tx: &rusqlite::Transaction<'_>, delta: OutputDelta) -> rusqlite::
     )?
     .execute(params![id, as_i64(delta.keep_from)])?;
     let kept_from = delta.keep_from.min(delta.head);
-    match delta.screen {
+    match &delta.screen {
         Some(screen) => tx
             .prepare_cached(
                 "INSERT INTO session_state (session_id, pty_state, scrollback_offset)
@@ -373,4 +564,49 @@ fn save_output(tx: &rusqlite::Transaction<'_>, delta: OutputDelta) -> rusqlite::
             .execute(params![id, as_i64(kept_from)])?,
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(offset: u64, data: &[u8], keep_from: u64, screen: Option<&[u8]>) -> OutputDelta {
+        OutputDelta {
+            session_id: Uuid::nil(),
+            offset,
+            data: data.to_vec(),
+            keep_from,
+            head: offset + data.len() as u64,
+            screen: screen.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn contiguous_saves_merge_into_one_and_keep_the_latest_screen() {
+        let mut earlier = delta(10, b"abc", 0, Some(b"s1"));
+        merge_output(&mut earlier, delta(13, b"de", 0, None));
+        assert_eq!(
+            earlier,
+            OutputDelta {
+                head: 15,
+                ..delta(10, b"abcde", 0, Some(b"s1"))
+            }
+        );
+        merge_output(&mut earlier, delta(15, b"f", 0, Some(b"s2")));
+        assert_eq!(earlier, delta(10, b"abcdef", 0, Some(b"s2")));
+    }
+
+    #[test]
+    fn a_merged_save_lets_go_of_what_the_later_one_does() {
+        let mut earlier = delta(0, b"0123", 0, None);
+        merge_output(&mut earlier, delta(4, b"4567", 6, None));
+        assert_eq!(earlier, delta(6, b"67", 6, None));
+    }
+
+    #[test]
+    fn a_save_after_a_gap_replaces_the_earlier_bytes() {
+        let mut earlier = delta(0, b"0123", 0, None);
+        merge_output(&mut earlier, delta(9, b"9", 0, None));
+        assert_eq!(earlier, delta(9, b"9", 0, None));
+    }
 }
