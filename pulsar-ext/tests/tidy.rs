@@ -221,3 +221,39 @@ fn every_file_the_architecture_doc_names_exists() {
         "docs/architecture.md names files that do not exist: {missing:?}"
     );
 }
+
+#[test]
+fn every_error_code_is_documented_and_tested() {
+    let codes =
+        std::fs::read_to_string(workspace_dir().join("pulsar-protocol/src/error.rs")).unwrap();
+    let doc = std::fs::read_to_string(workspace_dir().join("docs/protocol.md")).unwrap();
+    let tests: String = rust_files(&workspace_dir().join("tests"))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let mut problems = Vec::new();
+    for line in codes.lines().filter(|l| l.starts_with("pub const ")) {
+        let Some((name, value)) = line
+            .strip_prefix("pub const ")
+            .and_then(|rest| rest.split_once(": i32 = "))
+        else {
+            continue;
+        };
+        let value = value.trim_end_matches(';');
+        if !doc.contains(&format!("| {value} |")) {
+            problems.push(format!(
+                "{name} ({value}) is not in docs/protocol.md's error table"
+            ));
+        }
+        // An internal error is a bug: there is no request that should cause one.
+        if name != "INTERNAL_ERROR"
+            && !tests.contains(&format!("code::{name}"))
+            && !tests.contains(value)
+        {
+            problems.push(format!(
+                "{name} ({value}) is triggered by no test under tests/"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -763,3 +763,18 @@ async fn a_slow_desktop_reader_is_resynchronised_and_never_slows_the_session() {
         seen.len()
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_of_an_unknown_workspace_is_error_1021_naming_it() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let unknown = Uuid::new_v4();
+    let err = line
+        .err(
+            "workspace_save_snapshot",
+            json!({"workspace_id": unknown, "name": "before"}),
+        )
+        .await;
+    assert_eq!(err["code"], 1021, "{err}");
+    assert_eq!(err["data"]["workspace_id"], unknown.to_string(), "{err}");
+}
