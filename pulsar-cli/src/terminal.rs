@@ -156,8 +156,18 @@ impl AlternateScreenTracker {
     }
 
     /// Scans output bytes.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            // Plain text is most of any output: skip straight to the next byte that can start
+            // or cancel a sequence.
+            if self.state == Scan::Ground {
+                match bytes.iter().position(|&b| matches!(b, 0x18 | 0x1a | 0x1b)) {
+                    Some(at) => bytes = &bytes[at..],
+                    None => return,
+                }
+            }
+            let byte = bytes[0];
+            bytes = &bytes[1..];
             self.state = match (self.state, byte) {
                 (_, 0x18 | 0x1a) => Scan::Ground,
                 (_, 0x1b) => Scan::Escape,
