@@ -23,9 +23,8 @@ use nix::sys::socket::{
 };
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
-use crate::wire::{self, Exit, Held, MAX_FDS, Reply, Request, SpawnRequest};
+use crate::wire::{self, Exit, Held, MAX_FDS, Reply, Request};
 
 /// With nothing held and no daemon connected for this long, the keeper exits.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
@@ -275,7 +274,7 @@ impl Keeper {
                 },
                 &[],
             )?,
-            Request::Spawn(spawn) => match spawn_in_pty(&spawn) {
+            Request::Spawn(spawn) => match crate::pty::spawn(&spawn) {
                 Ok((master, pid)) => {
                     let reply = wire::send(socket, &Reply::Spawned { pid }, &[master.as_raw_fd()]);
                     self.sessions.insert(
@@ -426,66 +425,6 @@ fn kill_session(leader: u32, signal: Signal) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
         }
     }
-}
-
-/// Starts `request`'s program in a new PTY: the master (CLOEXEC) and the pid.
-fn spawn_in_pty(request: &SpawnRequest) -> Result<(OwnedFd, u32), String> {
-    let (mut cmd, shown) = match &request.command {
-        None => (
-            CommandBuilder::new_default_prog(),
-            "the login shell".to_owned(),
-        ),
-        Some(argv) if argv.is_empty() || argv[0].is_empty() => {
-            return Err("command is empty".to_owned());
-        }
-        Some(argv) => {
-            let mut cmd = CommandBuilder::new(&argv[0]);
-            cmd.args(&argv[1..]);
-            (cmd, format!("`{}`", argv[0]))
-        }
-    };
-    cmd.cwd(&request.cwd);
-    for (key, value) in &request.env {
-        cmd.env(key, value);
-    }
-    let failed = |reason: String| format!("cannot start {shown}: {reason}");
-    let pair = native_pty_system()
-        .openpty(PtySize {
-            rows: request.rows,
-            cols: request.cols,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .map_err(|err| failed(format!("cannot open a pty: {err}")))?;
-    let child = pair
-        .slave
-        .spawn_command(cmd)
-        .map_err(|err| failed(format!("{err:#}")))?;
-    // Only the child may hold the slave: the master sees EOF once the child's side closes.
-    drop(pair.slave);
-    let pid = child
-        .process_id()
-        .ok_or_else(|| failed("no process id".to_owned()))?;
-    let master = pair
-        .master
-        .as_raw_fd()
-        .ok_or_else(|| failed("pty master has no fd".to_owned()))?;
-    let kept = dup_cloexec(master).map_err(|err| failed(format!("cannot keep the pty: {err}")))?;
-    // portable-pty's handles close their copies; the keeper keeps its own, and reaps the
-    // child itself through its pidfd.
-    drop(pair.master);
-    drop(child);
-    Ok((kept, pid))
-}
-
-fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl on a descriptor we hold; the result is checked.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fcntl just returned this new descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits (CLOEXEC).

@@ -363,3 +363,52 @@ async fn a_killed_keeper_is_started_again_for_new_sessions() {
         .unwrap();
     assert!(held.iter().any(|(h, _)| h.id == new_id.as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn without_a_keeper_sessions_end_with_the_daemon_and_are_respawned() {
+    let daemon = Daemon::start_with(&[("KEEPER", "false")]).await;
+    let mut line = daemon.line().await;
+    let status = line.ok("get_status", json!({})).await;
+    assert!(status.get("keeper").is_none(), "{status}");
+    let (id, pid) = shell(&mut line).await;
+    type_line(&mut line, &id, "echo own-$((2*3))").await;
+    line.read_output_until(&id, "own-6").await;
+    drop(line);
+
+    let daemon = daemon.restart(&[]).await;
+    assert!(
+        process_gone(pid as u32),
+        "the daemon's own child ends with it"
+    );
+    let mut line = daemon.line().await;
+    let info = line.ok("get_session", json!({"session_id": id})).await;
+    assert_ne!(info["pid"].as_u64(), Some(pid), "respawned: {info}");
+    assert_ne!(info["state"], "stopped", "{info}");
+}
+
+/// Creating a session whose program does not exist: the error, as answered.
+async fn unstartable(settings: &[(&str, &str)]) -> Value {
+    let daemon = Daemon::start_with(settings).await;
+    let mut line = daemon.line().await;
+    line.err(
+        "create_session",
+        json!({"type": {"kind": "local", "command": ["/nonexistent/program"]}}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_start_is_1005_naming_it_once() {
+    for settings in [&[][..], &[("KEEPER", "false")][..]] {
+        let err = unstartable(settings).await;
+        assert_eq!(err["code"], 1005, "{err}");
+        let message = err["message"].as_str().unwrap();
+        assert_eq!(
+            message
+                .matches("cannot start `/nonexistent/program`")
+                .count(),
+            1,
+            "{settings:?}: {message}"
+        );
+    }
+}

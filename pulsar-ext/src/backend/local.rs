@@ -2,8 +2,8 @@
 //!
 //! The program's parent is the keeper (`keeper.rs`) when there is one, so that it outlives
 //! this daemon: the keeper spawns it and hands back the PTY master, reaps it and reports its
-//! exit. Without a keeper this daemon spawns it itself (portable-pty: setsid, controlling
-//! terminal, login shell defaults) and reaps it. Either way Pulsar drives the master through
+//! exit. Without a keeper this daemon spawns it itself, the same way (`pulsar_keeper::pty`:
+//! portable-pty's setsid, controlling terminal, login shell defaults), and reaps it. Either way Pulsar drives the master through
 //! its own non-blocking duplicate registered with tokio (`AsyncFd`), and learns of the exit
 //! through a pidfd, so a thousand idle sessions cost a thousand epoll registrations, not a
 //! thousand threads.
@@ -18,7 +18,6 @@ use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use pulsar_protocol::LocalSpec;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Mutex as AsyncMutex, watch};
@@ -70,11 +69,6 @@ enum Parent {
         /// Held while reaping, so two waiters never both call waitpid (the loser would see
         /// ECHILD and report an unknown status).
         reap_lock: Mutex<()>,
-        /// Held so the child is not reaped behind our back.
-        _child: Box<dyn portable_pty::Child + Send + Sync>,
-        /// portable-pty's handle of the master, kept so the PTY stays open (in a mutex only
-        /// to be `Sync`; never locked).
-        _pty: Mutex<Box<dyn MasterPty + Send>>,
     },
     /// The keeper: it reaps the program and keeps its status for us.
     Keeper { keeper: Arc<Keeper>, id: String },
@@ -89,6 +83,19 @@ struct Start {
 }
 
 impl Start {
+    /// The program to start, as the keeper (or a daemon without one) takes it.
+    fn request(self, id: String, (cols, rows): (u16, u16)) -> SpawnRequest {
+        SpawnRequest {
+            id,
+            meta: String::new(),
+            command: self.command,
+            cwd: self.cwd,
+            env: self.env,
+            cols,
+            rows,
+        }
+    }
+
     fn check(spec: &LocalSpec, extra_env: &[(&str, String)]) -> Result<Self, SpawnError> {
         let cwd = match &spec.cwd {
             Some(dir) => dir.clone(),
@@ -128,54 +135,19 @@ impl LocalBackend {
         extra_env: &[(&str, String)],
     ) -> Result<Self, SpawnError> {
         let start = Start::check(spec, extra_env)?;
-        let mut cmd = match &start.command {
-            None => CommandBuilder::new_default_prog(),
-            Some(argv) => {
-                let mut cmd = CommandBuilder::new(&argv[0]);
-                cmd.args(&argv[1..]);
-                cmd
-            }
-        };
-        cmd.cwd(&start.cwd);
-        for (key, value) in &start.env {
-            cmd.env(key, value);
-        }
+        let shown = start.shown.clone();
         let spawn_err = |reason: String| SpawnError::Spawn {
-            command: start.shown.clone(),
+            command: shown.clone(),
             reason,
         };
-
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows,
-                cols,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .map_err(|err| spawn_err(format!("cannot open a pty: {err}")))?;
-        let child = pair
-            .slave
-            .spawn_command(cmd)
-            .map_err(|err| spawn_err(format!("{err:#}")))?;
-        // Only the child may hold the slave: the master sees EOF once the child's side closes.
-        drop(pair.slave);
-        let pid = child
-            .process_id()
-            .ok_or_else(|| spawn_err("no process id".to_owned()))?;
-        let master_fd = pair
-            .master
-            .as_raw_fd()
-            .ok_or_else(|| spawn_err("pty master has no fd".to_owned()))?;
-        let master = dup_cloexec(master_fd)
-            .map_err(|err| spawn_err(format!("cannot keep the pty: {err}")))?;
+        let (master, pid) = pulsar_keeper::pty::spawn(&start.request(String::new(), (cols, rows)))
+            .map_err(spawn_err)?;
         Self::with_master(
             master,
             pid,
             None,
             Parent::Daemon {
                 reap_lock: Mutex::new(()),
-                _child: child,
-                _pty: Mutex::new(pair.master),
             },
         )
         .map_err(|err| spawn_err(format!("cannot watch the pty: {err}")))
@@ -212,17 +184,7 @@ impl LocalBackend {
             command: shown.clone(),
             reason,
         };
-        let spawned = keeper
-            .spawn(SpawnRequest {
-                id: id.clone(),
-                meta: String::new(),
-                command: start.command,
-                cwd: start.cwd,
-                env: start.env,
-                cols,
-                rows,
-            })
-            .await;
+        let spawned = keeper.spawn(start.request(id.clone(), (cols, rows))).await;
         let watched = match spawned {
             Ok((master, pid)) => Self::with_master(
                 master,
@@ -494,17 +456,6 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: `fd` is a fresh descriptor (a dup or a pidfd) owned only by the returned
     // AsyncFd, which deregisters it before closing it.
     unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
-}
-
-/// `fcntl(F_DUPFD_CLOEXEC)`: children spawned later must not inherit it.
-fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl on a descriptor we hold; the result is checked.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fcntl just returned this new descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// `fcntl(F_DUPFD_CLOEXEC)` + `O_NONBLOCK`: children spawned later must not inherit it.

@@ -575,20 +575,16 @@ impl SessionManager {
     /// Ends, without waiting out the grace period, every live session whose program cannot
     /// outlive this daemon (SSH connections, serial devices); the rest are left running.
     pub async fn terminate_unheld(&self) {
-        let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
-        let grace = self
-            .config
-            .terminate_grace()
-            .min(Duration::from_millis(500));
-        let ends = sessions
-            .iter()
-            .filter(|s| s.is_alive() && !s.outlives_daemon())
-            .map(|s| s.terminate(grace));
-        futures_util::future::join_all(ends).await;
+        self.terminate_quickly(|s| !s.outlives_daemon()).await;
     }
 
     /// Ends every live session without waiting out the grace period (daemon stop).
     pub async fn terminate_all(&self) {
+        self.terminate_quickly(|_| true).await;
+    }
+
+    /// Ends the live sessions `which` picks, with at most half a second's grace.
+    async fn terminate_quickly(&self, which: impl Fn(&Session) -> bool) {
         let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
         let grace = self
             .config
@@ -596,7 +592,7 @@ impl SessionManager {
             .min(Duration::from_millis(500));
         let ends = sessions
             .iter()
-            .filter(|s| s.is_alive())
+            .filter(|s| s.is_alive() && which(s))
             .map(|s| s.terminate(grace));
         futures_util::future::join_all(ends).await;
     }

@@ -1,0 +1,67 @@
+//! Starting a program in a new pseudo-terminal (portable-pty: setsid, controlling terminal,
+//! login-shell defaults), the one way both the keeper and a daemon without one do it.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+use crate::wire::SpawnRequest;
+
+/// Starts `request`'s program in a new PTY: a CLOEXEC copy of the master and the pid. The
+/// caller reaps the child (waitpid on its pid, or its pidfd). The error is the bare reason
+/// ("cannot open a pty: ...", the exec failure); the caller names the program.
+pub fn spawn(request: &SpawnRequest) -> Result<(OwnedFd, u32), String> {
+    let mut cmd = match &request.command {
+        None => CommandBuilder::new_default_prog(),
+        Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+            return Err("command is empty".to_owned());
+        }
+        Some(argv) => {
+            let mut cmd = CommandBuilder::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+    };
+    cmd.cwd(&request.cwd);
+    for (key, value) in &request.env {
+        cmd.env(key, value);
+    }
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: request.rows,
+            cols: request.cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .map_err(|err| format!("cannot open a pty: {err}"))?;
+    let child = pair
+        .slave
+        .spawn_command(cmd)
+        .map_err(|err| format!("{err:#}"))?;
+    // Only the child may hold the slave: the master sees EOF once the child's side closes.
+    drop(pair.slave);
+    let pid = child
+        .process_id()
+        .ok_or_else(|| "no process id".to_owned())?;
+    let master = pair
+        .master
+        .as_raw_fd()
+        .ok_or_else(|| "pty master has no fd".to_owned())?;
+    let kept = dup_cloexec(master).map_err(|err| format!("cannot keep the pty: {err}"))?;
+    // portable-pty's handles close their copies; the caller keeps its own, and reaps the
+    // child itself (dropping portable-pty's child handle neither waits nor kills).
+    drop(pair.master);
+    drop(child);
+    Ok((kept, pid))
+}
+
+fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a descriptor we hold; the result is checked.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl just returned this new descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
