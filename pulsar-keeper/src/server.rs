@@ -276,6 +276,9 @@ impl Keeper {
             )?,
             Request::Spawn(spawn) => match crate::pty::spawn(&spawn) {
                 Ok((master, pid)) => {
+                    // Held in full (its pidfd open) before the daemon hears of it: what a
+                    // daemon sees after the reply is what the keeper holds.
+                    let pidfd = pidfd_open(pid).ok();
                     let reply = wire::send(socket, &Reply::Spawned { pid }, &[master.as_raw_fd()]);
                     self.sessions.insert(
                         spawn.id,
@@ -284,7 +287,7 @@ impl Keeper {
                             fd: master,
                             child: Some(Child {
                                 pid,
-                                pidfd: pidfd_open(pid).ok(),
+                                pidfd,
                                 exit: None,
                             }),
                         },

@@ -161,25 +161,34 @@ async fn a_hundred_upgrades_in_a_row_while_ten_sessions_stream_lose_nothing() {
     let deadline = Deadline::start();
     loop {
         let fds = keeper_fds(&daemon).await;
-        if fds == fds_before {
+        if fds.len() == fds_before.len() {
             break;
         }
         deadline.check(&format!(
-            "no descriptor growth in the keeper ({fds}, was {fds_before})"
+            "no descriptor growth in the keeper (now {fds:?}, was {fds_before:?})"
         ));
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
-/// How many descriptors the keeper holds open.
-async fn keeper_fds(daemon: &Daemon) -> usize {
+/// What the keeper holds open: each descriptor's number and target, sorted.
+async fn keeper_fds(daemon: &Daemon) -> Vec<String> {
     let mut line = daemon.line().await;
     let pid = line.ok("get_status", json!({})).await["keeper"]["pid"]
         .as_u64()
         .unwrap();
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
-        .count()
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let target = std::fs::read_link(entry.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "gone".to_owned());
+            format!("{}->{target}", entry.file_name().to_string_lossy())
+        })
+        .collect();
+    fds.sort();
+    fds
 }
 
 /// Asks for an upgrade to `binary` and returns the error, checking the daemon serves on.

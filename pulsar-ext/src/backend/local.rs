@@ -36,13 +36,26 @@ pub enum SpawnError {
     #[error("command is empty")]
     EmptyCommand,
     /// Opening the PTY or starting the program failed.
-    #[error("cannot start {command}: {reason}")]
+    #[error("cannot start {command}: {reason}{}", limit_hint(reason))]
     Spawn {
         /// The program.
         command: String,
         /// What failed.
         reason: String,
     },
+}
+
+/// What to add to a spawn failure's reason when descriptors ran out (EMFILE for this
+/// process or the keeper, ENFILE for the system), wherever on the way it happened: the
+/// reasons come as text from portable-pty, the keeper and the kernel alike.
+fn limit_hint(reason: &str) -> &'static str {
+    if reason.contains("(os error 24)") {
+        " (the open-files limit is reached: end some sessions or raise `ulimit -n`)"
+    } else if reason.contains("(os error 23)") {
+        " (the system's open-files limit is reached)"
+    } else {
+        ""
+    }
 }
 
 /// A program running in a PTY whose master this daemon holds (a copy of it, with a keeper).
@@ -503,5 +516,33 @@ fn sys_write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spawn_failure_for_want_of_descriptors_names_the_open_files_limit() {
+        let err = SpawnError::Spawn {
+            command: "`/bin/cat`".to_owned(),
+            reason: "cannot watch the pty: Too many open files (os error 24)".to_owned(),
+        };
+        let shown = err.to_string();
+        assert!(shown.contains("open-files limit"), "{shown}");
+        assert!(
+            shown.starts_with("cannot start `/bin/cat`: cannot watch"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn other_spawn_failures_carry_no_limit_hint() {
+        let err = SpawnError::Spawn {
+            command: "`nope`".to_owned(),
+            reason: "No such file or directory (os error 2)".to_owned(),
+        };
+        assert!(!err.to_string().contains("limit"), "{err}");
     }
 }
