@@ -84,6 +84,9 @@ pub struct Config {
     /// Longest pause between two attempts to reconnect a dropped SSH session; the pauses
     /// double from 100 ms up to this.
     pub ssh_reconnect_max_backoff_ms: u64,
+    /// OpenSSH's client configuration, read for every SSH session (`Host` aliases, `HostName`,
+    /// `User`, `Port`, `IdentityFile`, `ProxyJump`, ...); empty: none is read.
+    pub ssh_config: PathBuf,
     /// Seconds without output after which a session's screen model is hibernated (kept as its
     /// exact serialization, a few hundred bytes, until the next output or attach); 0: never.
     /// Checked at every cleanup tick.
@@ -158,6 +161,7 @@ const KEYS: &[&str] = &[
     "ssh_key_files",
     "ssh_reconnect",
     "ssh_reconnect_max_backoff_ms",
+    "ssh_config",
     "hibernate_after_secs",
     "keeper",
     "keeper_socket",
@@ -239,6 +243,7 @@ impl Config {
             ssh_key_files: Vec::new(),
             ssh_reconnect: false,
             ssh_reconnect_max_backoff_ms: 30_000,
+            ssh_config: PathBuf::from("~/.ssh/config"),
             hibernate_after_secs: 60,
             keeper: true,
             keeper_socket: PathBuf::new(),
@@ -281,6 +286,7 @@ impl Config {
         config.socket_path = expand_home(&config.socket_path);
         config.database_path = expand_home(&config.database_path);
         config.ssh_known_hosts = expand_home(&config.ssh_known_hosts);
+        config.ssh_config = expand_home(&config.ssh_config);
         config.keeper_socket = if config.keeper_socket.as_os_str().is_empty() {
             config
                 .socket_path
@@ -419,6 +425,7 @@ impl Config {
             reconnect: self
                 .ssh_reconnect
                 .then(|| Duration::from_millis(self.ssh_reconnect_max_backoff_ms)),
+            config_file: (!self.ssh_config.as_os_str().is_empty()).then(|| self.ssh_config.clone()),
         }
     }
 }

@@ -56,6 +56,10 @@ pub const SSH_HOST_KEY_CHANGED: i32 = 1015;
 /// SSH: the connection failed otherwise (network unreachable, reset, protocol error, or the
 /// server refused the terminal or the shell); the message has the cause.
 pub const SSH_CONNECTION_FAILED: i32 = 1016;
+/// SSH: the OpenSSH client configuration (`ssh_config`, `~/.ssh/config`) cannot be read or
+/// has a bad line (a bad value, a bad `ProxyJump` hop); `data` has `config_file`, the message
+/// the cause. As ssh(1), the daemon does not connect with a configuration it cannot read.
+pub const SSH_CONFIG_INVALID: i32 = 1033;
 /// No workspace or snapshot with that id (`workspace_save_snapshot`,
 /// `workspace_list_snapshots`); `data` has `workspace_id` or `snapshot_id`.
 pub const WORKSPACE_NOT_FOUND: i32 = 1021;

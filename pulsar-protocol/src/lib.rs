@@ -26,7 +26,8 @@ pub use event::OutputEvent;
 pub use session::{
     AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
-    SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshSpec, Success,
+    SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshResolved, SshSpec,
+    Success,
 };
 pub use session_event::SessionEvent;
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};

@@ -147,6 +147,34 @@ impl std::fmt::Debug for SshAuth {
     }
 }
 
+/// How the daemon resolved an SSH session's destination, OpenSSH's configuration
+/// (`~/.ssh/config`) applied under the request's own fields: where it connects, as whom, with
+/// which key files, through which jump hosts, and what in the file it did not apply. Never a
+/// secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshResolved {
+    /// The host connected to (the configuration's `HostName`, else `type.host`).
+    pub host: String,
+    /// The port connected to.
+    pub port: u16,
+    /// The remote user.
+    pub user: String,
+    /// The key files tried after the agent, in order.
+    #[serde(default)]
+    pub identity_files: Vec<PathBuf>,
+    /// The jump hosts, first hop first, each as `user@host:port`; empty for a direct
+    /// connection.
+    #[serde(default)]
+    pub proxy_jump: Vec<String>,
+    /// The OpenSSH configuration file read, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// Options present for this host (or a jump host) in the configuration that the daemon
+    /// did not apply, each named.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
 impl SshAuth {
     /// True when a password or passphrase is present.
     pub fn has_secrets(&self) -> bool {
@@ -446,6 +474,10 @@ pub struct SessionInfo {
     pub reason: Option<String>,
     /// Absolute offset one past the last output byte.
     pub output_offset: u64,
+    /// An SSH session's resolved destination (host, port, user, keys, jump hosts, the
+    /// OpenSSH configuration file and its warnings); absent for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshResolved>,
 }
 
 /// `create_session`'s answer: the new id, and the session's info alongside.
@@ -671,6 +703,7 @@ mod tests {
             exited_at: None,
             reason: None,
             output_offset: 0,
+            ssh: None,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

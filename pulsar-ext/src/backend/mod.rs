@@ -83,6 +83,12 @@ pub trait Backend: Send + Sync + 'static {
     /// published, so that once a session reads as stopped its device is free to open again.
     /// Not called when the daemon merely stops: then the program lives on for the next daemon.
     async fn finished(&self) {}
+
+    /// An SSH session's resolved destination (its OpenSSH configuration applied), for the
+    /// session's info; `None` for other kinds.
+    fn ssh_resolved(&self) -> Option<pulsar_protocol::SshResolved> {
+        None
+    }
 }
 
 /// The daemon-wide settings backends start from (from the config's `serial_*` and `ssh_*`

@@ -11,11 +11,13 @@
 //! Passwords and passphrases live in this module's memory only: they are never logged, never
 //! part of an error, and `Debug` of everything holding them is masked.
 //!
-//! Here: the backend and its state. `connect` establishes one connection (defaults, TCP,
-//! host key, PTY, shell), `auth` authenticates, `known_hosts` reads and appends OpenSSH's
-//! file, `link` is the link task.
+//! Here: the backend and its state. `config` reads OpenSSH's client configuration for a host
+//! alias, `connect` establishes one connection chain (defaults and the configuration applied,
+//! TCP, the jump hosts, host keys, PTY, shell), `auth` authenticates, `known_hosts` reads and
+//! appends OpenSSH's file, `link` is the link task.
 
 mod auth;
+mod config;
 mod connect;
 mod known_hosts;
 mod link;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulsar_protocol::SshSpec;
+use pulsar_protocol::{SshResolved, SshSpec};
 use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
@@ -54,6 +56,8 @@ pub struct SshOptions {
     pub key_files: Vec<PathBuf>,
     /// `Some(longest pause)`: reconnect a dropped connection; `None`: stop the session.
     pub reconnect: Option<Duration>,
+    /// OpenSSH's client configuration read for every session (`ssh_config`); `None`: none.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Why an SSH session could not start. Messages name the host and the cause, never a secret.
@@ -172,6 +176,14 @@ pub enum ConnectError {
         /// 1-based line of the `@revoked` entry.
         line: usize,
     },
+    /// The OpenSSH configuration file cannot be read or has a bad line.
+    #[error("the SSH configuration {} cannot be used: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Any other failure: unreachable network, reset, protocol error, the server refusing the
     /// terminal or the shell.
     #[error("SSH connection to {host}:{port} failed: {reason}")]
@@ -189,7 +201,7 @@ impl ConnectError {
     /// The host and port the error concerns, if it got as far as them.
     pub fn endpoint(&self) -> Option<(&str, u16)> {
         match self {
-            ConnectError::InvalidSetting { .. } => None,
+            ConnectError::InvalidSetting { .. } | ConnectError::Config { .. } => None,
             ConnectError::Refused { host, port }
             | ConnectError::Timeout { host, port, .. }
             | ConnectError::HostNotFound { host, port, .. }
@@ -242,6 +254,8 @@ pub struct SshBackend {
     size: watch::Sender<(u16, u16)>,
     /// Set by `terminate`; dropping the backend also tells the link task to close.
     stop: watch::Sender<bool>,
+    /// Where it connects and how, as the session's info shows it.
+    resolved: SshResolved,
 }
 
 impl SshBackend {
@@ -254,9 +268,25 @@ impl SshBackend {
         cols: u16,
         rows: u16,
     ) -> Result<Self, ConnectError> {
-        let target = Target::from_spec(spec, options)?;
-        let link = connect(&target, options, (cols, rows)).await?;
-        tracing::info!(host = %target.host, port = target.port, user = %target.user, "SSH session connected");
+        // The configuration file (and its includes) is disk work: off the runtime's workers.
+        let (owned_spec, owned_options) = (spec.clone(), options.clone());
+        let target =
+            tokio::task::spawn_blocking(move || Target::resolve(&owned_spec, &owned_options))
+                .await
+                .map_err(|join| ConnectError::Failed {
+                    host: spec.host.clone(),
+                    port: spec.port.unwrap_or(22),
+                    reason: format!("reading the SSH configuration panicked: {join}"),
+                })??;
+        for warning in &target.warnings {
+            tracing::warn!(alias = %spec.host, config = ?target.config_file, "SSH configuration: {warning}");
+        }
+        let resolved = target.resolved();
+        let link = connect(&target, (cols, rows)).await?;
+        tracing::info!(
+            alias = %spec.host, host = %target.host, port = target.port, user = %target.user,
+            jumps = ?resolved.proxy_jump, "SSH session connected"
+        );
         let (host, port) = (target.host.clone(), target.port);
         let (output_tx, output_rx) = mpsc::channel(OUTPUT_QUEUE);
         let state = Arc::new(watch::channel(State::Connected(Arc::clone(&link.write))).0);
@@ -283,6 +313,7 @@ impl SshBackend {
             state,
             size,
             stop,
+            resolved,
         })
     }
 }
@@ -372,6 +403,10 @@ impl Backend for SshBackend {
             _ => None,
         }
     }
+
+    fn ssh_resolved(&self) -> Option<SshResolved> {
+        Some(self.resolved.clone())
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +423,7 @@ mod tests {
             accept_new_host_keys: false,
             key_files: Vec::new(),
             reconnect: None,
+            config_file: None,
         }
     }
 

@@ -158,6 +158,10 @@ fn ssh_error(name: &str, source: &ConnectError) -> (i32, serde_json::Value) {
             data["revoked"] = json!(true);
             code::SSH_HOST_KEY_CHANGED
         }
+        ConnectError::Config { path, .. } => {
+            data["config_file"] = json!(path);
+            code::SSH_CONFIG_INVALID
+        }
         ConnectError::Failed { .. } => code::SSH_CONNECTION_FAILED,
     };
     (code, data)

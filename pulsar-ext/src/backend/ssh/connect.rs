@@ -5,23 +5,27 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use pulsar_protocol::SshSpec;
+use pulsar_protocol::{SshAuth, SshResolved, SshSpec};
 use russh::client::{self, DisconnectReason, Msg};
 use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use super::auth::authenticate;
+use super::config::{ConfigFile, ConfigFileError, HostConfig, StrictHostKeys};
 use super::known_hosts;
 use super::{ConnectError, SshOptions};
 
 /// The terminal type the remote PTY is asked for, as local sessions set `TERM`.
 const TERM: &str = "xterm-256color";
-/// Unanswered keepalives before the connection counts as dropped.
+/// Unanswered keepalives before the connection counts as dropped, unless the configuration's
+/// `ServerAliveCountMax` says otherwise.
 const KEEPALIVE_MAX: usize = 3;
 
-/// Where and how to connect: the spec with every default filled in. Holds the secrets, so it
-/// has no derived `Debug`.
+/// Where and how to connect: the spec with every default filled in, OpenSSH's configuration
+/// applied under the request's own fields, and the jump hosts on the way. Holds the secrets,
+/// so it has no derived `Debug`.
 #[derive(Clone)]
 pub(super) struct Target {
     pub(super) host: String,
@@ -37,6 +41,18 @@ pub(super) struct Target {
     pub(super) password: Option<String>,
     pub(super) known_hosts: PathBuf,
     pub(super) accept_new: bool,
+    /// Keepalive interval when the server is silent; `None`: none.
+    pub(super) keepalive: Option<Duration>,
+    /// Unanswered keepalives before the connection counts as dropped.
+    pub(super) keepalive_max: usize,
+    /// Longest the whole chain may take to connect, authenticate and start the shell.
+    pub(super) connect_timeout: Duration,
+    /// Jump hosts (`ProxyJump`), first hop first; each is a target without a command.
+    pub(super) jumps: Vec<Target>,
+    /// The OpenSSH configuration file read, if any.
+    pub(super) config_file: Option<PathBuf>,
+    /// Options in that file that are not applied, each named.
+    pub(super) warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -45,41 +61,185 @@ impl std::fmt::Debug for Target {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
+            .field("jumps", &self.jumps)
             .finish_non_exhaustive()
     }
 }
 
+/// A jump host as `ProxyJump` names it: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
+#[derive(Debug, PartialEq, Eq)]
+struct Hop {
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+}
+
+fn parse_hop(text: &str) -> Result<Hop, String> {
+    let rest = text.strip_prefix("ssh://").unwrap_or(text);
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((user, rest)) if !user.is_empty() => (Some(user.to_owned()), rest),
+        Some(_) => return Err(format!("{text:?}: the user before @ is empty")),
+        None => (None, rest),
+    };
+    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: missing ] after the IPv6 address"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match rest.split_once(':') {
+            Some((_, port)) if port.contains(':') => (rest, None),
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{text:?}: no valid host"));
+    }
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("{text:?}: port {p:?} is not a number in 1..=65535"))
+        })
+        .transpose()?;
+    Ok(Hop {
+        user,
+        host: host.to_owned(),
+        port,
+    })
+}
+
 impl Target {
+    /// The target with the OpenSSH configuration file (`options.config_file`) applied. Reads
+    /// the file and its includes: call it on the blocking pool.
+    pub(super) fn resolve(spec: &SshSpec, options: &SshOptions) -> Result<Self, ConnectError> {
+        let file = match &options.config_file {
+            Some(path) => ConfigFile::load(path).map_err(config_error)?,
+            None => None,
+        };
+        Self::from_spec_with(spec, options, file.as_ref())
+    }
+
+    /// The target as the request and the daemon's settings alone give it (no configuration
+    /// file).
+    #[cfg(test)]
     pub(super) fn from_spec(spec: &SshSpec, options: &SshOptions) -> Result<Self, ConnectError> {
+        Self::from_spec_with(spec, options, None)
+    }
+
+    pub(super) fn from_spec_with(
+        spec: &SshSpec,
+        options: &SshOptions,
+        file: Option<&ConfigFile>,
+    ) -> Result<Self, ConnectError> {
         let invalid = |field, reason: &str| ConnectError::InvalidSetting {
             field,
             reason: reason.to_owned(),
         };
-        let host = spec.host.trim();
-        if host.is_empty() {
+        let alias = spec.host.trim();
+        if alias.is_empty() {
             return Err(invalid("type.host", "must name a host"));
         }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if alias.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("type.host", "must not contain spaces"));
         }
-        let port = spec.port.unwrap_or(22);
-        if port == 0 {
+        if spec.port == Some(0) {
             return Err(invalid("type.port", "must be 1..=65535"));
         }
-        let user = match &spec.user {
-            Some(user) if user.is_empty() => return Err(invalid("type.user", "must not be empty")),
-            Some(user) => user.clone(),
-            None => daemon_user(),
-        };
+        if spec.user.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("type.user", "must not be empty"));
+        }
         if spec.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
             return Err(invalid("type.command", "must not be empty"));
         }
+        let home = expand_home(Path::new("~"));
+        let lookup = |alias: &str| match file {
+            Some(file) => file.lookup(&home, alias).map_err(config_error),
+            None => Ok(HostConfig::default()),
+        };
+        let config = lookup(alias)?;
         let auth = spec.auth.clone().unwrap_or_default();
+        let mut target = Self::with_config(
+            alias,
+            spec.port,
+            spec.user.clone(),
+            &config,
+            &auth,
+            spec.known_hosts.as_deref(),
+            spec.accept_new_host_key,
+            options,
+        );
+        target.command = spec.command.clone();
+        target.passphrase = auth.passphrase.clone();
+        target.password = auth.password.clone();
+        target.config_file = file.map(|f| f.path.clone());
+        for hop in config.proxy_jump.clone().unwrap_or_default() {
+            let parsed = parse_hop(&hop).map_err(|reason| {
+                config_error(ConfigFileError {
+                    path: file.map(|f| f.path.clone()).unwrap_or_default(),
+                    reason: format!("ProxyJump {reason}"),
+                })
+            })?;
+            let hop_config = lookup(&parsed.host)?;
+            if hop_config
+                .proxy_jump
+                .as_ref()
+                .is_some_and(|j| !j.is_empty())
+            {
+                target.warnings.push(format!(
+                    "jump host {}: its own ProxyJump is not followed; list every hop in the \
+                     target's ProxyJump instead",
+                    parsed.host
+                ));
+            }
+            let mut jump = Self::with_config(
+                &parsed.host,
+                parsed.port,
+                parsed.user,
+                &hop_config,
+                // The request's keys and agent choice serve the jump hosts too (never its
+                // password: that is for the target alone).
+                &SshAuth {
+                    password: None,
+                    ..auth.clone()
+                },
+                None,
+                spec.accept_new_host_key,
+                options,
+            );
+            jump.passphrase = auth.passphrase.clone();
+            target.warnings.extend(
+                std::mem::take(&mut jump.warnings)
+                    .into_iter()
+                    .map(|w| format!("jump host {}: {w}", parsed.host)),
+            );
+            target.jumps.push(jump);
+        }
+        Ok(target)
+    }
+
+    /// One host of the chain: the request's explicit fields, then the configuration's, then
+    /// the daemon's defaults.
+    #[allow(clippy::too_many_arguments)]
+    fn with_config(
+        alias: &str,
+        port: Option<u16>,
+        user: Option<String>,
+        config: &HostConfig,
+        auth: &SshAuth,
+        known_hosts: Option<&Path>,
+        accept_new: Option<bool>,
+        options: &SshOptions,
+    ) -> Self {
         let (key_files, named_key_files) = if !auth.key_files.is_empty() {
             (
                 auth.key_files.iter().map(|p| expand_home(p)).collect(),
                 true,
             )
+        } else if !config.identity_files.is_empty() {
+            (config.identity_files.clone(), true)
         } else if !options.key_files.is_empty() {
             (options.key_files.clone(), true)
         } else {
@@ -89,25 +249,58 @@ impl Target {
                 .collect();
             (defaults, false)
         };
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-            user,
-            command: spec.command.clone(),
-            agent: auth.agent.unwrap_or(true),
+        let keepalive = match config.server_alive_interval {
+            Some(interval) if interval.is_zero() => None,
+            Some(interval) => Some(interval),
+            None => options.keepalive,
+        };
+        Self {
+            host: config.host_name.clone().unwrap_or_else(|| alias.to_owned()),
+            port: port.or(config.port).unwrap_or(22),
+            user: user
+                .or_else(|| config.user.clone())
+                .unwrap_or_else(daemon_user),
+            command: None,
+            agent: auth
+                .agent
+                .unwrap_or(!config.identities_only.unwrap_or(false)),
             key_files,
             named_key_files,
-            passphrase: auth.passphrase,
-            password: auth.password,
-            known_hosts: spec
-                .known_hosts
-                .as_deref()
+            passphrase: None,
+            password: None,
+            known_hosts: known_hosts
                 .map(expand_home)
+                .or_else(|| config.known_hosts.clone())
                 .unwrap_or_else(|| options.known_hosts.clone()),
-            accept_new: spec
-                .accept_new_host_key
+            accept_new: accept_new
+                .or(config
+                    .strict_host_keys
+                    .map(|s| s == StrictHostKeys::AcceptNew))
                 .unwrap_or(options.accept_new_host_keys),
-        })
+            keepalive,
+            keepalive_max: config.server_alive_count_max.unwrap_or(KEEPALIVE_MAX),
+            connect_timeout: config.connect_timeout.unwrap_or(options.connect_timeout),
+            jumps: Vec::new(),
+            config_file: None,
+            warnings: config.warnings.clone(),
+        }
+    }
+
+    /// What the session's info shows of this target: never a secret.
+    pub(super) fn resolved(&self) -> SshResolved {
+        SshResolved {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            identity_files: self.key_files.clone(),
+            proxy_jump: self
+                .jumps
+                .iter()
+                .map(|j| format!("{}@{}:{}", j.user, j.host, j.port))
+                .collect(),
+            config_file: self.config_file.clone(),
+            warnings: self.warnings.clone(),
+        }
     }
 
     pub(super) fn failed(&self, reason: impl Into<String>) -> ConnectError {
@@ -116,6 +309,13 @@ impl Target {
             port: self.port,
             reason: reason.into(),
         }
+    }
+}
+
+fn config_error(err: ConfigFileError) -> ConnectError {
+    ConnectError::Config {
+        path: err.path,
+        reason: err.reason,
     }
 }
 
@@ -304,7 +504,8 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One established connection with its session channel.
+/// One established connection with its session channel, and the jump connections it runs
+/// through (kept open as long as it is).
 pub(super) struct Link {
     pub(super) handle: client::Handle<Callbacks>,
     pub(super) read: ChannelReadHalf,
@@ -312,59 +513,41 @@ pub(super) struct Link {
     /// Output that arrived while the terminal and shell were being set up.
     pub(super) early: Vec<Vec<u8>>,
     pub(super) disconnect: Arc<Mutex<Option<String>>>,
+    /// The jump hosts' connections, first hop first: each carries the next one's TCP stream
+    /// in a `direct-tcpip` channel.
+    pub(super) jumps: Vec<client::Handle<Callbacks>>,
 }
 
-/// Connects, verifies the host, authenticates and starts the shell, within the time limit.
+/// Connects through the jump hosts, verifies every host, authenticates and starts the shell,
+/// all within the target's time limit.
 pub(super) async fn connect(
     target: &Target,
-    options: &SshOptions,
     (cols, rows): (u16, u16),
 ) -> Result<Link, ConnectError> {
-    match tokio::time::timeout(
-        options.connect_timeout,
-        establish(target, options, (cols, rows)),
-    )
-    .await
-    {
+    match tokio::time::timeout(target.connect_timeout, establish(target, (cols, rows))).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout {
             host: target.host.clone(),
             port: target.port,
-            after: options.connect_timeout,
+            after: target.connect_timeout,
         }),
     }
 }
 
-async fn establish(
-    target: &Target,
-    options: &SshOptions,
-    (cols, rows): (u16, u16),
-) -> Result<Link, ConnectError> {
-    let stream = open_tcp(target).await?;
-    let config = Arc::new(client::Config {
-        keepalive_interval: options.keepalive,
-        keepalive_max: KEEPALIVE_MAX,
-        inactivity_timeout: None,
-        nodelay: true,
-        ..Default::default()
-    });
-    let refusal = Arc::new(Mutex::new(None));
-    let disconnect = Arc::new(Mutex::new(None));
-    let callbacks = Callbacks {
-        host: target.host.clone(),
-        port: target.port,
-        known_hosts: target.known_hosts.clone(),
-        accept_new: target.accept_new,
-        refusal: Arc::clone(&refusal),
-        disconnect: Arc::clone(&disconnect),
-    };
-    let mut handle = match client::connect_stream(config, stream, callbacks).await {
-        Ok(handle) => handle,
-        Err(err) => {
-            return Err(lock(&refusal)
-                .take()
-                .unwrap_or_else(|| target.failed(format!("SSH handshake: {}", describe(&err)))));
-        }
+async fn establish(target: &Target, (cols, rows): (u16, u16)) -> Result<Link, ConnectError> {
+    let mut jumps: Vec<client::Handle<Callbacks>> = Vec::new();
+    for hop in &target.jumps {
+        let (mut handle, _) = match jumps.last() {
+            None => handshake(open_tcp(hop).await?, hop).await?,
+            Some(via) => handshake(tunnel(via, hop).await?, hop).await?,
+        };
+        authenticate(&mut handle, hop).await?;
+        tracing::debug!(host = %hop.host, port = hop.port, "through jump host");
+        jumps.push(handle);
+    }
+    let (mut handle, disconnect) = match jumps.last() {
+        None => handshake(open_tcp(target).await?, target).await?,
+        Some(via) => handshake(tunnel(via, target).await?, target).await?,
     };
     authenticate(&mut handle, target).await?;
 
@@ -396,7 +579,63 @@ async fn establish(
         write: Arc::new(write),
         early,
         disconnect,
+        jumps,
     })
+}
+
+/// A `direct-tcpip` channel from the jump host `via` to `next`'s port: the stream the next
+/// SSH connection runs over (`ssh -J`).
+async fn tunnel(
+    via: &client::Handle<Callbacks>,
+    next: &Target,
+) -> Result<russh::ChannelStream<Msg>, ConnectError> {
+    let channel = via
+        .channel_open_direct_tcpip(next.host.clone(), next.port.into(), "127.0.0.1", 0)
+        .await
+        .map_err(|err| match err {
+            russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
+                ConnectError::Refused {
+                    host: next.host.clone(),
+                    port: next.port,
+                }
+            }
+            other => next.failed(format!("the jump host could not reach it: {other}")),
+        })?;
+    Ok(channel.into_stream())
+}
+
+/// The SSH handshake over `stream` with `target`'s host-key check; returns the connection and
+/// where its disconnect reason will be.
+async fn handshake<S>(
+    stream: S,
+    target: &Target,
+) -> Result<(client::Handle<Callbacks>, Arc<Mutex<Option<String>>>), ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let config = Arc::new(client::Config {
+        keepalive_interval: target.keepalive,
+        keepalive_max: target.keepalive_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..Default::default()
+    });
+    let refusal = Arc::new(Mutex::new(None));
+    let disconnect = Arc::new(Mutex::new(None));
+    let callbacks = Callbacks {
+        host: target.host.clone(),
+        port: target.port,
+        known_hosts: target.known_hosts.clone(),
+        accept_new: target.accept_new,
+        refusal: Arc::clone(&refusal),
+        disconnect: Arc::clone(&disconnect),
+    };
+    match client::connect_stream(config, stream, callbacks).await {
+        Ok(handle) => Ok((handle, disconnect)),
+        Err(err) => Err(lock(&refusal)
+            .take()
+            .unwrap_or_else(|| target.failed(format!("SSH handshake: {}", describe(&err))))),
+    }
 }
 
 /// Resolves the host and opens a TCP connection to the first address that answers.
@@ -454,5 +693,142 @@ async fn expect_success(
                 return Err(target.failed(format!("the connection closed while requesting {what}")));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> SshOptions {
+        SshOptions {
+            connect_timeout: Duration::from_secs(5),
+            keepalive: Some(Duration::from_secs(30)),
+            known_hosts: "/k".into(),
+            accept_new_host_keys: false,
+            key_files: Vec::new(),
+            reconnect: None,
+            config_file: None,
+        }
+    }
+
+    const CONFIG: &str = "Host box\n  HostName 10.1.2.3\n  User cfg\n  Port 2200\n  \
+                          IdentityFile /keys/box\n  IdentitiesOnly yes\n  \
+                          ServerAliveInterval 5\n  ServerAliveCountMax 2\n  \
+                          ConnectTimeout 3\n  UserKnownHostsFile /kh\n  \
+                          StrictHostKeyChecking accept-new\n  ProxyJump ops@gate:2022,inner\n\
+                          Host gate\n  HostName gate.example.org\n  IdentityFile /keys/gate\n";
+
+    fn target(spec: SshSpec) -> Target {
+        let file = ConfigFile::from_text("/cfg", CONFIG);
+        Target::from_spec_with(&spec, &options(), Some(&file)).unwrap()
+    }
+
+    #[test]
+    fn the_configuration_fills_what_the_request_leaves_out() {
+        let t = target(SshSpec {
+            host: "box".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("10.1.2.3", 2200, "cfg")
+        );
+        assert_eq!(t.key_files, [PathBuf::from("/keys/box")]);
+        assert!(!t.agent, "IdentitiesOnly keeps the agent out");
+        assert_eq!(t.keepalive, Some(Duration::from_secs(5)));
+        assert_eq!(t.keepalive_max, 2);
+        assert_eq!(t.connect_timeout, Duration::from_secs(3));
+        assert_eq!(t.known_hosts, PathBuf::from("/kh"));
+        assert!(t.accept_new);
+        assert_eq!(t.config_file, Some(PathBuf::from("/cfg")));
+    }
+
+    #[test]
+    fn explicit_request_fields_win_over_the_configuration() {
+        let t = target(SshSpec {
+            host: "box".into(),
+            port: Some(22),
+            user: Some("me".into()),
+            auth: Some(SshAuth {
+                agent: Some(true),
+                key_files: vec!["/mine".into()],
+                ..Default::default()
+            }),
+            known_hosts: Some("/my_kh".into()),
+            accept_new_host_key: Some(false),
+            ..Default::default()
+        });
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("10.1.2.3", 22, "me")
+        );
+        assert_eq!(t.key_files, [PathBuf::from("/mine")]);
+        assert!(t.agent);
+        assert_eq!(t.known_hosts, PathBuf::from("/my_kh"));
+        assert!(!t.accept_new);
+    }
+
+    #[test]
+    fn jump_hosts_are_resolved_through_the_configuration_too() {
+        let t = target(SshSpec {
+            host: "box".into(),
+            auth: Some(SshAuth {
+                password: Some("secret".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let hops: Vec<_> = t
+            .jumps
+            .iter()
+            .map(|j| (j.host.as_str(), j.port, j.user.as_str()))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                ("gate.example.org", 2022, "ops"),
+                ("inner", 22, daemon_user().as_str())
+            ]
+        );
+        assert_eq!(t.jumps[0].key_files, [PathBuf::from("/keys/gate")]);
+        assert!(
+            t.jumps.iter().all(|j| j.password.is_none()),
+            "the password is the target's alone"
+        );
+        assert_eq!(
+            t.resolved().proxy_jump,
+            [
+                "ops@gate.example.org:2022".to_owned(),
+                format!("{}@inner:22", daemon_user())
+            ]
+        );
+    }
+
+    #[test]
+    fn hops_parse_like_ssh_dash_j() {
+        let hop = |text: &str| parse_hop(text).map(|h| (h.user, h.host, h.port));
+        assert_eq!(hop("gate"), Ok((None, "gate".into(), None)));
+        assert_eq!(
+            hop("ada@gate:2022"),
+            Ok((Some("ada".into()), "gate".into(), Some(2022)))
+        );
+        assert_eq!(
+            hop("ssh://ada@[::1]:22"),
+            Ok((Some("ada".into()), "::1".into(), Some(22)))
+        );
+        assert!(hop("gate:0").is_err());
+        assert!(hop("@gate").is_err());
+    }
+
+    #[test]
+    fn a_bad_hop_is_a_configuration_error() {
+        let file = ConfigFile::from_text("/cfg", "Host b\n  ProxyJump gate:http\n");
+        let spec = SshSpec {
+            host: "b".into(),
+            ..Default::default()
+        };
+        let err = Target::from_spec_with(&spec, &options(), Some(&file)).unwrap_err();
+        assert!(matches!(err, ConnectError::Config { .. }), "{err}");
     }
 }

@@ -207,7 +207,7 @@ impl LinkTask {
             }
             let size = *self.size.borrow();
             let attempt = tokio::select! {
-                attempt = connect(&self.target, &self.options, size) => attempt,
+                attempt = connect(&self.target, size) => attempt,
                 _ = self.stop.wait_for(|stop| *stop) => return Err(stopped()),
             };
             match attempt {
@@ -242,7 +242,8 @@ async fn drop_cause(link: &mut Link) -> String {
         .unwrap_or_else(|| "the connection closed".to_owned())
 }
 
-/// Closes the channel and the connection, briefly: the far end may already be gone.
+/// Closes the channel and the connection, then the jump hosts' connections (last hop first),
+/// briefly: the far end may already be gone.
 async fn close(link: Link) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = link.write.close().await;
@@ -250,6 +251,11 @@ async fn close(link: Link) {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
             .await;
+        for jump in link.jumps.iter().rev() {
+            let _ = jump
+                .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
+                .await;
+        }
     })
     .await;
 }
