@@ -252,7 +252,8 @@ pub struct NewArgs {
     #[arg(
         long,
         value_name = "[USER@]HOST[:PORT]",
-        help = "An SSH session to [USER@]HOST[:PORT] instead of a local program",
+        help = "An SSH session to [USER@]HOST[:PORT] instead of a local program; HOST may be \
+                an alias from ~/.ssh/config, which the daemon resolves as ssh(1) does",
         conflicts_with_all = ["serial", "cwd", "env", "command"]
     )]
     pub ssh: Option<SshTarget>,
@@ -300,8 +301,11 @@ Without CMD the session runs your login shell. A local session starts in the cur
 directory unless --cwd says otherwise. Without -d, pulsar attaches at once (standard input
 must be a terminal).
 
-SSH and serial sessions are sent to the daemon as {\"kind\":\"ssh\",\"host\",\"port\",\"user\"}
+SSH and serial sessions are sent to the daemon as {\"kind\":\"ssh\",\"host\",\"port\"?,\"user\"?}
 and {\"kind\":\"serial\",\"device\",\"baud\"}; a daemon that does not support them yet says so.
+--ssh means what ssh(1) means: HOST may be an alias of the daemon user's ~/.ssh/config (its
+HostName, User, Port, IdentityFile, ProxyJump, ...), resolved by the daemon; a USER@ or :PORT
+given here wins over the file. `pulsar ls --json` shows what it resolved (`ssh`).
 
 Examples:
   pulsar new                             # a shell with a generated name, attached
@@ -309,7 +313,8 @@ Examples:
   pulsar new -d tests -- cargo test      # run a command detached; prints the id
   pulsar new -d web --cwd ~/site --env PORT=8080 -- npm start
   pulsar new router --serial /dev/ttyUSB0@9600
-  pulsar new prod --ssh ada@prod.example:2222";
+  pulsar new prod --ssh ada@prod.example:2222
+  pulsar new db --ssh db-behind-bastion      # an alias with ProxyJump in ~/.ssh/config";
 
 const LS_AFTER_HELP: &str = "\
 STATE is running (clients attached), detached (none), or stopped (the program ended; the

@@ -19,9 +19,6 @@ use crate::error::{Exit, Failure, Result};
 use crate::rpc::{self, Params, Session};
 use crate::terminal;
 
-/// Default port of `--ssh`.
-const SSH_PORT: u16 = 22;
-
 /// Default speed of `--serial`.
 const SERIAL_BAUD: u32 = 115_200;
 
@@ -71,12 +68,17 @@ pub async fn run(endpoint: &Endpoint, request: Request, options: Options) -> Res
 /// `create_session`'s parameters.
 fn params(request: &Request) -> Result<Params> {
     let session_type = match (&request.ssh, &request.serial) {
-        (Some(ssh), None) => json!({
-            "kind": "ssh",
-            "host": ssh.host,
-            "port": ssh.port,
-            "user": ssh.user,
-        }),
+        (Some(ssh), None) => {
+            // Only what was given: the daemon fills the rest from ~/.ssh/config, as ssh does.
+            let mut ty = json!({"kind": "ssh", "host": ssh.host});
+            if let Some(port) = ssh.port {
+                ty["port"] = port.into();
+            }
+            if let Some(user) = &ssh.user {
+                ty["user"] = user.clone().into();
+            }
+            ty
+        }
         (None, Some(serial)) => json!({
             "kind": "serial",
             "device": serial.device,
@@ -126,14 +128,16 @@ fn local_type(request: &Request) -> Result<Value> {
 }
 
 /// `--ssh [USER@]HOST[:PORT]`; an IPv6 host with a port goes in brackets (`[::1]:2222`).
+/// HOST may be an alias of `~/.ssh/config`: it goes to the daemon as given, and what is not
+/// given here (user, port) is left for the daemon to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
-    /// The remote user (default: `$USER`).
+    /// The remote user, when given (else the configuration's, else the daemon user's).
     pub user: Option<String>,
-    /// Host name or address.
+    /// Host name, address or alias.
     pub host: String,
-    /// TCP port (default 22).
-    pub port: u16,
+    /// TCP port, when given (else the configuration's, else 22).
+    pub port: Option<u16>,
 }
 
 impl FromStr for SshTarget {
@@ -143,7 +147,7 @@ impl FromStr for SshTarget {
         let (user, rest) = match text.rsplit_once('@') {
             Some((user, rest)) if !user.is_empty() => (Some(user.to_owned()), rest),
             Some(_) => return Err(format!("{text:?}: the user before @ is empty")),
-            None => (std::env::var("USER").ok().filter(|u| !u.is_empty()), text),
+            None => (None, text),
         };
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed
@@ -169,13 +173,14 @@ impl FromStr for SshTarget {
                 "{text:?}: the host is empty (expected [USER@]HOST[:PORT])"
             ));
         }
-        let port =
-            match port {
-                None => SSH_PORT,
-                Some(port) => port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-                    format!("{text:?}: port {port:?} is not a number in 1..=65535")
-                })?,
-            };
+        let port = port
+            .map(|port| {
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| format!("{text:?}: port {port:?} is not a number in 1..=65535"))
+            })
+            .transpose()?;
         Ok(Self {
             user,
             host: host.to_owned(),
@@ -256,21 +261,24 @@ mod tests {
         let target: SshTarget = "ada@build.example:2222".parse().unwrap();
         assert_eq!(target.user.as_deref(), Some("ada"));
         assert_eq!(target.host, "build.example");
-        assert_eq!(target.port, 2222);
+        assert_eq!(target.port, Some(2222));
     }
 
     #[test]
-    fn ssh_target_defaults_to_port_22() {
-        let target: SshTarget = "ada@host".parse().unwrap();
-        assert_eq!((target.host.as_str(), target.port), ("host", 22));
+    fn ssh_target_leaves_what_is_not_given_to_the_daemon() {
+        let target: SshTarget = "myhost".parse().unwrap();
+        assert_eq!(
+            (target.user, target.host.as_str(), target.port),
+            (None, "myhost", None)
+        );
     }
 
     #[test]
     fn ssh_target_accepts_ipv6_addresses() {
         let target: SshTarget = "ada@[::1]:2200".parse().unwrap();
-        assert_eq!((target.host.as_str(), target.port), ("::1", 2200));
+        assert_eq!((target.host.as_str(), target.port), ("::1", Some(2200)));
         let bare: SshTarget = "ada@fe80::1".parse().unwrap();
-        assert_eq!((bare.host.as_str(), bare.port), ("fe80::1", 22));
+        assert_eq!((bare.host.as_str(), bare.port), ("fe80::1", None));
     }
 
     #[test]
@@ -318,6 +326,15 @@ mod tests {
         assert_eq!(
             params["type"],
             json!({"kind": "ssh", "host": "host", "port": 2222, "user": "ada"})
+        );
+        let alias = Request {
+            ssh: Some("myhost".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::params(&alias).unwrap()["type"],
+            json!({"kind": "ssh", "host": "myhost"}),
+            "an alias reaches the daemon unresolved"
         );
     }
 

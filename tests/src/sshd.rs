@@ -129,12 +129,24 @@ pub struct Sshd {
     /// The unencrypted client key it authorizes.
     pub client_key: PathBuf,
     config: PathBuf,
+    /// `LogLevel` of its log (`VERBOSE`; `DEBUG` shows each `direct-tcpip` it opens).
+    log_level: &'static str,
     child: Option<Child>,
 }
 
 impl Sshd {
     /// Starts a server on a free port; waits until it answers.
     pub fn start() -> Self {
+        Self::start_logging("VERBOSE")
+    }
+
+    /// Starts a server whose log is at `LogLevel DEBUG`: among much else it names the
+    /// target of every `direct-tcpip` channel it opens (as a jump host does).
+    pub fn start_debug() -> Self {
+        Self::start_logging("DEBUG")
+    }
+
+    fn start_logging(log_level: &'static str) -> Self {
         assert!(
             sshd_available(),
             "{SSHD} or ssh-keygen is missing: install openssh-server and openssh-client \
@@ -160,6 +172,7 @@ impl Sshd {
             port: 0,
             client_key,
             config,
+            log_level,
             child: None,
         };
         // Another test may take the free port between our look and sshd's bind: try again
@@ -184,9 +197,9 @@ impl Sshd {
                  StrictModes no\nUsePAM no\nPasswordAuthentication yes\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin no\nAllowUsers {TEST_USER}\nPrintMotd no\nPrintLastLog no\n\
-                 UseDNS no\nMaxStartups 200\nMaxSessions 64\nLogLevel VERBOSE\n\
+                 UseDNS no\nMaxStartups 200\nMaxSessions 64\nLogLevel {}\n\
                  Subsystem sftp internal-sftp\n",
-                self.port
+                self.port, self.log_level
             ),
         )
         .expect("write sshd_config");

@@ -1220,3 +1220,43 @@ async fn upgrade_to_a_missing_binary_fails_naming_it_and_the_daemon_serves_on() 
     );
     assert_eq!(client.get_status().await.unwrap().pid, before);
 }
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn new_ssh_with_an_alias_means_what_ssh_means() {
+    let sshd = pulsar_e2e::sshd::Sshd::start();
+    let daemon = Daemon::start().await;
+    sshd.trust(daemon.dir.path());
+    std::fs::write(
+        daemon.dir.path().join(".ssh/config"),
+        format!(
+            "Host devbox\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            sshd.port,
+            pulsar_e2e::sshd::TEST_USER,
+            sshd.client_key.display()
+        ),
+    )
+    .unwrap();
+    let run = pulsar_ok(&daemon, &["new", "-d", "dev", "--ssh", "devbox"]);
+    let id = run.stdout.trim();
+    let mut line = daemon.line().await;
+    let info = line.ok("get_session", json!({"session_id": id})).await;
+    assert_eq!(
+        info["type"],
+        json!({"kind": "ssh", "host": "devbox"}),
+        "{info}"
+    );
+    assert_eq!(
+        (
+            &info["ssh"]["host"],
+            &info["ssh"]["port"],
+            &info["ssh"]["user"]
+        ),
+        (
+            &json!("127.0.0.1"),
+            &json!(sshd.port),
+            &json!(pulsar_e2e::sshd::TEST_USER)
+        ),
+        "{info}"
+    );
+}

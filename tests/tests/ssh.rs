@@ -1219,3 +1219,237 @@ async fn create_still_connecting_when_the_daemon_stops_is_answered_and_saved() {
     // Saved as alive, so the next start brings it back.
     assert_ne!(state, "stopped");
 }
+
+// ---------------------------------------------------------------------------------------------
+// OpenSSH's own configuration (~/.ssh/config in the daemon's HOME) and jump hosts
+
+/// Writes `text` as the daemon user's `~/.ssh/config`; returns its path.
+fn ssh_config(daemon: &Daemon, text: &str) -> std::path::PathBuf {
+    let dir = daemon.dir.path().join(".ssh");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `Host` block for `alias` reaching `sshd` as the test user with its key.
+fn host_block(alias: &str, sshd: &Sshd) -> String {
+    format!(
+        "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  \
+         IdentityFile {}\n  IdentitiesOnly yes\n",
+        sshd.port,
+        sshd.client_key.display()
+    )
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn an_ssh_config_alias_resolves_host_name_port_user_and_identity_file() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    sshd.trust(daemon.dir.path());
+    let config = ssh_config(&daemon, &host_block("web", &sshd));
+    let mut line = daemon.line().await;
+    let created = create(&mut line, json!({"kind": "ssh", "host": "web"})).await;
+    let id = created["session_id"].clone();
+    type_in(&mut line, &id, "echo via-alias-$((6 * 7))\n").await;
+    output_until(&mut line, &id, "via-alias-42").await;
+    let info = line.ok("get_session", json!({"session_id": id})).await;
+    assert_eq!(
+        info["type"]["host"], "web",
+        "the type stays as given: {info}"
+    );
+    assert_eq!(
+        info["ssh"],
+        json!({
+            "host": "127.0.0.1", "port": sshd.port, "user": TEST_USER,
+            "identity_files": [sshd.client_key], "proxy_jump": [],
+            "config_file": config, "warnings": [],
+        }),
+        "{info}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn explicit_request_fields_win_over_the_ssh_config() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    sshd.trust(daemon.dir.path());
+    // Everything the file says but HostName is wrong: nothing listens on that port, the user
+    // does not exist and the key is not authorized.
+    let other = daemon.dir.path().join("id_other");
+    keygen(&other, "");
+    ssh_config(
+        &daemon,
+        &format!(
+            "Host web\n  HostName 127.0.0.1\n  Port {}\n  User nobody-here\n  IdentityFile {}\n",
+            free_port(),
+            other.display()
+        ),
+    );
+    let mut line = daemon.line().await;
+    let ty = json!({
+        "kind": "ssh", "host": "web", "port": sshd.port, "user": TEST_USER,
+        "auth": {"agent": false, "key_files": [sshd.client_key]},
+    });
+    let created = create(&mut line, ty).await;
+    let id = created["session_id"].clone();
+    type_in(&mut line, &id, "echo explicit-$((2 * 4))\n").await;
+    output_until(&mut line, &id, "explicit-8").await;
+    let ssh = &created["ssh"];
+    assert_eq!(
+        (&ssh["host"], &ssh["port"], &ssh["user"]),
+        (&json!("127.0.0.1"), &json!(sshd.port), &json!(TEST_USER)),
+        "{created}"
+    );
+    assert_eq!(ssh["identity_files"], json!([sshd.client_key]), "{created}");
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn an_unsupported_ssh_config_option_is_named_in_the_warnings_and_the_log() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    sshd.trust(daemon.dir.path());
+    ssh_config(
+        &daemon,
+        &format!(
+            "{}  ForwardAgent yes\n  ControlMaster auto\nHost elsewhere\n  Compression yes\n",
+            host_block("web", &sshd)
+        ),
+    );
+    let mut line = daemon.line().await;
+    let created = create(&mut line, json!({"kind": "ssh", "host": "web"})).await;
+    let warnings = created["ssh"]["warnings"]
+        .as_array()
+        .expect("warnings")
+        .clone();
+    let all: Vec<&str> = warnings.iter().filter_map(Value::as_str).collect();
+    assert!(all.iter().any(|w| w.contains("ForwardAgent")), "{all:?}");
+    assert!(
+        all.iter().any(|w| w.contains("controlmaster auto")),
+        "{all:?}"
+    );
+    assert!(
+        !all.iter().any(|w| w.contains("Compression")),
+        "a block for another host is not this one's business: {all:?}"
+    );
+    assert!(
+        daemon.log().contains("ForwardAgent is not supported"),
+        "the warning is logged"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn error_an_ssh_config_with_a_bad_value_is_1033_naming_the_file() {
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    let config = ssh_config(&daemon, "Host web\n  Port many\n");
+    let mut line = daemon.line().await;
+    let err = create_named_err(&mut line, json!({"kind": "ssh", "host": "web"})).await;
+    assert_eq!(err["code"], code::SSH_CONFIG_INVALID, "{err}");
+    assert_eq!(err["data"]["config_file"], json!(config), "{err}");
+    assert_eq!(err["data"]["name"], NAMED, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains(config.to_str().unwrap()),
+        "{err}"
+    );
+}
+
+/// Both servers' host keys in the daemon user's known_hosts.
+fn trust_both(daemon: &Daemon, a: &Sshd, b: &Sshd) {
+    std::fs::create_dir_all(daemon.dir.path().join(".ssh")).unwrap();
+    std::fs::write(
+        known_hosts(daemon),
+        a.known_hosts_line() + &b.known_hosts_line(),
+    )
+    .unwrap();
+}
+
+/// How many `direct-tcpip` channels the jump server opened to `port` (its DEBUG log).
+fn tunnels_to(jump: &Sshd, port: u16) -> usize {
+    jump.log()
+        .matches(&format!("target 127.0.0.1 port {port}"))
+        .count()
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn proxy_jump_reaches_the_target_through_the_jump_host() {
+    let jump = Sshd::start_debug();
+    let target = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    trust_both(&daemon, &jump, &target);
+    ssh_config(
+        &daemon,
+        &format!(
+            "{}  ProxyJump bastion\n{}",
+            host_block("inner", &target),
+            host_block("bastion", &jump)
+        ),
+    );
+    let mut line = daemon.line().await;
+    let created = create(&mut line, json!({"kind": "ssh", "host": "inner"})).await;
+    let id = created["session_id"].clone();
+    type_in(&mut line, &id, "echo jumped-$((3 * 5))\n").await;
+    output_until(&mut line, &id, "jumped-15").await;
+    assert_eq!(
+        created["ssh"]["proxy_jump"],
+        json!([format!("{TEST_USER}@127.0.0.1:{}", jump.port)]),
+        "{created}"
+    );
+    assert_eq!(created["ssh"]["port"], target.port, "{created}");
+    assert_eq!(
+        tunnels_to(&jump, target.port),
+        1,
+        "the jump host opened the connection to the target: {}",
+        jump.log()
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn with_reconnect_a_cut_jump_host_is_reconnected_as_the_whole_chain() {
+    let mut jump = Sshd::start_debug();
+    let target = Sshd::start();
+    let daemon = Daemon::start_with_env(
+        &[
+            ("SSH_RECONNECT", "true"),
+            ("SSH_RECONNECT_MAX_BACKOFF_MS", "100"),
+        ],
+        &[],
+    )
+    .await;
+    trust_both(&daemon, &jump, &target);
+    ssh_config(
+        &daemon,
+        &format!(
+            "{}  ProxyJump bastion\n{}",
+            host_block("inner", &target),
+            host_block("bastion", &jump)
+        ),
+    );
+    let mut line = daemon.line().await;
+    let id = create(&mut line, json!({"kind": "ssh", "host": "inner"})).await["session_id"].clone();
+    type_in(&mut line, &id, "echo first-$((1 + 1))\n").await;
+    output_until(&mut line, &id, "first-2").await;
+
+    // The jump host dies with every connection it carried; the target server lives on.
+    jump.kill();
+    output_until(&mut line, &id, "reconnecting ---").await;
+    jump.restart();
+    let divider = format!("--- reconnected to 127.0.0.1:{} ---", target.port);
+    output_until(&mut line, &id, &divider).await;
+    type_in(&mut line, &id, "echo second-$((2 + 1))\n").await;
+    output_until(&mut line, &id, "second-3").await;
+    assert_eq!(
+        tunnels_to(&jump, target.port),
+        2,
+        "the reconnect went through the jump host again: {}",
+        jump.log()
+    );
+}

@@ -65,6 +65,8 @@ impl LinkTask {
                 }
                 LinkEnd::Dropped(cause) => {
                     tracing::warn!(%host, port, %cause, "SSH connection lost");
+                    // The jump hosts may still be up; a new chain gets connections of its own.
+                    close_jumps(&mut link).await;
                     let Some(max) = self.options.reconnect else {
                         return self.finish(
                             unknown(),
@@ -244,14 +246,23 @@ async fn drop_cause(link: &mut Link) -> String {
 
 /// Closes the channel and the connection, then the jump hosts' connections (last hop first),
 /// briefly: the far end may already be gone.
-async fn close(link: Link) {
+async fn close(mut link: Link) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = link.write.close().await;
         let _ = link
             .handle
             .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
             .await;
-        for jump in link.jumps.iter().rev() {
+    })
+    .await;
+    close_jumps(&mut link).await;
+}
+
+/// Closes a chain's jump connections, last hop first, briefly.
+async fn close_jumps(link: &mut Link) {
+    let jumps = std::mem::take(&mut link.jumps);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for jump in jumps.iter().rev() {
             let _ = jump
                 .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
                 .await;
