@@ -12,7 +12,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ssh2_config::{HostParams, ParseRule, SshConfig};
+use std::collections::HashMap;
+
+use ssh2_config::{DefaultAlgorithms, Host, HostClause, HostParams, ParseRule, SshConfig};
 
 /// How unknown host keys are treated (`StrictHostKeyChecking`), mapped onto what the daemon has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,17 +127,20 @@ impl ConfigFile {
 
 /// Resolves `alias` in the configuration `text` (`~` and relative `Include`s against `home`).
 pub(super) fn resolve(text: &str, home: &Path, alias: &str) -> Result<HostConfig, String> {
-    let (text, mut warnings) = rewrite_match(text);
-    let config = SshConfig::default()
-        .home_dir(home)
-        .parse(
-            &mut BufReader::new(text.as_bytes()),
-            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-        )
-        .map_err(|err| err.to_string())?;
     // ssh(1) matches patterns against the host name in lower case.
     let alias = alias.to_lowercase();
-    let params = config.query(&alias);
+    let (mut params, mut warnings) = query(text, home, &alias, None)?;
+    // `Match host` is about the host name once `HostName` has replaced the alias: if it did,
+    // resolve again with those blocks decided against the real name.
+    if let Some(name) = params
+        .host_name
+        .as_deref()
+        .map(|n| expand_tokens(n, &alias))
+        && name.to_lowercase() != alias
+    {
+        (params, warnings) = query(text, home, &alias, Some(&name.to_lowercase()))?;
+    }
+    let spelling = spellings(text);
     let mut resolved = HostConfig {
         host_name: params
             .host_name
@@ -202,9 +207,47 @@ pub(super) fn resolve(text: &str, home: &Path, alias: &str) -> Result<HostConfig
             }
         });
     }
-    warnings.extend(not_applied(&params));
+    warnings.extend(not_applied(&params, &spelling));
     resolved.warnings = warnings;
     Ok(resolved)
+}
+
+/// Parses `text` (its `Match` blocks rewritten, `Match host` decided against `host_name`
+/// when known) and queries `alias`.
+fn query(
+    text: &str,
+    home: &Path,
+    alias: &str,
+    host_name: Option<&str>,
+) -> Result<(HostParams, Vec<String>), String> {
+    let (text, warnings) = rewrite_match(text, host_name);
+    let config = SshConfig::default()
+        .home_dir(home)
+        .parse(
+            &mut BufReader::new(text.as_bytes()),
+            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+        )
+        .map_err(|err| err.to_string())?;
+    Ok((config.query(alias), warnings))
+}
+
+/// The keywords of `text` as its author spelt them (`ControlMaster`), by their lower-case
+/// form, so that warnings name options as the file does.
+fn spellings(text: &str) -> HashMap<String, String> {
+    let mut spelt = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        let keyword = line
+            .split(|c: char| c.is_whitespace() || c == '=')
+            .next()
+            .unwrap_or("");
+        if !keyword.is_empty() && !keyword.starts_with('#') {
+            spelt
+                .entry(keyword.to_ascii_lowercase())
+                .or_insert_with(|| keyword.to_owned());
+        }
+    }
+    spelt
 }
 
 /// `yes`/`no` (and `true`/`false`).
@@ -232,8 +275,9 @@ fn expand(path: &str, home: &Path) -> PathBuf {
     }
 }
 
-/// Every option in the matched blocks that the daemon does not apply, named with its value.
-fn not_applied(params: &HostParams) -> Vec<String> {
+/// Every option in the matched blocks that the daemon does not apply, named (not its value:
+/// a value may be something private, e.g. a `SetEnv`).
+fn not_applied(params: &HostParams, spelling: &HashMap<String, String>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut note = |present: bool, name: &str| {
         if present {
@@ -272,34 +316,35 @@ fn not_applied(params: &HostParams) -> Vec<String> {
         .into_iter()
         .map(|name| format!("{name} is not supported and was ignored"))
         .collect();
-    let mut raw: Vec<(&String, &Vec<String>)> = params
+    let mut raw: Vec<&String> = params
         .unsupported_fields
-        .iter()
-        .chain(params.ignored_fields.iter())
-        .filter(|(name, _)| !APPLIED.contains(&name.to_ascii_lowercase().as_str()))
+        .keys()
+        .chain(params.ignored_fields.keys())
+        .filter(|name| !APPLIED.contains(&name.to_ascii_lowercase().as_str()))
         .collect();
     raw.sort();
-    for (name, args) in raw {
-        if name.eq_ignore_ascii_case("match") {
-            warnings.push(format!(
-                "Match {} in an included file is not supported: the options after it were \
-                 read as part of the block before it",
-                args.join(" ")
-            ));
+    for name in raw {
+        let lower = name.to_ascii_lowercase();
+        let name = spelling.get(&lower).unwrap_or(name);
+        if lower == "match" {
+            warnings.push(
+                "Match in an included file is not supported: the options after it were read \
+                 as part of the block before it"
+                    .to_owned(),
+            );
         } else {
-            warnings.push(format!(
-                "{name} {} is not supported and was ignored",
-                args.join(" ")
-            ));
+            warnings.push(format!("{name} is not supported and was ignored"));
         }
     }
     warnings
 }
 
 /// Turns the main file's `Match` blocks into `Host` blocks the parser understands: `Match
-/// all` into `Host *`, `Match host|originalhost PATTERNS` into `Host PATTERNS` (matched against
-/// the name as given), anything else into a block that matches nothing, with a warning.
-fn rewrite_match(text: &str) -> (String, Vec<String>) {
+/// all` into `Host *`, `Match originalhost PATTERNS` into `Host PATTERNS`, `Match host
+/// PATTERNS` likewise, or, once the real `host_name` is known, into a block that matches
+/// every alias or none as the name matches; any other `Match` into a block that matches
+/// nothing, with a warning (naming the criterion, not its arguments).
+fn rewrite_match(text: &str, host_name: Option<&str>) -> (String, Vec<String>) {
     let mut out = String::with_capacity(text.len());
     let mut warnings = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -319,21 +364,30 @@ fn rewrite_match(text: &str) -> (String, Vec<String>) {
             .unwrap_or("")
             .trim();
         let words: Vec<&str> = criteria.split_whitespace().collect();
-        let host = match words.as_slice() {
-            [all] if all.eq_ignore_ascii_case("all") => Some("*".to_owned()),
-            [kind, patterns]
-                if kind.eq_ignore_ascii_case("host")
-                    || kind.eq_ignore_ascii_case("originalhost") =>
-            {
-                Some(patterns.replace(',', " "))
-            }
+        let kind = words
+            .first()
+            .map(|w| w.to_ascii_lowercase())
+            .unwrap_or_default();
+        let host = match (kind.as_str(), words.as_slice()) {
+            ("all", [_]) => Some("*".to_owned()),
+            ("originalhost", [_, patterns]) => Some(patterns.replace(',', " ")),
+            ("host", [_, patterns]) => match host_name {
+                None => Some(patterns.replace(',', " ")),
+                Some(name) if list_matches(patterns, name) => Some("*".to_owned()),
+                Some(_) => Some("!*".to_owned()),
+            },
             _ => None,
         };
         match host {
             Some(patterns) => out.push_str(&format!("Host {patterns}\n")),
             None => {
+                let what = if words.len() > 2 && kind != "exec" {
+                    format!("{kind} ... (several criteria)")
+                } else {
+                    kind
+                };
                 warnings.push(format!(
-                    "Match {criteria} (line {}) is not supported: its options were not applied",
+                    "Match {what} (line {}) is not supported: its options were not applied",
                     number + 1
                 ));
                 out.push_str("Host !*\n");
@@ -341,6 +395,19 @@ fn rewrite_match(text: &str) -> (String, Vec<String>) {
         }
     }
     (out, warnings)
+}
+
+/// Whether `name` matches an OpenSSH pattern list (`a*,!b`), as `Host` lines match.
+fn list_matches(patterns: &str, name: &str) -> bool {
+    let clauses = patterns
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.strip_prefix('!') {
+            Some(p) => HostClause::new(p.to_owned(), true),
+            None => HostClause::new(p.to_owned(), false),
+        })
+        .collect();
+    Host::new(clauses, HostParams::new(&DefaultAlgorithms::default())).intersects(name)
 }
 
 #[cfg(test)]
@@ -466,8 +533,9 @@ mod tests {
         );
         let all = config.warnings.join("\n");
         assert!(all.contains("ForwardAgent"), "{all}");
-        assert!(all.contains("localforward 8080 localhost:80"), "{all}");
-        assert!(all.contains("Frobnicate 1"), "{all}");
+        assert!(all.contains("LocalForward is not supported"), "{all}");
+        assert!(all.contains("Frobnicate is not supported"), "{all}");
+        assert!(!all.contains("8080"), "values are not repeated: {all}");
         assert!(!all.to_lowercase().contains("controlmaster"), "{all}");
     }
 
@@ -481,6 +549,17 @@ mod tests {
         );
         assert_eq!(resolved(text, "mail").user, None);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn match_host_is_decided_against_the_host_name() {
+        let text = "Host web\n  HostName web.example.org\nMatch host *.example.org,!db*\n  \
+                    User ops\n";
+        assert_eq!(resolved(text, "web").user.as_deref(), Some("ops"));
+        assert_eq!(resolved(text, "db.example.org").user, None);
+        assert_eq!(resolved(text, "mail").user, None);
+        let original = "Host web\n  HostName web.example.org\nMatch originalhost web\n  Port 2\n";
+        assert_eq!(resolved(original, "web").port, Some(2));
     }
 
     #[test]
