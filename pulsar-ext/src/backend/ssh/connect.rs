@@ -175,29 +175,18 @@ impl Target {
         target.passphrase = auth.passphrase.clone();
         target.password = auth.password.clone();
         target.config_file = file.map(|f| f.path.clone());
-        for hop in config.proxy_jump.clone().unwrap_or_default() {
-            let parsed = parse_hop(&hop).map_err(|reason| {
-                config_error(ConfigFileError {
-                    path: file.map(|f| f.path.clone()).unwrap_or_default(),
-                    reason: format!("ProxyJump {reason}"),
-                })
-            })?;
-            let hop_config = lookup(&parsed.host)?;
-            if hop_config
-                .proxy_jump
-                .as_ref()
-                .is_some_and(|j| !j.is_empty())
-            {
-                target.warnings.push(format!(
-                    "jump host {}: its own ProxyJump is not followed; list every hop in the \
-                     target's ProxyJump instead",
-                    parsed.host
-                ));
-            }
+        let config_path = file.map(|f| f.path.clone()).unwrap_or_default();
+        let hops = chain(
+            &config.proxy_jump.clone().unwrap_or_default(),
+            &lookup,
+            &config_path,
+            0,
+        )?;
+        for (hop, hop_config) in hops {
             let mut jump = Self::with_config(
-                &parsed.host,
-                parsed.port,
-                parsed.user,
+                &hop.host,
+                hop.port,
+                hop.user,
                 &hop_config,
                 // The request's keys and agent choice serve the jump hosts too (never its
                 // password: that is for the target alone).
@@ -213,7 +202,7 @@ impl Target {
             target.warnings.extend(
                 std::mem::take(&mut jump.warnings)
                     .into_iter()
-                    .map(|w| format!("jump host {}: {w}", parsed.host)),
+                    .map(|w| format!("jump host {}: {w}", hop.host)),
             );
             target.jumps.push(jump);
         }
@@ -310,6 +299,47 @@ impl Target {
             reason: reason.into(),
         }
     }
+}
+
+/// Most jump hosts in one chain; more means a `ProxyJump` loop.
+const MAX_HOPS: usize = 8;
+
+/// The hosts to go through, first first, to reach a host whose `ProxyJump` is `hops`, as
+/// `ssh -J` does: the first hop is itself reached through its own `ProxyJump` (recursively);
+/// each later hop through the one before it (its own `ProxyJump` is overridden).
+fn chain(
+    hops: &[String],
+    lookup: &dyn Fn(&str) -> Result<HostConfig, ConnectError>,
+    config_path: &Path,
+    depth: usize,
+) -> Result<Vec<(Hop, HostConfig)>, ConnectError> {
+    let bad = |reason: String| {
+        config_error(ConfigFileError {
+            path: config_path.to_owned(),
+            reason,
+        })
+    };
+    let mut out = Vec::new();
+    for (i, text) in hops.iter().enumerate() {
+        let hop = parse_hop(text).map_err(|reason| bad(format!("ProxyJump {reason}")))?;
+        let config = lookup(&hop.host)?;
+        if i == 0
+            && let Some(own) = config.proxy_jump.as_ref().filter(|own| !own.is_empty())
+        {
+            if depth >= MAX_HOPS {
+                return Err(bad(format!(
+                    "ProxyJump of {} goes round in a loop (or past {MAX_HOPS} hops)",
+                    hop.host
+                )));
+            }
+            out.extend(chain(own, lookup, config_path, depth + 1)?);
+        }
+        out.push((hop, config));
+    }
+    if out.len() > MAX_HOPS {
+        return Err(bad(format!("ProxyJump names more than {MAX_HOPS} hops")));
+    }
+    Ok(out)
 }
 
 fn config_error(err: ConfigFileError) -> ConnectError {
@@ -819,6 +849,32 @@ mod tests {
         );
         assert!(hop("gate:0").is_err());
         assert!(hop("@gate").is_err());
+    }
+
+    #[test]
+    fn a_first_hop_with_a_proxy_jump_of_its_own_is_reached_through_it() {
+        let file = ConfigFile::from_text(
+            "/cfg",
+            "Host t\n  ProxyJump a,b\nHost a\n  ProxyJump outer\nHost b\n  ProxyJump ignored\n",
+        );
+        let spec = SshSpec {
+            host: "t".into(),
+            ..Default::default()
+        };
+        let t = Target::from_spec_with(&spec, &options(), Some(&file)).unwrap();
+        let hosts: Vec<_> = t.jumps.iter().map(|j| j.host.as_str()).collect();
+        assert_eq!(hosts, ["outer", "a", "b"]);
+    }
+
+    #[test]
+    fn a_proxy_jump_loop_is_a_configuration_error() {
+        let file = ConfigFile::from_text("/cfg", "Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n");
+        let spec = SshSpec {
+            host: "a".into(),
+            ..Default::default()
+        };
+        let err = Target::from_spec_with(&spec, &options(), Some(&file)).unwrap_err();
+        assert!(err.to_string().contains("loop"), "{err}");
     }
 
     #[test]
