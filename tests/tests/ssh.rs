@@ -1454,3 +1454,72 @@ async fn with_reconnect_a_cut_jump_host_is_reconnected_as_the_whole_chain() {
         jump.log()
     );
 }
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn ssh_config_strict_host_key_checking_accept_new_records_into_its_known_hosts_file() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    let work_hosts = daemon.dir.path().join("work_known_hosts");
+    ssh_config(
+        &daemon,
+        &format!(
+            "{}  StrictHostKeyChecking accept-new\n  UserKnownHostsFile {}\n",
+            host_block("web", &sshd),
+            work_hosts.display()
+        ),
+    );
+    let mut line = daemon.line().await;
+    let ty = json!({"kind": "ssh", "host": "web", "command": "echo accepted"});
+    let created = create(&mut line, ty).await;
+    output_until(&mut line, &created["session_id"], "accepted").await;
+    let recorded = std::fs::read_to_string(&work_hosts).expect("the file the config names");
+    assert_eq!(recorded, sshd.known_hosts_line());
+    assert!(
+        !known_hosts(&daemon).exists(),
+        "the default known_hosts is left alone"
+    );
+}
+
+#[tokio::test]
+async fn error_ssh_config_connect_timeout_is_the_limit_of_1011() {
+    // Accepts the TCP connection, then says nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    ssh_config(
+        &daemon,
+        &format!("Host mute\n  HostName 127.0.0.1\n  Port {port}\n  ConnectTimeout 1\n"),
+    );
+    let mut line = daemon.line().await;
+    let err = create_named_err(&mut line, json!({"kind": "ssh", "host": "mute"})).await;
+    assert_eq!(err["code"], code::SSH_TIMEOUT, "{err}");
+    assert_eq!(
+        err["data"],
+        json!({"name": NAMED, "host": "127.0.0.1", "port": port, "timeout_ms": 1000})
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn error_an_unknown_jump_host_key_is_1014_naming_the_jump_host() {
+    let jump = Sshd::start();
+    let target = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    // Only the target is known: the jump host's key must be checked all the same.
+    target.trust(daemon.dir.path());
+    ssh_config(
+        &daemon,
+        &format!(
+            "{}  ProxyJump bastion\n{}",
+            host_block("inner", &target),
+            host_block("bastion", &jump)
+        ),
+    );
+    let mut line = daemon.line().await;
+    let err = create_named_err(&mut line, json!({"kind": "ssh", "host": "inner"})).await;
+    assert_eq!(err["code"], code::SSH_UNKNOWN_HOST_KEY, "{err}");
+    assert_eq!(err["data"]["port"], jump.port, "{err}");
+    assert_eq!(err["data"]["fingerprint"], jump.fingerprint(), "{err}");
+}
