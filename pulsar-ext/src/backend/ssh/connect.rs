@@ -1,5 +1,7 @@
-//! Establishing one SSH connection: the request's defaults filled in, TCP within the time
-//! limit, the host key checked against known_hosts, authentication, the PTY and the shell.
+//! Establishing one SSH connection chain: the request's fields, then OpenSSH's configuration,
+//! then the daemon's defaults filled in; the `ProxyJump` hosts one inside the other; TCP
+//! within the time limit, every host key checked against known_hosts, authentication, the PTY
+//! and the shell.
 
 use std::io;
 use std::net::SocketAddr;
