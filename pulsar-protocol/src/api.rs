@@ -10,8 +10,9 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
-    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
+    SendInputResult, SessionEvent, SessionId, SessionInfo, SessionType, Status, Success,
+    UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -136,6 +137,22 @@ pub trait PulsarApi {
         timeout_ms: u64,
         on: Option<WaitOn>,
     ) -> RpcResult<WaitResult>;
+
+    /// Starts recording the session to an asciicast v2 file: `path` (absolute; created, never
+    /// overwritten) or a new file in the daemon's `recordings_dir`. With `input`, what is
+    /// typed is recorded too. Already recording is 1030; a file that cannot be created, 1032.
+    #[method(name = "start_recording", param_kind = map)]
+    async fn start_recording(
+        &self,
+        session_id: SessionId,
+        path: Option<std::path::PathBuf>,
+        input: Option<bool>,
+    ) -> RpcResult<RecordingStarted>;
+
+    /// Stops the session's recording (1031 when there is none); the file is complete when
+    /// this answers.
+    #[method(name = "stop_recording", param_kind = map)]
+    async fn stop_recording(&self, session_id: SessionId) -> RpcResult<Success>;
 
     /// Every session the daemon knows, oldest first.
     #[method(name = "list_sessions", param_kind = map)]

@@ -446,6 +446,27 @@ pub struct SessionInfo {
     pub reason: Option<String>,
     /// Absolute offset one past the last output byte.
     pub output_offset: u64,
+    /// The recording in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingInfo>,
+}
+
+/// A recording in progress (`get_session`'s `recording`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    /// The asciicast v2 file.
+    pub path: String,
+    /// Bytes written to it so far.
+    pub bytes: u64,
+    /// Whether input is recorded too (`"i"` events).
+    pub input: bool,
+}
+
+/// `start_recording`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingStarted {
+    /// The file being written.
+    pub path: String,
 }
 
 /// `create_session`'s answer: the new id, and the session's info alongside.

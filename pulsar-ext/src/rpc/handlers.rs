@@ -11,9 +11,9 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
-    ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
-    ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId, SessionInfo,
-    SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, RecordingStarted,
+    ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId,
+    SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -478,6 +478,26 @@ impl PulsarApiServer for Handlers {
         Ok(ListSessionsResult {
             sessions: self.sessions.list(),
         })
+    }
+
+    async fn start_recording(
+        &self,
+        session_id: SessionId,
+        path: Option<std::path::PathBuf>,
+        input: Option<bool>,
+    ) -> RpcResult<RecordingStarted> {
+        let session = self.sessions.get(session_id)?;
+        let path = self
+            .sessions
+            .start_recording(&session, path, input.unwrap_or(false))?;
+        Ok(RecordingStarted {
+            path: path.display().to_string(),
+        })
+    }
+
+    async fn stop_recording(&self, session_id: SessionId) -> RpcResult<Success> {
+        self.sessions.get(session_id)?.stop_recording().await?;
+        Ok(Success { success: true })
     }
 
     async fn get_session(&self, session_id: SessionId) -> RpcResult<SessionInfo> {

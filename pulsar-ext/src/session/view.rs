@@ -2,7 +2,7 @@
 //! Builders of the protocol's views, kept apart from the session's mechanics.
 
 use chrono::DateTime;
-use pulsar_protocol::{Cursor, ScreenContents, SessionInfo, Snapshot};
+use pulsar_protocol::{Cursor, RecordingInfo, ScreenContents, SessionInfo, Snapshot};
 
 use super::Session;
 
@@ -31,6 +31,11 @@ impl Session {
             exited_at: exit.map(|e| e.at),
             reason: exit.and_then(|_| self.backend().end_reason()),
             output_offset: self.output_offset(),
+            recording: self.recording_state().map(|r| RecordingInfo {
+                path: r.path.display().to_string(),
+                bytes: r.bytes,
+                input: r.input,
+            }),
         }
     }
 
