@@ -103,6 +103,14 @@ pub fn describe(event: &SessionEvent, names: &HashMap<SessionId, String>) -> Opt
             format!("{}: {how}", name(session_id))
         }
         SessionEvent::Bell { session_id } => format!("{}: bell", name(session_id)),
+        SessionEvent::RecordingStarted { session_id, path } => {
+            format!("{}: recording to {path}", name(session_id))
+        }
+        SessionEvent::RecordingStopped {
+            session_id,
+            path,
+            reason,
+        } => format!("{}: recording {path} stopped: {reason}", name(session_id)),
         SessionEvent::Title { session_id, title } => {
             format!("{}: title {title:?}", name(session_id))
         }

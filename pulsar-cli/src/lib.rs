@@ -15,6 +15,7 @@ pub mod keys;
 pub mod kill;
 pub mod list;
 pub mod new;
+pub mod record;
 pub mod resolve;
 pub mod rpc;
 pub mod send;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
 
-use crate::cli::{Cli, Verb, WorkspaceVerb};
+use crate::cli::{Cli, RecordVerb, Verb, WorkspaceVerb};
 use crate::daemon::Endpoint;
 use crate::error::{Exit, Failure};
 
@@ -141,6 +142,14 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
         Verb::Events { json } => events::run(&endpoint, json).await,
+        Verb::Record(verb) => match verb {
+            RecordVerb::Start {
+                input,
+                target,
+                file,
+            } => record::start(&endpoint, &target, file.as_deref(), input).await,
+            RecordVerb::Stop { target } => record::stop(&endpoint, &target).await,
+        },
         Verb::Workspace(verb) => match verb {
             WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,
             WorkspaceVerb::Show { target, json } => workspace::show(&endpoint, &target, json).await,
