@@ -152,6 +152,19 @@ Examples:
 Exit codes: 0 done, 1 the daemon refused (already recording, not recording, the file
 exists or cannot be created), 3 no daemon, 4 no such session.";
 
+const EXPORT_AFTER_HELP: &str = "\
+Prints the output the daemon keeps of a session (its saved history and what is in memory) as
+an asciicast v2 recording on standard output: what `pulsar record` would have written, had it
+been on. Output is timed by when the daemon saved it (every persist_interval_ms), so pauses
+are kept to about that precision. Offsets are those of `pulsar ls --json`'s output_offset.
+
+Examples:
+  pulsar export build > build.cast && asciinema play build.cast
+  pulsar export --since 4096 build > tail.cast
+
+Exit codes: 0 done, 1 the daemon refused (an offset beyond the output), 3 no daemon,
+4 no such session.";
+
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Verb {
@@ -248,6 +261,20 @@ pub enum Verb {
         /// follows.
         #[arg(long)]
         screen: bool,
+    },
+
+    /// Print a session's stored output as an asciicast recording (made after the fact).
+    #[command(after_help = EXPORT_AFTER_HELP)]
+    Export {
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// From this output offset (default: the oldest output the daemon keeps).
+        #[arg(long, value_name = "OFFSET")]
+        since: Option<u64>,
+        /// Up to this output offset (default: the end).
+        #[arg(long, value_name = "OFFSET")]
+        until: Option<u64>,
     },
 
     /// Record a session to an asciicast file, or stop recording it.

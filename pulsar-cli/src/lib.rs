@@ -11,6 +11,7 @@ pub mod cli;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod keys;
 pub mod kill;
 pub mod list;
@@ -142,6 +143,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
         Verb::Events { json } => events::run(&endpoint, json).await,
+        Verb::Export {
+            target,
+            since,
+            until,
+        } => export::run(&endpoint, &target, since, until).await,
         Verb::Record(verb) => match verb {
             RecordVerb::Start {
                 input,

@@ -9,8 +9,8 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 
 use crate::{
-    AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
+    AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult,
+    OutputEvent, ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
     SendInputResult, SessionEvent, SessionId, SessionInfo, SessionType, Status, Success,
     UpgradeResult, WaitOn, WaitResult,
 };
@@ -153,6 +153,17 @@ pub trait PulsarApi {
     /// this answers.
     #[method(name = "stop_recording", param_kind = map)]
     async fn stop_recording(&self, session_id: SessionId) -> RpcResult<Success>;
+
+    /// The session's output from offset `since` (default: the oldest byte kept) to `until`
+    /// (default: the end) as an asciicast v2 recording made after the fact: output the
+    /// daemon saved is timed by when it was saved, output not saved yet by now.
+    #[method(name = "export_asciicast", param_kind = map)]
+    async fn export_asciicast(
+        &self,
+        session_id: SessionId,
+        since: Option<u64>,
+        until: Option<u64>,
+    ) -> RpcResult<AsciicastExport>;
 
     /// Every session the daemon knows, oldest first.
     #[method(name = "list_sessions", param_kind = map)]

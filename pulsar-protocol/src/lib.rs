@@ -24,8 +24,8 @@ pub use client::{ConnectError, PulsarClient, connect};
 pub use data::Base64Data;
 pub use event::OutputEvent;
 pub use session::{
-    AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
-    ReceiveOutputResult, RecordingInfo, RecordingStarted, ResizePolicy, ScreenContents,
+    AsciicastExport, AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult,
+    LocalSpec, ReceiveOutputResult, RecordingInfo, RecordingStarted, ResizePolicy, ScreenContents,
     ScreenFormat, SendInputResult, SerialSpec, SessionId, SessionInfo, SessionState, SessionType,
     Snapshot, SshAuth, SshSpec, Success,
 };
@@ -77,6 +77,8 @@ pub mod method {
     pub const START_RECORDING: &str = "start_recording";
     /// Stop a session's recording.
     pub const STOP_RECORDING: &str = "stop_recording";
+    /// A session's stored output as an asciicast recording.
+    pub const EXPORT_ASCIICAST: &str = "export_asciicast";
     /// Create a workspace.
     pub const WORKSPACE_CREATE: &str = "workspace_create";
     /// One workspace.

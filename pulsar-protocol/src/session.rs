@@ -462,6 +462,13 @@ pub struct RecordingInfo {
     pub input: bool,
 }
 
+/// `export_asciicast`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsciicastExport {
+    /// The asciicast v2 text: a header line, then one event a line.
+    pub cast: String,
+}
+
 /// `start_recording`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordingStarted {

@@ -448,6 +448,30 @@ async fn record_start_with_a_relative_file_and_stop_leave_a_cast_file_of_the_out
     assert!(again.stderr.contains("not recording"), "{}", again.stderr);
 }
 
+#[tokio::test]
+async fn export_prints_the_session_output_as_an_asciicast_recording() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "told").await;
+    pulsar_ok(
+        &daemon,
+        &["send", "--wait", "said=\\d+", "told", "echo said=$((6*7))"],
+    );
+    let run = pulsar_ok(&daemon, &["export", "told"]);
+    let mut lines = run.stdout.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let output: String = lines
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()[2]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(output.contains("said=42"), "{output:?}");
+}
+
 /// `pulsar events ARGS...` running, its stdout lines arriving on a channel.
 fn follow_events(
     daemon: &Daemon,

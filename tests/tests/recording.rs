@@ -389,3 +389,74 @@ async fn a_recording_file_that_exists_or_a_relative_path_is_refused_with_1032() 
         .await;
     assert_eq!(err["code"], code::RECORDING_FILE_FAILED);
 }
+
+/// Output chunks the daemon has saved with a time, read from its database.
+fn timed_chunks(daemon: &Daemon) -> i64 {
+    let db = rusqlite::Connection::open(daemon.database()).unwrap();
+    db.query_row(
+        "SELECT COUNT(*) FROM output_chunks WHERE time IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn export_asciicast_replays_the_stored_output_exactly_with_its_save_times() {
+    let daemon = Daemon::start_with(&[("PERSIST_INTERVAL_MS", "50")]).await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/cat"]).await;
+    type_and_wait(&client, id, "first save").await;
+    eventually("the first chunk saved", || async {
+        (timed_chunks(&daemon) >= 1).then_some(())
+    })
+    .await;
+    type_and_wait(&client, id, "second save").await;
+    eventually("the second chunk saved", || async {
+        (timed_chunks(&daemon) >= 2).then_some(())
+    })
+    .await;
+    type_and_wait(&client, id, "not saved yet, maybe").await;
+
+    let export = client.export_asciicast(id, None, None).await.unwrap();
+    let path = daemon.dir.path().join("export.cast");
+    std::fs::write(&path, &export.cast).unwrap();
+    assert_eq!(asciinema_cat(&path), output_since(&client, id, 0).await);
+    let (header, events) = read_cast(&path);
+    assert_eq!(header["version"], 2);
+    let times: Vec<f64> = events.iter().map(|e| e[0].as_f64().unwrap()).collect();
+    assert!(times.len() >= 2, "one event per saved chunk: {times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times go back: {times:?}"
+    );
+    assert!(
+        times.last() > times.first(),
+        "the saves' times differ: {times:?}"
+    );
+}
+
+#[tokio::test]
+async fn export_asciicast_between_offsets_gives_only_that_output() {
+    let daemon = Daemon::start_with(&[("PERSIST_INTERVAL_MS", "50")]).await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/cat"]).await;
+    type_and_wait(&client, id, "before").await;
+    let since = client.get_session(id).await.unwrap().output_offset;
+    type_and_wait(&client, id, "inside").await;
+    let until = client.get_session(id).await.unwrap().output_offset;
+    type_and_wait(&client, id, "after").await;
+
+    let export = client
+        .export_asciicast(id, Some(since), Some(until))
+        .await
+        .unwrap();
+    let path = daemon.dir.path().join("part.cast");
+    std::fs::write(&path, &export.cast).unwrap();
+    assert_eq!(asciinema_cat(&path), b"inside\r\ninside\r\n");
+    let err = client
+        .export_asciicast(id, None, Some(until + 1_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(rpc_code(&err), code::INVALID_PARAMS);
+}

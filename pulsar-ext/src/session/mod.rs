@@ -25,7 +25,7 @@ pub use events::Events;
 pub use manager::{CreateRequest, RestoreMode, RestoreRequest, ResumedRecording, SessionManager};
 pub use observer::SessionObserver;
 pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
-pub(crate) use recording::{RecordingSpec, create_dir as create_recordings_dir};
+pub(crate) use recording::{RecordingSpec, cast_of, create_dir as create_recordings_dir};
 pub use session::{Exit, History, Session, SessionSpec};
 pub use wait::Pattern;
 

@@ -286,8 +286,7 @@ impl Writer {
             return Ok(());
         }
         self.last_time = self.last_time.max(time);
-        let data = serde_json::to_string(text).expect("a string serializes");
-        let line = format!("[{:.6}, \"{}\", {data}]\n", self.last_time, kind.code());
+        let line = event_line(self.last_time, kind, text);
         let written = self.bytes.load(Ordering::Relaxed);
         if written + line.len() as u64 > self.max_bytes {
             return Err(format!(
@@ -302,6 +301,36 @@ impl Writer {
             .store(written + line.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// One event line.
+fn event_line(time: f64, kind: Kind, text: &str) -> String {
+    let data = serde_json::to_string(text).expect("a string serializes");
+    format!("[{time:.6}, \"{}\", {data}]\n", kind.code())
+}
+
+/// An asciicast v2 text of output `chunks`, each with when it arrived (Unix milliseconds),
+/// for a `size` terminal: a recording made after the fact (`export_asciicast`). Times start
+/// at the first chunk and never go back.
+pub(crate) fn cast_of(size: (u16, u16), chunks: &[(i64, Vec<u8>)]) -> String {
+    let start = chunks
+        .first()
+        .map_or_else(|| Utc::now().timestamp_millis(), |(ms, _)| *ms);
+    let mut cast = header(size, start);
+    let mut carry = Utf8Carry::default();
+    let mut last = 0.0f64;
+    for (ms, data) in chunks {
+        last = last.max((ms - start).max(0) as f64 / 1000.0);
+        let text = carry.push(data);
+        if !text.is_empty() {
+            cast.push_str(&event_line(last, Kind::Output, &text));
+        }
+    }
+    let rest = carry.finish();
+    if !rest.is_empty() {
+        cast.push_str(&event_line(last, Kind::Output, &rest));
+    }
+    cast
 }
 
 /// The file's first line.
@@ -414,6 +443,27 @@ mod tests {
             let text = carry.push(&crab[..split]) + &carry.push(&crab[split..]);
             assert_eq!(text, "🦀", "split at {split}");
         }
+    }
+
+    #[test]
+    fn a_cast_made_after_the_fact_times_chunks_from_the_first() {
+        let euro = "€".as_bytes();
+        let chunks = vec![
+            (10_000, vec![b'a', euro[0]]),
+            (12_500, euro[1..].to_vec()),
+            (11_000, b"b".to_vec()),
+        ];
+        let cast = cast_of((8, 2), &chunks);
+        let lines: Vec<&str> = cast.lines().collect();
+        assert!(lines[0].contains("\"width\":8") && lines[0].contains("\"timestamp\":10"));
+        assert_eq!(
+            &lines[1..],
+            [
+                "[0.000000, \"o\", \"a\"]",
+                "[2.500000, \"o\", \"€\"]",
+                "[2.500000, \"o\", \"b\"]"
+            ]
+        );
     }
 
     #[test]

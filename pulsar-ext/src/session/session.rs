@@ -237,6 +237,11 @@ impl Session {
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
+    /// The terminal size now (cols, rows).
+    pub fn size(&self) -> (u16, u16) {
+        self.clients().size()
+    }
+
     /// One past the last output byte.
     pub fn output_offset(&self) -> u64 {
         self.output.head()
