@@ -699,6 +699,7 @@ mod tests {
             exited_at: None,
             reason: None,
             output_offset: 0,
+            recording: None,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

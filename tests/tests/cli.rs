@@ -453,6 +453,7 @@ async fn export_prints_the_session_output_as_an_asciicast_recording() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = create_shell(&client, "told").await;
+    read_until(&client, id, "told$ ").await;
     pulsar_ok(
         &daemon,
         &["send", "--wait", "said=\\d+", "told", "echo said=$((6*7))"],
