@@ -103,6 +103,15 @@ pub fn describe(event: &SessionEvent, names: &HashMap<SessionId, String>) -> Opt
             format!("{}: {how}", name(session_id))
         }
         SessionEvent::Bell { session_id } => format!("{}: bell", name(session_id)),
+        SessionEvent::SshDisconnected { session_id, cause } => {
+            format!(
+                "{}: SSH connection lost ({cause}); reconnecting",
+                name(session_id)
+            )
+        }
+        SessionEvent::SshReconnected { session_id } => {
+            format!("{}: SSH connection back", name(session_id))
+        }
         SessionEvent::RecordingStarted { session_id, path } => {
             format!("{}: recording to {path}", name(session_id))
         }

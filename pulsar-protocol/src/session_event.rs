@@ -81,6 +81,19 @@ pub enum SessionEvent {
         /// From `C` (the command started) to `D` (it finished), in milliseconds.
         duration_ms: u64,
     },
+    /// An SSH session's connection dropped and is being re-established (`ssh_reconnect`);
+    /// the session goes on. Without `ssh_reconnect` a drop ends the session instead.
+    SshDisconnected {
+        /// The session.
+        session_id: SessionId,
+        /// Why it dropped.
+        cause: String,
+    },
+    /// An SSH session's dropped connection is back.
+    SshReconnected {
+        /// The session.
+        session_id: SessionId,
+    },
     /// A session began recording to an asciicast file (`start_recording`, `record_sessions`).
     RecordingStarted {
         /// The session.

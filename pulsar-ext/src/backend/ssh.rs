@@ -31,7 +31,7 @@ use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use super::{Backend, ExitStatus};
+use super::{Backend, ExitStatus, LinkState};
 use connect::{Target, connect};
 use link::LinkTask;
 
@@ -242,6 +242,8 @@ pub struct SshBackend {
     size: watch::Sender<(u16, u16)>,
     /// Set by `terminate`; dropping the backend also tells the link task to close.
     stop: watch::Sender<bool>,
+    /// The connection's ups and downs, sent by the link task (closed when it ends).
+    link: watch::Receiver<LinkState>,
 }
 
 impl SshBackend {
@@ -262,10 +264,12 @@ impl SshBackend {
         let state = Arc::new(watch::channel(State::Connected(Arc::clone(&link.write))).0);
         let size = watch::channel((cols, rows)).0;
         let stop = watch::channel(false).0;
+        let (link_tx, link_rx) = watch::channel(LinkState::Up);
         let task = LinkTask {
             target,
             options: options.clone(),
             state: Arc::clone(&state),
+            link: link_tx,
             output: output_tx,
             size: size.subscribe(),
             stop: stop.subscribe(),
@@ -283,6 +287,7 @@ impl SshBackend {
             state,
             size,
             stop,
+            link: link_rx,
         })
     }
 }
@@ -364,6 +369,10 @@ impl Backend for SshBackend {
 
     fn pid(&self) -> Option<u32> {
         None
+    }
+
+    fn link_state(&self) -> Option<watch::Receiver<LinkState>> {
+        Some(self.link.clone())
     }
 
     fn end_reason(&self) -> Option<String> {

@@ -20,7 +20,7 @@ use super::pump::{DRAIN_AFTER_EXIT, pump};
 use super::reader::Control;
 use super::recording::{Recorded, Recording, RecordingSpec, RecordingState};
 use super::{SessionError, SessionObserver};
-use crate::backend::{Backend, ExitStatus, ended};
+use crate::backend::{Backend, ExitStatus, LinkState, ended};
 use crate::terminal::Chunk;
 
 /// How and when a session's process ended.
@@ -140,6 +140,9 @@ impl Session {
         let session = Self::build(spec, backend, None);
         let task = tokio::spawn(pump(Arc::clone(&session)));
         *session.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        if let Some(link) = session.backend.link_state() {
+            tokio::spawn(follow_link(Arc::downgrade(&session), link));
+        }
         session
     }
 
@@ -586,6 +589,25 @@ impl Session {
             };
             self.emit(event);
         }
+    }
+}
+
+/// Turns a backend's link going down and coming back into events, until the backend ends.
+async fn follow_link(session: std::sync::Weak<Session>, mut link: watch::Receiver<LinkState>) {
+    while link.changed().await.is_ok() {
+        let state = link.borrow_and_update().clone();
+        let Some(session) = session.upgrade() else {
+            return;
+        };
+        let session_id = session.id;
+        // Only SSH has such a link today; another kind's would get its own event names.
+        if !matches!(session.session_type, SessionType::Ssh(_)) {
+            continue;
+        }
+        session.emit(match state {
+            LinkState::Down { cause } => SessionEvent::SshDisconnected { session_id, cause },
+            LinkState::Up => SessionEvent::SshReconnected { session_id },
+        });
     }
 }
 
