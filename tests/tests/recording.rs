@@ -460,3 +460,28 @@ async fn export_asciicast_between_offsets_gives_only_that_output() {
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::INVALID_PARAMS);
 }
+
+#[tokio::test]
+async fn a_recording_stops_when_its_session_ends_and_says_so() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let mut events = client.subscribe_events().await.unwrap();
+    let (id, path, since) = recorded_cat(&client, daemon.dir.path()).await;
+    type_and_wait(&client, id, "last words").await;
+    client.terminate_session(id).await.unwrap();
+    let stopped = until_event(&mut events, |e| {
+        matches!(e, SessionEvent::RecordingStopped { .. })
+    })
+    .await;
+    assert_eq!(
+        stopped,
+        SessionEvent::RecordingStopped {
+            session_id: id,
+            path: path.display().to_string(),
+            reason: "the session ended".into()
+        }
+    );
+    assert!(client.get_session(id).await.unwrap().recording.is_none());
+    // The event comes once the file is complete.
+    assert_eq!(asciinema_cat(&path), output_since(&client, id, since).await);
+}
