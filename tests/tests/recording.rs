@@ -485,3 +485,29 @@ async fn a_recording_stops_when_its_session_ends_and_says_so() {
     // The event comes once the file is complete.
     assert_eq!(asciinema_cat(&path), output_since(&client, id, since).await);
 }
+
+#[tokio::test]
+async fn a_recording_goes_on_in_the_same_file_after_an_upgrade() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let (id, path, since) = recorded_cat(&client, daemon.dir.path()).await;
+    type_and_wait(&client, id, "before the upgrade").await;
+    drop(client);
+
+    let mut line = daemon.line().await;
+    let started = line.ok("upgrade_daemon", json!({})).await;
+    let to = started["to_pid"].as_u64().expect("to_pid") as u32;
+    eventually("the new daemon to serve", || async {
+        (serving_pid(&daemon.socket) == Some(to)).then_some(())
+    })
+    .await;
+    let client = daemon.client().await;
+    let info = client.get_session(id).await.unwrap();
+    assert_eq!(
+        info.recording.map(|r| r.path),
+        Some(path.display().to_string())
+    );
+    type_and_wait(&client, id, "after the upgrade").await;
+    client.stop_recording(id).await.unwrap();
+    assert_eq!(asciinema_cat(&path), output_since(&client, id, since).await);
+}
