@@ -136,12 +136,38 @@ impl Recording {
                 (file, started_ms, since_start.max(last), written)
             }
         };
+        let opened = Opened {
+            path: spec.path,
+            input: spec.input,
+            max_bytes: spec.max_bytes,
+            started_ms,
+            anchor_secs,
+            written,
+        };
+        Self::spawn(opened, Box::new(file), generation, on_stop)
+    }
+
+    /// Starts the writer thread on `sink`, an opened file.
+    fn spawn(
+        opened: Opened,
+        sink: Box<dyn Write + Send>,
+        generation: u64,
+        on_stop: Box<dyn FnOnce(String) + Send>,
+    ) -> io::Result<Self> {
+        let Opened {
+            path,
+            input,
+            max_bytes,
+            started_ms,
+            anchor_secs,
+            written,
+        } = opened;
         let bytes = Arc::new(AtomicU64::new(written));
         let (frames, receiver) = sync_channel(CHANNEL_FRAMES);
         let writer = Writer {
-            file: BufWriter::new(file),
+            file: BufWriter::new(sink),
             bytes: Arc::clone(&bytes),
-            max_bytes: spec.max_bytes,
+            max_bytes,
             last_time: anchor_secs,
             output: Utf8Carry::default(),
             input: Utf8Carry::default(),
@@ -150,8 +176,8 @@ impl Recording {
             .name("pulsar-recorder".to_owned())
             .spawn(move || writer.run(receiver, on_stop))?;
         Ok(Self {
-            path: spec.path,
-            input: spec.input,
+            path,
+            input,
             started_ms,
             bytes,
             anchor: Instant::now(),
@@ -216,9 +242,21 @@ impl Recording {
     }
 }
 
+/// A recording's file, opened, and where it stands.
+struct Opened {
+    path: PathBuf,
+    input: bool,
+    max_bytes: u64,
+    started_ms: i64,
+    /// The file's time now, in seconds.
+    anchor_secs: f64,
+    /// Bytes in the file already.
+    written: u64,
+}
+
 /// The writer thread's side.
 struct Writer {
-    file: BufWriter<File>,
+    file: BufWriter<Box<dyn Write + Send>>,
     bytes: Arc<AtomicU64>,
     max_bytes: u64,
     /// Times never go back, whatever the clocks do.
@@ -464,6 +502,48 @@ mod tests {
                 "[2.500000, \"o\", \"b\"]"
             ]
         );
+    }
+
+    /// A file on a disk that does not answer until told to.
+    struct StuckDisk(std::sync::mpsc::Receiver<()>);
+
+    impl Write for StuckDisk {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(data.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_disk_that_does_not_keep_up_overflows_the_recording_instead_of_blocking() {
+        let (unstick, stuck) = std::sync::mpsc::channel();
+        let opened = Opened {
+            path: PathBuf::from("/nowhere.cast"),
+            input: false,
+            max_bytes: u64::MAX,
+            started_ms: 0,
+            anchor_secs: 0.0,
+            written: 0,
+        };
+        let mut recording =
+            Recording::spawn(opened, Box::new(StuckDisk(stuck)), 1, Box::new(|_| {})).unwrap();
+        let chunk = vec![b'x'; 16 * 1024];
+        let started = Instant::now();
+        let sent = (0..10 * CHANNEL_FRAMES)
+            .position(|_| matches!(recording.output(&chunk), Recorded::Overflowed))
+            .expect("the channel overflows");
+        // The writer holds a frame or two while stuck; the channel the rest.
+        assert!(
+            (CHANNEL_FRAMES..CHANNEL_FRAMES + 4).contains(&sent),
+            "{sent}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        drop(unstick);
+        recording.close().unwrap().join().unwrap();
     }
 
     #[test]
