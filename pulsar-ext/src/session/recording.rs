@@ -6,21 +6,26 @@
 //! writer turns bytes into JSON strings, carrying a UTF-8 sequence split across reads over to
 //! the next chunk, and stops by itself at the size cap.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use chrono::Utc;
 
-/// Chunks in flight between the pump and the writer (at most 16 KiB each): a disk may fall
-/// this far behind, about 4 MiB of output, before the recording is dropped.
-const CHANNEL_FRAMES: usize = 256;
+/// Bytes in flight between the pump and the writer: a disk (or a writer thread starved of
+/// CPU) may fall this far behind before the recording is dropped. What one recording can
+/// hold in memory.
+const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Events in flight at most (PTY reads are often small, so bytes are the real bound).
+const CHANNEL_FRAMES: usize = 8192;
 
 /// The `TERM` sessions run with, for the file's header.
 const TERM: &str = "xterm-256color";
@@ -93,6 +98,8 @@ pub(super) struct Recording {
     started_ms: i64,
     /// Written by the writer after every line.
     bytes: Arc<AtomicU64>,
+    /// Bytes handed to the writer and not yet written.
+    queued: Arc<AtomicUsize>,
     /// Time `anchor_secs` of the file is the instant `anchor`.
     anchor: Instant,
     anchor_secs: f64,
@@ -163,14 +170,17 @@ impl Recording {
             written,
         } = opened;
         let bytes = Arc::new(AtomicU64::new(written));
+        let queued = Arc::new(AtomicUsize::new(0));
         let (frames, receiver) = sync_channel(CHANNEL_FRAMES);
         let writer = Writer {
             file: BufWriter::new(sink),
             bytes: Arc::clone(&bytes),
+            queued: Arc::clone(&queued),
             max_bytes,
             last_time: anchor_secs,
             output: Utf8Carry::default(),
             input: Utf8Carry::default(),
+            line: Vec::new(),
         };
         let writer = std::thread::Builder::new()
             .name("pulsar-recorder".to_owned())
@@ -180,6 +190,7 @@ impl Recording {
             input,
             started_ms,
             bytes,
+            queued,
             anchor: Instant::now(),
             anchor_secs,
             frames: Some(frames),
@@ -225,10 +236,18 @@ impl Recording {
         let Some(frames) = &self.frames else {
             return Recorded::Queued;
         };
+        let len = data.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return Recorded::Overflowed;
+        }
         let time = self.anchor_secs + self.anchor.elapsed().as_secs_f64();
         match frames.try_send(Frame { time, kind, data }) {
             Ok(()) => Recorded::Queued,
-            Err(TrySendError::Full(_)) => Recorded::Overflowed,
+            Err(TrySendError::Full(_)) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                Recorded::Overflowed
+            }
             // The writer stopped by itself and is telling the session.
             Err(TrySendError::Disconnected(_)) => Recorded::Queued,
         }
@@ -258,11 +277,14 @@ struct Opened {
 struct Writer {
     file: BufWriter<Box<dyn Write + Send>>,
     bytes: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
     max_bytes: u64,
     /// Times never go back, whatever the clocks do.
     last_time: f64,
     output: Utf8Carry,
     input: Utf8Carry,
+    /// The line being written, its allocation reused.
+    line: Vec<u8>,
 }
 
 impl Writer {
@@ -299,9 +321,11 @@ impl Writer {
             let text = match frame.kind {
                 Kind::Output => self.output.push(&frame.data),
                 Kind::Input => self.input.push(&frame.data),
-                Kind::Resize => String::from_utf8_lossy(&frame.data).into_owned(),
+                Kind::Resize => String::from_utf8_lossy(&frame.data),
             };
-            if let Err(reason) = self.line(frame.time, frame.kind, &text) {
+            let written = self.line(frame.time, frame.kind, &text);
+            self.queued.fetch_sub(frame.data.len(), Ordering::Relaxed);
+            if let Err(reason) = written {
                 return Some(reason);
             }
         }
@@ -324,7 +348,15 @@ impl Writer {
             return Ok(());
         }
         self.last_time = self.last_time.max(time);
-        let line = event_line(self.last_time, kind, text);
+        let mut line = std::mem::take(&mut self.line);
+        event_line_into(&mut line, self.last_time, kind, text);
+        let written = self.write_line(&line);
+        self.line = line;
+        written
+    }
+
+    /// Writes one whole line, or stops the recording.
+    fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
         let written = self.bytes.load(Ordering::Relaxed);
         if written + line.len() as u64 > self.max_bytes {
             return Err(format!(
@@ -333,7 +365,7 @@ impl Writer {
             ));
         }
         self.file
-            .write_all(line.as_bytes())
+            .write_all(line)
             .map_err(|err| format!("writing the recording failed: {err}"))?;
         self.bytes
             .store(written + line.len() as u64, Ordering::Relaxed);
@@ -343,8 +375,17 @@ impl Writer {
 
 /// One event line.
 fn event_line(time: f64, kind: Kind, text: &str) -> String {
-    let data = serde_json::to_string(text).expect("a string serializes");
-    format!("[{time:.6}, \"{}\", {data}]\n", kind.code())
+    let mut line = Vec::new();
+    event_line_into(&mut line, time, kind, text);
+    String::from_utf8(line).expect("JSON is UTF-8")
+}
+
+/// One event line, into `line` (cleared first): the writer reuses one buffer.
+fn event_line_into(line: &mut Vec<u8>, time: f64, kind: Kind, text: &str) {
+    line.clear();
+    let _ = write!(line, "[{time:.6}, \"{}\", ", kind.code());
+    serde_json::to_writer(&mut *line, text).expect("a string serializes");
+    line.extend_from_slice(b"]\n");
 }
 
 /// An asciicast v2 text of output `chunks`, each with when it arrived (Unix milliseconds),
@@ -418,12 +459,19 @@ struct Utf8Carry(Vec<u8>);
 
 impl Utf8Carry {
     /// The text of `data` after what was carried, carrying its incomplete tail.
-    fn push(&mut self, data: &[u8]) -> String {
+    fn push<'a>(&mut self, data: &'a [u8]) -> Cow<'a, str> {
+        // The usual case, valid text and nothing carried: no copy.
+        if self.0.is_empty()
+            && incomplete_tail(data) == 0
+            && let Ok(text) = std::str::from_utf8(data)
+        {
+            return Cow::Borrowed(text);
+        }
         let mut bytes = std::mem::take(&mut self.0);
         bytes.extend_from_slice(data);
         let keep = incomplete_tail(&bytes);
         self.0 = bytes.split_off(bytes.len() - keep);
-        String::from_utf8_lossy(&bytes).into_owned()
+        Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Whatever is still carried, as text.
@@ -478,7 +526,7 @@ mod tests {
         let crab = "🦀".as_bytes();
         for split in 1..crab.len() {
             let mut carry = Utf8Carry::default();
-            let text = carry.push(&crab[..split]) + &carry.push(&crab[split..]);
+            let text = carry.push(&crab[..split]).into_owned() + &carry.push(&crab[split..]);
             assert_eq!(text, "🦀", "split at {split}");
         }
     }
@@ -533,13 +581,13 @@ mod tests {
             Recording::spawn(opened, Box::new(StuckDisk(stuck)), 1, Box::new(|_| {})).unwrap();
         let chunk = vec![b'x'; 16 * 1024];
         let started = Instant::now();
-        let sent = (0..10 * CHANNEL_FRAMES)
+        let sent = (0..10 * QUEUE_BYTES / chunk.len())
             .position(|_| matches!(recording.output(&chunk), Recorded::Overflowed))
-            .expect("the channel overflows");
-        // The writer holds a frame or two while stuck; the channel the rest.
-        assert!(
-            (CHANNEL_FRAMES..CHANNEL_FRAMES + 4).contains(&sent),
-            "{sent}"
+            .expect("the queue overflows");
+        assert_eq!(
+            sent,
+            QUEUE_BYTES / chunk.len(),
+            "overflows at the byte bound"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         drop(unstick);
