@@ -137,6 +137,7 @@ impl Recording {
                     .read(true)
                     .append(true)
                     .open(&spec.path)?;
+                cut_partial_line(&mut file)?;
                 let last = last_time(&mut file)?;
                 let since_start = (now_ms - started_ms).max(0) as f64 / 1000.0;
                 let written = file.metadata()?.len();
@@ -424,9 +425,29 @@ fn header((cols, rows): (u16, u16), now_ms: i64) -> String {
     format!("{header}\n")
 }
 
+/// How much of a file's end is read back when going on with it: more than the longest line
+/// (a 16 KiB chunk, every byte escaped as `\u00XX`).
+const TAIL: u64 = 128 * 1024;
+
+/// Cuts a line the last writer did not finish (a daemon killed mid-write), so that the
+/// events appended next are not glued to it.
+fn cut_partial_line(file: &mut File) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    if tail.last().is_none_or(|b| *b == b'\n') {
+        return Ok(());
+    }
+    if let Some(end) = tail.iter().rposition(|b| *b == b'\n') {
+        file.set_len(start + end as u64 + 1)?;
+    }
+    Ok(())
+}
+
 /// The time of the last event in an asciicast file (0 for a header alone).
 fn last_time(file: &mut File) -> io::Result<f64> {
-    const TAIL: u64 = 64 * 1024;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
     let mut tail = Vec::new();
@@ -592,6 +613,34 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         drop(unstick);
         recording.close().unwrap().join().unwrap();
+    }
+
+    #[test]
+    fn going_on_with_a_file_cut_mid_line_drops_the_unfinished_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.cast");
+        std::fs::write(
+            &path,
+            "{\"version\":2}\n[0.5, \"o\", \"a\"]\n[0.7, \"o\", \"unfin",
+        )
+        .unwrap();
+        let spec = RecordingSpec {
+            path: path.clone(),
+            input: false,
+            max_bytes: u64::MAX,
+            resume_from: Some(Utc::now().timestamp_millis()),
+        };
+        let mut recording = Recording::start(spec, (80, 24), 1, Box::new(|_| {})).unwrap();
+        assert!(matches!(recording.output(b"b"), Recorded::Queued));
+        recording.close().unwrap().join().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1], "[0.5, \"o\", \"a\"]");
+        assert!(
+            lines[2].starts_with("[0.5") && lines[2].ends_with("\"o\", \"b\"]"),
+            "{text}"
+        );
     }
 
     #[test]
