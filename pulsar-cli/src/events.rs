@@ -109,6 +109,15 @@ pub fn describe(event: &SessionEvent, names: &HashMap<SessionId, String>) -> Opt
                 name(session_id)
             )
         }
+        SessionEvent::SerialVanished { session_id, cause } => {
+            format!(
+                "{}: serial device vanished ({cause}); reopening",
+                name(session_id)
+            )
+        }
+        SessionEvent::SerialReopened { session_id } => {
+            format!("{}: serial device reopened", name(session_id))
+        }
         SessionEvent::SshReconnected { session_id } => {
             format!("{}: SSH connection back", name(session_id))
         }

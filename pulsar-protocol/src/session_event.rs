@@ -94,6 +94,19 @@ pub enum SessionEvent {
         /// The session.
         session_id: SessionId,
     },
+    /// A serial session's device vanished (unplugged, hung up) and, with `serial_reopen`,
+    /// is waited for; the session goes on.
+    SerialVanished {
+        /// The session.
+        session_id: SessionId,
+        /// How it vanished.
+        cause: String,
+    },
+    /// A serial session's vanished device is back and open again.
+    SerialReopened {
+        /// The session.
+        session_id: SessionId,
+    },
     /// A session began recording to an asciicast file (`start_recording`, `record_sessions`).
     RecordingStarted {
         /// The session.

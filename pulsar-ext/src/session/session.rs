@@ -592,22 +592,34 @@ impl Session {
     }
 }
 
-/// Turns a backend's link going down and coming back into events, until the backend ends.
+/// Turns a backend's link going down and coming back into events, until the backend or
+/// the session ends.
 async fn follow_link(session: std::sync::Weak<Session>, mut link: watch::Receiver<LinkState>) {
-    while link.changed().await.is_ok() {
+    let Some(mut exit) = session.upgrade().map(|s| s.subscribe_exit()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            changed = link.changed() => if changed.is_err() { return },
+            _ = exit.wait_for(|e| e.is_some()) => return,
+        }
         let state = link.borrow_and_update().clone();
         let Some(session) = session.upgrade() else {
             return;
         };
         let session_id = session.id;
-        // Only SSH has such a link today; another kind's would get its own event names.
-        if !matches!(session.session_type, SessionType::Ssh(_)) {
-            continue;
-        }
-        session.emit(match state {
-            LinkState::Down { cause } => SessionEvent::SshDisconnected { session_id, cause },
-            LinkState::Up => SessionEvent::SshReconnected { session_id },
-        });
+        let event = match (&session.session_type, state) {
+            (SessionType::Ssh(_), LinkState::Down { cause }) => {
+                SessionEvent::SshDisconnected { session_id, cause }
+            }
+            (SessionType::Ssh(_), LinkState::Up) => SessionEvent::SshReconnected { session_id },
+            (SessionType::Serial(_), LinkState::Down { cause }) => {
+                SessionEvent::SerialVanished { session_id, cause }
+            }
+            (SessionType::Serial(_), LinkState::Up) => SessionEvent::SerialReopened { session_id },
+            _ => continue,
+        };
+        session.emit(event);
     }
 }
 
