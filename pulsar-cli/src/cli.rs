@@ -111,6 +111,60 @@ Examples:
 Exit codes: 0 done, 1 the daemon refused, 2 usage (an ambiguous name), 3 no daemon,
 4 no such workspace.";
 
+/// `pulsar record`'s verbs.
+#[derive(Debug, Subcommand)]
+pub enum RecordVerb {
+    /// Start recording a session to an asciicast v2 file; print the file.
+    Start {
+        /// Record what is typed too ("i" events), not only the output.
+        #[arg(long)]
+        input: bool,
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// The file to create (never overwritten); default: a new file in the daemon's
+        /// recordings_dir.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Stop a session's recording; the file is complete when this returns.
+    Stop {
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+    },
+}
+
+const RECORD_AFTER_HELP: &str = "\
+A recording is an asciicast v2 file: play it with `asciinema play FILE`, print it with
+`asciinema cat FILE`. It holds the session's output from now on (and resizes; with --input,
+what is typed), written by the daemon without ever slowing the session. It stops at the
+daemon's recording_max_bytes, when the session ends, or with `pulsar record stop`; a session
+that outlives a daemon restart keeps recording to the same file. `pulsar events` says when
+and why a recording stopped.
+
+Examples:
+  pulsar record start build build.cast
+  pulsar record start --input build       # a new file in the daemon's recordings_dir
+  pulsar record stop build
+  asciinema play build.cast
+
+Exit codes: 0 done, 1 the daemon refused (already recording, not recording, the file
+exists or cannot be created), 3 no daemon, 4 no such session.";
+
+const EXPORT_AFTER_HELP: &str = "\
+Prints the output the daemon keeps of a session (its saved history and what is in memory) as
+an asciicast v2 recording on standard output: what `pulsar record` would have written, had it
+been on. Output is timed by when the daemon saved it (every persist_interval_ms), so pauses
+are kept to about that precision. Offsets are those of `pulsar ls --json`'s output_offset.
+
+Examples:
+  pulsar export build > build.cast && asciinema play build.cast
+  pulsar export --since 4096 build > tail.cast
+
+Exit codes: 0 done, 1 the daemon refused (an offset beyond the output), 3 no daemon,
+4 no such session.";
+
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Verb {
@@ -208,6 +262,24 @@ pub enum Verb {
         #[arg(long)]
         screen: bool,
     },
+
+    /// Print a session's stored output as an asciicast recording (made after the fact).
+    #[command(after_help = EXPORT_AFTER_HELP)]
+    Export {
+        /// The session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        /// From this output offset (default: the oldest output the daemon keeps).
+        #[arg(long, value_name = "OFFSET")]
+        since: Option<u64>,
+        /// Up to this output offset (default: the end).
+        #[arg(long, value_name = "OFFSET")]
+        until: Option<u64>,
+    },
+
+    /// Record a session to an asciicast file, or stop recording it.
+    #[command(subcommand, after_help = RECORD_AFTER_HELP)]
+    Record(RecordVerb),
 
     /// The desktop's workspaces: list, show or delete them.
     #[command(subcommand, visible_alias = "ws", after_help = WORKSPACE_AFTER_HELP)]

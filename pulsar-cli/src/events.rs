@@ -103,6 +103,32 @@ pub fn describe(event: &SessionEvent, names: &HashMap<SessionId, String>) -> Opt
             format!("{}: {how}", name(session_id))
         }
         SessionEvent::Bell { session_id } => format!("{}: bell", name(session_id)),
+        SessionEvent::SshDisconnected { session_id, cause } => {
+            format!(
+                "{}: SSH connection lost ({cause}); reconnecting",
+                name(session_id)
+            )
+        }
+        SessionEvent::SerialVanished { session_id, cause } => {
+            format!(
+                "{}: serial device vanished ({cause}); reopening",
+                name(session_id)
+            )
+        }
+        SessionEvent::SerialReopened { session_id } => {
+            format!("{}: serial device reopened", name(session_id))
+        }
+        SessionEvent::SshReconnected { session_id } => {
+            format!("{}: SSH connection back", name(session_id))
+        }
+        SessionEvent::RecordingStarted { session_id, path } => {
+            format!("{}: recording to {path}", name(session_id))
+        }
+        SessionEvent::RecordingStopped {
+            session_id,
+            path,
+            reason,
+        } => format!("{}: recording {path} stopped: {reason}", name(session_id)),
         SessionEvent::Title { session_id, title } => {
             format!("{}: title {title:?}", name(session_id))
         }

@@ -11,10 +11,12 @@ pub mod cli;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod keys;
 pub mod kill;
 pub mod list;
 pub mod new;
+pub mod record;
 pub mod resolve;
 pub mod rpc;
 pub mod send;
@@ -29,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
 
-use crate::cli::{Cli, Verb, WorkspaceVerb};
+use crate::cli::{Cli, RecordVerb, Verb, WorkspaceVerb};
 use crate::daemon::Endpoint;
 use crate::error::{Exit, Failure};
 
@@ -141,6 +143,19 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
         Verb::Events { json } => events::run(&endpoint, json).await,
+        Verb::Export {
+            target,
+            since,
+            until,
+        } => export::run(&endpoint, &target, since, until).await,
+        Verb::Record(verb) => match verb {
+            RecordVerb::Start {
+                input,
+                target,
+                file,
+            } => record::start(&endpoint, &target, file.as_deref(), input).await,
+            RecordVerb::Stop { target } => record::stop(&endpoint, &target).await,
+        },
         Verb::Workspace(verb) => match verb {
             WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,
             WorkspaceVerb::Show { target, json } => workspace::show(&endpoint, &target, json).await,

@@ -111,6 +111,15 @@ pub struct Config {
     /// the hand-over channel to the daemon it replaces.
     #[serde(default)]
     pub handover_fd: Option<i32>,
+    /// Whether every new session is recorded (an asciicast file in `recordings_dir`) from its
+    /// start, as if `start_recording` had been called.
+    pub record_sessions: bool,
+    /// Where recordings without an explicit path go (created 0700); empty: `recordings`
+    /// beside the database.
+    pub recordings_dir: PathBuf,
+    /// A recording's size cap, in bytes: at it, the recording stops (`recording_stopped`
+    /// says so) and the session goes on.
+    pub recording_max_bytes: u64,
     /// Loopback address (`127.0.0.1:3030`) of the desktop's output WebSocket
     /// (`ws://HOST:PORT/ws/{session_id}`); empty: no TCP listener at all.
     pub desktop_websocket: String,
@@ -168,6 +177,9 @@ const KEYS: &[&str] = &[
     "keeper_binary",
     "desktop_websocket",
     "desktop_websocket_origins",
+    "record_sessions",
+    "recordings_dir",
+    "recording_max_bytes",
 ];
 
 /// The Tauri webview's origins (Linux and macOS, Windows over http and https): the desktop's
@@ -251,6 +263,9 @@ impl Config {
             keeper_fallback: PathBuf::new(),
             upgrade_argv: Vec::new(),
             handover_fd: None,
+            record_sessions: false,
+            recordings_dir: PathBuf::new(),
+            recording_max_bytes: 100 * 1024 * 1024,
             desktop_websocket: String::new(),
             desktop_websocket_origins: DEFAULT_DESKTOP_ORIGINS
                 .iter()
@@ -297,6 +312,15 @@ impl Config {
             expand_home(&config.keeper_socket)
         };
         config.keeper_binary = expand_home(&config.keeper_binary);
+        config.recordings_dir = if config.recordings_dir.as_os_str().is_empty() {
+            config
+                .database_path
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .join("recordings")
+        } else {
+            expand_home(&config.recordings_dir)
+        };
         config.ssh_key_files = config
             .ssh_key_files
             .iter()
@@ -364,6 +388,11 @@ impl Config {
             (10..=3_600_000).contains(&self.ssh_reconnect_max_backoff_ms),
             "ssh_reconnect_max_backoff_ms",
             "must be between 10 and 3600000",
+        )?;
+        check(
+            self.recording_max_bytes >= 4096,
+            "recording_max_bytes",
+            "must be at least 4096",
         )?;
         self.desktop_websocket().map(|_| ())
     }

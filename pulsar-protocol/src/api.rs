@@ -9,9 +9,10 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 
 use crate::{
-    AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
-    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult,
+    OutputEvent, ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
+    SendInputResult, SessionEvent, SessionId, SessionInfo, SessionType, Status, Success,
+    UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -136,6 +137,33 @@ pub trait PulsarApi {
         timeout_ms: u64,
         on: Option<WaitOn>,
     ) -> RpcResult<WaitResult>;
+
+    /// Starts recording the session to an asciicast v2 file: `path` (absolute; created, never
+    /// overwritten) or a new file in the daemon's `recordings_dir`. With `input`, what is
+    /// typed is recorded too. Already recording is 1030; a file that cannot be created, 1032.
+    #[method(name = "start_recording", param_kind = map)]
+    async fn start_recording(
+        &self,
+        session_id: SessionId,
+        path: Option<std::path::PathBuf>,
+        input: Option<bool>,
+    ) -> RpcResult<RecordingStarted>;
+
+    /// Stops the session's recording (1031 when there is none); the file is complete when
+    /// this answers.
+    #[method(name = "stop_recording", param_kind = map)]
+    async fn stop_recording(&self, session_id: SessionId) -> RpcResult<Success>;
+
+    /// The session's output from offset `since` (default: the oldest byte kept) to `until`
+    /// (default: the end) as an asciicast v2 recording made after the fact: output the
+    /// daemon saved is timed by when it was saved, output not saved yet by now.
+    #[method(name = "export_asciicast", param_kind = map)]
+    async fn export_asciicast(
+        &self,
+        session_id: SessionId,
+        since: Option<u64>,
+        until: Option<u64>,
+    ) -> RpcResult<AsciicastExport>;
 
     /// Every session the daemon knows, oldest first.
     #[method(name = "list_sessions", param_kind = map)]

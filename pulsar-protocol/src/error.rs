@@ -72,3 +72,10 @@ pub const UPGRADE_FAILED: i32 = 1022;
 /// `wait_for_output`: the pattern did not match within `timeout_ms`; `data` has
 /// `session_id`, `timeout_ms` and `offset` (how far the output was read).
 pub const WAIT_TIMEOUT: i32 = 1023;
+/// `start_recording`: the session is recording already; `data` has `session_id` and `path`.
+pub const RECORDING_ACTIVE: i32 = 1030;
+/// `stop_recording`: the session is not recording; `data` has `session_id`.
+pub const NOT_RECORDING: i32 = 1031;
+/// `start_recording`: the recording file could not be created (it exists, its directory is
+/// missing or not writable, the path is not absolute); `data` has `session_id` and `path`.
+pub const RECORDING_FILE_FAILED: i32 = 1032;

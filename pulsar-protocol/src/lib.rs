@@ -24,10 +24,10 @@ pub use client::{ConnectError, PulsarClient, connect};
 pub use data::Base64Data;
 pub use event::OutputEvent;
 pub use session::{
-    AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
-    SessionId, SessionInfo, SessionState, SessionType, Snapshot, SshAuth, SshResolved, SshSpec,
-    Success,
+    AsciicastExport, AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult,
+    LocalSpec, ReceiveOutputResult, RecordingInfo, RecordingStarted, ResizePolicy, ScreenContents,
+    ScreenFormat, SendInputResult, SerialSpec, SessionId, SessionInfo, SessionState, SessionType,
+    Snapshot, SshAuth, SshResolved, SshSpec, Success,
 };
 pub use session_event::SessionEvent;
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
@@ -73,6 +73,12 @@ pub mod method {
     pub const GET_SCREEN: &str = "get_screen";
     /// Wait until a session's output or screen matches a regular expression.
     pub const WAIT_FOR_OUTPUT: &str = "wait_for_output";
+    /// Start recording a session to an asciicast file.
+    pub const START_RECORDING: &str = "start_recording";
+    /// Stop a session's recording.
+    pub const STOP_RECORDING: &str = "stop_recording";
+    /// A session's stored output as an asciicast recording.
+    pub const EXPORT_ASCIICAST: &str = "export_asciicast";
     /// Create a workspace.
     pub const WORKSPACE_CREATE: &str = "workspace_create";
     /// One workspace.

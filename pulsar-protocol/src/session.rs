@@ -478,6 +478,34 @@ pub struct SessionInfo {
     /// OpenSSH configuration file and its warnings); absent for other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshResolved>,
+    /// The recording in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingInfo>,
+}
+
+/// A recording in progress (`get_session`'s `recording`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    /// The asciicast v2 file.
+    pub path: String,
+    /// Bytes written to it so far.
+    pub bytes: u64,
+    /// Whether input is recorded too (`"i"` events).
+    pub input: bool,
+}
+
+/// `export_asciicast`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsciicastExport {
+    /// The asciicast v2 text: a header line, then one event a line.
+    pub cast: String,
+}
+
+/// `start_recording`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingStarted {
+    /// The file being written.
+    pub path: String,
 }
 
 /// `create_session`'s answer: the new id, and the session's info alongside.
@@ -704,6 +732,7 @@ mod tests {
             reason: None,
             output_offset: 0,
             ssh: None,
+            recording: None,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

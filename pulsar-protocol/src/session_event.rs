@@ -81,6 +81,49 @@ pub enum SessionEvent {
         /// From `C` (the command started) to `D` (it finished), in milliseconds.
         duration_ms: u64,
     },
+    /// An SSH session's connection dropped and is being re-established (`ssh_reconnect`);
+    /// the session goes on. Without `ssh_reconnect` a drop ends the session instead.
+    SshDisconnected {
+        /// The session.
+        session_id: SessionId,
+        /// Why it dropped.
+        cause: String,
+    },
+    /// An SSH session's dropped connection is back.
+    SshReconnected {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// A serial session's device vanished (unplugged, hung up) and, with `serial_reopen`,
+    /// is waited for; the session goes on.
+    SerialVanished {
+        /// The session.
+        session_id: SessionId,
+        /// How it vanished.
+        cause: String,
+    },
+    /// A serial session's vanished device is back and open again.
+    SerialReopened {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// A session began recording to an asciicast file (`start_recording`, `record_sessions`).
+    RecordingStarted {
+        /// The session.
+        session_id: SessionId,
+        /// The file.
+        path: String,
+    },
+    /// A session's recording ended: asked for, the session ended, the size cap was reached,
+    /// the disk could not keep up, or writing failed; `reason` says which.
+    RecordingStopped {
+        /// The session.
+        session_id: SessionId,
+        /// The file.
+        path: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// This subscriber fell behind and `missed` events were dropped for it; the stream goes
     /// on with the newest.
     Lagged {
@@ -99,7 +142,7 @@ mod tests {
     #[test]
     fn unknown_kinds_and_fields_from_a_newer_daemon_still_read() {
         let unknown: SessionEvent =
-            serde_json::from_str(r#"{"type":"recording_stopped","session_id":"x"}"#).unwrap();
+            serde_json::from_str(r#"{"type":"printer_on_fire","session_id":"x"}"#).unwrap();
         assert_eq!(unknown, SessionEvent::Unknown);
         let bell: SessionEvent = serde_json::from_str(
             r#"{"type":"bell","session_id":"5f0c4f5e-1f43-4a4e-9d55-0d8e7e5b2c11","extra":1}"#,

@@ -402,6 +402,77 @@ async fn wait_screen_sees_a_prompt_already_shown() {
     assert_eq!(run.stdout.trim(), "shown$");
 }
 
+#[tokio::test]
+async fn record_start_with_a_relative_file_and_stop_leave_a_cast_file_of_the_output() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "taped").await;
+    read_until(&client, id, "taped$ ").await;
+    let mut start = pulsar_command(
+        &daemon.socket,
+        daemon.dir.path(),
+        &["record", "start", "taped", "taped.cast"],
+    );
+    start.current_dir(daemon.dir.path());
+    let run = finish(start);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let file = daemon.dir.path().join("taped.cast");
+    assert!(
+        run.stdout.contains(&*file.to_string_lossy()),
+        "{}",
+        run.stdout
+    );
+    pulsar_ok(
+        &daemon,
+        &[
+            "send",
+            "--wait",
+            "recorded=\\d+",
+            "taped",
+            "echo recorded=$((6*7))",
+        ],
+    );
+    let run = pulsar_ok(&daemon, &["record", "stop", "taped"]);
+    assert!(
+        run.stdout.contains("stopped recording session taped"),
+        "{}",
+        run.stdout
+    );
+    let cast = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        cast.starts_with("{") && cast.contains("recorded=42"),
+        "{cast}"
+    );
+    let again = pulsar(&daemon, &["record", "stop", "taped"]);
+    assert_eq!(again.code, 1, "{}{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("not recording"), "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn export_prints_the_session_output_as_an_asciicast_recording() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    let id = create_shell(&client, "told").await;
+    read_until(&client, id, "told$ ").await;
+    pulsar_ok(
+        &daemon,
+        &["send", "--wait", "said=\\d+", "told", "echo said=$((6*7))"],
+    );
+    let run = pulsar_ok(&daemon, &["export", "told"]);
+    let mut lines = run.stdout.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let output: String = lines
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()[2]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(output.contains("said=42"), "{output:?}");
+}
+
 /// `pulsar events ARGS...` running, its stdout lines arriving on a channel.
 fn follow_events(
     daemon: &Daemon,

@@ -241,14 +241,14 @@ async fn empty_database_file_is_migrated_to_the_current_schema() {
     })
     .await;
     let status = client.get_status().await.unwrap();
-    assert_eq!(status.database.unwrap().schema_version, 4);
+    assert_eq!(status.database.unwrap().schema_version, 5);
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     assert!(wait_exit(&mut child, "daemon").success());
     let conn = Connection::open(home.path().join("pulsar.db")).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 /// The seed design's schema, as a version-1 database was written.

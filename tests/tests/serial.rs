@@ -12,8 +12,8 @@ use nix::fcntl::OFlag;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use pulsar_e2e::*;
 use pulsar_protocol::{
-    Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId, SessionState,
-    SessionType, error as code,
+    Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionEvent, SessionId,
+    SessionState, SessionType, error as code,
 };
 use serde_json::json;
 use tokio::io::unix::AsyncFd;
@@ -582,6 +582,56 @@ async fn with_reopen_a_returning_device_resumes_after_a_divider() {
         .read_until("input after the reopen", |b| b.len() >= 5)
         .await;
     assert_eq!(got, b"typed");
+}
+
+#[tokio::test]
+async fn with_reopen_a_vanished_and_reopened_device_is_two_events() {
+    let daemon = Daemon::start_with(&[
+        ("SERIAL_REOPEN", "true"),
+        ("SERIAL_REOPEN_MAX_BACKOFF_MS", "100"),
+    ])
+    .await;
+    let client = daemon.client().await;
+    let mut events = client.subscribe_events().await.unwrap();
+    let link = Link::new(daemon.dir.path());
+    let first = Wire::new();
+    link.point_at(&first);
+    let id = create(&client, &link.path).await;
+    let mut next_serial_event = async || {
+        let deadline = Deadline::start();
+        loop {
+            deadline.check("a serial event");
+            let event = tokio::time::timeout(DEADLINE, events.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream is open")
+                .expect("a valid event");
+            if matches!(
+                event,
+                SessionEvent::SerialVanished { .. } | SessionEvent::SerialReopened { .. }
+            ) {
+                return event;
+            }
+        }
+    };
+
+    link.remove();
+    drop(first);
+    let SessionEvent::SerialVanished {
+        session_id: gone,
+        cause,
+    } = next_serial_event().await
+    else {
+        panic!("the vanishing comes first");
+    };
+    assert_eq!(gone, id);
+    assert!(!cause.is_empty());
+    let second = Wire::new();
+    link.point_at(&second);
+    assert_eq!(
+        next_serial_event().await,
+        SessionEvent::SerialReopened { session_id: id }
+    );
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use pulsar_e2e::sshd::{Agent, Sshd, TEST_PASSWORD, TEST_USER, free_port, keygen};
 use pulsar_e2e::*;
-use pulsar_protocol::PulsarApiClient as _;
 use pulsar_protocol::error as code;
+use pulsar_protocol::{PulsarApiClient as _, SessionEvent};
 use serde_json::{Value, json};
 
 /// An SSH `type` for `sshd` as the test user, with its authorized key and no agent; `extra`
@@ -543,6 +543,62 @@ async fn with_reconnect_a_returning_server_resumes_after_a_divider() {
     assert!(
         info["output_offset"].as_u64().unwrap() >= all.len() as u64,
         "one continuous stream"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn a_dropped_and_reconnected_ssh_connection_is_two_events() {
+    let mut sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(
+        &[
+            ("SSH_RECONNECT", "true"),
+            ("SSH_RECONNECT_MAX_BACKOFF_MS", "100"),
+        ],
+        &[],
+    )
+    .await;
+    sshd.trust(daemon.dir.path());
+    let client = daemon.client().await;
+    let mut events = client.subscribe_events().await.unwrap();
+    let mut line = daemon.line().await;
+    let id = create(&mut line, ssh_type(&sshd, json!({}))).await["session_id"].clone();
+    let session_id: pulsar_protocol::SessionId = serde_json::from_value(id.clone()).unwrap();
+    type_in(&mut line, &id, "echo up-$((1 + 1))\n").await;
+    output_until(&mut line, &id, "up-2").await;
+
+    sshd.kill();
+    let next_ssh_event =
+        async |events: &mut jsonrpsee::core::client::Subscription<SessionEvent>| {
+            let deadline = Deadline::start();
+            loop {
+                deadline.check("an SSH event");
+                let event = tokio::time::timeout(DEADLINE, events.next())
+                    .await
+                    .expect("an event in time")
+                    .expect("the stream is open")
+                    .expect("a valid event");
+                if matches!(
+                    event,
+                    SessionEvent::SshDisconnected { .. } | SessionEvent::SshReconnected { .. }
+                ) {
+                    return event;
+                }
+            }
+        };
+    let SessionEvent::SshDisconnected {
+        session_id: lost,
+        cause,
+    } = next_ssh_event(&mut events).await
+    else {
+        panic!("the drop comes first");
+    };
+    assert_eq!(lost, session_id);
+    assert!(!cause.is_empty());
+    sshd.restart();
+    assert_eq!(
+        next_ssh_event(&mut events).await,
+        SessionEvent::SshReconnected { session_id }
     );
 }
 

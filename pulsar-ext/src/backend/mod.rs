@@ -43,6 +43,19 @@ impl ExitStatus {
     };
 }
 
+/// The link between a backend and its far end, for kinds whose link can drop and come back
+/// while the session goes on (an SSH connection with `ssh_reconnect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Connected.
+    Up,
+    /// Lost, and being brought back.
+    Down {
+        /// Why it dropped.
+        cause: String,
+    },
+}
+
 /// A running terminal endpoint: bytes in, bytes out, a size, and an end.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -69,6 +82,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Once ended, why, when [`ExitStatus`] cannot say (a serial device vanished, an SSH
     /// connection dropped); shown to clients as the stopped session's `reason`.
     fn end_reason(&self) -> Option<String> {
+        None
+    }
+
+    /// Follows the link to the far end, for a kind that has one that can drop and come back;
+    /// the channel closes when the backend ends. `None` (the default): no such link.
+    fn link_state(&self) -> Option<tokio::sync::watch::Receiver<LinkState>> {
         None
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio_serial::{DataBits, FlowControl, Parity, SerialStream, StopBits};
 
 use super::keeper::Keeper;
-use super::{Backend, ExitStatus};
+use super::{Backend, ExitStatus, LinkState};
 
 /// Line speeds accepted: termios' slowest standard rate up to the fastest common USB UARTs
 /// (FTDI's high-speed parts reach 12 Mbaud). Linux sets any rate in between (BOTHER).
@@ -188,6 +188,8 @@ pub struct SerialBackend {
     /// `write_all` from interleaving with another.
     writer: AsyncMutex<Option<WriteHalf<SerialStream>>>,
     link: watch::Sender<Link>,
+    /// The device going and coming back, for the session's events.
+    link_state: watch::Sender<LinkState>,
     /// The keeper holding a copy of the open device for session `id`, so that the device,
     /// its lock and its settings outlive this daemon.
     kept: std::sync::OnceLock<(Arc<Keeper>, String)>,
@@ -272,6 +274,7 @@ impl SerialBackend {
             }),
             writer: AsyncMutex::new(Some(writer)),
             link: watch::channel(Link::Open).0,
+            link_state: watch::channel(LinkState::Up).0,
             kept: std::sync::OnceLock::new(),
         }
     }
@@ -304,6 +307,9 @@ impl SerialBackend {
                 });
                 if reopening {
                     tracing::warn!(%device, %cause, "serial device vanished; reopening");
+                    self.link_state.send_replace(LinkState::Down {
+                        cause: cause.clone(),
+                    });
                     side.backoff = FIRST_BACKOFF.min(max);
                     side.notice.extend_from_slice(
                         format!("\r\n--- device {device} vanished ({cause}); reopening ---\r\n")
@@ -357,6 +363,7 @@ impl SerialBackend {
             side.notice
                 .extend_from_slice(format!("\r\n--- device {device} reopened ---\r\n").as_bytes());
             tracing::info!(%device, "serial device reopened");
+            self.link_state.send_replace(LinkState::Up);
         }
     }
 }
@@ -466,6 +473,10 @@ impl Backend for SerialBackend {
 
     fn pid(&self) -> Option<u32> {
         None
+    }
+
+    fn link_state(&self) -> Option<watch::Receiver<LinkState>> {
+        Some(self.link_state.subscribe())
     }
 
     fn end_reason(&self) -> Option<String> {

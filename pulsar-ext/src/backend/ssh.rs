@@ -33,7 +33,7 @@ use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use super::{Backend, ExitStatus};
+use super::{Backend, ExitStatus, LinkState};
 use connect::{Target, connect};
 use link::LinkTask;
 
@@ -256,6 +256,8 @@ pub struct SshBackend {
     stop: watch::Sender<bool>,
     /// Where it connects and how, as the session's info shows it.
     resolved: SshResolved,
+    /// The connection's ups and downs, sent by the link task (closed when it ends).
+    link: watch::Receiver<LinkState>,
 }
 
 impl SshBackend {
@@ -292,10 +294,12 @@ impl SshBackend {
         let state = Arc::new(watch::channel(State::Connected(Arc::clone(&link.write))).0);
         let size = watch::channel((cols, rows)).0;
         let stop = watch::channel(false).0;
+        let (link_tx, link_rx) = watch::channel(LinkState::Up);
         let task = LinkTask {
             target,
             options: options.clone(),
             state: Arc::clone(&state),
+            link: link_tx,
             output: output_tx,
             size: size.subscribe(),
             stop: stop.subscribe(),
@@ -314,6 +318,7 @@ impl SshBackend {
             size,
             stop,
             resolved,
+            link: link_rx,
         })
     }
 }
@@ -395,6 +400,10 @@ impl Backend for SshBackend {
 
     fn pid(&self) -> Option<u32> {
         None
+    }
+
+    fn link_state(&self) -> Option<watch::Receiver<LinkState>> {
+        Some(self.link.clone())
     }
 
     fn end_reason(&self) -> Option<String> {

@@ -79,10 +79,12 @@ impl Checkpointer {
         let before = self.saved().get(&id).copied().unwrap_or_default();
         let mut after = before;
         if head != before.output_offset {
+            let now = chrono::Utc::now().timestamp_millis();
             let delta = match self.max_bytes {
                 // Opted out: only the offset, so that offsets continue after a restart.
                 0 => OutputDelta {
                     session_id: id,
+                    time: now,
                     offset: head,
                     data: Vec::new(),
                     keep_from: head,
@@ -93,6 +95,7 @@ impl Checkpointer {
                     let slice = session.saved_slice(before.output_offset, max);
                     OutputDelta {
                         session_id: id,
+                        time: now,
                         offset: slice.offset,
                         data: slice.data,
                         keep_from: slice.end.saturating_sub(max as u64),

@@ -3,12 +3,13 @@
 //! The glue between the session core (which only reports changes through
 //! `SessionObserver`) and the store (which only knows SQL), one role a file: `observer`
 //! writes a row on every state change, `audit` records who did what, `checkpoint` saves new
-//! output and activity on an interval, `restore` applies the restore policy at start,
+//! output and activity on an interval, `export` replays saved output as asciicast, `restore` applies the restore policy at start,
 //! `rows` translates between the session's terms and the store's own row types, and
 //! `workspaces` does both for workspaces.
 
 mod audit;
 mod checkpoint;
+mod export;
 mod observer;
 mod restore;
 mod rows;
@@ -16,6 +17,7 @@ mod workspaces;
 
 pub(crate) use audit::StoreAudit;
 pub(crate) use checkpoint::Checkpointer;
+pub(crate) use export::export_asciicast;
 pub(crate) use observer::StoreObserver;
 pub(crate) use restore::restore_all;
 pub(crate) use workspaces::{StoreWorkspaces, load_workspaces};

@@ -8,7 +8,9 @@ use super::rows::{resize_policy, session_type};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend::ExitStatus;
 use crate::config::RestorePolicy;
-use crate::session::{Exit, History, RestoreMode, RestoreRequest, SessionManager};
+use crate::session::{
+    Exit, History, RestoreMode, RestoreRequest, ResumedRecording, SessionManager,
+};
 use crate::store::{RowState, SavedOutput, Store, StoredSession};
 
 /// How many sessions came back, and how.
@@ -99,6 +101,11 @@ pub(crate) async fn restore_all(
                 history,
                 mode,
                 was_alive,
+                recording: row.config.recording.clone().map(|r| ResumedRecording {
+                    path: r.path,
+                    input: r.input,
+                    started_ms: r.started_ms,
+                }),
             })
             .await;
         if session.is_alive() {

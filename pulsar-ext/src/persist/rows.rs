@@ -7,7 +7,8 @@ use pulsar_protocol::{
 
 use crate::session::Session;
 use crate::store::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredResizePolicy, StoredSshAuth,
+    RowState, SessionConfig, SessionRow, StoredKind, StoredRecording, StoredResizePolicy,
+    StoredSshAuth,
 };
 
 /// The row that describes `session` now.
@@ -21,6 +22,11 @@ pub(super) fn row_for(session: &Session) -> SessionRow {
             cols: info.cols,
             rows: info.rows,
             resize_policy: stored_policy(info.resize_policy),
+            recording: session.recording_state().map(|r| StoredRecording {
+                path: r.path,
+                input: r.input,
+                started_ms: r.started_ms,
+            }),
         },
         created_at: info.created_at.timestamp_millis(),
         last_active: info.last_active.timestamp_millis(),

@@ -56,6 +56,15 @@ impl From<SessionError> for ErrorObjectOwned {
             SessionError::Backend { name, source } => backend_error(name, source),
             SessionError::Stopping { .. } => (code::DAEMON_STOPPING, json!({})),
             SessionError::Io { id, .. } => (code::BACKEND_ERROR, json!({"session_id": id})),
+            SessionError::RecordingActive { id, path } => (
+                code::RECORDING_ACTIVE,
+                json!({"session_id": id, "path": path}),
+            ),
+            SessionError::NotRecording { id } => (code::NOT_RECORDING, json!({"session_id": id})),
+            SessionError::RecordingFile { id, path, .. } => (
+                code::RECORDING_FILE_FAILED,
+                json!({"session_id": id, "path": path}),
+            ),
             SessionError::WaitTimeout {
                 id,
                 timeout_ms,

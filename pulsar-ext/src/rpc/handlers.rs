@@ -10,10 +10,10 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
-    AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
-    ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
-    ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId, SessionInfo,
-    SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus,
+    KeeperStatus, ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult,
+    RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
+    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -21,6 +21,7 @@ use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::daemon::Controls;
+use crate::persist::export_asciicast;
 use crate::session::{
     CreateRequest, OutputReader, Pattern, SessionError, SessionManager, StreamEvent,
 };
@@ -478,6 +479,37 @@ impl PulsarApiServer for Handlers {
         Ok(ListSessionsResult {
             sessions: self.sessions.list(),
         })
+    }
+
+    async fn start_recording(
+        &self,
+        session_id: SessionId,
+        path: Option<std::path::PathBuf>,
+        input: Option<bool>,
+    ) -> RpcResult<RecordingStarted> {
+        let session = self.sessions.get(session_id)?;
+        let path = self
+            .sessions
+            .start_recording(&session, path, input.unwrap_or(false))?;
+        Ok(RecordingStarted {
+            path: path.display().to_string(),
+        })
+    }
+
+    async fn stop_recording(&self, session_id: SessionId) -> RpcResult<Success> {
+        self.sessions.get(session_id)?.stop_recording().await?;
+        Ok(Success { success: true })
+    }
+
+    async fn export_asciicast(
+        &self,
+        session_id: SessionId,
+        since: Option<u64>,
+        until: Option<u64>,
+    ) -> RpcResult<AsciicastExport> {
+        let session = self.sessions.get(session_id)?;
+        let cast = export_asciicast(&self.store, &session, since, until).await?;
+        Ok(AsciicastExport { cast })
     }
 
     async fn get_session(&self, session_id: SessionId) -> RpcResult<SessionInfo> {

@@ -102,4 +102,28 @@ pub enum SessionError {
         /// How far the output was read (the screen's offset for a screen wait).
         offset: u64,
     },
+    /// `start_recording` while a recording is on.
+    #[error("session {id}: already recording to {}", path.display())]
+    RecordingActive {
+        /// The session.
+        id: SessionId,
+        /// The file it records to.
+        path: std::path::PathBuf,
+    },
+    /// `stop_recording` while no recording is on.
+    #[error("session {id}: not recording")]
+    NotRecording {
+        /// The session.
+        id: SessionId,
+    },
+    /// The recording file could not be created or opened.
+    #[error("session {id}: cannot record to {}: {source}", path.display())]
+    RecordingFile {
+        /// The session.
+        id: SessionId,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }

@@ -1,5 +1,6 @@
-//! The daemon-wide event stream: every session's creation, clients, size, end, bell, title
-//! and finished commands, on one tokio broadcast. Sending never waits; a subscriber that
+//! The daemon-wide event stream: every session's creation, clients, size, end, bell, title,
+//! finished commands, recordings and links (SSH, serial) dropping and coming back, on one
+//! tokio broadcast. Sending never waits; a subscriber that
 //! falls behind loses the oldest events and is told so by the channel.
 
 use pulsar_protocol::SessionEvent;

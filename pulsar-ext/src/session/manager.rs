@@ -13,8 +13,8 @@ use pulsar_protocol::{SessionEvent, SessionId, SessionInfo, SessionState, Sessio
 use uuid::Uuid;
 
 use super::{
-    ClientOwner, Events, Exit, History, Session, SessionError, SessionObserver, SessionSpec,
-    check_size,
+    ClientOwner, Events, Exit, History, RecordingSpec, Session, SessionError, SessionObserver,
+    SessionSpec, check_size,
 };
 use crate::backend::{self, Backend, BackendError, BackendSettings, ExitStatus, OpenRequest};
 use crate::config::Config;
@@ -52,9 +52,21 @@ pub struct RestoreRequest {
     pub history: Option<History>,
     /// Start it again, or keep it stopped, if its program is gone.
     pub mode: RestoreMode,
+    /// The recording it had going: the restored session goes on with it (the same file).
+    pub recording: Option<ResumedRecording>,
     /// It was alive when the last daemon stopped: its program may still run (held by the
     /// keeper), and is then taken over whatever `mode` says.
     pub was_alive: bool,
+}
+
+/// A recording an earlier daemon was writing, to go on with.
+pub struct ResumedRecording {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Input recorded too.
+    pub input: bool,
+    /// Its time 0, Unix milliseconds.
+    pub started_ms: i64,
 }
 
 /// How a restored session comes back.
@@ -248,6 +260,11 @@ impl SessionManager {
             session_id: id,
             name: session.name().to_owned(),
         });
+        if self.config.record_sessions
+            && let Err(err) = self.start_recording(&session, None, false)
+        {
+            tracing::warn!(session = %id, "record_sessions: {err}");
+        }
         Ok(session)
     }
 
@@ -361,7 +378,67 @@ impl SessionManager {
         };
         let mut table = self.write();
         self.adopt(&mut table, &session);
+        drop(table);
+        if let Some(recording) = request.recording.take()
+            && session.is_alive()
+        {
+            let spec = RecordingSpec {
+                path: recording.path,
+                input: recording.input,
+                max_bytes: self.config.recording_max_bytes,
+                resume_from: Some(recording.started_ms),
+            };
+            if let Err(err) = session.start_recording(spec) {
+                tracing::warn!(session = %session.id(), "could not go on recording: {err}");
+            }
+        }
         session
+    }
+
+    /// Starts recording `session` to `path` (absolute), or to a new file in
+    /// `recordings_dir`.
+    pub fn start_recording(
+        &self,
+        session: &Arc<Session>,
+        path: Option<std::path::PathBuf>,
+        input: bool,
+    ) -> Result<std::path::PathBuf, SessionError> {
+        let id = session.id();
+        let path = match path {
+            Some(path) if path.is_absolute() => path,
+            Some(path) => {
+                return Err(SessionError::RecordingFile {
+                    id,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "the path must be absolute (the daemon's working directory is not yours)",
+                    ),
+                    path,
+                });
+            }
+            None => {
+                let dir = &self.config.recordings_dir;
+                super::create_recordings_dir(dir).map_err(|source| {
+                    SessionError::RecordingFile {
+                        id,
+                        path: dir.clone(),
+                        source,
+                    }
+                })?;
+                dir.join(format!(
+                    "{}-{}-{}.cast",
+                    file_safe(session.name()),
+                    &id.simple().to_string()[..8],
+                    Utc::now().format("%Y%m%d-%H%M%S%.3f")
+                ))
+            }
+        };
+        session.start_recording(RecordingSpec {
+            path,
+            input,
+            max_bytes: self.config.recording_max_bytes,
+            resume_from: None,
+        })
     }
 
     /// Starts a stopped session again in place: same id, name, kind and size, its output
@@ -403,6 +480,7 @@ impl SessionManager {
                 }),
                 mode: RestoreMode::Respawn,
                 was_alive: false,
+                recording: None,
             })
             .await;
         tracing::info!(session = %id, alive = revived.is_alive(), "session started again");
@@ -596,6 +674,13 @@ impl SessionManager {
             .map(|s| s.terminate(grace));
         futures_util::future::join_all(ends).await;
     }
+}
+
+/// A session name as part of a file name: path separators and controls replaced.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+        .collect()
 }
 
 fn validate_name(name: &str) -> Result<(), SessionError> {

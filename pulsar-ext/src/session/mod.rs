@@ -13,6 +13,7 @@ mod observer;
 mod output;
 mod pump;
 mod reader;
+mod recording;
 #[allow(clippy::module_inception)]
 mod session;
 mod view;
@@ -21,9 +22,10 @@ mod wait;
 pub use clients::ClientOwner;
 pub use error::SessionError;
 pub use events::Events;
-pub use manager::{CreateRequest, RestoreMode, RestoreRequest, SessionManager};
+pub use manager::{CreateRequest, RestoreMode, RestoreRequest, ResumedRecording, SessionManager};
 pub use observer::SessionObserver;
 pub use reader::{OUTPUT_CHUNK, OutputReader, StreamEvent};
+pub(crate) use recording::{RecordingSpec, cast_of, create_dir as create_recordings_dir};
 pub use session::{Exit, History, Session, SessionSpec};
 pub use wait::Pattern;
 

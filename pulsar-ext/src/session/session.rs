@@ -1,7 +1,8 @@
 //! One session: its backend, its output log, its clients and its life. The parts live in
 //! files of their own (`output`, `clients`, `pump`, `view`); this type ties them together.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -17,8 +18,9 @@ use super::marks::{Mark, OutputMarks};
 use super::output::{OutputLog, SavedSlice};
 use super::pump::{DRAIN_AFTER_EXIT, pump};
 use super::reader::Control;
+use super::recording::{Recorded, Recording, RecordingSpec, RecordingState};
 use super::{SessionError, SessionObserver};
-use crate::backend::{Backend, ExitStatus, ended};
+use crate::backend::{Backend, ExitStatus, LinkState, ended};
 use crate::terminal::Chunk;
 
 /// How and when a session's process ended.
@@ -54,6 +56,10 @@ pub struct Session {
     /// Bells, titles and prompt marks in the output, scanned by the pump (so never
     /// contended).
     marks: Mutex<OutputMarks>,
+    /// The recording in progress, fed by the pump (and by input and resizes).
+    recording: Mutex<Option<Recording>>,
+    /// Recordings started so far: tells a late stop report from an old recording apart.
+    recordings: AtomicU64,
 }
 
 /// Everything a session is made from.
@@ -124,6 +130,8 @@ impl Session {
             pump: Mutex::new(None),
             events: OnceLock::new(),
             marks: Mutex::new(OutputMarks::default()),
+            recording: Mutex::new(None),
+            recordings: AtomicU64::new(0),
         })
     }
 
@@ -132,6 +140,9 @@ impl Session {
         let session = Self::build(spec, backend, None);
         let task = tokio::spawn(pump(Arc::clone(&session)));
         *session.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        if let Some(link) = session.backend.link_state() {
+            tokio::spawn(follow_link(Arc::downgrade(&session), link));
+        }
         session
     }
 
@@ -149,6 +160,10 @@ impl Session {
             task.abort();
             let _ = task.await;
         }
+        // Everything read is in the file before the daemon goes; the recording stays on
+        // record (get_session, the store), for the next daemon to go on with.
+        let writer = self.recording().as_mut().and_then(Recording::close);
+        join_writer(writer).await;
     }
 
     /// A session whose process is gone, kept for its history (restored with `history`, or
@@ -225,6 +240,11 @@ impl Session {
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
+    /// The terminal size now (cols, rows).
+    pub fn size(&self) -> (u16, u16) {
+        self.clients().size()
+    }
+
     /// One past the last output byte.
     pub fn output_offset(&self) -> u64 {
         self.output.head()
@@ -254,6 +274,7 @@ impl Session {
 
     /// The pump's last word: the process ended with `exit`.
     pub(super) fn ended(&self, exit: Exit) {
+        self.drop_recording("the session ended");
         self.exit.send_replace(Some(exit));
         self.notify();
         self.emit(SessionEvent::SessionExited {
@@ -387,6 +408,7 @@ impl Session {
                 op: "send input",
                 source,
             })?;
+        self.record(|recording| recording.input(data));
         self.touch();
         Ok(data.len())
     }
@@ -450,6 +472,7 @@ impl Session {
             })?;
         self.output.resize((cols, rows));
         self.clients().set_size((cols, rows));
+        self.record(|recording| recording.resize((cols, rows)));
         let _ = self.control.send(Control::Resized { cols, rows });
         self.notify();
         self.emit(SessionEvent::SessionResized {
@@ -531,6 +554,7 @@ impl Session {
     /// The pump's append: output log, then activity.
     pub(super) fn append_output(&self, data: &[u8]) {
         self.output.append(data);
+        self.record(|recording| recording.output(data));
         self.touch();
         if self.events.get().is_some() {
             self.scan_marks(data);
@@ -565,5 +589,177 @@ impl Session {
             };
             self.emit(event);
         }
+    }
+}
+
+/// Turns a backend's link going down and coming back into events, until the backend or
+/// the session ends.
+async fn follow_link(session: std::sync::Weak<Session>, mut link: watch::Receiver<LinkState>) {
+    let Some(mut exit) = session.upgrade().map(|s| s.subscribe_exit()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            changed = link.changed() => if changed.is_err() { return },
+            _ = exit.wait_for(|e| e.is_some()) => return,
+        }
+        let state = link.borrow_and_update().clone();
+        let Some(session) = session.upgrade() else {
+            return;
+        };
+        let session_id = session.id;
+        let event = match (&session.session_type, state) {
+            (SessionType::Ssh(_), LinkState::Down { cause }) => {
+                SessionEvent::SshDisconnected { session_id, cause }
+            }
+            (SessionType::Ssh(_), LinkState::Up) => SessionEvent::SshReconnected { session_id },
+            (SessionType::Serial(_), LinkState::Down { cause }) => {
+                SessionEvent::SerialVanished { session_id, cause }
+            }
+            (SessionType::Serial(_), LinkState::Up) => SessionEvent::SerialReopened { session_id },
+            _ => continue,
+        };
+        session.emit(event);
+    }
+}
+
+/// Waits, off the runtime's threads, for a recording's writer to close its file.
+async fn join_writer(writer: Option<std::thread::JoinHandle<()>>) {
+    if let Some(writer) = writer {
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Recording: the pump, input and resizes feed it; requests and the writer start and stop it.
+impl Session {
+    fn recording(&self) -> MutexGuard<'_, Option<Recording>> {
+        self.recording.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The recording in progress, if any.
+    pub fn recording_state(&self) -> Option<RecordingState> {
+        self.recording().as_ref().map(Recording::state)
+    }
+
+    /// Hands an event to the recording, if one is on; a writer the whole channel behind
+    /// (a slow disk) loses the recording, never the session its output.
+    fn record(&self, event: impl FnOnce(&Recording) -> Recorded) {
+        let overflowed = match &*self.recording() {
+            Some(recording) => matches!(event(recording), Recorded::Overflowed),
+            None => return,
+        };
+        if overflowed {
+            tracing::warn!(session = %self.id, "the recording's disk cannot keep up: recording dropped");
+            self.drop_recording(
+                "the disk could not keep up with the output: the recording was dropped (the \
+                 session's output was not)",
+            );
+        }
+    }
+
+    /// Starts recording to `spec.path` (or, with `spec.resume_from`, goes on with a file an
+    /// earlier daemon wrote). Returns the file.
+    pub(crate) fn start_recording(
+        self: &Arc<Self>,
+        spec: RecordingSpec,
+    ) -> Result<PathBuf, SessionError> {
+        if !self.is_alive() {
+            return Err(SessionError::InvalidState {
+                id: self.id,
+                op: "record",
+                state: SessionState::Stopped,
+            });
+        }
+        let mut slot = self.recording();
+        if let Some(recording) = &*slot {
+            return Err(SessionError::RecordingActive {
+                id: self.id,
+                path: recording.path().to_owned(),
+            });
+        }
+        let generation = self.recordings.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Arc::downgrade(self);
+        let on_stop = Box::new(move |reason: String| {
+            if let Some(session) = session.upgrade() {
+                session.recording_stopped_itself(generation, reason);
+            }
+        });
+        let path = spec.path.clone();
+        let recording = Recording::start(spec, self.clients().size(), generation, on_stop)
+            .map_err(|source| SessionError::RecordingFile {
+                id: self.id,
+                path: path.clone(),
+                source,
+            })?;
+        *slot = Some(recording);
+        drop(slot);
+        tracing::info!(session = %self.id, path = %path.display(), "recording started");
+        self.notify();
+        self.emit(SessionEvent::RecordingStarted {
+            session_id: self.id,
+            path: path.display().to_string(),
+        });
+        Ok(path)
+    }
+
+    /// Stops the recording at a client's request; the file is complete on return.
+    pub async fn stop_recording(&self) -> Result<(), SessionError> {
+        let taken = self.recording().take();
+        let Some(mut recording) = taken else {
+            return Err(SessionError::NotRecording { id: self.id });
+        };
+        join_writer(recording.close()).await;
+        self.recording_ended(&recording, "stopped by request".to_owned());
+        Ok(())
+    }
+
+    /// Stops the recording, if any, without waiting: its writer finishes the file and only
+    /// then is the stop announced.
+    fn drop_recording(&self, reason: &str) {
+        let Some(mut recording) = self.recording().take() else {
+            return;
+        };
+        self.notify();
+        let writer = recording.close();
+        let events = self.events.get().cloned();
+        let (id, reason) = (self.id, reason.to_owned());
+        tokio::task::spawn_blocking(move || {
+            if let Some(writer) = writer {
+                let _ = writer.join();
+            }
+            announce_stop(events.as_ref(), id, &recording, reason);
+        });
+    }
+
+    /// The writer stopped by itself (the size cap, a write error): the recording ends, if it
+    /// is still the one the writer wrote.
+    fn recording_stopped_itself(&self, generation: u64, reason: String) {
+        let mut slot = self.recording();
+        if slot.as_ref().map(|r| r.generation) != Some(generation) {
+            return;
+        }
+        let mut recording = slot.take().expect("checked just above");
+        drop(slot);
+        // This is the writer's own thread, about to end: nothing to wait for.
+        drop(recording.close());
+        self.recording_ended(&recording, reason);
+    }
+
+    fn recording_ended(&self, recording: &Recording, reason: String) {
+        self.notify();
+        announce_stop(self.events.get(), self.id, recording, reason);
+    }
+}
+
+/// Logs a recording's end and puts it on the event stream.
+fn announce_stop(events: Option<&Events>, id: SessionId, recording: &Recording, reason: String) {
+    let path = recording.path().display().to_string();
+    tracing::info!(session = %id, path = %path, reason = %reason, "recording stopped");
+    if let Some(events) = events {
+        events.emit(SessionEvent::RecordingStopped {
+            session_id: id,
+            path,
+            reason,
+        });
     }
 }

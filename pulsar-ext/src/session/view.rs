@@ -2,7 +2,7 @@
 //! Builders of the protocol's views, kept apart from the session's mechanics.
 
 use chrono::DateTime;
-use pulsar_protocol::{Cursor, ScreenContents, SessionInfo, Snapshot};
+use pulsar_protocol::{Cursor, RecordingInfo, ScreenContents, SessionInfo, Snapshot};
 
 use super::Session;
 
@@ -32,6 +32,11 @@ impl Session {
             reason: exit.and_then(|_| self.backend().end_reason()),
             output_offset: self.output_offset(),
             ssh: self.backend().ssh_resolved(),
+            recording: self.recording_state().map(|r| RecordingInfo {
+                path: r.path.display().to_string(),
+                bytes: r.bytes,
+                input: r.input,
+            }),
         }
     }
 

@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use rows::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredResizePolicy, StoredSshAuth,
-    WorkspaceRow, WorkspaceSnapshotRow,
+    RowState, SessionConfig, SessionRow, StoredKind, StoredRecording, StoredResizePolicy,
+    StoredSshAuth, WorkspaceRow, WorkspaceSnapshotRow,
 };
 pub use schema::CURRENT as SCHEMA_VERSION;
 use writer::{Op, WriterStats};
@@ -64,6 +64,20 @@ pub struct OutputDelta {
     pub head: u64,
     /// The bytes that redraw the screen as of `head`, when it changed.
     pub screen: Option<Vec<u8>>,
+    /// When it was saved, Unix milliseconds: every byte of `data` had arrived by then
+    /// (what `export_asciicast` times the output by).
+    pub time: i64,
+}
+
+/// One saved output chunk (`output_chunks`), with when it was saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedChunk {
+    /// Absolute offset of `data[0]`.
+    pub offset: u64,
+    /// When it was saved, Unix milliseconds; `None` for chunks saved before version 5.
+    pub time: Option<i64>,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 /// One audit entry (`audit_log`).
@@ -440,6 +454,36 @@ impl Store {
         }
     }
 
+    /// The saved output of session `id`, in offset order, read on a connection of its own
+    /// (the writer's transactions are not held up). Blocking: call from a blocking context.
+    pub fn saved_output(&self, id: Uuid) -> Result<Vec<TimedChunk>, StoreError> {
+        let read_err = |e: rusqlite::Error| StoreError::Open {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(read_err)?;
+        let mut chunks = conn
+            .prepare(
+                "SELECT offset, time, data FROM output_chunks WHERE session_id = ?1
+                 ORDER BY offset",
+            )
+            .map_err(read_err)?;
+        let found = chunks
+            .query_map(params![id.to_string()], |r| {
+                Ok(TimedChunk {
+                    offset: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    time: r.get(1)?,
+                    data: r.get(2)?,
+                })
+            })
+            .map_err(read_err)?;
+        found.collect::<rusqlite::Result<_>>().map_err(read_err)
+    }
+
     /// Counters and latencies so far.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -619,6 +663,7 @@ mod tests {
                 cols: 80,
                 rows: 24,
                 resize_policy: StoredResizePolicy::Latest,
+                recording: None,
             },
             created_at: 0,
             last_active: 0,
@@ -649,6 +694,7 @@ mod tests {
         assert!(!store.touch(id, 5));
         let delta = OutputDelta {
             session_id: id,
+            time: 0,
             offset: 0,
             data: b"x".to_vec(),
             keep_from: 0,
@@ -725,6 +771,7 @@ mod tests {
         });
         store.save_output(OutputDelta {
             session_id: id,
+            time: 0,
             offset: 0,
             data: b"hello".to_vec(),
             keep_from: 0,
@@ -737,6 +784,7 @@ mod tests {
         store.upsert_session(row(id, "renamed"));
         store.save_output(OutputDelta {
             session_id: id,
+            time: 0,
             offset: 5,
             data: b" world".to_vec(),
             keep_from: 0,
@@ -811,6 +859,7 @@ mod tests {
         for i in 0..500u64 {
             store.save_output(OutputDelta {
                 session_id: id,
+                time: 0,
                 offset: i * 10,
                 data: vec![b'x'; 10],
                 keep_from: (i * 10 + 10).saturating_sub(100),
@@ -849,6 +898,7 @@ mod tests {
             let head = offset + data.len() as u64;
             store.save_output(OutputDelta {
                 session_id: id,
+                time: 0,
                 offset,
                 data: data.to_vec(),
                 keep_from: head.saturating_sub(5),

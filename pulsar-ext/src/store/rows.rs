@@ -80,6 +80,21 @@ pub struct SessionConfig {
     /// How the size follows clients.
     #[serde(default)]
     pub resize_policy: StoredResizePolicy,
+    /// The recording it had going, for the next daemon to go on with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<StoredRecording>,
+}
+
+/// A recording in progress, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecording {
+    /// The asciicast file.
+    pub path: PathBuf,
+    /// Input recorded too.
+    #[serde(default)]
+    pub input: bool,
+    /// Its time 0, Unix milliseconds.
+    pub started_ms: i64,
 }
 
 /// What runs in a stored session. Never a secret.

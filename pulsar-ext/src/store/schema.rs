@@ -2,13 +2,13 @@
 //!
 //! Version 1 is the seed design's two tables exactly. Version 2 adds what restart needs (exit
 //! details, the offset the saved scrollback starts at) and the audit log; 3 saves output as
-//! chunks; 4 adds workspaces and their snapshots. Each migration runs
+//! chunks; 4 adds workspaces and their snapshots; 5 times each output chunk. Each migration runs
 //! in one transaction; a database newer than this daemon is refused rather than guessed at.
 
 use rusqlite::Connection;
 
 /// The version this daemon writes.
-pub const CURRENT: i64 = 4;
+pub const CURRENT: i64 = 5;
 
 /// Version 1: the seed design's schema.
 pub const V1: &str = "
@@ -88,6 +88,13 @@ CREATE TABLE workspace_snapshots (
 CREATE INDEX workspace_snapshots_workspace ON workspace_snapshots(workspace_id);
 ";
 
+/// Version 5: when each output chunk was saved (Unix milliseconds), so that
+/// `export_asciicast` can replay stored output with its timing. Chunks saved before have
+/// none (`NULL`).
+const V5_CHUNK_TIMES: &str = "
+ALTER TABLE output_chunks ADD COLUMN time INTEGER;
+";
+
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -108,7 +115,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     if found > CURRENT {
         return Err(MigrateError::TooNew { found });
     }
-    let steps: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
+    let steps: [(i64, &str); 5] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5_CHUNK_TIMES)];
     for (version, sql) in steps {
         if found < version {
             let tx = conn.transaction()?;
@@ -153,6 +160,40 @@ mod tests {
             })
             .unwrap();
         assert_eq!(name, "n");
+    }
+
+    #[test]
+    fn a_version_four_database_keeps_its_output_chunks_untimed() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in [V1, V2, V3, V4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO sessions VALUES ('id', 'n', 'local', '{}', 1, 2, 'detached',
+                 NULL, NULL, NULL, NULL)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO output_chunks (session_id, offset, data) VALUES ('id', 0, x'6869')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 4);
+        let (data, time): (Vec<u8>, Option<i64>) = conn
+            .query_row(
+                "SELECT data, time FROM output_chunks WHERE session_id = 'id'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((data.as_slice(), time), (&b"hi"[..], None));
+        conn.execute(
+            "INSERT INTO output_chunks (session_id, offset, data, time) VALUES ('id', 2, x'21', 7)",
+            [],
+        )
+        .unwrap();
     }
 
     #[test]

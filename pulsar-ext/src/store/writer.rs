@@ -355,6 +355,7 @@ fn merge_output(earlier: &mut OutputDelta, later: OutputDelta) {
     }
     earlier.keep_from = later.keep_from;
     earlier.head = later.head;
+    earlier.time = later.time;
     if later.screen.is_some() {
         earlier.screen = later.screen;
     }
@@ -536,9 +537,10 @@ fn save_output(tx: &rusqlite::Transaction<'_>, delta: &OutputDelta) -> rusqlite:
     let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     if !delta.data.is_empty() {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO output_chunks (session_id, offset, data) VALUES (?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO output_chunks (session_id, offset, data, time)
+             VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![id, as_i64(delta.offset), delta.data])?;
+        .execute(params![id, as_i64(delta.offset), delta.data, delta.time])?;
     }
     tx.prepare_cached(
         "DELETE FROM output_chunks WHERE session_id = ?1 AND offset + length(data) <= ?2",
@@ -573,6 +575,7 @@ mod tests {
     fn delta(offset: u64, data: &[u8], keep_from: u64, screen: Option<&[u8]>) -> OutputDelta {
         OutputDelta {
             session_id: Uuid::nil(),
+            time: 0,
             offset,
             data: data.to_vec(),
             keep_from,

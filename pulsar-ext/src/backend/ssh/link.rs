@@ -9,7 +9,7 @@ use russh::{ChannelMsg, Sig};
 use tokio::sync::{mpsc, watch};
 
 use super::connect::{Link, Target, connect, lock};
-use super::{ConnectError, ExitStatus, SshOptions, State};
+use super::{ConnectError, ExitStatus, LinkState, SshOptions, State};
 
 /// The first pause before reconnecting a dropped connection; pauses double from here.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -44,6 +44,8 @@ pub(super) struct LinkTask {
     pub(super) target: Target,
     pub(super) options: SshOptions,
     pub(super) state: Arc<watch::Sender<State>>,
+    /// The connection's ups and downs, for the session's events.
+    pub(super) link: watch::Sender<LinkState>,
     pub(super) output: mpsc::Sender<Vec<u8>>,
     pub(super) size: watch::Receiver<(u16, u16)>,
     pub(super) stop: watch::Receiver<bool>,
@@ -76,6 +78,9 @@ impl LinkTask {
                     self.state.send_replace(State::Reconnecting {
                         cause: cause.clone(),
                     });
+                    self.link.send_replace(LinkState::Down {
+                        cause: cause.clone(),
+                    });
                     let notice = format!(
                         "\r\n--- connection to {host}:{port} lost ({cause}); reconnecting ---\r\n"
                     );
@@ -88,6 +93,7 @@ impl LinkTask {
                             tracing::info!(%host, port, "SSH connection re-established");
                             self.state
                                 .send_replace(State::Connected(Arc::clone(&link.write)));
+                            self.link.send_replace(LinkState::Up);
                             let notice = format!("\r\n--- reconnected to {host}:{port} ---\r\n");
                             if !self.emit(notice.into_bytes()).await {
                                 close(link).await;
