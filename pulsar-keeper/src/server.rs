@@ -279,7 +279,14 @@ impl Keeper {
                     // Held in full (its pidfd open) before the daemon hears of it: what a
                     // daemon sees after the reply is what the keeper holds.
                     let pidfd = pidfd_open(pid).ok();
-                    let reply = wire::send(socket, &Reply::Spawned { pid }, &[master.as_raw_fd()]);
+                    let reply = wire::send(
+                        socket,
+                        &Reply::Spawned {
+                            pid,
+                            limited: spawn.limits.is_some(),
+                        },
+                        &[master.as_raw_fd()],
+                    );
                     self.sessions.insert(
                         spawn.id,
                         Kept {

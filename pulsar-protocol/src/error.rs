@@ -68,3 +68,11 @@ pub const UPGRADE_FAILED: i32 = 1022;
 /// `wait_for_output`: the pattern did not match within `timeout_ms`; `data` has
 /// `session_id`, `timeout_ms` and `offset` (how far the output was read).
 pub const WAIT_TIMEOUT: i32 = 1023;
+/// `create_session`: a limit the session's kind cannot take (an SSH or serial session takes
+/// only `output_bytes_per_sec`: the far end is out of the daemon's reach); `data` has `field`
+/// and `kind`.
+pub const LIMIT_NOT_APPLICABLE: i32 = 1028;
+/// `create_session`: no mechanism on this machine can hold a limit asked for (no writable
+/// control group for it, and no resource limit or nice value that would do), or setting it
+/// up failed; `data` has `field` and the message says what was tried.
+pub const LIMIT_UNAVAILABLE: i32 = 1029;

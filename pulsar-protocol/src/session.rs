@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::Base64Data;
+use crate::{AppliedLimits, Base64Data, SessionUsage};
 
 /// Sessions are addressed by a v4 UUID, written in its hyphenated form.
 pub type SessionId = Uuid;
@@ -446,6 +446,12 @@ pub struct SessionInfo {
     pub reason: Option<String>,
     /// Absolute offset one past the last output byte.
     pub output_offset: u64,
+    /// The limits it runs under, each with the mechanism holding it; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AppliedLimits>,
+    /// What it uses now, while a local program runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<SessionUsage>,
 }
 
 /// `create_session`'s answer: the new id, and the session's info alongside.
@@ -671,6 +677,8 @@ mod tests {
             exited_at: None,
             reason: None,
             output_offset: 0,
+            limits: None,
+            usage: None,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

@@ -2,12 +2,13 @@
 //! rows. Secrets cannot cross: the stored kinds have no field for them.
 
 use pulsar_protocol::{
-    LocalSpec, ResizePolicy, SerialSpec, SessionState, SessionType, SshAuth, SshSpec,
+    LocalSpec, ResizePolicy, SerialSpec, SessionLimits, SessionState, SessionType, SshAuth, SshSpec,
 };
 
 use crate::session::Session;
 use crate::store::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredResizePolicy, StoredSshAuth,
+    RowState, SessionConfig, SessionRow, StoredKind, StoredLimits, StoredResizePolicy,
+    StoredSshAuth,
 };
 
 /// The row that describes `session` now.
@@ -21,6 +22,7 @@ pub(super) fn row_for(session: &Session) -> SessionRow {
             cols: info.cols,
             rows: info.rows,
             resize_policy: stored_policy(info.resize_policy),
+            limits: stored_limits(session.limits()),
         },
         created_at: info.created_at.timestamp_millis(),
         last_active: info.last_active.timestamp_millis(),
@@ -33,6 +35,27 @@ pub(super) fn row_for(session: &Session) -> SessionRow {
         exit_signal: info.exit_signal,
         exited_at: info.exited_at.map(|t| t.timestamp_millis()),
         reason: info.reason,
+    }
+}
+
+fn stored_limits(limits: SessionLimits) -> StoredLimits {
+    StoredLimits {
+        memory_max: limits.memory_max,
+        cpu_max: limits.cpu_max,
+        pids_max: limits.pids_max,
+        nofile_max: limits.nofile_max,
+        output_bytes_per_sec: limits.output_bytes_per_sec,
+    }
+}
+
+/// The limits a stored row starts again with.
+pub(super) fn session_limits(limits: StoredLimits) -> SessionLimits {
+    SessionLimits {
+        memory_max: limits.memory_max,
+        cpu_max: limits.cpu_max,
+        pids_max: limits.pids_max,
+        nofile_max: limits.nofile_max,
+        output_bytes_per_sec: limits.output_bytes_per_sec,
     }
 }
 

@@ -13,7 +13,7 @@ use pulsar_protocol::{
     AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus, KeeperStatus,
     ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, ResizePolicy,
     ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId, SessionInfo,
-    SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    SessionLimits, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -195,6 +195,7 @@ impl PulsarApiServer for Handlers {
         cols: Option<u16>,
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
+        limits: Option<SessionLimits>,
     ) -> RpcResult<CreateSessionResult> {
         let session = self
             .sessions
@@ -204,6 +205,7 @@ impl PulsarApiServer for Handlers {
                 cols,
                 rows,
                 resize_policy,
+                limits: limits.unwrap_or_default(),
             })
             .await?;
         // Durable before it is answered: a session the client was told about survives even
@@ -481,7 +483,7 @@ impl PulsarApiServer for Handlers {
     }
 
     async fn get_session(&self, session_id: SessionId) -> RpcResult<SessionInfo> {
-        Ok(self.sessions.get(session_id)?.info())
+        Ok(self.sessions.get(session_id)?.info_with_usage())
     }
 
     async fn terminate_session(

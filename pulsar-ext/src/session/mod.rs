@@ -12,6 +12,7 @@ mod marks;
 mod observer;
 mod output;
 mod pump;
+mod rate;
 mod reader;
 #[allow(clippy::module_inception)]
 mod session;

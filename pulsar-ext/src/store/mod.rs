@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use rows::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredResizePolicy, StoredSshAuth,
-    WorkspaceRow, WorkspaceSnapshotRow,
+    RowState, SessionConfig, SessionRow, StoredKind, StoredLimits, StoredResizePolicy,
+    StoredSshAuth, WorkspaceRow, WorkspaceSnapshotRow,
 };
 pub use schema::CURRENT as SCHEMA_VERSION;
 use writer::{Op, WriterStats};
@@ -619,6 +619,7 @@ mod tests {
                 cols: 80,
                 rows: 24,
                 resize_policy: StoredResizePolicy::Latest,
+                limits: StoredLimits::default(),
             },
             created_at: 0,
             last_active: 0,
