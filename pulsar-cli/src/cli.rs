@@ -31,6 +31,7 @@ Examples:
   pulsar new build                  # a shell named build, attached; detach with Ctrl-\\
   pulsar new -d logs -- tail -f /var/log/syslog
   pulsar ls
+  pulsar top --once                 # what each session uses, and its limits
   pulsar attach build
   pulsar send build 'make test'
   pulsar kill build
@@ -124,6 +125,18 @@ pub enum Verb {
         /// Print the sessions as a JSON array (every field the daemon reports).
         #[arg(long)]
         json: bool,
+    },
+
+    /// Show what each running session uses (CPU, memory, processes) and its limits,
+    /// refreshed every few seconds; Ctrl-C ends it.
+    #[command(after_help = TOP_VIEW_AFTER_HELP)]
+    Top {
+        /// Print the view once and exit (for scripts).
+        #[arg(long)]
+        once: bool,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        interval: f64,
     },
 
     /// Attach this terminal to a session; detach with Ctrl-\ (see --detach-key).
@@ -318,7 +331,17 @@ session, oldest first.
 
 Examples:
   pulsar ls
+  pulsar top --once                 # what each session uses, and its limits
   pulsar ls --json | jq -r '.[] | select(.state == \"detached\") | .name'";
+
+const TOP_VIEW_AFTER_HELP: &str = "\
+CPU is the share of one CPU since the previous refresh; MEM and PEAK come from the session's
+control group when it has one, else from its processes' resident sets. LIMITS names each limit
+and what holds it (cgroup2, cgroup1, rlimit, nice, pump). Sessions are sorted by CPU.
+
+Examples:
+  pulsar top
+  pulsar top --once";
 
 const ATTACH_AFTER_HELP: &str = "\
 The session's current screen is redrawn, then everything it prints is shown live; what you

@@ -166,15 +166,6 @@ impl Daemon {
                     &daemon_key(&config.socket_path),
                     trampoline(&config.keeper_binary, &config.keeper_fallback),
                 );
-                // Groups of sessions that ended while no daemon watched (none of them can
-                // be restored into: their programs are gone).
-                let removed = confiner.sweep();
-                if removed > 0 {
-                    tracing::info!(
-                        groups = removed,
-                        "removed the control groups of sessions no longer alive"
-                    );
-                }
                 Arc::new(confiner)
             })
             .await
@@ -213,6 +204,23 @@ impl Daemon {
         );
         if let Some(keeper) = &keeper {
             release_leftovers(keeper).await;
+        }
+        // Groups of sessions that ended while no daemon watched, or that no daemon knows.
+        let alive: std::collections::HashSet<String> = sessions
+            .all()
+            .iter()
+            .filter(|s| s.is_alive())
+            .map(|s| s.id().to_string())
+            .collect();
+        let sweeper = Arc::clone(&confiner);
+        let removed = tokio::task::spawn_blocking(move || sweeper.sweep(&alive))
+            .await
+            .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(
+                groups = removed,
+                "removed the control groups of sessions no longer alive"
+            );
         }
 
         let (trigger, shutdown) = shutdown::channel();

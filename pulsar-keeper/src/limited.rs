@@ -94,3 +94,51 @@ pub fn confine(spec: &SpawnLimits) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Removes the session groups whose `cgroup.procs` files are `procs` (what the program was
+/// started into), killing whatever still runs in them first (a background job left by the
+/// program) and retrying while the kernel lets go of the dead (a killed process leaves its
+/// group a moment after it dies). Then removes the daemon's level above each group, and the
+/// user's `pulsar-UID` level above that, where they are left empty, so nothing of Pulsar's
+/// stays behind. Used by the daemon when a session ends and by the keeper when it ends
+/// everything.
+pub fn remove_groups(procs: &[std::path::PathBuf]) {
+    use std::time::Duration;
+    for file in procs {
+        let Some(group) = file.parent() else { continue };
+        let mut gone = !group.exists();
+        for _ in 0..200 {
+            if gone {
+                break;
+            }
+            for pid in std::fs::read_to_string(file).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill sends a signal; a pid gone meanwhile is ESRCH, harmless.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            match std::fs::remove_dir(group) {
+                Ok(()) => gone = true,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => gone = true,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        if !gone {
+            eprintln!(
+                "pulsar: could not remove the control group {}",
+                group.display()
+            );
+            continue;
+        }
+        // Fails, harmlessly, while another session's group is left in them.
+        if let Some(base) = group.parent()
+            && std::fs::remove_dir(base).is_ok()
+            && let Some(user) = base.parent()
+            && user
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pulsar-"))
+        {
+            let _ = std::fs::remove_dir(user);
+        }
+    }
+}

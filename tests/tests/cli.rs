@@ -191,7 +191,17 @@ async fn ls_shows_name_id_prefix_type_state_clients_and_age() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE", "WORKSPACE"]
+        [
+            "NAME",
+            "ID",
+            "TYPE",
+            "STATE",
+            "CLIENTS",
+            "AGE",
+            "MEM",
+            "CPU",
+            "WORKSPACE"
+        ]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
@@ -1220,4 +1230,43 @@ async fn upgrade_to_a_missing_binary_fails_naming_it_and_the_daemon_serves_on() 
         run.stderr
     );
     assert_eq!(client.get_status().await.unwrap().pid, before);
+}
+
+#[tokio::test]
+async fn top_once_shows_each_running_session_s_usage_and_limits() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    line.ok(
+        "create_session",
+        json!({
+            "name": "limited",
+            "type": {"kind": "local", "command": ["/bin/cat"]},
+            "limits": {"nofile_max": 64, "output_bytes_per_sec": 1_048_576},
+        }),
+    )
+    .await;
+    let run = pulsar_ok(&daemon, &["top", "--once"]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "ID", "PID", "CPU", "MEM", "PEAK", "PROCS", "LIMITS"],
+        "{}",
+        run.stdout
+    );
+    assert!(lines[1].starts_with("limited"), "{}", run.stdout);
+    assert!(
+        lines[1].ends_with("nofile 64 (rlimit), output 1.0M/s (pump)"),
+        "{}",
+        run.stdout
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert!(row[3].ends_with('%') && row[4] != "-", "{}", run.stdout);
+    // `ls` shows the same usage.
+    let listed = pulsar_ok(&daemon, &["ls"]);
+    assert!(
+        listed.stdout.lines().nth(1).unwrap().contains('%'),
+        "{}",
+        listed.stdout
+    );
 }

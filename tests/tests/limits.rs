@@ -291,9 +291,20 @@ async fn usage_of_a_session_without_a_group_is_its_process_tree_from_proc() {
     .await;
     let id = created["session_id"].clone();
     let pid = pid_of(&created);
+    // Both children exec'd (a child still a copy of the shell has another size).
+    let children = eventually("both children to be sleep", || async {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        let sleeping = children
+            .split_whitespace()
+            .filter(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default() == "sleep\n"
+            })
+            .count();
+        (sleeping == 2).then_some(children)
+    })
+    .await;
     let usage = info_until(&mut line, &id, |s| s["usage"]["processes"] == 3).await["usage"].clone();
     // The same figures from /proc, read here: the resident sets of the three processes.
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     let mut rss = 0;
     for p in std::iter::once(pid.to_string()).chain(children.split_whitespace().map(str::to_owned))
     {
@@ -392,7 +403,11 @@ async fn leftover_groups_are_removed_at_daemon_start_and_live_ones_kept() {
     std::fs::create_dir(&leftover).unwrap();
     drop(line);
     let daemon = daemon.restart(&[]).await;
-    assert!(!leftover.exists(), "the leftover group is removed at start");
+    assert!(
+        !leftover.exists(),
+        "the leftover group is removed at start: {}",
+        daemon.log()
+    );
     assert!(
         group.exists(),
         "the group of the session still running is kept"

@@ -6,7 +6,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The controllers Pulsar uses.
 pub(super) const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
@@ -65,9 +64,15 @@ impl Hierarchies {
                 .map(|(_, path)| path.trim_start_matches('/').to_owned())
                 .unwrap_or_default();
             let base = dir.join(inside).join(format!("pulsar-{uid}")).join(key);
+            // Proven writable by making it, and left only while a session's group is in it
+            // (made again with the first group): a daemon without limits leaves nothing.
+            let existed = base.exists();
             if std::fs::create_dir_all(&base).is_ok() && base.join("cgroup.procs").exists() {
                 for name in controllers {
                     found.v1.push((name.to_owned(), base.clone()));
+                }
+                if !existed && std::fs::remove_dir(&base).is_ok() {
+                    let _ = std::fs::remove_dir(base.parent().unwrap_or(&base));
                 }
             }
         }
@@ -80,6 +85,11 @@ impl Hierarchies {
             .iter()
             .find(|(name, _)| name == controller)
             .map(|(_, base)| base.as_path())
+    }
+
+    /// The controllers the v2 base enables for its groups.
+    pub fn v2_enabled(&self) -> Vec<String> {
+        self.v2.as_ref().map(|(_, e)| e.clone()).unwrap_or_default()
     }
 
     /// True when the v2 base has `controller` for its groups.
@@ -100,30 +110,30 @@ impl Hierarchies {
         bases
     }
 
-    /// Removes the groups under every base that hold no process (left by sessions that
-    /// ended while no daemon watched), then the bases themselves if empty. Returns how many
-    /// groups went.
-    pub fn sweep(&self, keep_bases: bool) -> usize {
+    /// Removes every group under this daemon's bases whose name `keep` refuses (a session
+    /// no longer alive: ended while no daemon watched, or unknown), killing what still runs
+    /// in it; the bases go too where left empty. Returns how many groups went.
+    pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> usize {
         let mut removed = 0;
         for base in self.bases() {
             let Ok(entries) = std::fs::read_dir(&base) else {
                 continue;
             };
+            let mut leftovers = Vec::new();
             for entry in entries.flatten() {
-                let group = entry.path();
-                if group.join("cgroup.procs").exists()
-                    && procs(&group).is_empty()
-                    && std::fs::remove_dir(&group).is_ok()
-                {
-                    removed += 1;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let procs = entry.path().join("cgroup.procs");
+                if procs.exists() && !keep(&name) {
+                    leftovers.push(procs);
                 }
             }
-            if !keep_bases {
-                // Fails (harmlessly) while a group is left; the user's level likewise.
-                let _ = std::fs::remove_dir(&base);
-                if let Some(parent) = base.parent() {
-                    let _ = std::fs::remove_dir(parent);
-                }
+            removed += leftovers.len();
+            pulsar_keeper::limited::remove_groups(&leftovers);
+            // Fails, harmlessly, while a group is left; the user's level likewise.
+            if std::fs::remove_dir(&base).is_ok()
+                && let Some(parent) = base.parent()
+            {
+                let _ = std::fs::remove_dir(parent);
             }
         }
         removed
@@ -194,12 +204,24 @@ pub(super) fn procs(group: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Makes `dir` (a session's group), failing if it cannot.
-pub(super) fn make(dir: &Path) -> io::Result<()> {
-    match std::fs::create_dir(dir) {
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
+/// Makes `group` (a session's group in a v1 hierarchy) and the levels above it, which the
+/// last session's end may have removed; tried again if one goes meanwhile.
+pub(super) fn make(group: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(group) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            other => return other,
+        }
     }
+}
+
+/// Makes `group` in the v2 `base`, enabling `controllers` in the base again if it had to be
+/// made anew (the v2 rule: a group's controllers are its parent's `subtree_control`).
+pub(super) fn make_v2(base: &Path, group: &Path, controllers: &[String]) -> io::Result<()> {
+    make(group)?;
+    enable(base, controllers);
+    Ok(())
 }
 
 /// Writes `value` to `file` of `dir`, saying which on a failure.
@@ -223,25 +245,4 @@ pub(super) fn read_number(dir: &Path, file: &str, key: Option<&str>) -> Option<u
             (name == key).then(|| value.trim().parse().ok()).flatten()
         }),
     }
-}
-
-/// Removes the session group `dir`: whatever still runs in it is killed first (a background
-/// job left by the program), and the removal tried until the kernel lets go (a killed
-/// process leaves its group a moment after it dies).
-pub(super) fn remove(dir: &Path) {
-    if !dir.exists() {
-        return;
-    }
-    for _ in 0..100 {
-        for pid in procs(dir) {
-            // SAFETY: kill sends a signal; a pid gone meanwhile is ESRCH, harmless.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return,
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    tracing::warn!(group = %dir.display(), "could not remove a session's control group");
 }

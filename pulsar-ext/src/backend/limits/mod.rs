@@ -55,16 +55,16 @@ impl Confiner {
         }
     }
 
-    /// Removes the groups of sessions no longer alive (no process left in them), as at a
-    /// daemon's start; returns how many.
-    pub fn sweep(&self) -> usize {
-        self.hierarchies.sweep(true)
+    /// Removes the groups of sessions not in `alive` (their programs are gone, or nobody
+    /// knows them), as at a daemon's start once its sessions are restored; returns how many.
+    pub fn sweep(&self, alive: &std::collections::HashSet<String>) -> usize {
+        self.hierarchies.sweep(|name| alive.contains(name))
     }
 
-    /// At the daemon's stop: removes empty groups and this daemon's bases if nothing is
-    /// left in them (a session held by the keeper keeps its group for the next daemon).
+    /// At the daemon's stop: removes this daemon's bases if nothing is left in them (a
+    /// session held by the keeper keeps its group for the next daemon).
     pub fn close(&self) {
-        self.hierarchies.sweep(false);
+        self.hierarchies.sweep(|_| true);
     }
 
     /// Checks `limits` for a session of `kind` that is not a local program: only the output
@@ -217,7 +217,7 @@ impl Confiner {
         {
             let group = base.join(session);
             if create {
-                cgroup::make(&group).map_err(|err| {
+                cgroup::make_v2(base, &group, &self.hierarchies.v2_enabled()).map_err(|err| {
                     fail(
                         &confinement,
                         first_set(&local),
@@ -470,9 +470,8 @@ impl Confinement {
     }
 
     fn remove(&self) {
-        for group in &self.groups {
-            cgroup::remove(group);
-        }
+        let procs: Vec<PathBuf> = self.groups.iter().map(|g| g.join("cgroup.procs")).collect();
+        pulsar_keeper::limited::remove_groups(&procs);
     }
 }
 
