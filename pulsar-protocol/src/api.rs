@@ -5,6 +5,10 @@
 //! arrays are accepted too). Methods marked `with_extensions` read the caller's identity from
 //! the connection; clients never send it.
 
+// `create_session` has six parameters, the wire's named fields; the generated code adds
+// `self` and the connection's extensions.
+#![allow(clippy::too_many_arguments)]
+
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 

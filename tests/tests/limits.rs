@@ -403,18 +403,15 @@ async fn leftover_groups_are_removed_at_daemon_start_and_live_ones_kept() {
     std::fs::create_dir(&leftover).unwrap();
     drop(line);
     let daemon = daemon.restart(&[]).await;
-    assert!(
-        !leftover.exists(),
-        "the leftover group is removed at start: {}",
-        daemon.log()
-    );
+    // Answered only once the daemon serves, which is after its sweep.
+    let mut line = daemon.line().await;
+    let session = info(&mut line, &id).await;
+    assert!(!leftover.exists(), "the leftover group is removed at start");
     assert!(
         group.exists(),
         "the group of the session still running is kept"
     );
     // The restored session keeps its limits, and its group goes with it.
-    let mut line = daemon.line().await;
-    let session = info(&mut line, &id).await;
     assert_eq!(
         session["limits"]["memory_max"]["value"],
         64 * MIB,
@@ -529,4 +526,29 @@ async fn default_limits_come_from_the_config() {
     // A request's own limit wins.
     let created = create(&mut line, &["sleep", "30"], json!({"nofile_max": 55})).await;
     assert_eq!(created["limits"]["nofile_max"]["value"], 55);
+}
+
+#[tokio::test]
+async fn limits_hold_in_a_daemon_without_a_keeper_too() {
+    let daemon = Daemon::start_with(&[("KEEPER", "false")]).await;
+    let mut line = daemon.line().await;
+    let created = create(
+        &mut line,
+        &["sleep", "30"],
+        json!({"memory_max": 96 * MIB, "nofile_max": 33}),
+    )
+    .await;
+    let pid = pid_of(&created);
+    program_started(pid, "sleep").await;
+    assert_eq!(proc_limit(pid, "Max open files"), "33");
+    let memory = group_of(pid, "memory").expect("the program is in its memory group");
+    line.ok(
+        "terminate_session",
+        json!({"session_id": created["session_id"]}),
+    )
+    .await;
+    eventually("the group to go", || async {
+        (!memory.exists()).then_some(())
+    })
+    .await;
 }

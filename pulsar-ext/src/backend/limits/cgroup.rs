@@ -59,7 +59,11 @@ impl Hierarchies {
             // This process's group in that hierarchy: `N:cpu,cpuacct:/path`.
             let inside = own
                 .lines()
-                .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+                .filter_map(|l| {
+                    let mut parts = l.splitn(3, ':');
+                    parts.next()?;
+                    Some((parts.next()?, parts.next()?))
+                })
                 .find(|(names, _)| names.split(',').any(|n| controllers.contains(&n)))
                 .map(|(_, path)| path.trim_start_matches('/').to_owned())
                 .unwrap_or_default();

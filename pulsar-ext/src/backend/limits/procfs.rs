@@ -3,6 +3,17 @@
 //! parents' `cutime`/`cstime`).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long one reading of `/proc` serves: `list_sessions` over a thousand sessions reads it
+/// once, not once a session.
+const SNAPSHOT_FOR: Duration = Duration::from_millis(250);
+
+/// Every process, as last read, and when.
+type Snapshot = (Instant, Arc<HashMap<i32, Proc>>);
+
+static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
 
 /// One process's figures.
 #[derive(Debug, Default, Clone, Copy)]
@@ -16,9 +27,9 @@ struct Proc {
 
 /// `(memory bytes, peak bytes, cpu ms, processes)` of the tree under `root`.
 pub(super) fn tree_usage(root: u32) -> (u64, u64, u64, u32) {
-    let procs = all_procs();
+    let procs = snapshot();
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for (&pid, proc) in &procs {
+    for (&pid, proc) in procs.iter() {
         children.entry(proc.parent).or_default().push(pid);
     }
     // SAFETY: sysconf only reads a system constant.
@@ -41,6 +52,19 @@ pub(super) fn tree_usage(root: u32) -> (u64, u64, u64, u32) {
         todo.extend(children.get(&pid).into_iter().flatten());
     }
     (memory, peak, ticks * 1000 / tick, count)
+}
+
+/// The processes read at most [`SNAPSHOT_FOR`] ago.
+fn snapshot() -> Arc<HashMap<i32, Proc>> {
+    let mut last = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, procs)) = last.as_ref()
+        && at.elapsed() < SNAPSHOT_FOR
+    {
+        return Arc::clone(procs);
+    }
+    let procs = Arc::new(all_procs());
+    *last = Some((Instant::now(), Arc::clone(&procs)));
+    procs
 }
 
 fn all_procs() -> HashMap<i32, Proc> {
