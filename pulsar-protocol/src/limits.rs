@@ -100,14 +100,18 @@ pub struct AppliedLimits {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUsage {
     /// Memory in use, in bytes (the group's charge, or the processes' resident sets).
+    #[serde(default)]
     pub memory_bytes: u64,
     /// The most memory in use at once so far, in bytes, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_peak_bytes: Option<u64>,
     /// CPU time used so far (user and system), in milliseconds.
+    #[serde(default)]
     pub cpu_ms: u64,
     /// CPU used since the previous reading (or the start), in percent of one CPU.
+    #[serde(default)]
     pub cpu_percent: u32,
     /// Processes in the session now.
+    #[serde(default)]
     pub processes: u32,
 }

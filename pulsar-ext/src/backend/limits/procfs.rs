@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 /// once, not once a session.
 const SNAPSHOT_FOR: Duration = Duration::from_millis(250);
 
-/// Every process, as last read, and when.
-type Snapshot = (Instant, Arc<HashMap<i32, Proc>>);
+/// Every process as last read, and each one's children.
+struct Table {
+    procs: HashMap<i32, Proc>,
+    children: HashMap<i32, Vec<i32>>,
+}
 
-static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
+static SNAPSHOT: Mutex<Option<(Instant, Arc<Table>)>> = Mutex::new(None);
 
 /// One process's figures.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,11 +30,8 @@ struct Proc {
 
 /// `(memory bytes, peak bytes, cpu ms, processes)` of the tree under `root`.
 pub(super) fn tree_usage(root: u32) -> (u64, u64, u64, u32) {
-    let procs = snapshot();
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for (&pid, proc) in procs.iter() {
-        children.entry(proc.parent).or_default().push(pid);
-    }
+    let table = snapshot();
+    let (procs, children) = (&table.procs, &table.children);
     // SAFETY: sysconf only reads a system constant.
     let (page, tick) = unsafe {
         (
@@ -55,16 +55,21 @@ pub(super) fn tree_usage(root: u32) -> (u64, u64, u64, u32) {
 }
 
 /// The processes read at most [`SNAPSHOT_FOR`] ago.
-fn snapshot() -> Arc<HashMap<i32, Proc>> {
+fn snapshot() -> Arc<Table> {
     let mut last = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, procs)) = last.as_ref()
+    if let Some((at, table)) = last.as_ref()
         && at.elapsed() < SNAPSHOT_FOR
     {
-        return Arc::clone(procs);
+        return Arc::clone(table);
     }
-    let procs = Arc::new(all_procs());
-    *last = Some((Instant::now(), Arc::clone(&procs)));
-    procs
+    let procs = all_procs();
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (&pid, proc) in &procs {
+        children.entry(proc.parent).or_default().push(pid);
+    }
+    let table = Arc::new(Table { procs, children });
+    *last = Some((Instant::now(), Arc::clone(&table)));
+    table
 }
 
 fn all_procs() -> HashMap<i32, Proc> {
