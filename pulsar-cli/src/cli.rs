@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 
 use crate::keys::DetachKey;
-use crate::new::{EnvVar, SerialTarget, SshTarget};
+use crate::new::{EnvVar, LimitArg, SerialTarget, SshTarget};
 
 /// The documented exit codes (also in `docs/cli.md`), as a literal for `concat!`.
 macro_rules! exit_codes {
@@ -285,6 +285,11 @@ pub struct NewArgs {
     /// Set an environment variable for the program (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     pub env: Vec<EnvVar>,
+
+    /// A resource limit of the session, NAME=VALUE (repeatable): memory_max=2G, cpu_max=50
+    /// (percent of one CPU), pids_max=200, nofile_max=1024, output_bytes_per_sec=1M.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<LimitArg>,
 
     #[command(flatten)]
     pub detach_key: DetachKeyArg,

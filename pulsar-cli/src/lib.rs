@@ -89,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 cwd: args.cwd,
                 env: args.env,
                 command: args.command,
+                limits: args.limits,
             };
             new::run(&endpoint, request, options).await
         }

@@ -104,6 +104,40 @@ async fn new_detached_prints_the_id_of_a_running_session() {
 }
 
 #[tokio::test]
+async fn new_with_limits_runs_the_session_under_them() {
+    let daemon = Daemon::start().await;
+    let run = pulsar_ok(
+        &daemon,
+        &[
+            "new",
+            "-d",
+            "--limit",
+            "nofile_max=48",
+            "--limit",
+            "output_bytes_per_sec=1M",
+            "--",
+            "/bin/cat",
+        ],
+    );
+    let id: SessionId = run.stdout.trim().parse().expect("new -d prints the id");
+    let client = daemon.client().await;
+    let limits = client
+        .get_session(id)
+        .await
+        .unwrap()
+        .limits
+        .expect("limits");
+    assert_eq!(limits.nofile_max.map(|l| l.value), Some(48));
+    assert_eq!(limits.output_bytes_per_sec.map(|l| l.value), Some(1 << 20));
+    let bad = pulsar(
+        &daemon,
+        &["new", "-d", "--limit", "memory=1G", "--", "/bin/cat"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("not a limit"), "{}", bad.stderr);
+}
+
+#[tokio::test]
 async fn new_runs_the_command_in_the_current_directory_with_the_environment_given() {
     let daemon = Daemon::start().await;
     let dir = daemon.dir.path().join("project");
