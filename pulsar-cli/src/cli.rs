@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 
 use crate::keys::DetachKey;
-use crate::new::{EnvVar, SerialTarget, SshTarget};
+use crate::new::{EnvVar, LimitArg, SerialTarget, SshTarget};
 
 /// The documented exit codes (also in `docs/cli.md`), as a literal for `concat!`.
 macro_rules! exit_codes {
@@ -31,6 +31,7 @@ Examples:
   pulsar new build                  # a shell named build, attached; detach with Ctrl-\\
   pulsar new -d logs -- tail -f /var/log/syslog
   pulsar ls
+  pulsar top --once                 # what each session uses, and its limits
   pulsar attach build
   pulsar send build 'make test'
   pulsar kill build
@@ -178,6 +179,18 @@ pub enum Verb {
         /// Print the sessions as a JSON array (every field the daemon reports).
         #[arg(long)]
         json: bool,
+    },
+
+    /// Show what each running session uses (CPU, memory, processes) and its limits,
+    /// refreshed every few seconds; Ctrl-C ends it.
+    #[command(after_help = TOP_VIEW_AFTER_HELP)]
+    Top {
+        /// Print the view once and exit (for scripts).
+        #[arg(long)]
+        once: bool,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        interval: f64,
     },
 
     /// Attach this terminal to a session; detach with Ctrl-\ (see --detach-key).
@@ -346,6 +359,11 @@ pub struct NewArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     pub env: Vec<EnvVar>,
 
+    /// A resource limit of the session, NAME=VALUE (repeatable): memory_max=2G, cpu_max=50
+    /// (percent of one CPU), pids_max=200, nofile_max=1024, output_bytes_per_sec=1M.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<LimitArg>,
+
     #[command(flatten)]
     pub detach_key: DetachKeyArg,
 
@@ -395,7 +413,17 @@ session, oldest first.
 
 Examples:
   pulsar ls
+  pulsar top --once                 # what each session uses, and its limits
   pulsar ls --json | jq -r '.[] | select(.state == \"detached\") | .name'";
+
+const TOP_VIEW_AFTER_HELP: &str = "\
+CPU is the share of one CPU since the previous refresh; MEM and PEAK come from the session's
+control group when it has one, else from its processes' resident sets. LIMITS names each limit
+and what holds it (cgroup2, cgroup1, rlimit, nice, pump). Sessions are sorted by CPU.
+
+Examples:
+  pulsar top
+  pulsar top --once";
 
 const ATTACH_AFTER_HELP: &str = "\
 The session's current screen is redrawn, then everything it prints is shown live; what you

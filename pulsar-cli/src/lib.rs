@@ -23,6 +23,7 @@ pub mod send;
 pub mod shutdown;
 pub mod status;
 pub mod terminal;
+pub mod top;
 pub mod upgrade;
 pub mod wait;
 pub mod workspace;
@@ -90,10 +91,15 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 cwd: args.cwd,
                 env: args.env,
                 command: args.command,
+                limits: args.limits,
             };
             new::run(&endpoint, request, options).await
         }
         Verb::Ls { json } => list::run(&endpoint, json).await,
+        Verb::Top { once, interval } => {
+            let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
+            top::run(&endpoint, once, interval).await
+        }
         Verb::Attach {
             target,
             read_only,

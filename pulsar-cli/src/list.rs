@@ -36,7 +36,18 @@ pub fn table(
     workspaces: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> String {
-    let header = ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE", "WORKSPACE"].map(String::from);
+    let header = [
+        "NAME",
+        "ID",
+        "TYPE",
+        "STATE",
+        "CLIENTS",
+        "AGE",
+        "MEM",
+        "CPU",
+        "WORKSPACE",
+    ]
+    .map(String::from);
     let mut rows = vec![header];
     for session in sessions {
         rows.push([
@@ -46,6 +57,12 @@ pub fn table(
             describe_state(session),
             session.num_clients.to_string(),
             age(session.created_at, now),
+            session
+                .usage
+                .map_or_else(|| "-".to_owned(), |u| bytes(u.memory_bytes)),
+            session
+                .usage
+                .map_or_else(|| "-".to_owned(), |u| format!("{}%", u.cpu_percent)),
             workspaces
                 .get(&session.id.to_string())
                 .cloned()
@@ -114,6 +131,21 @@ fn describe_state(session: &Session) -> String {
     }
 }
 
+/// `512B`, `640K`, `12.5M`, `1.2G`.
+pub fn bytes(n: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = n as f64;
+    if f < K {
+        format!("{n}B")
+    } else if f < K * K {
+        format!("{:.0}K", f / K)
+    } else if f < K * K * K {
+        format!("{:.1}M", f / (K * K))
+    } else {
+        format!("{:.1}G", f / (K * K * K))
+    }
+}
+
 /// `42s`, `5m`, `3h`, `2d`.
 fn age(created: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - created).num_seconds().max(0);
@@ -142,6 +174,7 @@ mod tests {
                 "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "name": "build",
                 "type": {"kind": "local"}, "state": "running", "num_clients": 2,
                 "created_at": "2024-01-01T00:59:18Z",
+                "usage": {"memory_bytes": 13_107_200, "cpu_ms": 5, "cpu_percent": 7, "processes": 2},
             })),
             session(json!({
                 "id": "c0ffee00-0000-4000-8000-000000000000", "name": "router-console",
@@ -166,12 +199,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[1].ends_with("running           2        42s  Rust dev"),
+            lines[1].ends_with("running           2        42s  12.5M  7%   Rust dev"),
             "{text}"
         );
         assert!(lines[2].contains("serial /dev/ttyUSB0"), "{text}");
         assert!(lines[2].contains("stopped (code 1)"), "{text}");
-        assert!(lines[2].ends_with("3d   -"), "{text}");
+        assert!(lines[2].ends_with("3d   -      -    -"), "{text}");
     }
 
     #[test]
@@ -180,6 +213,14 @@ mod tests {
         assert_eq!(describe_type(&ty), "ssh ada@h:2222");
         let ty = json!({"kind": "ssh", "host": "h", "port": 22, "user": "ada"});
         assert_eq!(describe_type(&ty), "ssh ada@h");
+    }
+
+    #[test]
+    fn byte_counts_are_short() {
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(640 * 1024), "640K");
+        assert_eq!(bytes(13_107_200), "12.5M");
+        assert_eq!(bytes(3 << 30), "3.0G");
     }
 
     #[test]

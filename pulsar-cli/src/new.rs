@@ -39,6 +39,8 @@ pub struct Request {
     pub env: Vec<EnvVar>,
     /// Program and arguments of a local session (default: the login shell).
     pub command: Vec<String>,
+    /// Resource limits (`create_session`'s `limits`).
+    pub limits: Vec<LimitArg>,
 }
 
 /// `pulsar new`.
@@ -92,6 +94,14 @@ fn params(request: &Request) -> Result<Params> {
         params.insert("name".into(), name.clone().into());
     }
     params.insert("type".into(), session_type);
+    if !request.limits.is_empty() {
+        let limits: serde_json::Map<String, Value> = request
+            .limits
+            .iter()
+            .map(|l| (l.name.to_owned(), l.value.into()))
+            .collect();
+        params.insert("limits".into(), Value::Object(limits));
+    }
     if let Some((cols, rows)) = terminal::size() {
         params.insert("cols".into(), cols.into());
         params.insert("rows".into(), rows.into());
@@ -220,6 +230,50 @@ impl FromStr for SerialTarget {
             device: device.to_owned(),
             baud,
         })
+    }
+}
+
+/// `--limit NAME=VALUE`: `memory_max=2G`, `cpu_max=50`, `pids_max=200`, `nofile_max=1024`,
+/// `output_bytes_per_sec=1M` (byte counts take K, M and G, powers of 1024).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitArg {
+    /// The limit's field in `create_session`'s `limits`.
+    pub name: &'static str,
+    /// Its value.
+    pub value: u64,
+}
+
+impl FromStr for LimitArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const NAMES: [&str; 5] = [
+            "memory_max",
+            "cpu_max",
+            "pids_max",
+            "nofile_max",
+            "output_bytes_per_sec",
+        ];
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text:?}: expected NAME=VALUE, e.g. memory_max=2G"))?;
+        let name = NAMES
+            .into_iter()
+            .find(|n| *n == name)
+            .ok_or_else(|| format!("{name:?}: not a limit (one of {})", NAMES.join(", ")))?;
+        let (digits, scale) = match value.as_bytes().last() {
+            Some(b'K' | b'k') => (&value[..value.len() - 1], 1u64 << 10),
+            Some(b'M' | b'm') => (&value[..value.len() - 1], 1 << 20),
+            Some(b'G' | b'g') => (&value[..value.len() - 1], 1 << 30),
+            _ => (value, 1),
+        };
+        let value = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{text:?}: expected a positive number (K, M, G allowed)"))?;
+        Ok(Self { name, value })
     }
 }
 
@@ -366,5 +420,21 @@ mod tests {
             params["type"],
             json!({"kind": "local", "command": ["make", "-j2"], "cwd": "/tmp", "env": {"A": "1"}})
         );
+    }
+
+    #[test]
+    fn limits_are_named_fields_with_binary_suffixes() {
+        let limit: LimitArg = "memory_max=2G".parse().unwrap();
+        assert_eq!((limit.name, limit.value), ("memory_max", 2 << 30));
+        let limit: LimitArg = "cpu_max=50".parse().unwrap();
+        assert_eq!((limit.name, limit.value), ("cpu_max", 50));
+        assert!(
+            "memory=1G"
+                .parse::<LimitArg>()
+                .unwrap_err()
+                .contains("not a limit")
+        );
+        assert!("pids_max=0".parse::<LimitArg>().is_err());
+        assert!("pids_max".parse::<LimitArg>().is_err());
     }
 }

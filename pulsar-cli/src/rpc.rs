@@ -40,6 +40,35 @@ pub struct Session {
     /// One past its last output byte (where output that follows starts).
     #[serde(default)]
     pub output_offset: u64,
+    /// The program's pid while it runs.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// What it uses now (a running local session).
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// Its limits, as the daemon reports them (`{field: {value, mechanism}}`).
+    #[serde(default)]
+    pub limits: Option<serde_json::Map<String, Value>>,
+}
+
+/// A session's usage, as `ls` and `top` show it.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Usage {
+    /// Memory in use, in bytes.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// The most memory in use at once, in bytes.
+    #[serde(default)]
+    pub memory_peak_bytes: Option<u64>,
+    /// CPU time so far, in milliseconds.
+    #[serde(default)]
+    pub cpu_ms: u64,
+    /// CPU since the previous reading, in percent of one CPU.
+    #[serde(default)]
+    pub cpu_percent: u32,
+    /// Processes now.
+    #[serde(default)]
+    pub processes: u32,
 }
 
 impl Session {

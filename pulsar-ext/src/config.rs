@@ -120,6 +120,29 @@ pub struct Config {
     /// A recording's size cap, in bytes: at it, the recording stops (`recording_stopped`
     /// says so) and the session goes on.
     pub recording_max_bytes: u64,
+    /// Default memory limit of a local session, in bytes (`create_session`'s
+    /// `limits.memory_max` wins); absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_memory_max: Option<u64>,
+    /// Default CPU limit of a local session, in percent of one CPU; absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_cpu_max: Option<u32>,
+    /// Default limit on a local session's processes; absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_pids_max: Option<u64>,
+    /// Default open-files limit of a local session's processes; absent: inherited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_nofile_max: Option<u64>,
+    /// Default output rate of every session, in bytes per second; absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_output_bytes_per_sec: Option<u64>,
+    /// Whether local sessions' limits may use control groups; off: rlimits and nice only
+    /// (no memory OOM kill of the group, no pids limit for root).
+    pub limits_cgroups: bool,
+    /// A cgroup v2 directory this daemon may create groups in (a subtree delegated to the
+    /// user, e.g. by systemd's `Delegate=yes`); empty: found by itself (see
+    /// docs/operations.md).
+    pub limits_cgroup_root: PathBuf,
     /// Loopback address (`127.0.0.1:3030`) of the desktop's output WebSocket
     /// (`ws://HOST:PORT/ws/{session_id}`); empty: no TCP listener at all.
     pub desktop_websocket: String,
@@ -180,6 +203,13 @@ const KEYS: &[&str] = &[
     "record_sessions",
     "recordings_dir",
     "recording_max_bytes",
+    "limits_memory_max",
+    "limits_cpu_max",
+    "limits_pids_max",
+    "limits_nofile_max",
+    "limits_output_bytes_per_sec",
+    "limits_cgroups",
+    "limits_cgroup_root",
 ];
 
 /// The Tauri webview's origins (Linux and macOS, Windows over http and https): the desktop's
@@ -266,6 +296,13 @@ impl Config {
             record_sessions: false,
             recordings_dir: PathBuf::new(),
             recording_max_bytes: 100 * 1024 * 1024,
+            limits_memory_max: None,
+            limits_cpu_max: None,
+            limits_pids_max: None,
+            limits_nofile_max: None,
+            limits_output_bytes_per_sec: None,
+            limits_cgroups: true,
+            limits_cgroup_root: PathBuf::new(),
             desktop_websocket: String::new(),
             desktop_websocket_origins: DEFAULT_DESKTOP_ORIGINS
                 .iter()
@@ -321,6 +358,7 @@ impl Config {
         } else {
             expand_home(&config.recordings_dir)
         };
+        config.limits_cgroup_root = expand_home(&config.limits_cgroup_root);
         config.ssh_key_files = config
             .ssh_key_files
             .iter()
@@ -344,6 +382,22 @@ impl Config {
             "must be at least 4096",
         )?;
         check(self.max_sessions >= 1, "max_sessions", "must be at least 1")?;
+        for (value, key) in [
+            (self.limits_memory_max, "limits_memory_max"),
+            (self.limits_cpu_max.map(u64::from), "limits_cpu_max"),
+            (self.limits_pids_max, "limits_pids_max"),
+            (self.limits_nofile_max, "limits_nofile_max"),
+            (
+                self.limits_output_bytes_per_sec,
+                "limits_output_bytes_per_sec",
+            ),
+        ] {
+            check(
+                value != Some(0),
+                key,
+                "must be at least 1 (leave it out for no limit)",
+            )?;
+        }
         check(
             self.max_clients_per_session >= 1,
             "max_clients_per_session",
@@ -439,6 +493,18 @@ impl Config {
             serial_reopen: self.serial_reopen(),
             ssh: self.ssh_options(),
             keeper: None,
+            confiner: Default::default(),
+        }
+    }
+
+    /// The limits a session takes where its request says nothing.
+    pub fn default_limits(&self) -> pulsar_protocol::SessionLimits {
+        pulsar_protocol::SessionLimits {
+            memory_max: self.limits_memory_max,
+            cpu_max: self.limits_cpu_max,
+            pids_max: self.limits_pids_max,
+            nofile_max: self.limits_nofile_max,
+            output_bytes_per_sec: self.limits_output_bytes_per_sec,
         }
     }
 

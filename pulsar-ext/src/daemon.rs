@@ -12,7 +12,7 @@ use pulsar_protocol::KeeperStatus;
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
-use crate::backend::Keeper;
+use crate::backend::{Confiner, Keeper, trampoline};
 use crate::config::Config;
 use crate::handover::Incoming;
 use crate::persist::{
@@ -78,6 +78,8 @@ pub struct Daemon {
     checkpointer: Arc<Checkpointer>,
     /// Holds the local programs; `None`: they end with this daemon.
     keeper: Option<Arc<Keeper>>,
+    /// Makes and removes the sessions' control groups.
+    confiner: Arc<Confiner>,
     /// Set by the `shutdown` method: this stop ends every session.
     terminate_on_stop: Arc<AtomicBool>,
     socket_path: PathBuf,
@@ -155,8 +157,23 @@ impl Daemon {
         } else {
             None
         };
+        let confiner = {
+            let config = Arc::clone(&config);
+            tokio::task::spawn_blocking(move || {
+                let confiner = Confiner::new(
+                    config.limits_cgroups,
+                    &config.limits_cgroup_root,
+                    &daemon_key(&config.socket_path),
+                    trampoline(&config.keeper_binary, &config.keeper_fallback),
+                );
+                Arc::new(confiner)
+            })
+            .await
+            .expect("finding the control groups panicked")
+        };
         let mut backend_settings = config.backend_settings();
         backend_settings.keeper = keeper.clone();
+        backend_settings.confiner = Arc::clone(&confiner);
         let sessions = Arc::new(SessionManager::with_observer(
             Arc::clone(&config),
             backend_settings,
@@ -187,6 +204,23 @@ impl Daemon {
         );
         if let Some(keeper) = &keeper {
             release_leftovers(keeper).await;
+        }
+        // Groups of sessions that ended while no daemon watched, or that no daemon knows.
+        let alive: std::collections::HashSet<String> = sessions
+            .all()
+            .iter()
+            .filter(|s| s.is_alive())
+            .map(|s| s.id().to_string())
+            .collect();
+        let sweeper = Arc::clone(&confiner);
+        let removed = tokio::task::spawn_blocking(move || sweeper.sweep(&alive))
+            .await
+            .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(
+                groups = removed,
+                "removed the control groups of sessions no longer alive"
+            );
         }
 
         let (trigger, shutdown) = shutdown::channel();
@@ -253,6 +287,7 @@ impl Daemon {
             observer,
             checkpointer,
             keeper,
+            confiner,
             terminate_on_stop,
             socket_path,
         })
@@ -277,7 +312,10 @@ impl Daemon {
     pub async fn stop(self) {
         let terminate = self.terminate_on_stop.load(Ordering::SeqCst) || self.keeper.is_none();
         // Dropped at once: the socket file goes as soon as nothing accepts on it.
+        let confiner = Arc::clone(&self.confiner);
         self.shut(terminate, drop).await;
+        // Not at a hand-over: the next daemon goes on with the same groups.
+        let _ = tokio::task::spawn_blocking(move || confiner.close()).await;
     }
 
     /// Stops as for a restart, leaving every program running, and gives back the listening
@@ -329,6 +367,21 @@ impl Daemon {
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("pulsar daemon stopped");
     }
+}
+
+/// This daemon's name among its user's control groups: a hash of its socket's path, so that
+/// two daemons of one user (two test runs) never touch each other's groups.
+fn daemon_key(socket: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    // FNV-1a: stable across builds and runs, as the key must be.
+    let hash = socket
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("d{hash:016x}")
 }
 
 /// Programs the keeper held at start that no stored session claimed (created just before a

@@ -8,6 +8,7 @@
 //! never on the output path and costs a descriptor and a few hundred bytes per session.
 
 pub mod client;
+pub mod limited;
 pub mod pty;
 mod server;
 pub mod wire;

@@ -12,12 +12,31 @@ use crate::wire::SpawnRequest;
 /// caller reaps the child (waitpid on its pid, or its pidfd). The error is the bare reason
 /// ("cannot open a pty: ...", the exec failure); the caller names the program.
 pub fn spawn(request: &SpawnRequest) -> Result<(OwnedFd, u32), String> {
-    let mut cmd = match &request.command {
-        None => CommandBuilder::new_default_prog(),
-        Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+    let mut cmd = match (&request.command, &request.limits) {
+        (Some(argv), _) if argv.is_empty() || argv[0].is_empty() => {
             return Err("command is empty".to_owned());
         }
-        Some(argv) => {
+        // Confined: through the trampoline, which joins the groups, sets the limits and
+        // execs the program (see `limited`).
+        (command, Some(limits)) => {
+            let Some((program, before)) = limits.trampoline.split_first() else {
+                return Err("no program to apply the limits with".to_owned());
+            };
+            let spec = serde_json::to_string(limits).map_err(|err| err.to_string())?;
+            let mut cmd = CommandBuilder::new(program);
+            cmd.args(before);
+            cmd.args([crate::limited::FLAG, spec.as_str()]);
+            match command {
+                Some(argv) => {
+                    cmd.arg("--");
+                    cmd.args(argv);
+                }
+                None => cmd.arg("--login"),
+            }
+            cmd
+        }
+        (None, None) => CommandBuilder::new_default_prog(),
+        (Some(argv), None) => {
             let mut cmd = CommandBuilder::new(&argv[0]);
             cmd.args(&argv[1..]);
             cmd

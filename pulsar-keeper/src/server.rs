@@ -36,6 +36,9 @@ struct Kept {
     fd: OwnedFd,
     /// The program, for PTY sessions.
     child: Option<Child>,
+    /// The `cgroup.procs` files of the program's control groups, removed when the keeper
+    /// ends everything (the daemon removes them when a session ends).
+    groups: Vec<PathBuf>,
 }
 
 /// A program the keeper is the parent of.
@@ -279,7 +282,19 @@ impl Keeper {
                     // Held in full (its pidfd open) before the daemon hears of it: what a
                     // daemon sees after the reply is what the keeper holds.
                     let pidfd = pidfd_open(pid).ok();
-                    let reply = wire::send(socket, &Reply::Spawned { pid }, &[master.as_raw_fd()]);
+                    let groups = spawn
+                        .limits
+                        .as_ref()
+                        .map(|l| l.cgroup_procs.clone())
+                        .unwrap_or_default();
+                    let reply = wire::send(
+                        socket,
+                        &Reply::Spawned {
+                            pid,
+                            limited: spawn.limits.is_some(),
+                        },
+                        &[master.as_raw_fd()],
+                    );
                     self.sessions.insert(
                         spawn.id,
                         Kept {
@@ -290,6 +305,7 @@ impl Keeper {
                                 pidfd,
                                 exit: None,
                             }),
+                            groups,
                         },
                     );
                     reply?;
@@ -305,6 +321,7 @@ impl Keeper {
                                 meta,
                                 fd,
                                 child: None,
+                                groups: Vec::new(),
                             },
                         );
                         Reply::Done
@@ -346,6 +363,10 @@ impl Keeper {
                         kill_session(child.pid, Signal::SIGKILL);
                         child.reap();
                     }
+                }
+                // Before the answer: once it has it, nothing of the sessions is left.
+                for kept in self.sessions.values() {
+                    crate::limited::remove_groups(&kept.groups);
                 }
                 let _ = wire::send(socket, &Reply::Done, &[]);
                 self.sessions.clear();

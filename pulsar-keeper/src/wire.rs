@@ -70,6 +70,35 @@ pub struct SpawnRequest {
     pub cols: u16,
     /// Terminal height.
     pub rows: u16,
+    /// Limits to apply before the program's first instruction; `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<SpawnLimits>,
+}
+
+/// How to confine a program: the program is started through `trampoline --exec-limited`,
+/// which joins the groups and sets the limits in its own process, then execs the program, so
+/// no instruction of it runs unconfined. The groups exist already (the daemon made them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnLimits {
+    /// The program that understands `--exec-limited` (`pulsar-keeper`, or
+    /// `pulsar-standalone`), and any arguments before that flag.
+    pub trampoline: Vec<String>,
+    /// `cgroup.procs` files to write the program's pid to (one per cgroup v1 controller, or
+    /// the one cgroup v2 group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_procs: Vec<PathBuf>,
+    /// `RLIMIT_AS`, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_space: Option<u64>,
+    /// `RLIMIT_NPROC` (per user, as the kernel counts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
+    /// `RLIMIT_NOFILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    /// The nice value to start at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nice: Option<i32>,
 }
 
 /// How a program ended.
@@ -109,6 +138,11 @@ pub enum Reply {
     Spawned {
         /// The program's pid.
         pid: u32,
+        /// The request's limits were applied (through the trampoline). A keeper from before
+        /// limits existed leaves it out: the daemon then refuses the session instead of
+        /// running it unconfined.
+        #[serde(default)]
+        limited: bool,
     },
     /// Done (hold, release, terminate).
     Done,

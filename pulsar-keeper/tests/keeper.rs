@@ -73,9 +73,10 @@ fn spawn(client: &Client, id: &str, argv: &[&str]) -> (u32, OwnedFd) {
         env: vec![("PULSAR_TEST".into(), "1".into())],
         cols: 80,
         rows: 24,
+        limits: None,
     });
     let (reply, mut fds) = client.call(&request, &[]).unwrap();
-    let Reply::Spawned { pid } = reply else {
+    let Reply::Spawned { pid, .. } = reply else {
         panic!("{reply:?}")
     };
     (pid, fds.pop().expect("the master"))

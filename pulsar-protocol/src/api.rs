@@ -5,14 +5,18 @@
 //! arrays are accepted too). Methods marked `with_extensions` read the caller's identity from
 //! the connection; clients never send it.
 
+// `create_session` has six parameters, the wire's named fields; the generated code adds
+// `self` and the connection's extensions.
+#![allow(clippy::too_many_arguments)]
+
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 
 use crate::{
     AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult,
     OutputEvent, ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
-    SendInputResult, SessionEvent, SessionId, SessionInfo, SessionType, Status, Success,
-    UpgradeResult, WaitOn, WaitResult,
+    SendInputResult, SessionEvent, SessionId, SessionInfo, SessionLimits, SessionType, Status,
+    Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -24,6 +28,9 @@ pub trait PulsarApi {
 
     /// Starts a session of `type` and returns its id and info. `name` must be unique among
     /// live sessions (error 1002 otherwise); it defaults to the id's first 8 characters.
+    /// `limits` (each absent one from the daemon's defaults) are in force before the
+    /// program's first instruction; one no mechanism can hold is an error (1029), and an
+    /// SSH or serial session takes only `output_bytes_per_sec` (1028).
     #[method(name = "create_session", param_kind = map, with_extensions)]
     async fn create_session(
         &self,
@@ -32,6 +39,7 @@ pub trait PulsarApi {
         cols: Option<u16>,
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
+        limits: Option<SessionLimits>,
     ) -> RpcResult<CreateSessionResult>;
 
     /// Registers a client on a session and returns a snapshot of its screen (preceded by

@@ -79,3 +79,11 @@ pub const NOT_RECORDING: i32 = 1031;
 /// `start_recording`: the recording file could not be created (it exists, its directory is
 /// missing or not writable, the path is not absolute); `data` has `session_id` and `path`.
 pub const RECORDING_FILE_FAILED: i32 = 1032;
+/// `create_session`: a limit the session's kind cannot take (an SSH or serial session takes
+/// only `output_bytes_per_sec`: the far end is out of the daemon's reach); `data` has `field`
+/// and `kind`.
+pub const LIMIT_NOT_APPLICABLE: i32 = 1028;
+/// `create_session`: no mechanism on this machine can hold a limit asked for (no writable
+/// control group for it, and no resource limit or nice value that would do), or setting it
+/// up failed; `data` has `field` and the message says what was tried.
+pub const LIMIT_UNAVAILABLE: i32 = 1029;

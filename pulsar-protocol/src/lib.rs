@@ -12,6 +12,7 @@ pub mod client;
 mod data;
 pub mod error;
 mod event;
+mod limits;
 mod session;
 mod session_event;
 mod status;
@@ -23,6 +24,7 @@ pub use api::{PulsarApiClient, PulsarApiServer};
 pub use client::{ConnectError, PulsarClient, connect};
 pub use data::Base64Data;
 pub use event::OutputEvent;
+pub use limits::{AppliedLimits, HeldLimit, LimitMechanism, SessionLimits, SessionUsage};
 pub use session::{
     AsciicastExport, AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult,
     LocalSpec, ReceiveOutputResult, RecordingInfo, RecordingStarted, ResizePolicy, ScreenContents,

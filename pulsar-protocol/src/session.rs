@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::Base64Data;
+use crate::{AppliedLimits, Base64Data, SessionUsage};
 
 /// Sessions are addressed by a v4 UUID, written in its hyphenated form.
 pub type SessionId = Uuid;
@@ -481,6 +481,12 @@ pub struct SessionInfo {
     /// The recording in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingInfo>,
+    /// The limits it runs under, each with the mechanism holding it; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AppliedLimits>,
+    /// What it uses now, while a local program runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<SessionUsage>,
 }
 
 /// A recording in progress (`get_session`'s `recording`).
@@ -733,6 +739,8 @@ mod tests {
             output_offset: 0,
             ssh: None,
             recording: None,
+            limits: None,
+            usage: None,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

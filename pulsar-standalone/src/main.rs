@@ -44,6 +44,16 @@ fn main() -> ExitCode {
     // The keeper mode: no async runtime, nothing of the daemon (see pulsar-keeper).
     let mut raw = std::env::args_os().skip(1);
     if raw.next().is_some_and(|first| first == "--keeper") {
+        let rest: Vec<_> = raw.collect();
+        // `--keeper --exec-limited ...`: the trampoline a confined session program starts
+        // through, when this binary stands in for pulsar-keeper.
+        if rest
+            .first()
+            .is_some_and(|flag| flag == pulsar_keeper::limited::FLAG)
+        {
+            return ExitCode::from(pulsar_keeper::limited::exec(&rest[1..]));
+        }
+        let mut raw = rest.into_iter();
         return match (raw.next(), raw.next(), raw.next()) {
             (Some(flag), Some(path), None) if flag == "--socket" => {
                 match pulsar_keeper::run(std::path::Path::new(&path)) {

@@ -78,7 +78,7 @@ fn shell_type(prompt: &str) -> pulsar_protocol::SessionType {
 /// Creates a session named `name` running a shell with the prompt `name$ `.
 async fn create_shell(client: &PulsarClient, name: &str) -> SessionId {
     client
-        .create_session(Some(name.into()), shell_type(name), None, None, None)
+        .create_session(Some(name.into()), shell_type(name), None, None, None, None)
         .await
         .expect("create_session")
         .session_id
@@ -101,6 +101,40 @@ async fn new_detached_prints_the_id_of_a_running_session() {
     let info = client.get_session(id).await.unwrap();
     assert_eq!(info.name, "work");
     assert_eq!(info.state, SessionState::Detached);
+}
+
+#[tokio::test]
+async fn new_with_limits_runs_the_session_under_them() {
+    let daemon = Daemon::start().await;
+    let run = pulsar_ok(
+        &daemon,
+        &[
+            "new",
+            "-d",
+            "--limit",
+            "nofile_max=48",
+            "--limit",
+            "output_bytes_per_sec=1M",
+            "--",
+            "/bin/cat",
+        ],
+    );
+    let id: SessionId = run.stdout.trim().parse().expect("new -d prints the id");
+    let client = daemon.client().await;
+    let limits = client
+        .get_session(id)
+        .await
+        .unwrap()
+        .limits
+        .expect("limits");
+    assert_eq!(limits.nofile_max.map(|l| l.value), Some(48));
+    assert_eq!(limits.output_bytes_per_sec.map(|l| l.value), Some(1 << 20));
+    let bad = pulsar(
+        &daemon,
+        &["new", "-d", "--limit", "memory=1G", "--", "/bin/cat"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("not a limit"), "{}", bad.stderr);
 }
 
 #[tokio::test]
@@ -191,7 +225,17 @@ async fn ls_shows_name_id_prefix_type_state_clients_and_age() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "ID", "TYPE", "STATE", "CLIENTS", "AGE", "WORKSPACE"]
+        [
+            "NAME",
+            "ID",
+            "TYPE",
+            "STATE",
+            "CLIENTS",
+            "AGE",
+            "MEM",
+            "CPU",
+            "WORKSPACE"
+        ]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
@@ -624,6 +668,7 @@ async fn an_ambiguous_id_prefix_is_an_error_listing_the_candidates() {
             .create_session(
                 Some(format!("s{n}")),
                 command(&["sleep", "60"]),
+                None,
                 None,
                 None,
                 None,
@@ -1186,7 +1231,7 @@ async fn detaching_from_a_full_screen_program_resets_the_outer_terminal_modes() 
     }))
     .unwrap();
     let id = client
-        .create_session(Some("vim".into()), vim, None, None, None)
+        .create_session(Some("vim".into()), vim, None, None, None, None)
         .await
         .unwrap()
         .session_id;
@@ -1329,5 +1374,44 @@ async fn new_ssh_with_an_alias_means_what_ssh_means() {
             &json!(pulsar_e2e::sshd::TEST_USER)
         ),
         "{info}"
+    );
+}
+
+#[tokio::test]
+async fn top_once_shows_each_running_session_s_usage_and_limits() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    line.ok(
+        "create_session",
+        json!({
+            "name": "limited",
+            "type": {"kind": "local", "command": ["/bin/cat"]},
+            "limits": {"nofile_max": 64, "output_bytes_per_sec": 1_048_576},
+        }),
+    )
+    .await;
+    let run = pulsar_ok(&daemon, &["top", "--once"]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "ID", "PID", "CPU", "MEM", "PEAK", "PROCS", "LIMITS"],
+        "{}",
+        run.stdout
+    );
+    assert!(lines[1].starts_with("limited"), "{}", run.stdout);
+    assert!(
+        lines[1].ends_with("nofile 64 (rlimit), output 1.0M/s (pump)"),
+        "{}",
+        run.stdout
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert!(row[3].ends_with('%') && row[4] != "-", "{}", run.stdout);
+    // `ls` shows the same usage.
+    let listed = pulsar_ok(&daemon, &["ls"]);
+    assert!(
+        listed.stdout.lines().nth(1).unwrap().contains('%'),
+        "{}",
+        listed.stdout
     );
 }

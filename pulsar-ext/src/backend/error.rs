@@ -31,6 +31,26 @@ pub enum BackendError {
     /// timed out, unknown host, authentication, host key). Boxed: host-key details are large.
     #[error(transparent)]
     Connect(Box<ConnectError>),
+    /// A limit asked for a session whose program runs out of the daemon's reach.
+    #[error(
+        "limits.{field} cannot apply to a {kind} session: its program runs at the far end \
+         (an SSH server or a device), out of this daemon's reach; only \
+         limits.output_bytes_per_sec applies"
+    )]
+    LimitNotApplicable {
+        /// The limit, as named in `limits`.
+        field: &'static str,
+        /// The session's kind.
+        kind: &'static str,
+    },
+    /// No mechanism on this machine can hold a limit, or setting it up failed.
+    #[error("limits.{field} cannot be held: {reason}")]
+    LimitUnavailable {
+        /// The limit, as named in `limits`.
+        field: &'static str,
+        /// What was tried, and why it failed.
+        reason: String,
+    },
     /// Anything else: the program could not start, the device could not be configured.
     #[error("{reason}")]
     Failed {

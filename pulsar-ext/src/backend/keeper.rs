@@ -182,8 +182,21 @@ impl Keeper {
         self: &Arc<Self>,
         request: SpawnRequest,
     ) -> io::Result<(OwnedFd, u32)> {
+        let confined = request.limits.is_some();
+        let id = request.id.clone();
         match self.call(Request::Spawn(request), Vec::new()).await? {
-            (Reply::Spawned { pid }, mut fds) if fds.len() == 1 => {
+            (Reply::Spawned { pid, limited }, mut fds) if fds.len() == 1 => {
+                if confined && !limited {
+                    // A keeper from before limits ran it unconfined: end it at once.
+                    self.release(&id).await;
+                    // SAFETY: kill sends a signal to the program just started.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    return Err(io::Error::other(format!(
+                        "the running keeper ({}) cannot apply limits; end its sessions and \
+                         let the daemon start a newer one",
+                        self.version()
+                    )));
+                }
                 Ok((fds.pop().expect("one descriptor"), pid))
             }
             (other, _) => Err(io::Error::other(format!(
@@ -299,6 +312,17 @@ fn start(program: &Path, socket: &Path) -> io::Result<()> {
             let _ = child.wait();
         })?;
     Ok(())
+}
+
+/// How to start a program through the limits trampoline (`--exec-limited`): the keeper
+/// program [`find_binary`] finds, with `--keeper` first when it is `pulsar-standalone`.
+pub fn trampoline(binary: &Path, fallback: &Path) -> Option<Vec<String>> {
+    let found = find_binary(binary, fallback)?;
+    let mut argv = vec![found.to_string_lossy().into_owned()];
+    if !fallback.as_os_str().is_empty() && found == fallback {
+        argv.push("--keeper".to_owned());
+    }
+    Some(argv)
 }
 
 /// `binary` if given, else `pulsar-keeper` beside this executable or beside this library (the

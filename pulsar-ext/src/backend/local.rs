@@ -18,11 +18,12 @@ use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use pulsar_protocol::LocalSpec;
+use pulsar_protocol::{AppliedLimits, LocalSpec, SessionUsage};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use super::keeper::{Adoptable, Keeper};
+use super::limits::{Confinement, usage_from_proc};
 use super::{Backend, ExitStatus};
 use pulsar_keeper::wire::SpawnRequest;
 
@@ -73,6 +74,10 @@ pub struct LocalBackend {
     /// the program was gone already).
     pidfd: Option<AsyncFd<OwnedFd>>,
     parent: Parent,
+    /// Its limits and control groups, if it has any.
+    confinement: Option<Arc<Confinement>>,
+    /// The previous CPU reading, for the usage of a program without a group.
+    cpu_sample: Mutex<(std::time::Instant, u64)>,
 }
 
 /// Who the program's parent is, and so who reaps it.
@@ -97,7 +102,12 @@ struct Start {
 
 impl Start {
     /// The program to start, as the keeper (or a daemon without one) takes it.
-    fn request(self, id: String, (cols, rows): (u16, u16)) -> SpawnRequest {
+    fn request(
+        self,
+        id: String,
+        (cols, rows): (u16, u16),
+        confinement: Option<&Arc<Confinement>>,
+    ) -> SpawnRequest {
         SpawnRequest {
             id,
             meta: String::new(),
@@ -106,6 +116,7 @@ impl Start {
             env: self.env,
             cols,
             rows,
+            limits: confinement.map(|c| c.spawn_limits()),
         }
     }
 
@@ -146,6 +157,22 @@ impl LocalBackend {
         cols: u16,
         rows: u16,
         extra_env: &[(&str, String)],
+        confinement: Option<Arc<Confinement>>,
+    ) -> Result<Self, SpawnError> {
+        let started = Self::spawn_confined(spec, (cols, rows), extra_env, confinement.clone());
+        if started.is_err()
+            && let Some(confinement) = &confinement
+        {
+            confinement.finish();
+        }
+        started
+    }
+
+    fn spawn_confined(
+        spec: &LocalSpec,
+        (cols, rows): (u16, u16),
+        extra_env: &[(&str, String)],
+        confinement: Option<Arc<Confinement>>,
     ) -> Result<Self, SpawnError> {
         let start = Start::check(spec, extra_env)?;
         let shown = start.shown.clone();
@@ -153,8 +180,8 @@ impl LocalBackend {
             command: shown.clone(),
             reason,
         };
-        let (master, pid) = pulsar_keeper::pty::spawn(&start.request(String::new(), (cols, rows)))
-            .map_err(spawn_err)?;
+        let request = start.request(String::new(), (cols, rows), confinement.as_ref());
+        let (master, pid) = pulsar_keeper::pty::spawn(&request).map_err(spawn_err)?;
         Self::with_master(
             master,
             pid,
@@ -162,6 +189,7 @@ impl LocalBackend {
             Parent::Daemon {
                 reap_lock: Mutex::new(()),
             },
+            confinement,
         )
         .map_err(|err| spawn_err(format!("cannot watch the pty: {err}")))
     }
@@ -170,10 +198,29 @@ impl LocalBackend {
     /// this daemon. Blocking (the checks touch the disk); the spawn itself is the keeper's.
     pub async fn spawn_kept(
         spec: &LocalSpec,
+        size: (u16, u16),
+        extra_env: &[(&str, String)],
+        keeper: &Arc<Keeper>,
+        id: String,
+        confinement: Option<Arc<Confinement>>,
+    ) -> Result<Self, SpawnError> {
+        let started =
+            Self::spawn_kept_confined(spec, size, extra_env, keeper, id, &confinement).await;
+        if started.is_err()
+            && let Some(confinement) = confinement
+        {
+            let _ = tokio::task::spawn_blocking(move || confinement.finish()).await;
+        }
+        started
+    }
+
+    async fn spawn_kept_confined(
+        spec: &LocalSpec,
         (cols, rows): (u16, u16),
         extra_env: &[(&str, String)],
         keeper: &Arc<Keeper>,
         id: String,
+        confinement: &Option<Arc<Confinement>>,
     ) -> Result<Self, SpawnError> {
         let start = {
             let spec = spec.clone();
@@ -197,7 +244,8 @@ impl LocalBackend {
             command: shown.clone(),
             reason,
         };
-        let spawned = keeper.spawn(start.request(id.clone(), (cols, rows))).await;
+        let request = start.request(id.clone(), (cols, rows), confinement.as_ref());
+        let spawned = keeper.spawn(request).await;
         let watched = match spawned {
             Ok((master, pid)) => Self::with_master(
                 master,
@@ -207,6 +255,7 @@ impl LocalBackend {
                     keeper: Arc::clone(keeper),
                     id: id.clone(),
                 },
+                confinement.clone(),
             )
             .map_err(|err| spawn_err(format!("cannot watch the pty: {err}"))),
             Err(err) => Err(spawn_err(err.to_string())),
@@ -222,7 +271,11 @@ impl LocalBackend {
 
     /// Takes over a program an earlier daemon left with `keeper`: same pid, same terminal,
     /// and its exit status if it ended meanwhile.
-    pub(crate) fn adopt(adoptable: Adoptable, keeper: &Arc<Keeper>) -> io::Result<Self> {
+    pub(crate) fn adopt(
+        adoptable: Adoptable,
+        keeper: &Arc<Keeper>,
+        confinement: Option<Arc<Confinement>>,
+    ) -> io::Result<Self> {
         let Adoptable { held, fd } = adoptable;
         let pid = held
             .pid
@@ -239,6 +292,7 @@ impl LocalBackend {
                 keeper: Arc::clone(keeper),
                 id: held.id,
             },
+            confinement,
         )
     }
 
@@ -247,6 +301,7 @@ impl LocalBackend {
         pid: u32,
         exit: Option<ExitStatus>,
         parent: Parent,
+        confinement: Option<Arc<Confinement>>,
     ) -> io::Result<Self> {
         let io = dup_nonblocking(master.as_raw_fd()).and_then(register)?;
         let pidfd = match exit {
@@ -261,6 +316,8 @@ impl LocalBackend {
             exit: watch::channel(exit).0,
             pidfd,
             parent,
+            confinement,
+            cpu_sample: Mutex::new((std::time::Instant::now(), 0)),
         })
     }
 
@@ -411,6 +468,28 @@ impl Backend for LocalBackend {
         if let Parent::Keeper { keeper, id, .. } = &self.parent {
             keeper.release(id).await;
         }
+        if let Some(confinement) = &self.confinement {
+            let confinement = Arc::clone(confinement);
+            let _ = tokio::task::spawn_blocking(move || confinement.finish()).await;
+        }
+    }
+
+    fn end_reason(&self) -> Option<String> {
+        self.confinement.as_ref()?.end_reason()
+    }
+
+    fn limits(&self) -> Option<AppliedLimits> {
+        self.confinement.as_ref().map(|c| c.applied())
+    }
+
+    fn usage(&self) -> Option<SessionUsage> {
+        if self.exit.borrow().is_some() {
+            return None;
+        }
+        Some(match &self.confinement {
+            Some(confinement) => confinement.usage(self.pid),
+            None => usage_from_proc(self.pid, &self.cpu_sample),
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 mod ended;
 mod error;
 mod keeper;
+mod limits;
 mod local;
 mod serial;
 mod ssh;
@@ -18,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulsar_protocol::SessionType;
+use pulsar_protocol::{AppliedLimits, SessionLimits, SessionType, SessionUsage};
 use uuid::Uuid;
 
 pub use ended::ended;
 pub use error::BackendError;
-pub use keeper::Keeper;
+pub use keeper::{Keeper, trampoline};
+pub use limits::Confiner;
 pub(crate) use ssh::{ConnectError, SshOptions};
 
 /// How a session's process ended.
@@ -108,6 +110,16 @@ pub trait Backend: Send + Sync + 'static {
     fn ssh_resolved(&self) -> Option<pulsar_protocol::SshResolved> {
         None
     }
+
+    /// The limits the backend holds (all but the output rate) and each one's mechanism.
+    fn limits(&self) -> Option<AppliedLimits> {
+        None
+    }
+
+    /// What a local program uses now (its group's figures, else its process tree's).
+    fn usage(&self) -> Option<SessionUsage> {
+        None
+    }
 }
 
 /// The daemon-wide settings backends start from (from the config's `serial_*` and `ssh_*`
@@ -121,6 +133,8 @@ pub struct BackendSettings {
     /// The keeper that holds local programs so they outlive this daemon; `None`: this
     /// daemon is their parent and they end with it.
     pub keeper: Option<Arc<Keeper>>,
+    /// Where and how local programs are confined to their limits.
+    pub confiner: Arc<Confiner>,
 }
 
 /// What [`open`] needs besides the session's type.
@@ -134,6 +148,8 @@ pub struct OpenRequest<'a> {
     pub size: (u16, u16),
     /// The daemon-wide defaults.
     pub settings: &'a BackendSettings,
+    /// The session's limits (with the daemon's defaults filled in).
+    pub limits: &'a SessionLimits,
 }
 
 /// Opens the backend `kind` describes: spawns the program, opens the device, or connects.
@@ -149,22 +165,36 @@ pub async fn open(
     let (cols, rows) = request.size;
     match kind {
         SessionType::Local(spec) => {
+            let id = request.session_id.to_string();
+            let confiner = Arc::clone(&request.settings.confiner);
+            let limits = *request.limits;
+            let confinement =
+                blocking(move || confiner.confine(&id, &limits).map(|c| c.map(Arc::new))).await??;
             let env = [
                 ("PULSAR_SESSION_ID", request.session_id.to_string()),
                 ("PULSAR_SESSION_NAME", request.session_name.to_owned()),
             ];
             if let Some(keeper) = &request.settings.keeper {
                 let id = request.session_id.to_string();
-                let backend =
-                    local::LocalBackend::spawn_kept(spec, (cols, rows), &env, keeper, id).await?;
+                let backend = local::LocalBackend::spawn_kept(
+                    spec,
+                    (cols, rows),
+                    &env,
+                    keeper,
+                    id,
+                    confinement,
+                )
+                .await?;
                 return Ok(Arc::new(backend));
             }
             let spec = spec.clone();
             let backend =
-                blocking(move || local::LocalBackend::spawn(&spec, cols, rows, &env)).await??;
+                blocking(move || local::LocalBackend::spawn(&spec, cols, rows, &env, confinement))
+                    .await??;
             Ok(Arc::new(backend))
         }
         SessionType::Serial(spec) => {
+            Confiner::check_remote("serial", request.limits)?;
             let spec = spec.clone();
             let reopen = request.settings.serial_reopen;
             let (backend, fd) =
@@ -177,6 +207,7 @@ pub async fn open(
             Ok(Arc::new(backend))
         }
         SessionType::Ssh(spec) => {
+            Confiner::check_remote("ssh", request.limits)?;
             let backend = ssh::SshBackend::connect(spec, &request.settings.ssh, cols, rows).await?;
             Ok(Arc::new(backend))
         }
@@ -195,16 +226,23 @@ pub fn resume(kind: &SessionType, request: OpenRequest<'_>) -> Option<Arc<dyn Ba
     let keeper = request.settings.keeper.as_ref()?;
     let adoptable = keeper.take_adoptable(&request.session_id.to_string())?;
     match kind {
-        SessionType::Local(_) => match local::LocalBackend::adopt(adoptable, keeper) {
-            Ok(backend) => {
-                tracing::info!(session = %request.session_id, pid = ?backend.pid(), "took over a running program from the keeper");
-                Some(Arc::new(backend))
+        SessionType::Local(_) => {
+            let confinement = request
+                .settings
+                .confiner
+                .reattach(&request.session_id.to_string(), request.limits)
+                .map(Arc::new);
+            match local::LocalBackend::adopt(adoptable, keeper, confinement) {
+                Ok(backend) => {
+                    tracing::info!(session = %request.session_id, pid = ?backend.pid(), "took over a running program from the keeper");
+                    Some(Arc::new(backend))
+                }
+                Err(err) => {
+                    tracing::warn!(session = %request.session_id, "cannot take over its program: {err}");
+                    None
+                }
             }
-            Err(err) => {
-                tracing::warn!(session = %request.session_id, "cannot take over its program: {err}");
-                None
-            }
-        },
+        }
         SessionType::Serial(spec) => {
             match serial::SerialBackend::adopt(spec, request.settings.serial_reopen, adoptable.fd) {
                 Ok(backend) => {

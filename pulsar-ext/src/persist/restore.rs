@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::checkpoint::Checkpointer;
-use super::rows::{resize_policy, session_type};
+use super::rows::{resize_policy, session_limits, session_type};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend::ExitStatus;
 use crate::config::RestorePolicy;
@@ -98,6 +98,7 @@ pub(crate) async fn restore_all(
                 created_at: DateTime::from_timestamp_millis(row.created_at).unwrap_or(now),
                 size: (row.config.cols, row.config.rows),
                 resize_policy: resize_policy(row.config.resize_policy),
+                limits: session_limits(row.config.limits),
                 history,
                 mode,
                 was_alive,

@@ -2,13 +2,13 @@
 //! rows. Secrets cannot cross: the stored kinds have no field for them.
 
 use pulsar_protocol::{
-    LocalSpec, ResizePolicy, SerialSpec, SessionState, SessionType, SshAuth, SshSpec,
+    LocalSpec, ResizePolicy, SerialSpec, SessionLimits, SessionState, SessionType, SshAuth, SshSpec,
 };
 
 use crate::session::Session;
 use crate::store::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredRecording, StoredResizePolicy,
-    StoredSshAuth,
+    RowState, SessionConfig, SessionRow, StoredKind, StoredLimits, StoredRecording,
+    StoredResizePolicy, StoredSshAuth,
 };
 
 /// The row that describes `session` now.
@@ -27,6 +27,7 @@ pub(super) fn row_for(session: &Session) -> SessionRow {
                 input: r.input,
                 started_ms: r.started_ms,
             }),
+            limits: stored_limits(session.limits()),
         },
         created_at: info.created_at.timestamp_millis(),
         last_active: info.last_active.timestamp_millis(),
@@ -39,6 +40,27 @@ pub(super) fn row_for(session: &Session) -> SessionRow {
         exit_signal: info.exit_signal,
         exited_at: info.exited_at.map(|t| t.timestamp_millis()),
         reason: info.reason,
+    }
+}
+
+fn stored_limits(limits: SessionLimits) -> StoredLimits {
+    StoredLimits {
+        memory_max: limits.memory_max,
+        cpu_max: limits.cpu_max,
+        pids_max: limits.pids_max,
+        nofile_max: limits.nofile_max,
+        output_bytes_per_sec: limits.output_bytes_per_sec,
+    }
+}
+
+/// The limits a stored row starts again with.
+pub(super) fn session_limits(limits: StoredLimits) -> SessionLimits {
+    SessionLimits {
+        memory_max: limits.memory_max,
+        cpu_max: limits.cpu_max,
+        pids_max: limits.pids_max,
+        nofile_max: limits.nofile_max,
+        output_bytes_per_sec: limits.output_bytes_per_sec,
     }
 }
 

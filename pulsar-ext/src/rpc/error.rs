@@ -94,6 +94,14 @@ fn backend_error(name: &str, source: &BackendError) -> (i32, serde_json::Value) 
             json!({"device": device, "name": name}),
         ),
         BackendError::Connect(source) => ssh_error(name, source),
+        BackendError::LimitNotApplicable { field, kind } => (
+            code::LIMIT_NOT_APPLICABLE,
+            json!({"field": format!("limits.{field}"), "kind": kind, "name": name}),
+        ),
+        BackendError::LimitUnavailable { field, .. } => (
+            code::LIMIT_UNAVAILABLE,
+            json!({"field": format!("limits.{field}"), "name": name}),
+        ),
         BackendError::Failed {
             device: Some(device),
             ..

@@ -13,7 +13,8 @@ use pulsar_protocol::{
     AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus,
     KeeperStatus, ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult,
     RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
-    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    SessionId, SessionInfo, SessionLimits, SessionType, Status, Success, UpgradeResult, WaitOn,
+    WaitResult,
 };
 
 use super::Peer;
@@ -196,6 +197,7 @@ impl PulsarApiServer for Handlers {
         cols: Option<u16>,
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
+        limits: Option<SessionLimits>,
     ) -> RpcResult<CreateSessionResult> {
         let session = self
             .sessions
@@ -205,6 +207,7 @@ impl PulsarApiServer for Handlers {
                 cols,
                 rows,
                 resize_policy,
+                limits: limits.unwrap_or_default(),
             })
             .await?;
         // Durable before it is answered: a session the client was told about survives even
@@ -513,7 +516,7 @@ impl PulsarApiServer for Handlers {
     }
 
     async fn get_session(&self, session_id: SessionId) -> RpcResult<SessionInfo> {
-        Ok(self.sessions.get(session_id)?.info())
+        Ok(self.sessions.get(session_id)?.info_with_usage())
     }
 
     async fn terminate_session(

@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pulsar_protocol::{SessionEvent, SessionId, SessionInfo, SessionState, SessionType};
+use pulsar_protocol::{
+    SessionEvent, SessionId, SessionInfo, SessionLimits, SessionState, SessionType,
+};
 use uuid::Uuid;
 
 use super::{
@@ -32,6 +34,8 @@ pub struct CreateRequest {
     pub rows: Option<u16>,
     /// How the size follows several clients; default from config.
     pub resize_policy: Option<pulsar_protocol::ResizePolicy>,
+    /// Resource limits; each absent one from the config's `limits_*`.
+    pub limits: SessionLimits,
 }
 
 /// A session to bring back after a restart.
@@ -48,6 +52,8 @@ pub struct RestoreRequest {
     pub size: (u16, u16),
     /// Its resize policy.
     pub resize_policy: pulsar_protocol::ResizePolicy,
+    /// Its limits, as saved.
+    pub limits: SessionLimits,
     /// Its saved output and the restart divider.
     pub history: Option<History>,
     /// Start it again, or keep it stopped, if its program is gone.
@@ -228,9 +234,10 @@ impl SessionManager {
             request.rows.unwrap_or(self.config.default_rows),
         );
         check_size(size.0, size.1)?;
+        let limits = request.limits.or(self.config.default_limits());
         let reservation = self.reserve(&name, id)?;
         let backend = self
-            .open_backend(id, &name, &request.session_type, size)
+            .open_backend(id, &name, &request.session_type, size, &limits)
             .await
             .map_err(|source| match source {
                 BackendError::InvalidSetting { field, reason } => {
@@ -253,6 +260,7 @@ impl SessionManager {
             resize_policy: request.resize_policy.unwrap_or(self.config.resize_policy),
             scrollback_bytes: self.config.scrollback_bytes,
             history: None,
+            limits,
         };
         let session = self.install(reservation, Session::start(spec, backend))?;
         tracing::info!(session = %id, name = %session.name(), "session created");
@@ -311,6 +319,7 @@ impl SessionManager {
         name: &str,
         session_type: &SessionType,
         size: (u16, u16),
+        limits: &SessionLimits,
     ) -> Result<Arc<dyn Backend>, BackendError> {
         backend::open(
             session_type,
@@ -319,6 +328,7 @@ impl SessionManager {
                 session_name: name,
                 size,
                 settings: &self.backend_settings,
+                limits,
             },
         )
         .await
@@ -338,6 +348,7 @@ impl SessionManager {
             resize_policy: request.resize_policy,
             scrollback_bytes: self.config.scrollback_bytes,
             history: request.history.take(),
+            limits: request.limits,
         };
         let resumed = request
             .was_alive
@@ -472,6 +483,7 @@ impl SessionManager {
                 created_at: old.created_at(),
                 size,
                 resize_policy,
+                limits: old.limits(),
                 history: Some(History {
                     offset: saved.offset,
                     scrollback: saved.data,
@@ -496,6 +508,7 @@ impl SessionManager {
                 session_name: &request.name,
                 size: request.size,
                 settings: &self.backend_settings,
+                limits: &request.limits,
             },
         )
     }
@@ -511,6 +524,7 @@ impl SessionManager {
             &request.name,
             &request.session_type,
             request.size,
+            &request.limits,
         )
         .await
         .map_err(|err| {
@@ -541,10 +555,10 @@ impl SessionManager {
         self.read().sessions.values().cloned().collect()
     }
 
-    /// Every session's info, oldest first.
+    /// Every session's info with its usage, oldest first.
     pub fn list(&self) -> Vec<SessionInfo> {
         let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
-        let mut infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info()).collect();
+        let mut infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info_with_usage()).collect();
         infos.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
         infos
     }

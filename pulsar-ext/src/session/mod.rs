@@ -12,6 +12,7 @@ mod marks;
 mod observer;
 mod output;
 mod pump;
+mod rate;
 mod reader;
 mod recording;
 #[allow(clippy::module_inception)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{Exit, OUTPUT_CHUNK, Session};
-use crate::backend::ExitStatus;
+use crate::backend::{Backend, ExitStatus};
 
 /// How long the pump keeps draining output after the process exits, for bytes still in
 /// flight (a background job may hold the terminal open forever).
@@ -49,7 +49,7 @@ pub(super) async fn pump(session: Arc<Session>) {
     tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
-            read = backend.read(&mut buffer.0) => match read {
+            read = read_within_rate(&session, &*backend, &mut buffer.0, status.is_some()) => match read {
                 Ok(0) => break,
                 Ok(n) => {
                     session.append_output(&buffer.0[..n]);
@@ -90,6 +90,23 @@ pub(super) async fn pump(session: Arc<Session>) {
         status,
         at: Utc::now(),
     });
+}
+
+/// One read of the terminal, no larger than the session's output rate allows now (waiting
+/// for it); unlimited once the program has exited, so its last output is drained in time.
+async fn read_within_rate(
+    session: &Session,
+    backend: &dyn Backend,
+    buf: &mut [u8],
+    exited: bool,
+) -> std::io::Result<usize> {
+    let Some(rate) = session.rate().filter(|_| !exited) else {
+        return backend.read(buf).await;
+    };
+    let allowed = rate.take(buf.len()).await;
+    let read = backend.read(&mut buf[..allowed]).await;
+    rate.refund(allowed - *read.as_ref().unwrap_or(&0));
+    read
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pulsar_protocol::{
-    ClientMode, ResizePolicy, SessionEvent, SessionId, SessionState, SessionType,
+    ClientMode, ResizePolicy, SessionEvent, SessionId, SessionLimits, SessionState, SessionType,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -17,7 +17,8 @@ use super::events::Events;
 use super::marks::{Mark, OutputMarks};
 use super::output::{OutputLog, SavedSlice};
 use super::pump::{DRAIN_AFTER_EXIT, pump};
-use super::reader::Control;
+use super::rate::OutputRate;
+use super::reader::{Control, OUTPUT_CHUNK};
 use super::recording::{Recorded, Recording, RecordingSpec, RecordingState};
 use super::{SessionError, SessionObserver};
 use crate::backend::{Backend, ExitStatus, LinkState, ended};
@@ -60,6 +61,10 @@ pub struct Session {
     recording: Mutex<Option<Recording>>,
     /// Recordings started so far: tells a late stop report from an old recording apart.
     recordings: AtomicU64,
+    /// The limits asked for (the daemon's defaults filled in), as saved.
+    limits: SessionLimits,
+    /// The output rate limit the pump reads at, if any.
+    rate: Option<OutputRate>,
 }
 
 /// Everything a session is made from.
@@ -80,6 +85,8 @@ pub struct SessionSpec {
     pub scrollback_bytes: usize,
     /// Output carried over from before a restart.
     pub history: Option<History>,
+    /// Its limits (the daemon's defaults filled in).
+    pub limits: SessionLimits,
 }
 
 /// Output a restored session starts with, so that offsets continue across the restart.
@@ -114,6 +121,7 @@ impl Session {
             resize_policy,
             scrollback_bytes,
             history,
+            limits,
         } = spec;
         Arc::new(Self {
             id,
@@ -132,6 +140,10 @@ impl Session {
             marks: Mutex::new(OutputMarks::default()),
             recording: Mutex::new(None),
             recordings: AtomicU64::new(0),
+            rate: limits
+                .output_bytes_per_sec
+                .map(|per_sec| OutputRate::new(per_sec, OUTPUT_CHUNK)),
+            limits,
         })
     }
 
@@ -196,6 +208,15 @@ impl Session {
         if let Some(observer) = self.observer.get() {
             observer.changed(self);
         }
+    }
+
+    /// Its limits, as asked (the daemon's defaults filled in).
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
+    pub(super) fn rate(&self) -> Option<&OutputRate> {
+        self.rate.as_ref()
     }
 
     pub(super) fn backend(&self) -> &Arc<dyn Backend> {

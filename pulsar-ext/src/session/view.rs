@@ -2,7 +2,10 @@
 //! Builders of the protocol's views, kept apart from the session's mechanics.
 
 use chrono::DateTime;
-use pulsar_protocol::{Cursor, RecordingInfo, ScreenContents, SessionInfo, Snapshot};
+use pulsar_protocol::{
+    AppliedLimits, Cursor, HeldLimit, LimitMechanism, RecordingInfo, ScreenContents, SessionInfo,
+    Snapshot,
+};
 
 use super::Session;
 
@@ -37,7 +40,29 @@ impl Session {
                 bytes: r.bytes,
                 input: r.input,
             }),
+            limits: self.applied_limits(),
+            usage: None,
         }
+    }
+
+    /// The wire view with what the session uses now (reads its group or `/proc`: for
+    /// answers, not for every saved row).
+    pub fn info_with_usage(&self) -> SessionInfo {
+        let mut info = self.info();
+        if info.state != pulsar_protocol::SessionState::Stopped {
+            info.usage = self.backend().usage();
+        }
+        info
+    }
+
+    /// The limits in force and what holds each: the backend's, and the pump's output rate.
+    fn applied_limits(&self) -> Option<AppliedLimits> {
+        let mut applied = self.backend().limits().unwrap_or_default();
+        applied.output_bytes_per_sec = self.limits().output_bytes_per_sec.map(|value| HeldLimit {
+            value,
+            mechanism: LimitMechanism::Pump,
+        });
+        (applied != AppliedLimits::default()).then_some(applied)
     }
 
     /// The bytes that redraw the current screen, with `scrollback_lines` of history first,

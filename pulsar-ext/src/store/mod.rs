@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use rows::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredRecording, StoredResizePolicy,
-    StoredSshAuth, WorkspaceRow, WorkspaceSnapshotRow,
+    RowState, SessionConfig, SessionRow, StoredKind, StoredLimits, StoredRecording,
+    StoredResizePolicy, StoredSshAuth, WorkspaceRow, WorkspaceSnapshotRow,
 };
 pub use schema::CURRENT as SCHEMA_VERSION;
 use writer::{Op, WriterStats};
@@ -664,6 +664,7 @@ mod tests {
                 rows: 24,
                 resize_policy: StoredResizePolicy::Latest,
                 recording: None,
+                limits: StoredLimits::default(),
             },
             created_at: 0,
             last_active: 0,

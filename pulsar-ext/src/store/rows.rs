@@ -83,6 +83,9 @@ pub struct SessionConfig {
     /// The recording it had going, for the next daemon to go on with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<StoredRecording>,
+    /// Resource limits (the daemon's defaults at creation filled in); absent: none.
+    #[serde(default, skip_serializing_if = "StoredLimits::is_empty")]
+    pub limits: StoredLimits,
 }
 
 /// A recording in progress, as stored.
@@ -95,6 +98,33 @@ pub struct StoredRecording {
     pub input: bool,
     /// Its time 0, Unix milliseconds.
     pub started_ms: i64,
+}
+
+/// A session's stored resource limits, each absent when unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredLimits {
+    /// Bytes of memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<u64>,
+    /// Percent of one CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_max: Option<u32>,
+    /// Processes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_max: Option<u64>,
+    /// Open files per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile_max: Option<u64>,
+    /// Output bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes_per_sec: Option<u64>,
+}
+
+impl StoredLimits {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What runs in a stored session. Never a secret.
