@@ -9,9 +9,10 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 
 use crate::{
-    AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult, OutputEvent,
-    ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
-    SessionId, SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
+    AttachResult, Base64Data, ClientMode, CreateSessionResult, ForwardId, ForwardInfo, ForwardKind,
+    ForwardSpec, ListForwardsResult, ListSessionsResult, OutputEvent, ReceiveOutputResult,
+    ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId,
+    SessionInfo, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 /// The Pulsar daemon's API.
@@ -23,6 +24,8 @@ pub trait PulsarApi {
 
     /// Starts a session of `type` and returns its id and info. `name` must be unique among
     /// live sessions (error 1002 otherwise); it defaults to the id's first 8 characters.
+    /// `forwards` (SSH sessions only) are added once it runs, as by `add_forward`; if one
+    /// fails, the session is ended and the error answered.
     #[method(name = "create_session", param_kind = map, with_extensions)]
     async fn create_session(
         &self,
@@ -31,6 +34,7 @@ pub trait PulsarApi {
         cols: Option<u16>,
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
+        forwards: Option<Vec<ForwardSpec>>,
     ) -> RpcResult<CreateSessionResult>;
 
     /// Registers a client on a session and returns a snapshot of its screen (preceded by
@@ -163,4 +167,27 @@ pub trait PulsarApi {
     /// this daemon serves on.
     #[method(name = "upgrade_daemon", param_kind = map, with_extensions)]
     async fn upgrade_daemon(&self, binary: Option<std::path::PathBuf>) -> RpcResult<UpgradeResult>;
+
+    /// Adds a port forward on SSH session `session_id`'s connection (see [`ForwardSpec`]).
+    /// It outlives every client, is saved, and is re-established after the connection
+    /// reconnects and after a daemon restart. Errors: 1024 (address in use), 1025 (the server
+    /// refused to listen), 1026 (not an SSH session), 1001 (no such session).
+    #[method(name = "add_forward", param_kind = map)]
+    async fn add_forward(
+        &self,
+        session_id: SessionId,
+        kind: ForwardKind,
+        listen: String,
+        target: Option<String>,
+        allow_non_loopback: Option<bool>,
+    ) -> RpcResult<ForwardInfo>;
+
+    /// The port forwards of `session_id`, or of every session.
+    #[method(name = "list_forwards", param_kind = map)]
+    async fn list_forwards(&self, session_id: Option<SessionId>) -> RpcResult<ListForwardsResult>;
+
+    /// Removes a port forward: its listener closes and its open connections with it. 1027
+    /// when no forward has that id.
+    #[method(name = "remove_forward", param_kind = map)]
+    async fn remove_forward(&self, forward_id: ForwardId) -> RpcResult<Success>;
 }

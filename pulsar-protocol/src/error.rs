@@ -68,3 +68,14 @@ pub const UPGRADE_FAILED: i32 = 1022;
 /// `wait_for_output`: the pattern did not match within `timeout_ms`; `data` has
 /// `session_id`, `timeout_ms` and `offset` (how far the output was read).
 pub const WAIT_TIMEOUT: i32 = 1023;
+/// A forward's listening address is already in use (`add_forward`, `create_session`'s
+/// `forwards`); `data` has `session_id` and `listen`.
+pub const FORWARD_ADDRESS_IN_USE: i32 = 1024;
+/// The SSH server refused to listen for a remote forward (`tcpip-forward`: forwarding
+/// disabled, a privileged port, the port taken on the server); `data` has `session_id` and
+/// `listen`.
+pub const FORWARD_REFUSED: i32 = 1025;
+/// The session cannot carry port forwards: it is not an SSH session; `data` has `session_id`.
+pub const FORWARD_NOT_SUPPORTED: i32 = 1026;
+/// No forward with that id; `data` has `forward_id`.
+pub const FORWARD_NOT_FOUND: i32 = 1027;

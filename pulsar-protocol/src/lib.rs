@@ -12,6 +12,7 @@ pub mod client;
 mod data;
 pub mod error;
 mod event;
+mod forward;
 mod session;
 mod session_event;
 mod status;
@@ -23,6 +24,9 @@ pub use api::{PulsarApiClient, PulsarApiServer};
 pub use client::{ConnectError, PulsarClient, connect};
 pub use data::Base64Data;
 pub use event::OutputEvent;
+pub use forward::{
+    ForwardId, ForwardInfo, ForwardKind, ForwardSpec, ForwardState, ListForwardsResult,
+};
 pub use session::{
     AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult, LocalSpec,
     ReceiveOutputResult, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SerialSpec,
@@ -72,6 +76,12 @@ pub mod method {
     pub const GET_SCREEN: &str = "get_screen";
     /// Wait until a session's output or screen matches a regular expression.
     pub const WAIT_FOR_OUTPUT: &str = "wait_for_output";
+    /// Add a port forward to an SSH session.
+    pub const ADD_FORWARD: &str = "add_forward";
+    /// Port forwards, of one session or all.
+    pub const LIST_FORWARDS: &str = "list_forwards";
+    /// Remove a port forward.
+    pub const REMOVE_FORWARD: &str = "remove_forward";
     /// Create a workspace.
     pub const WORKSPACE_CREATE: &str = "workspace_create";
     /// One workspace.

@@ -446,6 +446,13 @@ pub struct SessionInfo {
     pub reason: Option<String>,
     /// Absolute offset one past the last output byte.
     pub output_offset: u64,
+    /// Port forwards on the session's connection (SSH sessions; see `list_forwards`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forwards: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `create_session`'s answer: the new id, and the session's info alongside.
@@ -671,6 +678,7 @@ mod tests {
             exited_at: None,
             reason: None,
             output_offset: 0,
+            forwards: 0,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

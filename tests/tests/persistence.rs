@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 async fn shell(client: &PulsarClient, name: &str) -> SessionId {
     client
-        .create_session(Some(name.into()), sh(), Some(90), Some(20), None)
+        .create_session(Some(name.into()), sh(), Some(90), Some(20), None, None)
         .await
         .expect("create_session")
         .session_id
@@ -147,6 +147,7 @@ async fn sessions_stopped_before_shutdown_stay_stopped_with_their_exit_code() {
             None,
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -176,6 +177,7 @@ async fn kill_9_during_heavy_output_keeps_the_database_intact_and_every_session(
             .create_session(
                 Some(format!("noisy-{i}")),
                 command(&["/usr/bin/yes", "heavy output line for the crash test"]),
+                None,
                 None,
                 None,
                 None,
@@ -397,7 +399,7 @@ async fn cleanup_prunes_stopped_sessions_and_the_audit_log_from_the_database() {
     .await;
     let client = daemon.client().await;
     let id = client
-        .create_session(None, command(&["/bin/true"]), None, None, None)
+        .create_session(None, command(&["/bin/true"]), None, None, None, None)
         .await
         .unwrap()
         .session_id;
@@ -450,7 +452,7 @@ async fn respawn_restores_the_command_cwd_and_env() {
     }))
     .unwrap();
     let id = client
-        .create_session(Some("again".into()), ty, None, None, None)
+        .create_session(Some("again".into()), ty, None, None, None, None)
         .await
         .unwrap()
         .session_id;

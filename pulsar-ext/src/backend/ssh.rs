@@ -13,12 +13,15 @@
 //!
 //! Here: the backend and its state. `connect` establishes one connection (defaults, TCP,
 //! host key, PTY, shell), `auth` authenticates, `known_hosts` reads and appends OpenSSH's
-//! file, `link` is the link task.
+//! file, `link` is the link task, `forward` the session's port forwards (over whichever
+//! connection the link task has) and `socks` the SOCKS5 handshake of dynamic ones.
 
 mod auth;
 mod connect;
+mod forward;
 mod known_hosts;
 mod link;
+mod socks;
 
 use std::io;
 use std::path::PathBuf;
@@ -26,13 +29,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulsar_protocol::SshSpec;
+use pulsar_protocol::{ForwardId, ForwardInfo, ForwardSpec, SessionId, SshSpec};
 use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use super::{Backend, ExitStatus};
+use super::{Backend, ExitStatus, ForwardError};
 use connect::{Target, connect};
+use forward::Forwards;
 use link::LinkTask;
 
 /// Output chunks queued between the link task and the session's pump: a little slack for
@@ -242,6 +246,8 @@ pub struct SshBackend {
     size: watch::Sender<(u16, u16)>,
     /// Set by `terminate`; dropping the backend also tells the link task to close.
     stop: watch::Sender<bool>,
+    /// Port forwards over the connection, following it across reconnects.
+    forwards: Arc<Forwards>,
 }
 
 impl SshBackend {
@@ -251,11 +257,13 @@ impl SshBackend {
     pub async fn connect(
         spec: &SshSpec,
         options: &SshOptions,
-        cols: u16,
-        rows: u16,
+        session_id: SessionId,
+        (cols, rows): (u16, u16),
     ) -> Result<Self, ConnectError> {
         let target = Target::from_spec(spec, options)?;
-        let link = connect(&target, options, (cols, rows)).await?;
+        let mut link = connect(&target, options, (cols, rows)).await?;
+        let forwards = Forwards::new(session_id);
+        forwards.attach(&mut link);
         tracing::info!(host = %target.host, port = target.port, user = %target.user, "SSH session connected");
         let (host, port) = (target.host.clone(), target.port);
         let (output_tx, output_rx) = mpsc::channel(OUTPUT_QUEUE);
@@ -269,6 +277,7 @@ impl SshBackend {
             output: output_tx,
             size: size.subscribe(),
             stop: stop.subscribe(),
+            forwards: Arc::clone(&forwards),
         };
         tokio::spawn(task.run(link));
         Ok(Self {
@@ -283,6 +292,7 @@ impl SshBackend {
             state,
             size,
             stop,
+            forwards,
         })
     }
 }
@@ -371,6 +381,26 @@ impl Backend for SshBackend {
             State::Ended { reason, .. } => reason.clone(),
             _ => None,
         }
+    }
+
+    async fn add_forward(
+        &self,
+        id: ForwardId,
+        spec: &ForwardSpec,
+    ) -> Result<ForwardInfo, ForwardError> {
+        self.forwards.add(id, spec).await
+    }
+
+    fn forwards(&self) -> Vec<ForwardInfo> {
+        self.forwards.list()
+    }
+
+    fn forward_count(&self) -> usize {
+        self.forwards.count()
+    }
+
+    async fn remove_forward(&self, id: ForwardId) -> Result<(), ForwardError> {
+        self.forwards.remove(id).await
     }
 }
 

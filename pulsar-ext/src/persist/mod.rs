@@ -4,11 +4,12 @@
 //! `SessionObserver`) and the store (which only knows SQL), one role a file: `observer`
 //! writes a row on every state change, `audit` records who did what, `checkpoint` saves new
 //! output and activity on an interval, `restore` applies the restore policy at start,
-//! `rows` translates between the session's terms and the store's own row types, and
-//! `workspaces` does both for workspaces.
+//! `rows` translates between the session's terms and the store's own row types,
+//! `workspaces` does both for workspaces, and `forwards` for SSH sessions' port forwards.
 
 mod audit;
 mod checkpoint;
+mod forwards;
 mod observer;
 mod restore;
 mod rows;
@@ -16,6 +17,7 @@ mod workspaces;
 
 pub(crate) use audit::StoreAudit;
 pub(crate) use checkpoint::Checkpointer;
+pub(crate) use forwards::{forward_row, restore_forwards};
 pub(crate) use observer::StoreObserver;
 pub(crate) use restore::restore_all;
 pub(crate) use workspaces::{StoreWorkspaces, load_workspaces};

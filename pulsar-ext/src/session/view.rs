@@ -31,6 +31,7 @@ impl Session {
             exited_at: exit.map(|e| e.at),
             reason: exit.and_then(|_| self.backend().end_reason()),
             output_offset: self.output_offset(),
+            forwards: self.backend().forward_count(),
         }
     }
 

@@ -2,13 +2,14 @@
 //!
 //! Version 1 is the seed design's two tables exactly. Version 2 adds what restart needs (exit
 //! details, the offset the saved scrollback starts at) and the audit log; 3 saves output as
-//! chunks; 4 adds workspaces and their snapshots. Each migration runs
+//! chunks; 4 adds workspaces and their snapshots; 5 adds SSH sessions' port forwards. Each
+//! migration runs
 //! in one transaction; a database newer than this daemon is refused rather than guessed at.
 
 use rusqlite::Connection;
 
 /// The version this daemon writes.
-pub const CURRENT: i64 = 4;
+pub const CURRENT: i64 = 5;
 
 /// Version 1: the seed design's schema.
 pub const V1: &str = "
@@ -88,6 +89,21 @@ CREATE TABLE workspace_snapshots (
 CREATE INDEX workspace_snapshots_workspace ON workspace_snapshots(workspace_id);
 ";
 
+/// Version 5: SSH sessions' port forwards, brought back with their session after a restart.
+const V5_FORWARDS: &str = "
+CREATE TABLE forwards (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    listen TEXT NOT NULL,
+    target TEXT,
+    allow_non_loopback INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    FOREIGN KEY(session_id) REFERENCES sessions(id) ON DELETE CASCADE
+);
+CREATE INDEX forwards_session ON forwards(session_id);
+";
+
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -108,7 +124,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     if found > CURRENT {
         return Err(MigrateError::TooNew { found });
     }
-    let steps: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
+    let steps: [(i64, &str); 5] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5_FORWARDS)];
     for (version, sql) in steps {
         if found < version {
             let tx = conn.transaction()?;
@@ -153,6 +169,32 @@ mod tests {
             })
             .unwrap();
         assert_eq!(name, "n");
+    }
+
+    #[test]
+    fn version_four_database_gains_the_forwards_table() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in [V1, V2, V3, V4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, name, session_type, config, created_at, last_active, state)
+             VALUES ('s', 'n', 'ssh', '{}', 1, 2, 'detached')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 4);
+        conn.execute(
+            "INSERT INTO forwards (id, session_id, kind, listen, created_at)
+             VALUES ('f', 's', 'dynamic', '127.0.0.1:1080', 3)",
+            [],
+        )
+        .unwrap();
+        let kept: String = conn
+            .query_row("SELECT name FROM sessions WHERE id = 's'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, "n");
     }
 
     #[test]

@@ -126,13 +126,14 @@ async fn upgrade(report: &mut Report) {
                 None,
                 None,
                 None,
+                None,
             )
             .await
             .unwrap()
             .session_id;
         for _ in 1..sessions {
             client
-                .create_session(None, command(&["/bin/cat"]), None, None, None)
+                .create_session(None, command(&["/bin/cat"]), None, None, None, None)
                 .await
                 .unwrap();
         }
@@ -259,6 +260,7 @@ async fn attached_until_mark(daemon: &Daemon, producer: &str) -> f64 {
             Some(80),
             Some(24),
             None,
+            None,
         )
         .await
         .unwrap()
@@ -303,6 +305,7 @@ async fn crash_loss(report: &mut Report) {
                 "-c",
                 "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.001; done",
             ]),
+            None,
             None,
             None,
             None,
@@ -460,7 +463,7 @@ async fn database_writes(report: &mut Report) {
     // A quiet baseline: a few state changes on an idle daemon.
     for _ in 0..20 {
         client
-            .create_session(None, command(&["/bin/cat"]), None, None, None)
+            .create_session(None, command(&["/bin/cat"]), None, None, None, None)
             .await
             .unwrap();
     }
@@ -471,7 +474,14 @@ async fn database_writes(report: &mut Report) {
     let mut subs = Vec::new();
     for _ in 0..SESSIONS {
         let id = client
-            .create_session(None, command(&["perl", "-e", script]), None, None, None)
+            .create_session(
+                None,
+                command(&["perl", "-e", script]),
+                None,
+                None,
+                None,
+                None,
+            )
             .await
             .unwrap()
             .session_id;
@@ -541,7 +551,7 @@ async fn restore_time(report: &mut Report) {
     let client = daemon.client().await;
     for _ in 0..SESSIONS {
         client
-            .create_session(None, command(&["/bin/sh"]), None, None, None)
+            .create_session(None, command(&["/bin/sh"]), None, None, None, None)
             .await
             .unwrap();
     }
@@ -801,7 +811,7 @@ async fn session_create(report: &mut Report) {
 
         let start = Instant::now();
         client
-            .create_session(None, command(&["/bin/sh"]), None, None, None)
+            .create_session(None, command(&["/bin/sh"]), None, None, None, None)
             .await
             .unwrap();
         rpc.push(start.elapsed());
@@ -895,6 +905,7 @@ async fn pulsar_throughput(client: &PulsarClient, producer: &str) -> (f64, usize
                 "-c",
                 &format!("stty raw -echo; echo R; read go; {producer}"),
             ]),
+            None,
             None,
             None,
             None,
@@ -1027,6 +1038,7 @@ async fn echo_latency(report: &mut Report) {
             None,
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -1102,6 +1114,7 @@ async fn status_while_streaming(report: &mut Report) {
                 None,
                 None,
                 None,
+                None,
             )
             .await
             .unwrap()
@@ -1152,7 +1165,14 @@ async fn reattach(report: &mut Report) {
                   r=0; while [ $r -lt 24 ]; do printf '\\033[3%dm%-79s\\033[0m\\n' $((r % 8)) \"row $r $(date)\"; r=$((r+1)); done; \
                   printf 'READY'; exec cat";
     let id = client
-        .create_session(None, command(&["/bin/sh", "-c", script]), None, None, None)
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", script]),
+            None,
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap()
         .session_id;
@@ -1220,7 +1240,7 @@ async fn memory(report: &mut Report) {
     for target in [100usize, 500, 1000] {
         while created.len() < target {
             let id = client
-                .create_session(None, command(&["/bin/sh"]), Some(80), Some(24), None)
+                .create_session(None, command(&["/bin/sh"]), Some(80), Some(24), None, None)
                 .await
                 .unwrap()
                 .session_id;
@@ -1398,7 +1418,7 @@ async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
     for _ in 0..N {
         let start = Instant::now();
         let id = client
-            .create_session(None, ssh_type(sshd, None), None, None, None)
+            .create_session(None, ssh_type(sshd, None), None, None, None, None)
             .await
             .unwrap()
             .session_id;
@@ -1480,7 +1500,14 @@ async fn ssh_throughput(report: &mut Report, sshd: &Sshd, client: &PulsarClient)
         theirs.push(rate);
 
         let id = client
-            .create_session(None, ssh_type(sshd, Some(&producer)), None, None, None)
+            .create_session(
+                None,
+                ssh_type(sshd, Some(&producer)),
+                None,
+                None,
+                None,
+                None,
+            )
             .await
             .unwrap()
             .session_id;

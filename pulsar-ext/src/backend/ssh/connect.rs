@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pulsar_protocol::SshSpec;
-use russh::client::{self, DisconnectReason, Msg};
+use russh::client::{self, ChannelOpenHandle, DisconnectReason, Msg};
 use russh::keys::PublicKeyOrCertificate;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::mpsc;
 
 use super::auth::authenticate;
+use super::forward::Incoming;
 use super::known_hosts;
 use super::{ConnectError, SshOptions};
 
@@ -143,6 +145,8 @@ pub(super) struct Callbacks {
     refusal: Arc<Mutex<Option<ConnectError>>>,
     /// Why the connection ended, once it has.
     disconnect: Arc<Mutex<Option<String>>>,
+    /// Where connections the server opens for remote forwards go (the session's forwards).
+    forwarded: mpsc::UnboundedSender<Incoming>,
 }
 
 /// What checking a host key needs: reading (and maybe appending to) the known-hosts file,
@@ -287,6 +291,28 @@ impl client::Handler for Callbacks {
             DisconnectReason::Error(err) => Err(err),
         }
     }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // Answered by the forward (once its target is reached); unclaimed, `reply` drops and
+        // the server is told no.
+        let _ = self.forwarded.send(Incoming {
+            channel,
+            address: connected_address.to_owned(),
+            port: connected_port,
+            originator: format!("{originator_address}:{originator_port}"),
+            reply,
+        });
+        Ok(())
+    }
 }
 
 /// A russh error in words a user can act on.
@@ -306,12 +332,15 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One established connection with its session channel.
 pub(super) struct Link {
-    pub(super) handle: client::Handle<Callbacks>,
+    /// Shared with the session's forwards, which open channels on it.
+    pub(super) handle: Arc<client::Handle<Callbacks>>,
     pub(super) read: ChannelReadHalf,
     pub(super) write: Arc<ChannelWriteHalf<Msg>>,
     /// Output that arrived while the terminal and shell were being set up.
     pub(super) early: Vec<Vec<u8>>,
     pub(super) disconnect: Arc<Mutex<Option<String>>>,
+    /// Connections the server opened for remote forwards, for the forwards to take.
+    pub(super) forwarded: mpsc::UnboundedReceiver<Incoming>,
 }
 
 /// Connects, verifies the host, authenticates and starts the shell, within the time limit.
@@ -350,6 +379,7 @@ async fn establish(
     });
     let refusal = Arc::new(Mutex::new(None));
     let disconnect = Arc::new(Mutex::new(None));
+    let (forwarded, forwarded_rx) = mpsc::unbounded_channel();
     let callbacks = Callbacks {
         host: target.host.clone(),
         port: target.port,
@@ -357,6 +387,7 @@ async fn establish(
         accept_new: target.accept_new,
         refusal: Arc::clone(&refusal),
         disconnect: Arc::clone(&disconnect),
+        forwarded,
     };
     let mut handle = match client::connect_stream(config, stream, callbacks).await {
         Ok(handle) => handle,
@@ -391,11 +422,12 @@ async fn establish(
     started.map_err(|err| target.failed(format!("requesting {what}: {err}")))?;
     expect_success(&mut read, &mut early, target, what).await?;
     Ok(Link {
-        handle,
+        handle: Arc::new(handle),
         read,
         write: Arc::new(write),
         early,
         disconnect,
+        forwarded: forwarded_rx,
     })
 }
 
