@@ -11,6 +11,7 @@ pub mod cli;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod forward;
 pub mod keys;
 pub mod kill;
 pub mod list;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
 
-use crate::cli::{Cli, Verb, WorkspaceVerb};
+use crate::cli::{Cli, ForwardVerb, Verb, WorkspaceVerb};
 use crate::daemon::Endpoint;
 use crate::error::{Exit, Failure};
 
@@ -141,6 +142,17 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Verb::Status { json } => status::run(&endpoint, json).await,
         Verb::Events { json } => events::run(&endpoint, json).await,
+        Verb::Forward(verb) => match verb {
+            ForwardVerb::Add {
+                target,
+                forward,
+                allow_non_loopback,
+            } => forward::add(&endpoint, &target, forward.into_arg(), allow_non_loopback).await,
+            ForwardVerb::Ls { target, json } => {
+                forward::list(&endpoint, target.as_deref(), json).await
+            }
+            ForwardVerb::Rm { ids } => forward::remove(&endpoint, &ids).await,
+        },
         Verb::Workspace(verb) => match verb {
             WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,
             WorkspaceVerb::Show { target, json } => workspace::show(&endpoint, &target, json).await,

@@ -42,7 +42,7 @@ pub fn table(
         rows.push([
             session.name.clone(),
             session.short_id(),
-            describe_type(&session.session_type),
+            with_forwards(describe_type(&session.session_type), session.forwards),
             describe_state(session),
             session.num_clients.to_string(),
             age(session.created_at, now),
@@ -77,6 +77,15 @@ pub fn pad<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The type, and the session's port forwards when it has any (`ssh ada@h, 2 forwards`).
+fn with_forwards(described: String, forwards: usize) -> String {
+    match forwards {
+        0 => described,
+        1 => format!("{described}, 1 forward"),
+        n => format!("{described}, {n} forwards"),
+    }
 }
 
 /// `local`, `ssh ada@host`, `ssh ada@host:2222`, `serial /dev/ttyUSB0`, or the bare kind.
@@ -180,6 +189,15 @@ mod tests {
         assert_eq!(describe_type(&ty), "ssh ada@h:2222");
         let ty = json!({"kind": "ssh", "host": "h", "port": 22, "user": "ada"});
         assert_eq!(describe_type(&ty), "ssh ada@h");
+    }
+
+    #[test]
+    fn forwards_follow_the_type() {
+        assert_eq!(with_forwards("ssh ada@h".into(), 0), "ssh ada@h");
+        assert_eq!(
+            with_forwards("ssh ada@h".into(), 2),
+            "ssh ada@h, 2 forwards"
+        );
     }
 
     #[test]

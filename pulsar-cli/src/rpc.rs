@@ -40,6 +40,9 @@ pub struct Session {
     /// One past its last output byte (where output that follows starts).
     #[serde(default)]
     pub output_offset: u64,
+    /// Port forwards on its connection (SSH sessions).
+    #[serde(default)]
+    pub forwards: usize,
 }
 
 impl Session {

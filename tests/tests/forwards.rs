@@ -505,3 +505,69 @@ async fn a_non_loopback_listen_address_must_be_asked_for() {
         "{allowed}"
     );
 }
+
+/// Runs `pulsar --socket ... ARGS...` against `daemon` off the test's runtime (the echo
+/// server runs on it); returns the exit code and standard output.
+async fn pulsar(daemon: &Daemon, args: &[&str]) -> (i32, String) {
+    let mut command = std::process::Command::new(artifact("pulsar"));
+    command
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(args)
+        .env("HOME", daemon.dir.path())
+        .env_remove("PULSAR_SOCKET_PATH")
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || command.output().expect("run pulsar"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code().expect("an exit code"),
+        format!("{stdout}{stderr}"),
+    )
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn cli_forward_add_ls_and_rm_and_ls_counts_a_sessions_forwards() {
+    let sshd = Sshd::start();
+    let echo = Echo::start().await;
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    line.ok(
+        "create_session",
+        json!({"name": "prod", "type": ssh_type(&sshd)}),
+    )
+    .await;
+
+    let spec = format!("0:{}", echo.target());
+    let (code, added) = pulsar(&daemon, &["forward", "add", "prod", "-L", &spec]).await;
+    assert_eq!(code, 0, "{added}");
+    assert!(added.starts_with("forward "), "{added}");
+    assert!(
+        added.contains(&format!("on prod: -L 127.0.0.1:")),
+        "{added}"
+    );
+    let short = added.split_whitespace().nth(1).expect("the id").to_owned();
+    let forward = &line.ok("list_forwards", json!({})).await["forwards"][0];
+    connect_and_echo(listen_addr(forward), "via the cli").await;
+
+    let (code, sessions) = pulsar(&daemon, &["ls"]).await;
+    assert_eq!(code, 0, "{sessions}");
+    assert!(sessions.contains("1 forward"), "{sessions}");
+    let (code, listed) = pulsar(&daemon, &["forward", "ls", "prod"]).await;
+    assert_eq!(code, 0, "{listed}");
+    assert!(
+        listed.contains(&short) && listed.contains("active"),
+        "{listed}"
+    );
+
+    let (code, removed) = pulsar(&daemon, &["forward", "rm", &short]).await;
+    assert_eq!(code, 0, "{removed}");
+    let (code, again) = pulsar(&daemon, &["forward", "rm", &short]).await;
+    assert_eq!(code, 4, "no such forward any more: {again}");
+    let (code, usage) = pulsar(&daemon, &["forward", "add", "prod", "-L", "8080"]).await;
+    assert_eq!(code, 2, "{usage}");
+}
