@@ -546,10 +546,7 @@ async fn cli_forward_add_ls_and_rm_and_ls_counts_a_sessions_forwards() {
     let (code, added) = pulsar(&daemon, &["forward", "add", "prod", "-L", &spec]).await;
     assert_eq!(code, 0, "{added}");
     assert!(added.starts_with("forward "), "{added}");
-    assert!(
-        added.contains(&format!("on prod: -L 127.0.0.1:")),
-        "{added}"
-    );
+    assert!(added.contains("on prod: -L 127.0.0.1:"), "{added}");
     let short = added.split_whitespace().nth(1).expect("the id").to_owned();
     let forward = &line.ok("list_forwards", json!({})).await["forwards"][0];
     connect_and_echo(listen_addr(forward), "via the cli").await;
