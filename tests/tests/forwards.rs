@@ -568,3 +568,23 @@ async fn cli_forward_add_ls_and_rm_and_ls_counts_a_sessions_forwards() {
     let (code, usage) = pulsar(&daemon, &["forward", "add", "prod", "-L", "8080"]).await;
     assert_eq!(code, 2, "{usage}");
 }
+
+#[tokio::test]
+async fn create_session_whose_forwards_fail_is_refused_and_the_session_ended() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let err = line
+        .err(
+            "create_session",
+            json!({"name": "cat", "type": {"kind": "local", "command": ["/bin/cat"]},
+                   "forwards": [{"kind": "dynamic", "listen": "0"}]}),
+        )
+        .await;
+    assert_eq!(err["code"], code::FORWARD_NOT_SUPPORTED, "{err}");
+    let listed = line.ok("list_sessions", json!({})).await;
+    let sessions = listed["sessions"].as_array().expect("sessions");
+    assert!(
+        sessions.iter().all(|s| s["state"] == "stopped"),
+        "nothing left running: {listed}"
+    );
+}

@@ -482,7 +482,8 @@ impl Forward {
     /// Copies both ways between `stream` and `channel` until both ends are done (or one
     /// fails), counting the bytes.
     async fn carry(&self, stream: TcpStream, channel: Channel<Msg>) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+        // Counted open until this ends, however it ends (a removal drops it mid-copy).
+        let _open = OpenConnection::count(&self.open);
         self.total.fetch_add(1, Ordering::Relaxed);
         let (mut from_peer, mut to_peer) = stream.into_split();
         let (mut from_ssh, mut to_ssh) = tokio::io::split(channel.into_stream());
@@ -491,7 +492,22 @@ impl Forward {
         if let Err(err) = tokio::try_join!(outward, inward) {
             tracing::debug!(forward = %self.id, "forwarded connection ended: {err}");
         }
-        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One open connection in a forward's count, for as long as it lives.
+struct OpenConnection<'a>(&'a AtomicU64);
+
+impl<'a> OpenConnection<'a> {
+    fn count(open: &'a AtomicU64) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
