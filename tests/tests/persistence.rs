@@ -243,14 +243,28 @@ async fn empty_database_file_is_migrated_to_the_current_schema() {
     })
     .await;
     let status = client.get_status().await.unwrap();
-    assert_eq!(status.database.unwrap().schema_version, 4);
+    let reported = status.database.unwrap().schema_version;
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     assert!(wait_exit(&mut child, "daemon").success());
     let conn = Connection::open(home.path().join("pulsar.db")).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(
+        version, reported as i64,
+        "the file is at the version reported"
+    );
+    // The newest tables are there (workspaces: 4; port forwards: 5).
+    for table in ["workspaces", "forwards"] {
+        let found: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 1, "table {table}");
+    }
 }
 
 /// The seed design's schema, as a version-1 database was written.
