@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::forward::ForwardArg;
 use crate::keys::DetachKey;
 use crate::new::{EnvVar, LimitArg, SerialTarget, SshTarget};
 
@@ -72,6 +73,83 @@ pub struct Cli {
     #[command(subcommand)]
     pub verb: Verb,
 }
+
+/// `pulsar forward` verbs.
+#[derive(Debug, Subcommand)]
+pub enum ForwardVerb {
+    /// Add a port forward to an SSH session: -L, -R or -D, as with ssh.
+    #[command(after_help = FORWARD_AFTER_HELP)]
+    Add {
+        /// The SSH session's name or a unique prefix of its id.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+        #[command(flatten)]
+        forward: ForwardFlags,
+        /// Allow listening on an address other than loopback (reachable from elsewhere).
+        #[arg(long)]
+        allow_non_loopback: bool,
+    },
+    /// List port forwards (of one session, or all) with their connections and bytes.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only this session's (name or id prefix).
+        #[arg(value_name = "NAME|ID")]
+        target: Option<String>,
+        /// Print them as JSON (every field the daemon reports).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove port forwards: their listeners close, and their connections.
+    Rm {
+        /// Forward ids or unique prefixes, as `pulsar forward ls` shows them.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// Exactly one of `-L`, `-R`, `-D`.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ForwardFlags {
+    /// Listen here, connect from the server to HOST:PORT (ssh -L).
+    #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:PORT", value_parser = crate::forward::parse_local)]
+    pub local: Option<ForwardArg>,
+    /// The server listens; connections come back here to HOST:PORT (ssh -R).
+    #[arg(short = 'R', value_name = "[BIND:]PORT:HOST:PORT", value_parser = crate::forward::parse_remote)]
+    pub remote: Option<ForwardArg>,
+    /// A SOCKS5 proxy here, connecting from the server (ssh -D).
+    #[arg(short = 'D', value_name = "[BIND:]PORT", value_parser = crate::forward::parse_dynamic)]
+    pub dynamic: Option<ForwardArg>,
+}
+
+impl ForwardFlags {
+    /// The one forward given.
+    pub fn into_arg(self) -> ForwardArg {
+        self.local
+            .or(self.remote)
+            .or(self.dynamic)
+            .expect("clap requires one of -L, -R, -D")
+    }
+}
+
+const FORWARD_AFTER_HELP: &str = "\
+Forwards belong to the daemon, not to this command: they keep working when every client has
+detached, come back after the SSH connection reconnects and after a daemon restart, and end
+with their session. Addresses listened on default to loopback; anything else needs
+--allow-non-loopback. A connection whose target refuses is closed and counted (LAST ERROR);
+the forward stays up.
+
+Examples:
+  pulsar forward add prod -L 8080:localhost:80      # localhost:8080 here -> prod's port 80
+  pulsar forward add prod -L 5432:db.internal:5432  # a database behind prod
+  pulsar forward add prod -R 9000:localhost:3000    # prod's localhost:9000 -> our port 3000
+  pulsar forward add prod -D 1080                   # SOCKS5 proxy on localhost:1080
+  pulsar forward ls
+  pulsar forward ls prod --json
+  pulsar forward rm 3fa2c1d0
+
+Exit codes: 0 done, 1 the daemon refused (address in use, the server refused, not an SSH
+session), 2 usage, 3 no daemon, 4 no such session or forward.";
 
 /// `pulsar workspace` verbs.
 #[derive(Debug, Subcommand)]
@@ -293,6 +371,9 @@ pub enum Verb {
     /// Record a session to an asciicast file, or stop recording it.
     #[command(subcommand, after_help = RECORD_AFTER_HELP)]
     Record(RecordVerb),
+    /// Port forwards on SSH sessions (-L, -R, -D): add, list or remove them.
+    #[command(subcommand, visible_alias = "fwd", after_help = FORWARD_AFTER_HELP)]
+    Forward(ForwardVerb),
 
     /// The desktop's workspaces: list, show or delete them.
     #[command(subcommand, visible_alias = "ws", after_help = WORKSPACE_AFTER_HELP)]

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod forward;
 pub mod keys;
 pub mod kill;
 pub mod list;
@@ -32,7 +33,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
 
-use crate::cli::{Cli, RecordVerb, Verb, WorkspaceVerb};
+use crate::cli::{Cli, ForwardVerb, RecordVerb, Verb, WorkspaceVerb};
 use crate::daemon::Endpoint;
 use crate::error::{Exit, Failure};
 
@@ -161,6 +162,17 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 file,
             } => record::start(&endpoint, &target, file.as_deref(), input).await,
             RecordVerb::Stop { target } => record::stop(&endpoint, &target).await,
+        },
+        Verb::Forward(verb) => match verb {
+            ForwardVerb::Add {
+                target,
+                forward,
+                allow_non_loopback,
+            } => forward::add(&endpoint, &target, forward.into_arg(), allow_non_loopback).await,
+            ForwardVerb::Ls { target, json } => {
+                forward::list(&endpoint, target.as_deref(), json).await
+            }
+            ForwardVerb::Rm { ids } => forward::remove(&endpoint, &ids).await,
         },
         Verb::Workspace(verb) => match verb {
             WorkspaceVerb::Ls { json } => workspace::list(&endpoint, json).await,

@@ -53,7 +53,7 @@ pub fn table(
         rows.push([
             session.name.clone(),
             session.short_id(),
-            describe_type(&session.session_type),
+            with_forwards(describe_type(&session.session_type), session.forwards),
             describe_state(session),
             session.num_clients.to_string(),
             age(session.created_at, now),
@@ -94,6 +94,15 @@ pub fn pad<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The type, and the session's port forwards when it has any (`ssh ada@h, 2 forwards`).
+fn with_forwards(described: String, forwards: usize) -> String {
+    match forwards {
+        0 => described,
+        1 => format!("{described}, 1 forward"),
+        n => format!("{described}, {n} forwards"),
+    }
 }
 
 /// `local`, `ssh ada@host`, `ssh ada@host:2222`, `serial /dev/ttyUSB0`, or the bare kind.
@@ -221,6 +230,15 @@ mod tests {
         assert_eq!(bytes(640 * 1024), "640K");
         assert_eq!(bytes(13_107_200), "12.5M");
         assert_eq!(bytes(3 << 30), "3.0G");
+    }
+
+    #[test]
+    fn forwards_follow_the_type() {
+        assert_eq!(with_forwards("ssh ada@h".into(), 0), "ssh ada@h");
+        assert_eq!(
+            with_forwards("ssh ada@h".into(), 2),
+            "ssh ada@h, 2 forwards"
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Session {
     /// Its limits, as the daemon reports them (`{field: {value, mechanism}}`).
     #[serde(default)]
     pub limits: Option<serde_json::Map<String, Value>>,
+    /// Port forwards on its connection (SSH sessions).
+    #[serde(default)]
+    pub forwards: usize,
 }
 
 /// A session's usage, as `ls` and `top` show it.

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::handover::Incoming;
 use crate::persist::{
     Checkpointer, StoreAudit, StoreObserver, StoreWorkspaces, load_workspaces, restore_all,
+    restore_forwards,
 };
 use crate::rpc::{
     self, BindError, DesktopBindError, DesktopListener, Handlers, Lifecycle, SocketListener,
@@ -194,9 +195,11 @@ impl Daemon {
             audit.as_ref(),
         )
         .await;
+        let forwards = restore_forwards(loaded.forwards, &sessions, &store).await;
         tracing::info!(
             database = %config.database_path.display(),
             respawned = restored.respawned,
+            forwards,
             stopped = restored.stopped,
             dropped = restored.dropped,
             policy = ?config.restore,

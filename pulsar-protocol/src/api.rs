@@ -5,16 +5,17 @@
 //! arrays are accepted too). Methods marked `with_extensions` read the caller's identity from
 //! the connection; clients never send it.
 
-// `create_session` has six parameters, the wire's named fields; the generated code adds
-// `self` and the connection's extensions.
+// `create_session`'s fields are its parameters (a map on the wire); the generated client and
+// server methods take them one by one.
 #![allow(clippy::too_many_arguments)]
 
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 
 use crate::{
-    AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, ListSessionsResult,
-    OutputEvent, ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
+    AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, ForwardId,
+    ForwardInfo, ForwardKind, ForwardSpec, ListForwardsResult, ListSessionsResult, OutputEvent,
+    ReceiveOutputResult, RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat,
     SendInputResult, SessionEvent, SessionId, SessionInfo, SessionLimits, SessionType, Status,
     Success, UpgradeResult, WaitOn, WaitResult,
 };
@@ -31,6 +32,8 @@ pub trait PulsarApi {
     /// `limits` (each absent one from the daemon's defaults) are in force before the
     /// program's first instruction; one no mechanism can hold is an error (1029), and an
     /// SSH or serial session takes only `output_bytes_per_sec` (1028).
+    /// `forwards` (SSH sessions only) are added once it runs, as by `add_forward`; if one
+    /// fails, the session is ended and the error answered.
     #[method(name = "create_session", param_kind = map, with_extensions)]
     async fn create_session(
         &self,
@@ -40,6 +43,7 @@ pub trait PulsarApi {
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
         limits: Option<SessionLimits>,
+        forwards: Option<Vec<ForwardSpec>>,
     ) -> RpcResult<CreateSessionResult>;
 
     /// Registers a client on a session and returns a snapshot of its screen (preceded by
@@ -199,4 +203,27 @@ pub trait PulsarApi {
     /// this daemon serves on.
     #[method(name = "upgrade_daemon", param_kind = map, with_extensions)]
     async fn upgrade_daemon(&self, binary: Option<std::path::PathBuf>) -> RpcResult<UpgradeResult>;
+
+    /// Adds a port forward on SSH session `session_id`'s connection (see [`ForwardSpec`]).
+    /// It outlives every client, is saved, and is re-established after the connection
+    /// reconnects and after a daemon restart. Errors: 1024 (address in use), 1025 (the server
+    /// refused to listen), 1026 (not an SSH session), 1001 (no such session).
+    #[method(name = "add_forward", param_kind = map)]
+    async fn add_forward(
+        &self,
+        session_id: SessionId,
+        kind: ForwardKind,
+        listen: String,
+        target: Option<String>,
+        allow_non_loopback: Option<bool>,
+    ) -> RpcResult<ForwardInfo>;
+
+    /// The port forwards of `session_id`, or of every session.
+    #[method(name = "list_forwards", param_kind = map)]
+    async fn list_forwards(&self, session_id: Option<SessionId>) -> RpcResult<ListForwardsResult>;
+
+    /// Removes a port forward: its listener closes and its open connections with it. 1027
+    /// when no forward has that id.
+    #[method(name = "remove_forward", param_kind = map)]
+    async fn remove_forward(&self, forward_id: ForwardId) -> RpcResult<Success>;
 }

@@ -87,3 +87,14 @@ pub const LIMIT_NOT_APPLICABLE: i32 = 1028;
 /// control group for it, and no resource limit or nice value that would do), or setting it
 /// up failed; `data` has `field` and the message says what was tried.
 pub const LIMIT_UNAVAILABLE: i32 = 1029;
+/// A forward's listening address is already in use (`add_forward`, `create_session`'s
+/// `forwards`); `data` has `session_id` and `listen`.
+pub const FORWARD_ADDRESS_IN_USE: i32 = 1024;
+/// The SSH server refused to listen for a remote forward (`tcpip-forward`: forwarding
+/// disabled, a privileged port, the port taken on the server); `data` has `session_id` and
+/// `listen`.
+pub const FORWARD_REFUSED: i32 = 1025;
+/// The session cannot carry port forwards: it is not an SSH session; `data` has `session_id`.
+pub const FORWARD_NOT_SUPPORTED: i32 = 1026;
+/// No forward with that id; `data` has `forward_id`.
+pub const FORWARD_NOT_FOUND: i32 = 1027;

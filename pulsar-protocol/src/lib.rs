@@ -12,6 +12,7 @@ pub mod client;
 mod data;
 pub mod error;
 mod event;
+mod forward;
 mod limits;
 mod session;
 mod session_event;
@@ -24,6 +25,9 @@ pub use api::{PulsarApiClient, PulsarApiServer};
 pub use client::{ConnectError, PulsarClient, connect};
 pub use data::Base64Data;
 pub use event::OutputEvent;
+pub use forward::{
+    ForwardId, ForwardInfo, ForwardKind, ForwardSpec, ForwardState, ListForwardsResult,
+};
 pub use limits::{AppliedLimits, HeldLimit, LimitMechanism, SessionLimits, SessionUsage};
 pub use session::{
     AsciicastExport, AttachResult, ClientMode, CreateSessionResult, Cursor, ListSessionsResult,
@@ -81,6 +85,12 @@ pub mod method {
     pub const STOP_RECORDING: &str = "stop_recording";
     /// A session's stored output as an asciicast recording.
     pub const EXPORT_ASCIICAST: &str = "export_asciicast";
+    /// Add a port forward to an SSH session.
+    pub const ADD_FORWARD: &str = "add_forward";
+    /// Port forwards, of one session or all.
+    pub const LIST_FORWARDS: &str = "list_forwards";
+    /// Remove a port forward.
+    pub const REMOVE_FORWARD: &str = "remove_forward";
     /// Create a workspace.
     pub const WORKSPACE_CREATE: &str = "workspace_create";
     /// One workspace.

@@ -487,6 +487,13 @@ pub struct SessionInfo {
     /// What it uses now, while a local program runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<SessionUsage>,
+    /// Port forwards on the session's connection (SSH sessions; see `list_forwards`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forwards: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A recording in progress (`get_session`'s `recording`).
@@ -741,6 +748,7 @@ mod tests {
             recording: None,
             limits: None,
             usage: None,
+            forwards: 0,
         };
         let json = serde_json::to_value(&info).unwrap();
         assert!(json.get("reason").is_none(), "{json}");

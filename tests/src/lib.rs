@@ -765,7 +765,7 @@ pub fn process_gone(pid: u32) -> bool {
 /// Starts `argv` (see [`command`]) in an unnamed session of the default size; returns its id.
 pub async fn start_program(client: &PulsarClient, argv: &[&str]) -> SessionId {
     client
-        .create_session(None, command(argv), None, None, None, None)
+        .create_session(None, command(argv), None, None, None, None, None)
         .await
         .expect("create_session")
         .session_id

@@ -78,7 +78,15 @@ fn shell_type(prompt: &str) -> pulsar_protocol::SessionType {
 /// Creates a session named `name` running a shell with the prompt `name$ `.
 async fn create_shell(client: &PulsarClient, name: &str) -> SessionId {
     client
-        .create_session(Some(name.into()), shell_type(name), None, None, None, None)
+        .create_session(
+            Some(name.into()),
+            shell_type(name),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
         .await
         .expect("create_session")
         .session_id
@@ -672,6 +680,7 @@ async fn an_ambiguous_id_prefix_is_an_error_listing_the_candidates() {
                 None,
                 None,
                 None,
+                None,
             )
             .await
             .unwrap()
@@ -1231,7 +1240,7 @@ async fn detaching_from_a_full_screen_program_resets_the_outer_terminal_modes() 
     }))
     .unwrap();
     let id = client
-        .create_session(Some("vim".into()), vim, None, None, None, None)
+        .create_session(Some("vim".into()), vim, None, None, None, None, None)
         .await
         .unwrap()
         .session_id;

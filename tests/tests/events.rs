@@ -45,7 +45,7 @@ async fn creating_a_session_is_an_event_with_its_id_and_name() {
     let client = daemon.client().await;
     let mut events = subscribed(&client).await;
     let created = client
-        .create_session(Some("build".into()), sh(), None, None, None, None)
+        .create_session(Some("build".into()), sh(), None, None, None, None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -240,7 +240,7 @@ async fn events_stream_on_the_line_framing_too() {
     let subscription = line.ok("subscribe_events", json!({})).await;
     let client = daemon.client().await;
     let created = client
-        .create_session(Some("liner".into()), sh(), None, None, None, None)
+        .create_session(Some("liner".into()), sh(), None, None, None, None, None)
         .await
         .unwrap();
     let note = line.read().await.expect("a notification");

@@ -9,7 +9,15 @@ use rusqlite::Connection;
 
 async fn shell(client: &PulsarClient, name: &str) -> SessionId {
     client
-        .create_session(Some(name.into()), sh(), Some(90), Some(20), None, None)
+        .create_session(
+            Some(name.into()),
+            sh(),
+            Some(90),
+            Some(20),
+            None,
+            None,
+            None,
+        )
         .await
         .expect("create_session")
         .session_id
@@ -148,6 +156,7 @@ async fn sessions_stopped_before_shutdown_stay_stopped_with_their_exit_code() {
             None,
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -177,6 +186,7 @@ async fn kill_9_during_heavy_output_keeps_the_database_intact_and_every_session(
             .create_session(
                 Some(format!("noisy-{i}")),
                 command(&["/usr/bin/yes", "heavy output line for the crash test"]),
+                None,
                 None,
                 None,
                 None,
@@ -243,14 +253,28 @@ async fn empty_database_file_is_migrated_to_the_current_schema() {
     })
     .await;
     let status = client.get_status().await.unwrap();
-    assert_eq!(status.database.unwrap().schema_version, 5);
+    let reported = status.database.unwrap().schema_version;
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     assert!(wait_exit(&mut child, "daemon").success());
     let conn = Connection::open(home.path().join("pulsar.db")).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(
+        version, reported as i64,
+        "the file is at the version reported"
+    );
+    // The newest tables are there (workspaces: 4; port forwards: 6).
+    for table in ["workspaces", "forwards"] {
+        let found: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 1, "table {table}");
+    }
 }
 
 /// The seed design's schema, as a version-1 database was written.
@@ -399,7 +423,7 @@ async fn cleanup_prunes_stopped_sessions_and_the_audit_log_from_the_database() {
     .await;
     let client = daemon.client().await;
     let id = client
-        .create_session(None, command(&["/bin/true"]), None, None, None, None)
+        .create_session(None, command(&["/bin/true"]), None, None, None, None, None)
         .await
         .unwrap()
         .session_id;
@@ -452,7 +476,7 @@ async fn respawn_restores_the_command_cwd_and_env() {
     }))
     .unwrap();
     let id = client
-        .create_session(Some("again".into()), ty, None, None, None, None)
+        .create_session(Some("again".into()), ty, None, None, None, None, None)
         .await
         .unwrap()
         .session_id;

@@ -105,7 +105,15 @@ async fn assert_snapshot_faithful(
 
 async fn create(client: &PulsarClient, argv: &[&str], cols: u16, rows: u16) -> SessionId {
     client
-        .create_session(None, command(argv), Some(cols), Some(rows), None, None)
+        .create_session(
+            None,
+            command(argv),
+            Some(cols),
+            Some(rows),
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap()
         .session_id
@@ -459,6 +467,7 @@ async fn policy_session(client: &PulsarClient, policy: ResizePolicy) -> SessionI
             Some(80),
             Some(24),
             Some(policy),
+            None,
             None,
         )
         .await

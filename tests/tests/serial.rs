@@ -149,7 +149,7 @@ fn serial(device: &Path) -> SessionType {
 
 async fn create(client: &PulsarClient, device: &Path) -> SessionId {
     client
-        .create_session(None, serial(device), None, None, None, None)
+        .create_session(None, serial(device), None, None, None, None, None)
         .await
         .expect("create a serial session")
         .session_id
@@ -400,7 +400,7 @@ async fn a_device_in_use_by_one_session_is_refused_to_another() {
     let client = daemon.client().await;
     create(&client, &wire.path).await;
     let err = client
-        .create_session(None, serial(&wire.path), None, None, None, None)
+        .create_session(None, serial(&wire.path), None, None, None, None, None)
         .await
         .unwrap_err();
     let err = rpc_error(&err);
@@ -726,7 +726,7 @@ async fn a_serial_session_outlives_the_daemon_with_its_device_lock_and_settings(
                                            "stop_bits": 2}))
     .unwrap();
     let id = client
-        .create_session(None, ty, None, None, None, None)
+        .create_session(None, ty, None, None, None, None, None)
         .await
         .unwrap()
         .session_id;

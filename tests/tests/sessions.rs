@@ -9,7 +9,7 @@ use serde_json::json;
 
 async fn create(client: &pulsar_protocol::PulsarClient, name: &str) -> uuid::Uuid {
     client
-        .create_session(Some(name.into()), sh(), None, None, None, None)
+        .create_session(Some(name.into()), sh(), None, None, None, None, None)
         .await
         .expect("create_session")
         .session_id
@@ -33,7 +33,15 @@ async fn new_session_reports_its_info_and_is_detached() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let created = client
-        .create_session(Some("info".into()), sh(), Some(100), Some(30), None, None)
+        .create_session(
+            Some("info".into()),
+            sh(),
+            Some(100),
+            Some(30),
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(created.session_id, created.session.id);
@@ -281,6 +289,7 @@ async fn terminate_kills_a_process_that_ignores_sighup_after_the_grace_period() 
             None,
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -307,6 +316,7 @@ async fn exit_code_is_reported_to_info_and_subscribers() {
         .create_session(
             None,
             command(&["/bin/sh", "-c", "read x; exit 7"]),
+            None,
             None,
             None,
             None,
@@ -359,6 +369,7 @@ async fn stopped_session_history_stays_readable() {
             None,
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -380,7 +391,7 @@ async fn cleanup_removes_stopped_sessions_after_the_retention() {
     .await;
     let client = daemon.client().await;
     let short = client
-        .create_session(None, command(&["/bin/true"]), None, None, None, None)
+        .create_session(None, command(&["/bin/true"]), None, None, None, None, None)
         .await
         .unwrap()
         .session_id;
@@ -475,6 +486,7 @@ async fn scrollback_is_bounded_and_reads_report_truncation() {
                 "-c",
                 "head -c 100000 /dev/zero | tr '\\0' x; echo; echo END",
             ]),
+            None,
             None,
             None,
             None,
@@ -636,7 +648,7 @@ async fn error_duplicate_live_name_is_1002() {
     let client = daemon.client().await;
     let holder = create(&client, "twin").await;
     let err = client
-        .create_session(Some("twin".into()), sh(), None, None, None, None)
+        .create_session(Some("twin".into()), sh(), None, None, None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::SESSION_EXISTS);
@@ -674,7 +686,7 @@ async fn error_max_sessions_is_1004_naming_the_limit() {
     create(&client, "a").await;
     create(&client, "b").await;
     let err = client
-        .create_session(Some("c".into()), sh(), None, None, None, None)
+        .create_session(Some("c".into()), sh(), None, None, None, None, None)
         .await
         .unwrap_err();
     assert_eq!(rpc_code(&err), code::LIMIT_REACHED);
@@ -735,6 +747,7 @@ async fn error_unstartable_command_is_1005_naming_it() {
         .create_session(
             Some("broken".into()),
             command(&["/no/such/program"]),
+            None,
             None,
             None,
             None,
@@ -1025,7 +1038,7 @@ async fn session_names_are_1_to_64_characters_without_control_characters() {
     });
     for bad in [String::new(), "n".repeat(65), "tab\there".to_owned()] {
         let err = client
-            .create_session(Some(bad.clone()), sh(), None, None, None, None)
+            .create_session(Some(bad.clone()), sh(), None, None, None, None, None)
             .await
             .unwrap_err();
         assert_eq!(rpc_code(&err), code::INVALID_PARAMS, "{bad:?}: {err}");
@@ -1163,6 +1176,7 @@ async fn the_program_gets_pulsar_session_id_and_name() {
                 "-c",
                 "echo \"id=$PULSAR_SESSION_ID name=$PULSAR_SESSION_NAME.\"; exec cat",
             ]),
+            None,
             None,
             None,
             None,

@@ -826,7 +826,7 @@ async fn secrets_never_appear_in_answers_logs_or_files() {
     ))
     .unwrap();
     let created = client
-        .create_session(None, typed, None, None, None, None)
+        .create_session(None, typed, None, None, None, None, None)
         .await
         .expect("create over WebSocket");
     answers.push(serde_json::to_string(&created).unwrap());

@@ -114,3 +114,45 @@ impl From<ConnectError> for BackendError {
         }
     }
 }
+
+/// Why a port forward could not be added or removed. Messages name the address and the cause;
+/// the session core adds the session.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// This kind of session has no connection to forward over.
+    #[error("it is not an SSH session: only SSH sessions carry port forwards")]
+    NotSupported,
+    /// No forward has that id.
+    #[error("forward {0} not found")]
+    NotFound(uuid::Uuid),
+    /// A field of the request is invalid.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field as named on the wire (`listen`, `target`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Something else listens on the address already.
+    #[error("cannot listen on {listen}: the address is already in use")]
+    AddressInUse {
+        /// The address asked for.
+        listen: String,
+    },
+    /// The SSH server would not listen for a remote forward.
+    #[error("the server refused to listen on {listen} (tcpip-forward): {reason}")]
+    Refused {
+        /// The address asked for, on the server.
+        listen: String,
+        /// What russh or the server said.
+        reason: String,
+    },
+    /// Any other failure (binding a privileged port, the connection lost mid-request).
+    #[error("forward on {listen}: {reason}")]
+    Failed {
+        /// The address asked for.
+        listen: String,
+        /// What failed.
+        reason: String,
+    },
+}

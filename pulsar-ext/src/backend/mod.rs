@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulsar_protocol::{AppliedLimits, SessionLimits, SessionType, SessionUsage};
+use pulsar_protocol::{
+    AppliedLimits, ForwardId, ForwardInfo, ForwardSpec, SessionLimits, SessionType, SessionUsage,
+};
 use uuid::Uuid;
 
 pub use ended::ended;
-pub use error::BackendError;
+pub use error::{BackendError, ForwardError};
 pub use keeper::{Keeper, trampoline};
 pub use limits::Confiner;
 pub(crate) use ssh::{ConnectError, SshOptions};
@@ -120,6 +122,32 @@ pub trait Backend: Send + Sync + 'static {
     fn usage(&self) -> Option<SessionUsage> {
         None
     }
+
+    /// Adds a port forward over this backend's connection, with id `id`; answers its info.
+    /// Only backends with a connection to forward over (SSH) have them.
+    async fn add_forward(
+        &self,
+        id: ForwardId,
+        spec: &ForwardSpec,
+    ) -> Result<ForwardInfo, ForwardError> {
+        let _ = (id, spec);
+        Err(ForwardError::NotSupported)
+    }
+
+    /// This backend's port forwards, oldest first.
+    fn forwards(&self) -> Vec<ForwardInfo> {
+        Vec::new()
+    }
+
+    /// How many port forwards it has (for the session's info).
+    fn forward_count(&self) -> usize {
+        0
+    }
+
+    /// Removes port forward `id`: its listener closes, and its connections.
+    async fn remove_forward(&self, id: ForwardId) -> Result<(), ForwardError> {
+        Err(ForwardError::NotFound(id))
+    }
 }
 
 /// The daemon-wide settings backends start from (from the config's `serial_*` and `ssh_*`
@@ -208,7 +236,13 @@ pub async fn open(
         }
         SessionType::Ssh(spec) => {
             Confiner::check_remote("ssh", request.limits)?;
-            let backend = ssh::SshBackend::connect(spec, &request.settings.ssh, cols, rows).await?;
+            let backend = ssh::SshBackend::connect(
+                spec,
+                &request.settings.ssh,
+                request.session_id,
+                (cols, rows),
+            )
+            .await?;
             Ok(Arc::new(backend))
         }
         #[allow(unreachable_patterns)] // SessionType is non-exhaustive across crates

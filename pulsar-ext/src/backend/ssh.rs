@@ -14,13 +14,17 @@
 //! Here: the backend and its state. `config` reads OpenSSH's client configuration for a host
 //! alias, `connect` establishes one connection chain (defaults and the configuration applied,
 //! TCP, the jump hosts, host keys, PTY, shell), `auth` authenticates, `known_hosts` reads and
-//! appends OpenSSH's file, `link` is the link task.
+//! appends OpenSSH's file, `link` is the link task, `forward` the session's port forwards
+//! (over whichever connection the link task has) and `socks` the SOCKS5 handshake of dynamic
+//! ones.
 
 mod auth;
 mod config;
 mod connect;
+mod forward;
 mod known_hosts;
 mod link;
+mod socks;
 
 use std::io;
 use std::path::PathBuf;
@@ -28,13 +32,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulsar_protocol::{SshResolved, SshSpec};
+use pulsar_protocol::{ForwardId, ForwardInfo, ForwardSpec, SessionId, SshResolved, SshSpec};
 use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use super::{Backend, ExitStatus, LinkState};
+use super::{Backend, ExitStatus, ForwardError, LinkState};
 use connect::{Target, connect};
+use forward::Forwards;
 use link::LinkTask;
 
 /// Output chunks queued between the link task and the session's pump: a little slack for
@@ -258,6 +263,8 @@ pub struct SshBackend {
     resolved: SshResolved,
     /// The connection's ups and downs, sent by the link task (closed when it ends).
     link: watch::Receiver<LinkState>,
+    /// Port forwards over the connection, following it across reconnects.
+    forwards: Arc<Forwards>,
 }
 
 impl SshBackend {
@@ -267,8 +274,8 @@ impl SshBackend {
     pub async fn connect(
         spec: &SshSpec,
         options: &SshOptions,
-        cols: u16,
-        rows: u16,
+        session_id: SessionId,
+        (cols, rows): (u16, u16),
     ) -> Result<Self, ConnectError> {
         // The configuration file (and its includes) is disk work: off the runtime's workers.
         let (owned_spec, owned_options) = (spec.clone(), options.clone());
@@ -284,7 +291,9 @@ impl SshBackend {
             tracing::warn!(alias = %spec.host, config = ?target.config_file, "SSH configuration: {warning}");
         }
         let resolved = target.resolved();
-        let link = connect(&target, (cols, rows)).await?;
+        let mut link = connect(&target, (cols, rows)).await?;
+        let forwards = Forwards::new(session_id);
+        forwards.attach(&mut link);
         tracing::info!(
             alias = %spec.host, host = %target.host, port = target.port, user = %target.user,
             jumps = ?resolved.proxy_jump, "SSH session connected"
@@ -303,6 +312,7 @@ impl SshBackend {
             output: output_tx,
             size: size.subscribe(),
             stop: stop.subscribe(),
+            forwards: Arc::clone(&forwards),
         };
         tokio::spawn(task.run(link));
         Ok(Self {
@@ -319,6 +329,7 @@ impl SshBackend {
             stop,
             resolved,
             link: link_rx,
+            forwards,
         })
     }
 }
@@ -415,6 +426,26 @@ impl Backend for SshBackend {
 
     fn ssh_resolved(&self) -> Option<SshResolved> {
         Some(self.resolved.clone())
+    }
+
+    async fn add_forward(
+        &self,
+        id: ForwardId,
+        spec: &ForwardSpec,
+    ) -> Result<ForwardInfo, ForwardError> {
+        self.forwards.add(id, spec).await
+    }
+
+    fn forwards(&self) -> Vec<ForwardInfo> {
+        self.forwards.list()
+    }
+
+    fn forward_count(&self) -> usize {
+        self.forwards.count()
+    }
+
+    async fn remove_forward(&self, id: ForwardId) -> Result<(), ForwardError> {
+        self.forwards.remove(id).await
     }
 }
 

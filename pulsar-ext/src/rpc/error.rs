@@ -4,7 +4,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use pulsar_protocol::error as code;
 use serde_json::json;
 
-use crate::backend::{BackendError, ConnectError};
+use crate::backend::{BackendError, ConnectError, ForwardError};
 use crate::session::SessionError;
 use crate::workspace::WorkspaceError;
 
@@ -73,8 +73,42 @@ impl From<SessionError> for ErrorObjectOwned {
                 code::WAIT_TIMEOUT,
                 json!({"session_id": id, "timeout_ms": timeout_ms, "offset": offset}),
             ),
+            SessionError::Forward { id, source } => forward_error(*id, source),
+            SessionError::ForwardNotFound(forward_id) => {
+                (code::FORWARD_NOT_FOUND, json!({"forward_id": forward_id}))
+            }
         };
         ErrorObjectOwned::owned(code, message, Some(data))
+    }
+}
+
+/// A port forward refused: its code, and `data` naming the session and the address.
+fn forward_error(
+    id: pulsar_protocol::SessionId,
+    source: &ForwardError,
+) -> (i32, serde_json::Value) {
+    match source {
+        ForwardError::NotSupported => (code::FORWARD_NOT_SUPPORTED, json!({"session_id": id})),
+        ForwardError::NotFound(forward_id) => (
+            code::FORWARD_NOT_FOUND,
+            json!({"session_id": id, "forward_id": forward_id}),
+        ),
+        ForwardError::Invalid { field, .. } => (
+            code::INVALID_PARAMS,
+            json!({"session_id": id, "field": field}),
+        ),
+        ForwardError::AddressInUse { listen } => (
+            code::FORWARD_ADDRESS_IN_USE,
+            json!({"session_id": id, "listen": listen}),
+        ),
+        ForwardError::Refused { listen, .. } => (
+            code::FORWARD_REFUSED,
+            json!({"session_id": id, "listen": listen}),
+        ),
+        ForwardError::Failed { listen, .. } => (
+            code::BACKEND_ERROR,
+            json!({"session_id": id, "listen": listen}),
+        ),
     }
 }
 

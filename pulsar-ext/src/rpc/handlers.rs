@@ -11,10 +11,10 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use pulsar_protocol::{
     AsciicastExport, AttachResult, Base64Data, ClientMode, CreateSessionResult, DatabaseStatus,
-    KeeperStatus, ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult,
-    RecordingStarted, ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent,
-    SessionId, SessionInfo, SessionLimits, SessionType, Status, Success, UpgradeResult, WaitOn,
-    WaitResult,
+    ForwardId, ForwardInfo, ForwardKind, ForwardSpec, KeeperStatus, ListForwardsResult,
+    ListSessionsResult, OutputEvent, PulsarApiServer, ReceiveOutputResult, RecordingStarted,
+    ResizePolicy, ScreenContents, ScreenFormat, SendInputResult, SessionEvent, SessionId,
+    SessionInfo, SessionLimits, SessionType, Status, Success, UpgradeResult, WaitOn, WaitResult,
 };
 
 use super::Peer;
@@ -23,6 +23,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::daemon::Controls;
 use crate::persist::export_asciicast;
+use crate::persist::forward_row;
 use crate::session::{
     CreateRequest, OutputReader, Pattern, SessionError, SessionManager, StreamEvent,
 };
@@ -83,6 +84,22 @@ impl Handlers {
             started: Instant::now(),
             started_at: Utc::now(),
         }
+    }
+
+    /// Adds a forward to a session and saves it, to come back after a restart.
+    async fn add_saved_forward(
+        &self,
+        session_id: SessionId,
+        spec: &ForwardSpec,
+    ) -> Result<ForwardInfo, ErrorObjectOwned> {
+        let info = self
+            .sessions
+            .add_forward(session_id, uuid::Uuid::new_v4(), spec)
+            .await?;
+        self.store
+            .upsert_forward(forward_row(&info, spec, Utc::now().timestamp_millis()));
+        tracing::info!(session = %session_id, forward = %info.id, kind = info.kind.as_str(), listen = %info.listen, "add_forward");
+        Ok(info)
     }
 
     /// The session table the handlers work on.
@@ -198,6 +215,7 @@ impl PulsarApiServer for Handlers {
         rows: Option<u16>,
         resize_policy: Option<ResizePolicy>,
         limits: Option<SessionLimits>,
+        forwards: Option<Vec<ForwardSpec>>,
     ) -> RpcResult<CreateSessionResult> {
         let session = self
             .sessions
@@ -210,6 +228,14 @@ impl PulsarApiServer for Handlers {
                 limits: limits.unwrap_or_default(),
             })
             .await?;
+        for spec in forwards.unwrap_or_default() {
+            if let Err(err) = self.add_saved_forward(session.id(), &spec).await {
+                // All or nothing: a session without the forwards asked for is not what was
+                // asked for.
+                let _ = self.sessions.terminate(session.id()).await;
+                return Err(err);
+            }
+        }
         // Durable before it is answered: a session the client was told about survives even
         // a crash right after (its program would otherwise be an orphan nobody knows).
         self.store.flush().await;
@@ -234,6 +260,39 @@ impl PulsarApiServer for Handlers {
             session_id: session.id(),
             session: session.info(),
         })
+    }
+
+    async fn add_forward(
+        &self,
+        session_id: SessionId,
+        kind: ForwardKind,
+        listen: String,
+        target: Option<String>,
+        allow_non_loopback: Option<bool>,
+    ) -> RpcResult<ForwardInfo> {
+        let spec = ForwardSpec {
+            kind,
+            listen,
+            target,
+            allow_non_loopback: allow_non_loopback.unwrap_or(false),
+        };
+        let info = self.add_saved_forward(session_id, &spec).await?;
+        self.store.flush().await;
+        Ok(info)
+    }
+
+    async fn list_forwards(&self, session_id: Option<SessionId>) -> RpcResult<ListForwardsResult> {
+        Ok(ListForwardsResult {
+            forwards: self.sessions.list_forwards(session_id)?,
+        })
+    }
+
+    async fn remove_forward(&self, forward_id: ForwardId) -> RpcResult<Success> {
+        let session_id = self.sessions.remove_forward(forward_id).await?;
+        self.store.delete_forward(forward_id);
+        self.store.flush().await;
+        tracing::info!(session = %session_id, forward = %forward_id, "remove_forward");
+        Ok(Success::OK)
     }
 
     async fn attach_session(

@@ -4,7 +4,7 @@ use std::io;
 
 use pulsar_protocol::{SessionId, SessionState};
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, ForwardError};
 
 /// A failed session operation.
 #[derive(Debug, thiserror::Error)]
@@ -126,4 +126,15 @@ pub enum SessionError {
         /// Why.
         source: io::Error,
     },
+    /// A port forward could not be added or removed.
+    #[error("session {id}: {source}")]
+    Forward {
+        /// The session.
+        id: SessionId,
+        /// Why, as the backend says.
+        source: ForwardError,
+    },
+    /// No session has a forward with that id.
+    #[error("forward {0} not found")]
+    ForwardNotFound(pulsar_protocol::ForwardId),
 }

@@ -7,6 +7,7 @@
 mod clients;
 mod error;
 mod events;
+mod forwards;
 mod manager;
 mod marks;
 mod observer;

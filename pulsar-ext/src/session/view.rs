@@ -42,6 +42,7 @@ impl Session {
             }),
             limits: self.applied_limits(),
             usage: None,
+            forwards: self.backend().forward_count(),
         }
     }
 

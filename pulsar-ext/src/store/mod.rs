@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use rows::{
-    RowState, SessionConfig, SessionRow, StoredKind, StoredLimits, StoredRecording,
+    ForwardRow, RowState, SessionConfig, SessionRow, StoredKind, StoredLimits, StoredRecording,
     StoredResizePolicy, StoredSshAuth, WorkspaceRow, WorkspaceSnapshotRow,
 };
 pub use schema::CURRENT as SCHEMA_VERSION;
@@ -115,6 +115,8 @@ pub struct Loaded {
     pub workspaces: Vec<WorkspaceRow>,
     /// Every workspace snapshot, oldest first.
     pub snapshots: Vec<WorkspaceSnapshotRow>,
+    /// Every port forward, oldest first.
+    pub forwards: Vec<ForwardRow>,
 }
 
 /// Why the store could not be opened.
@@ -307,6 +309,7 @@ impl Store {
             sessions: load(&conn).map_err(corrupt)?,
             workspaces: load_workspaces(&conn).map_err(corrupt)?,
             snapshots: load_snapshots(&conn).map_err(corrupt)?,
+            forwards: load_forwards(&conn).map_err(corrupt)?,
         };
 
         let (tx, rx) = mpsc::channel();
@@ -427,6 +430,17 @@ impl Store {
     /// Deletes one workspace snapshot.
     pub fn delete_snapshot(&self, id: &str) {
         self.send(Op::DeleteSnapshot(id.to_owned(), Instant::now()));
+    }
+
+    /// Saves a port forward (only while its session has a row). Never shed: it is what a
+    /// user asked for.
+    pub fn upsert_forward(&self, row: ForwardRow) {
+        self.send(Op::UpsertForward(row, Instant::now()));
+    }
+
+    /// Deletes a port forward.
+    pub fn delete_forward(&self, id: Uuid) {
+        self.send(Op::DeleteForward(id, Instant::now()));
     }
 
     /// Keeps only the newest `keep` audit entries.
@@ -552,6 +566,43 @@ fn load_snapshots(conn: &Connection) -> rusqlite::Result<Vec<WorkspaceSnapshotRo
         })
     })?;
     found.collect()
+}
+
+fn load_forwards(conn: &Connection) -> rusqlite::Result<Vec<ForwardRow>> {
+    let mut rows = conn.prepare(
+        "SELECT id, session_id, kind, listen, target, allow_non_loopback, created_at
+         FROM forwards ORDER BY created_at, id",
+    )?;
+    let found = rows.query_map([], |r| {
+        let id: String = r.get(0)?;
+        let session_id: String = r.get(1)?;
+        Ok((
+            id,
+            session_id,
+            ForwardRow {
+                id: Uuid::nil(),
+                session_id: Uuid::nil(),
+                kind: r.get(2)?,
+                listen: r.get(3)?,
+                target: r.get(4)?,
+                allow_non_loopback: r.get(5)?,
+                created_at: r.get(6)?,
+            },
+        ))
+    })?;
+    let mut forwards = Vec::new();
+    for found in found {
+        let (id, session_id, row) = found?;
+        // A row whose ids do not parse was not written by Pulsar: skipped, not fatal.
+        if let (Ok(id), Ok(session_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&session_id)) {
+            forwards.push(ForwardRow {
+                id,
+                session_id,
+                ..row
+            });
+        }
+    }
+    Ok(forwards)
 }
 
 fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {

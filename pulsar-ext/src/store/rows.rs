@@ -295,3 +295,23 @@ mod tests {
         assert_eq!(RowState::parse("weird"), RowState::Detached);
     }
 }
+
+/// A port forward's row (`forwards`): what was asked for, with the address as bound, so a
+/// restart listens where the forward did. Goes with its session (foreign key, cascade).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRow {
+    /// Its id.
+    pub id: Uuid,
+    /// The session whose connection carries it.
+    pub session_id: Uuid,
+    /// `local`, `remote` or `dynamic`.
+    pub kind: String,
+    /// `host:port` listened on.
+    pub listen: String,
+    /// `host:port` connections go to, if it has one.
+    pub target: Option<String>,
+    /// Listening on a non-loopback address was asked for.
+    pub allow_non_loopback: bool,
+    /// When it was added, Unix milliseconds.
+    pub created_at: i64,
+}

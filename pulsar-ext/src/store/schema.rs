@@ -2,13 +2,13 @@
 //!
 //! Version 1 is the seed design's two tables exactly. Version 2 adds what restart needs (exit
 //! details, the offset the saved scrollback starts at) and the audit log; 3 saves output as
-//! chunks; 4 adds workspaces and their snapshots; 5 times each output chunk. Each migration runs
-//! in one transaction; a database newer than this daemon is refused rather than guessed at.
+//! chunks; 4 adds workspaces and their snapshots; 5 times each output chunk; 6 adds SSH
+//! sessions' port forwards. Each migration runs in one transaction; a database newer than this daemon is refused rather than guessed at.
 
 use rusqlite::Connection;
 
 /// The version this daemon writes.
-pub const CURRENT: i64 = 5;
+pub const CURRENT: i64 = 6;
 
 /// Version 1: the seed design's schema.
 pub const V1: &str = "
@@ -95,6 +95,21 @@ const V5_CHUNK_TIMES: &str = "
 ALTER TABLE output_chunks ADD COLUMN time INTEGER;
 ";
 
+/// Version 6: SSH sessions' port forwards, brought back with their session after a restart.
+const V6_FORWARDS: &str = "
+CREATE TABLE forwards (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    listen TEXT NOT NULL,
+    target TEXT,
+    allow_non_loopback INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    FOREIGN KEY(session_id) REFERENCES sessions(id) ON DELETE CASCADE
+);
+CREATE INDEX forwards_session ON forwards(session_id);
+";
+
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -115,7 +130,14 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     if found > CURRENT {
         return Err(MigrateError::TooNew { found });
     }
-    let steps: [(i64, &str); 5] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5_CHUNK_TIMES)];
+    let steps: [(i64, &str); 6] = [
+        (1, V1),
+        (2, V2),
+        (3, V3),
+        (4, V4),
+        (5, V5_CHUNK_TIMES),
+        (6, V6_FORWARDS),
+    ];
     for (version, sql) in steps {
         if found < version {
             let tx = conn.transaction()?;
@@ -194,6 +216,32 @@ mod tests {
             [],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_version_five_database_gains_the_forwards_table() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in [V1, V2, V3, V4, V5_CHUNK_TIMES] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, name, session_type, config, created_at, last_active, state)
+             VALUES ('s', 'n', 'ssh', '{}', 1, 2, 'detached')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 5);
+        conn.execute(
+            "INSERT INTO forwards (id, session_id, kind, listen, created_at)
+             VALUES ('f', 's', 'dynamic', '127.0.0.1:1080', 3)",
+            [],
+        )
+        .unwrap();
+        let kept: String = conn
+            .query_row("SELECT name FROM sessions WHERE id = 's'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, "n");
     }
 
     #[test]

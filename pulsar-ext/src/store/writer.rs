@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    AuditEntry, OutputDelta, SessionRow, Shared, StoreStats, WorkspaceRow, WorkspaceSnapshotRow,
+    AuditEntry, ForwardRow, OutputDelta, SessionRow, Shared, StoreStats, WorkspaceRow,
+    WorkspaceSnapshotRow,
 };
 
 /// A queued write, with when it was queued.
@@ -23,6 +24,8 @@ pub(super) enum Op {
     Delete(Uuid, Instant),
     PruneAudit(u64, Instant),
     UpsertWorkspace(WorkspaceRow, Instant),
+    UpsertForward(ForwardRow, Instant),
+    DeleteForward(uuid::Uuid, Instant),
     DeleteWorkspace(String, Instant),
     InsertSnapshot(WorkspaceSnapshotRow, Instant),
     DeleteSnapshot(String, Instant),
@@ -42,7 +45,9 @@ impl Op {
             | Op::UpsertWorkspace(_, at)
             | Op::DeleteWorkspace(_, at)
             | Op::InsertSnapshot(_, at)
-            | Op::DeleteSnapshot(_, at) => Some(*at),
+            | Op::DeleteSnapshot(_, at)
+            | Op::UpsertForward(_, at)
+            | Op::DeleteForward(_, at) => Some(*at),
             Op::Flush(_) | Op::Close(_) => None,
         }
     }
@@ -517,6 +522,28 @@ fn apply(
             Op::DeleteSnapshot(id, _) => {
                 tx.prepare_cached("DELETE FROM workspace_snapshots WHERE id = ?1")?
                     .execute(params![id])?;
+            }
+            Op::UpsertForward(row, _) => {
+                // A forward of a session already deleted is dropped with it.
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO forwards
+                        (id, session_id, kind, listen, target, allow_non_loopback, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                     WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?2)",
+                )?
+                .execute(params![
+                    row.id.to_string(),
+                    row.session_id.to_string(),
+                    row.kind,
+                    row.listen,
+                    row.target,
+                    row.allow_non_loopback,
+                    row.created_at,
+                ])?;
+            }
+            Op::DeleteForward(id, _) => {
+                tx.prepare_cached("DELETE FROM forwards WHERE id = ?1")?
+                    .execute(params![id.to_string()])?;
             }
             Op::Flush(_) | Op::Close(_) => {}
         }

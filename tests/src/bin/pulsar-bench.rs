@@ -99,7 +99,10 @@ async fn main() {
         crash_loss(&mut report).await;
     }
     if wanted("ssh") {
-        ssh(&mut report).await;
+        ssh(&mut report, false).await;
+    } else if wanted("forward") {
+        // Only the forward throughput of the ssh phase.
+        ssh(&mut report, true).await;
     }
 }
 
@@ -127,13 +130,14 @@ async fn upgrade(report: &mut Report) {
                 None,
                 None,
                 None,
+                None,
             )
             .await
             .unwrap()
             .session_id;
         for _ in 1..sessions {
             client
-                .create_session(None, command(&["/bin/cat"]), None, None, None, None)
+                .create_session(None, command(&["/bin/cat"]), None, None, None, None, None)
                 .await
                 .unwrap();
         }
@@ -260,7 +264,7 @@ async fn attached_until_mark(daemon: &Daemon, producer: &str) -> f64 {
             Some(80),
             Some(24),
             None,
-            None,
+            None, None,
         )
         .await
         .unwrap()
@@ -305,6 +309,7 @@ async fn crash_loss(report: &mut Report) {
                 "-c",
                 "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.001; done",
             ]),
+            None,
             None,
             None,
             None,
@@ -463,7 +468,7 @@ async fn database_writes(report: &mut Report) {
     // A quiet baseline: a few state changes on an idle daemon.
     for _ in 0..20 {
         client
-            .create_session(None, command(&["/bin/cat"]), None, None, None, None)
+            .create_session(None, command(&["/bin/cat"]), None, None, None, None, None)
             .await
             .unwrap();
     }
@@ -477,6 +482,7 @@ async fn database_writes(report: &mut Report) {
             .create_session(
                 None,
                 command(&["perl", "-e", script]),
+                None,
                 None,
                 None,
                 None,
@@ -551,7 +557,7 @@ async fn restore_time(report: &mut Report) {
     let client = daemon.client().await;
     for _ in 0..SESSIONS {
         client
-            .create_session(None, command(&["/bin/sh"]), None, None, None, None)
+            .create_session(None, command(&["/bin/sh"]), None, None, None, None, None)
             .await
             .unwrap();
     }
@@ -811,7 +817,7 @@ async fn session_create(report: &mut Report) {
 
         let start = Instant::now();
         client
-            .create_session(None, command(&["/bin/sh"]), None, None, None, None)
+            .create_session(None, command(&["/bin/sh"]), None, None, None, None, None)
             .await
             .unwrap();
         rpc.push(start.elapsed());
@@ -905,6 +911,7 @@ async fn pulsar_throughput(client: &PulsarClient, producer: &str) -> (f64, usize
                 "-c",
                 &format!("stty raw -echo; echo R; read go; {producer}"),
             ]),
+            None,
             None,
             None,
             None,
@@ -1039,6 +1046,7 @@ async fn echo_latency(report: &mut Report) {
             None,
             None,
             None,
+            None,
         )
         .await
         .unwrap()
@@ -1115,6 +1123,7 @@ async fn status_while_streaming(report: &mut Report) {
                 None,
                 None,
                 None,
+                None,
             )
             .await
             .unwrap()
@@ -1168,6 +1177,7 @@ async fn reattach(report: &mut Report) {
         .create_session(
             None,
             command(&["/bin/sh", "-c", script]),
+            None,
             None,
             None,
             None,
@@ -1240,7 +1250,15 @@ async fn memory(report: &mut Report) {
     for target in [100usize, 500, 1000] {
         while created.len() < target {
             let id = client
-                .create_session(None, command(&["/bin/sh"]), Some(80), Some(24), None, None)
+                .create_session(
+                    None,
+                    command(&["/bin/sh"]),
+                    Some(80),
+                    Some(24),
+                    None,
+                    None,
+                    None,
+                )
                 .await
                 .unwrap()
                 .session_id;
@@ -1287,7 +1305,7 @@ async fn memory(report: &mut Report) {
 
 /// SSH sessions against a local OpenSSH server (loopback, key auth), each beside the same
 /// work done by OpenSSH's own client in the same run.
-async fn ssh(report: &mut Report) {
+async fn ssh(report: &mut Report, only_forward: bool) {
     if !sshd_available() {
         report.row(
             "SSH session create / throughput",
@@ -1307,8 +1325,11 @@ async fn ssh(report: &mut Report) {
     .await;
     sshd.trust(daemon.dir.path());
     let client = daemon.client().await;
-    ssh_create(report, &sshd, &client).await;
-    ssh_throughput(report, &sshd, &client).await;
+    if !only_forward {
+        ssh_create(report, &sshd, &client).await;
+        ssh_throughput(report, &sshd, &client).await;
+    }
+    ssh_forward_throughput(report, &sshd, &client).await;
     daemon.stop();
 }
 
@@ -1350,8 +1371,32 @@ impl OpenSsh {
 
     /// `ssh -tt` running `command` (a login shell if empty); stdin and stdout are pipes.
     fn spawn(&self, command: &str) -> std::process::Child {
+        let mut ssh = self.command(&["-tt"]);
+        if !command.is_empty() {
+            ssh.arg(command);
+        }
+        ssh.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh")
+    }
+
+    /// `ssh -N -L listen:127.0.0.1:target`, a forward and nothing else.
+    fn forward(&self, listen: u16, target: u16) -> std::process::Child {
+        let spec = format!("127.0.0.1:{listen}:127.0.0.1:{target}");
+        self.command(&["-N", "-o", "ExitOnForwardFailure=yes", "-L", &spec])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh -L")
+    }
+
+    /// `ssh FIRST... [options] user@127.0.0.1`, with this server's key, port and kex.
+    fn command(&self, first: &[&str]) -> Command {
         let mut ssh = Command::new("ssh");
-        ssh.arg("-tt")
+        ssh.args(first)
             .args([
                 "-F",
                 "/dev/null",
@@ -1375,15 +1420,120 @@ impl OpenSsh {
             ssh.arg("-o").arg(format!("KexAlgorithms={kex}"));
         }
         ssh.arg(format!("{TEST_USER}@127.0.0.1"));
-        if !command.is_empty() {
-            ssh.arg(command);
-        }
-        ssh.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("run ssh")
+        ssh
     }
+}
+
+/// A loopback TCP sink: each connection is read to its end, then answered with the byte
+/// count (8 bytes, big-endian) and closed. Returns its port.
+fn byte_sink() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                let _ = stream.write_all(&total.to_be_bytes());
+            });
+        }
+    });
+    port
+}
+
+/// Sends `bytes` through `addr` to the sink behind it; the rate, once the sink has counted
+/// them all.
+fn push_through(addr: std::net::SocketAddr, bytes: usize) -> f64 {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the forward");
+    let chunk = vec![b'x'; 256 * 1024];
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < bytes {
+        stream.write_all(&chunk).expect("write through the forward");
+        sent += chunk.len();
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut count = [0u8; 8];
+    stream.read_exact(&mut count).expect("the sink's count");
+    let elapsed = start.elapsed();
+    assert_eq!(u64::from_be_bytes(count), sent as u64, "every byte arrived");
+    sent as f64 / elapsed.as_secs_f64()
+}
+
+/// `-L` throughput: bytes pushed through a Pulsar local forward and through `ssh -L` (same
+/// server, same key exchange) to the same sink.
+async fn ssh_forward_throughput(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
+    const BYTES: usize = 256 * 1024 * 1024;
+    const RUNS: usize = 3;
+    let sink = byte_sink();
+    let openssh = OpenSsh::new(sshd);
+    let id = client
+        .create_session(
+            None,
+            ssh_type(sshd, Some("exec cat")),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let forward = client
+        .add_forward(
+            id,
+            pulsar_protocol::ForwardKind::Local,
+            "0".to_owned(),
+            Some(format!("127.0.0.1:{sink}")),
+            None,
+        )
+        .await
+        .unwrap();
+    let ours_addr: std::net::SocketAddr = forward.listen.parse().unwrap();
+    let mut theirs = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..RUNS {
+        let listen = pulsar_e2e::sshd::free_port();
+        let mut child = openssh.forward(listen, sink);
+        let theirs_addr: std::net::SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+        let rate = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            while std::net::TcpStream::connect(theirs_addr).is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "ssh -L never listened"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let rate = push_through(theirs_addr, BYTES);
+            let _ = child.kill();
+            let _ = child.wait();
+            rate
+        })
+        .await
+        .unwrap();
+        theirs.push(rate);
+        let rate = tokio::task::spawn_blocking(move || push_through(ours_addr, BYTES))
+            .await
+            .unwrap();
+        ours.push(rate);
+    }
+    let _ = client.terminate_session(id).await;
+    let (theirs, ours) = (median(theirs), median(ours));
+    let mib = |r: f64| r / (1024.0 * 1024.0);
+    report.row(
+        &format!("SSH -L forward throughput, loopback (median of {RUNS} × 256 MiB to a sink)"),
+        format!("{:.0} MiB/s", mib(ours)),
+        format!("ssh -N -L (same kex) {:.0} MiB/s", mib(theirs)),
+        format!("{:.0} %", 100.0 * ours / theirs),
+    );
 }
 
 async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
@@ -1418,7 +1568,7 @@ async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {
     for _ in 0..N {
         let start = Instant::now();
         let id = client
-            .create_session(None, ssh_type(sshd, None), None, None, None, None)
+            .create_session(None, ssh_type(sshd, None), None, None, None, None, None)
             .await
             .unwrap()
             .session_id;
@@ -1503,6 +1653,7 @@ async fn ssh_throughput(report: &mut Report, sshd: &Sshd, client: &PulsarClient)
             .create_session(
                 None,
                 ssh_type(sshd, Some(&producer)),
+                None,
                 None,
                 None,
                 None,

@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pulsar_protocol::{SshAuth, SshResolved, SshSpec};
-use russh::client::{self, DisconnectReason, Msg};
+use russh::client::{self, ChannelOpenHandle, DisconnectReason, Msg};
 use russh::keys::PublicKeyOrCertificate;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::mpsc;
 
 use super::auth::authenticate;
 use super::config::{ConfigFile, ConfigFileError, HostConfig, StrictHostKeys};
+use super::forward::Incoming;
 use super::known_hosts;
 use super::{ConnectError, SshOptions};
 
@@ -375,6 +377,9 @@ pub(super) struct Callbacks {
     refusal: Arc<Mutex<Option<ConnectError>>>,
     /// Why the connection ended, once it has.
     disconnect: Arc<Mutex<Option<String>>>,
+    /// Where connections the server opens for remote forwards go (the session's forwards;
+    /// nowhere for a jump host, whose offers are refused).
+    forwarded: mpsc::UnboundedSender<Incoming>,
 }
 
 /// What checking a host key needs: reading (and maybe appending to) the known-hosts file,
@@ -519,6 +524,28 @@ impl client::Handler for Callbacks {
             DisconnectReason::Error(err) => Err(err),
         }
     }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // Answered by the forward (once its target is reached); unclaimed, `reply` drops and
+        // the server is told no.
+        let _ = self.forwarded.send(Incoming {
+            channel,
+            address: connected_address.to_owned(),
+            port: connected_port,
+            originator: format!("{originator_address}:{originator_port}"),
+            reply,
+        });
+        Ok(())
+    }
 }
 
 /// A russh error in words a user can act on.
@@ -539,7 +566,8 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One established connection with its session channel, and the jump connections it runs
 /// through (kept open as long as it is).
 pub(super) struct Link {
-    pub(super) handle: client::Handle<Callbacks>,
+    /// Shared with the session's forwards, which open channels on it.
+    pub(super) handle: Arc<client::Handle<Callbacks>>,
     pub(super) read: ChannelReadHalf,
     pub(super) write: Arc<ChannelWriteHalf<Msg>>,
     /// Output that arrived while the terminal and shell were being set up.
@@ -548,6 +576,8 @@ pub(super) struct Link {
     /// The jump hosts' connections, first hop first: each carries the next one's TCP stream
     /// in a `direct-tcpip` channel.
     pub(super) jumps: Vec<client::Handle<Callbacks>>,
+    /// Connections the server opened for remote forwards, for the forwards to take.
+    pub(super) forwarded: mpsc::UnboundedReceiver<Incoming>,
 }
 
 /// Connects through the jump hosts, verifies every host, authenticates and starts the shell,
@@ -569,17 +599,20 @@ pub(super) async fn connect(
 async fn establish(target: &Target, (cols, rows): (u16, u16)) -> Result<Link, ConnectError> {
     let mut jumps: Vec<client::Handle<Callbacks>> = Vec::new();
     for hop in &target.jumps {
+        // A jump host's forwarding offers go nowhere: none were asked of it.
+        let (nowhere, _) = mpsc::unbounded_channel();
         let (mut handle, _) = match jumps.last() {
-            None => handshake(open_tcp(hop).await?, hop).await?,
-            Some(via) => handshake(tunnel(via, hop).await?, hop).await?,
+            None => handshake(open_tcp(hop).await?, hop, nowhere).await?,
+            Some(via) => handshake(tunnel(via, hop).await?, hop, nowhere).await?,
         };
         authenticate(&mut handle, hop).await?;
         tracing::debug!(host = %hop.host, port = hop.port, "through jump host");
         jumps.push(handle);
     }
+    let (forwarded, forwarded_rx) = mpsc::unbounded_channel();
     let (mut handle, disconnect) = match jumps.last() {
-        None => handshake(open_tcp(target).await?, target).await?,
-        Some(via) => handshake(tunnel(via, target).await?, target).await?,
+        None => handshake(open_tcp(target).await?, target, forwarded).await?,
+        Some(via) => handshake(tunnel(via, target).await?, target, forwarded).await?,
     };
     authenticate(&mut handle, target).await?;
 
@@ -606,12 +639,13 @@ async fn establish(target: &Target, (cols, rows): (u16, u16)) -> Result<Link, Co
     started.map_err(|err| target.failed(format!("requesting {what}: {err}")))?;
     expect_success(&mut read, &mut early, target, what).await?;
     Ok(Link {
-        handle,
+        handle: Arc::new(handle),
         read,
         write: Arc::new(write),
         early,
         disconnect,
         jumps,
+        forwarded: forwarded_rx,
     })
 }
 
@@ -641,6 +675,7 @@ async fn tunnel(
 async fn handshake<S>(
     stream: S,
     target: &Target,
+    forwarded: mpsc::UnboundedSender<Incoming>,
 ) -> Result<(client::Handle<Callbacks>, Arc<Mutex<Option<String>>>), ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -661,6 +696,7 @@ where
         accept_new: target.accept_new,
         refusal: Arc::clone(&refusal),
         disconnect: Arc::clone(&disconnect),
+        forwarded,
     };
     match client::connect_stream(config, stream, callbacks).await {
         Ok(handle) => Ok((handle, disconnect)),

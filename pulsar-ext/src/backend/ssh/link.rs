@@ -9,6 +9,7 @@ use russh::{ChannelMsg, Sig};
 use tokio::sync::{mpsc, watch};
 
 use super::connect::{Link, Target, connect, lock};
+use super::forward::Forwards;
 use super::{ConnectError, ExitStatus, LinkState, SshOptions, State};
 
 /// The first pause before reconnecting a dropped connection; pauses double from here.
@@ -49,6 +50,8 @@ pub(super) struct LinkTask {
     pub(super) output: mpsc::Sender<Vec<u8>>,
     pub(super) size: watch::Receiver<(u16, u16)>,
     pub(super) stop: watch::Receiver<bool>,
+    /// The session's port forwards, told of every connection and its loss.
+    pub(super) forwards: Arc<Forwards>,
 }
 
 impl LinkTask {
@@ -90,6 +93,7 @@ impl LinkTask {
                     match self.reconnect(max).await {
                         Ok(new_link) => {
                             link = new_link;
+                            self.forwards.attach(&mut link);
                             tracing::info!(%host, port, "SSH connection re-established");
                             self.state
                                 .send_replace(State::Connected(Arc::clone(&link.write)));
@@ -181,7 +185,10 @@ impl LinkTask {
                 Event::Channel(None) => {
                     return match exit {
                         Some((status, reason)) => LinkEnd::Exited(status, reason),
-                        None => LinkEnd::Dropped(drop_cause(link).await),
+                        None => {
+                            self.forwards.detach();
+                            LinkEnd::Dropped(drop_cause(link).await)
+                        }
                     };
                 }
                 Event::Resized(false) | Event::Stop => return LinkEnd::Stopped,
@@ -235,7 +242,13 @@ impl LinkTask {
 
     /// Ends the session: the output ends first (so the reader drains it), then the state.
     fn finish(self, status: ExitStatus, reason: Option<String>) {
-        let LinkTask { output, state, .. } = self;
+        let LinkTask {
+            output,
+            state,
+            forwards,
+            ..
+        } = self;
+        forwards.close();
         drop(output);
         state.send_replace(State::Ended { status, reason });
     }
@@ -244,7 +257,16 @@ impl LinkTask {
 /// Why a connection dropped, from russh's disconnect callback (which may come a moment after
 /// the channel closes).
 async fn drop_cause(link: &mut Link) -> String {
-    let _ = tokio::time::timeout(Duration::from_secs(1), &mut link.handle).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    // A forward may hold the connection for a moment more (its request failing with it); its
+    // end can be awaited once the link holds it alone.
+    while tokio::time::Instant::now() < deadline {
+        if let Some(handle) = Arc::get_mut(&mut link.handle) {
+            let _ = tokio::time::timeout_at(deadline, handle).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     lock(&link.disconnect)
         .take()
         .unwrap_or_else(|| "the connection closed".to_owned())
