@@ -12,6 +12,7 @@ mod keeper;
 mod local;
 mod serial;
 mod ssh;
+mod transfer;
 
 use std::io;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use ended::ended;
 pub use error::BackendError;
 pub use keeper::Keeper;
 pub(crate) use ssh::{ConnectError, SshOptions};
+pub use transfer::{TransferControl, TransferError, TransferJob};
 
 /// How a session's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,17 @@ pub trait Backend: Send + Sync + 'static {
     /// session's info; `None` for other kinds.
     fn ssh_resolved(&self) -> Option<pulsar_protocol::SshResolved> {
         None
+    }
+
+    /// Copies one file between this daemon's host and the far end's, reporting through
+    /// `control`, until done, failed or cancelled. Only SSH sessions have files to copy.
+    async fn transfer(
+        &self,
+        job: &TransferJob,
+        control: &TransferControl,
+    ) -> Result<(), TransferError> {
+        let _ = (job, control);
+        Err(TransferError::NotSupported)
     }
 }
 

@@ -14,13 +14,15 @@
 //! Here: the backend and its state. `config` reads OpenSSH's client configuration for a host
 //! alias, `connect` establishes one connection chain (defaults and the configuration applied,
 //! TCP, the jump hosts, host keys, PTY, shell), `auth` authenticates, `known_hosts` reads and
-//! appends OpenSSH's file, `link` is the link task.
+//! appends OpenSSH's file, `link` is the link task, `sftp` copies files over the session's
+//! connection (a channel of its own per transfer, across reconnects).
 
 mod auth;
 mod config;
 mod connect;
 mod known_hosts;
 mod link;
+mod sftp;
 
 use std::io;
 use std::path::PathBuf;
@@ -33,9 +35,10 @@ use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use super::{Backend, ExitStatus};
+use super::{Backend, ExitStatus, TransferControl, TransferError, TransferJob};
 use connect::{Target, connect};
 use link::LinkTask;
+use sftp::Connection;
 
 /// Output chunks queued between the link task and the session's pump: a little slack for
 /// bursts, while a slow pump still pushes back on the SSH window (and so on the server).
@@ -256,6 +259,8 @@ pub struct SshBackend {
     stop: watch::Sender<bool>,
     /// Where it connects and how, as the session's info shows it.
     resolved: SshResolved,
+    /// The current connection, for transfers; the link task keeps it up to date.
+    connection: watch::Sender<Connection>,
 }
 
 impl SshBackend {
@@ -292,6 +297,7 @@ impl SshBackend {
         let state = Arc::new(watch::channel(State::Connected(Arc::clone(&link.write))).0);
         let size = watch::channel((cols, rows)).0;
         let stop = watch::channel(false).0;
+        let connection = watch::channel(Connection::Up(Arc::clone(&link.handle))).0;
         let task = LinkTask {
             target,
             options: options.clone(),
@@ -299,6 +305,7 @@ impl SshBackend {
             output: output_tx,
             size: size.subscribe(),
             stop: stop.subscribe(),
+            connection: connection.clone(),
         };
         tokio::spawn(task.run(link));
         Ok(Self {
@@ -314,6 +321,7 @@ impl SshBackend {
             size,
             stop,
             resolved,
+            connection,
         })
     }
 }
@@ -406,6 +414,14 @@ impl Backend for SshBackend {
 
     fn ssh_resolved(&self) -> Option<SshResolved> {
         Some(self.resolved.clone())
+    }
+
+    async fn transfer(
+        &self,
+        job: &TransferJob,
+        control: &TransferControl,
+    ) -> Result<(), TransferError> {
+        sftp::run(job, control, self.connection.subscribe()).await
     }
 }
 

@@ -5,17 +5,19 @@
 //! writes a row on every state change, `audit` records who did what, `checkpoint` saves new
 //! output and activity on an interval, `restore` applies the restore policy at start,
 //! `rows` translates between the session's terms and the store's own row types, and
-//! `workspaces` does both for workspaces.
+//! `workspaces` does both for workspaces, `transfers` for file transfers.
 
 mod audit;
 mod checkpoint;
 mod observer;
 mod restore;
 mod rows;
+mod transfers;
 mod workspaces;
 
 pub(crate) use audit::StoreAudit;
 pub(crate) use checkpoint::Checkpointer;
 pub(crate) use observer::StoreObserver;
 pub(crate) use restore::restore_all;
+pub(crate) use transfers::{StoreTransfers, load_transfers};
 pub(crate) use workspaces::{StoreWorkspaces, load_workspaces};

@@ -17,6 +17,7 @@ use pulsar_protocol::{
 };
 
 use super::Peer;
+use super::transfers::TransferHandlers;
 use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
@@ -27,6 +28,7 @@ use crate::session::{
 use crate::shutdown::StopSignal;
 use crate::store::{SCHEMA_VERSION, Store};
 use crate::supervisor::UpgradeRequest;
+use crate::transfer::Transfers;
 use crate::workspace::Workspaces;
 
 /// Largest `receive_output` answer, and its default.
@@ -39,6 +41,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct Handlers {
     sessions: Arc<SessionManager>,
     workspaces: Arc<Workspaces>,
+    transfers: Arc<Transfers>,
     config: Arc<Config>,
     audit: Arc<dyn AuditLog>,
     /// For `get_status`'s database figures.
@@ -66,6 +69,7 @@ impl Handlers {
     pub fn new(
         sessions: Arc<SessionManager>,
         workspaces: Arc<Workspaces>,
+        transfers: Arc<Transfers>,
         config: Arc<Config>,
         audit: Arc<dyn AuditLog>,
         store: Store,
@@ -74,6 +78,7 @@ impl Handlers {
         Self {
             sessions,
             workspaces,
+            transfers,
             config,
             audit,
             store,
@@ -99,6 +104,14 @@ impl Handlers {
             workspaces: Arc::clone(&self.workspaces),
             sessions: Arc::clone(&self.sessions),
             restore: self.config.restore,
+            audit: Arc::clone(&self.audit),
+        }
+    }
+
+    /// The transfer methods, on the daemon's transfers.
+    pub(super) fn transfer_handlers(&self) -> TransferHandlers {
+        TransferHandlers {
+            transfers: Arc::clone(&self.transfers),
             audit: Arc::clone(&self.audit),
         }
     }

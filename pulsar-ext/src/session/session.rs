@@ -183,7 +183,7 @@ impl Session {
         }
     }
 
-    pub(super) fn backend(&self) -> &Arc<dyn Backend> {
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 

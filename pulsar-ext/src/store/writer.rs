@@ -26,6 +26,7 @@ pub(super) enum Op {
     DeleteWorkspace(String, Instant),
     InsertSnapshot(WorkspaceSnapshotRow, Instant),
     DeleteSnapshot(String, Instant),
+    UpsertTransfer(super::TransferRow, Instant),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -42,7 +43,8 @@ impl Op {
             | Op::UpsertWorkspace(_, at)
             | Op::DeleteWorkspace(_, at)
             | Op::InsertSnapshot(_, at)
-            | Op::DeleteSnapshot(_, at) => Some(*at),
+            | Op::DeleteSnapshot(_, at)
+            | Op::UpsertTransfer(_, at) => Some(*at),
             Op::Flush(_) | Op::Close(_) => None,
         }
     }
@@ -517,6 +519,7 @@ fn apply(
                 tx.prepare_cached("DELETE FROM workspace_snapshots WHERE id = ?1")?
                     .execute(params![id])?;
             }
+            Op::UpsertTransfer(row, _) => super::transfers::upsert(&tx, row)?,
             Op::Flush(_) | Op::Close(_) => {}
         }
     }

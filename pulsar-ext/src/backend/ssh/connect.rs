@@ -539,7 +539,8 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One established connection with its session channel, and the jump connections it runs
 /// through (kept open as long as it is).
 pub(super) struct Link {
-    pub(super) handle: client::Handle<Callbacks>,
+    /// Shared with the session's transfers, which open channels of their own on it.
+    pub(super) handle: Arc<client::Handle<Callbacks>>,
     pub(super) read: ChannelReadHalf,
     pub(super) write: Arc<ChannelWriteHalf<Msg>>,
     /// Output that arrived while the terminal and shell were being set up.
@@ -606,7 +607,7 @@ async fn establish(target: &Target, (cols, rows): (u16, u16)) -> Result<Link, Co
     started.map_err(|err| target.failed(format!("requesting {what}: {err}")))?;
     expect_success(&mut read, &mut early, target, what).await?;
     Ok(Link {
-        handle,
+        handle: Arc::new(handle),
         read,
         write: Arc::new(write),
         early,

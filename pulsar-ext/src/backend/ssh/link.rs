@@ -9,6 +9,7 @@ use russh::{ChannelMsg, Sig};
 use tokio::sync::{mpsc, watch};
 
 use super::connect::{Link, Target, connect, lock};
+use super::sftp::Connection;
 use super::{ConnectError, ExitStatus, SshOptions, State};
 
 /// The first pause before reconnecting a dropped connection; pauses double from here.
@@ -47,6 +48,8 @@ pub(super) struct LinkTask {
     pub(super) output: mpsc::Sender<Vec<u8>>,
     pub(super) size: watch::Receiver<(u16, u16)>,
     pub(super) stop: watch::Receiver<bool>,
+    /// The connection as the session's transfers see it.
+    pub(super) connection: watch::Sender<Connection>,
 }
 
 impl LinkTask {
@@ -85,6 +88,8 @@ impl LinkTask {
                     match self.reconnect(max).await {
                         Ok(new_link) => {
                             link = new_link;
+                            self.connection
+                                .send_replace(Connection::Up(Arc::clone(&link.handle)));
                             tracing::info!(%host, port, "SSH connection re-established");
                             self.state
                                 .send_replace(State::Connected(Arc::clone(&link.write)));
@@ -175,7 +180,10 @@ impl LinkTask {
                 Event::Channel(None) => {
                     return match exit {
                         Some((status, reason)) => LinkEnd::Exited(status, reason),
-                        None => LinkEnd::Dropped(drop_cause(link).await),
+                        None => {
+                            self.connection.send_replace(Connection::Down);
+                            LinkEnd::Dropped(drop_cause(link).await)
+                        }
                     };
                 }
                 Event::Resized(false) | Event::Stop => return LinkEnd::Stopped,
@@ -229,7 +237,13 @@ impl LinkTask {
 
     /// Ends the session: the output ends first (so the reader drains it), then the state.
     fn finish(self, status: ExitStatus, reason: Option<String>) {
-        let LinkTask { output, state, .. } = self;
+        let LinkTask {
+            output,
+            state,
+            connection,
+            ..
+        } = self;
+        connection.send_replace(Connection::Ended);
         drop(output);
         state.send_replace(State::Ended { status, reason });
     }
@@ -238,7 +252,16 @@ impl LinkTask {
 /// Why a connection dropped, from russh's disconnect callback (which may come a moment after
 /// the channel closes).
 async fn drop_cause(link: &mut Link) -> String {
-    let _ = tokio::time::timeout(Duration::from_secs(1), &mut link.handle).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    // A transfer may hold the connection a moment more (its request failing with it); its
+    // end can be awaited once the link holds it alone.
+    while tokio::time::Instant::now() < deadline {
+        if let Some(handle) = Arc::get_mut(&mut link.handle) {
+            let _ = tokio::time::timeout_at(deadline, handle).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     lock(&link.disconnect)
         .take()
         .unwrap_or_else(|| "the connection closed".to_owned())
