@@ -405,3 +405,72 @@ async fn a_transfer_cut_by_a_daemon_restart_resumes_and_matches() {
     assert_eq!(mode(&destination), 0o600);
     assert!(leftovers(there.path(), &["data.bin"]).is_empty());
 }
+
+/// Runs the `pulsar` command against `daemon`, without a terminal; returns (code, stdout,
+/// stderr).
+fn pulsar_cli(daemon: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(artifact("pulsar"))
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(args)
+        .env("HOME", daemon.dir.path())
+        .env_remove("PULSAR_SOCKET_PATH")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run pulsar");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn pulsar_cp_copies_both_ways_and_refuses_to_overwrite() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start().await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let ty = json!({
+        "kind": "ssh", "host": "127.0.0.1", "port": sshd.port, "user": TEST_USER,
+        "auth": {"agent": false, "key_files": [sshd.client_key]},
+    });
+    line.ok("create_session", json!({"name": "box", "type": ty}))
+        .await;
+    let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
+    let source = here.path().join("notes.txt");
+    std::fs::write(&source, "hello over sftp\n").unwrap();
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let remote_dir = format!("box:{}/", there.path().display());
+
+    let (code, stdout, stderr) =
+        pulsar_cli(&daemon, &["cp", source.to_str().unwrap(), &remote_dir]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("bytes copied"), "{stdout}");
+    assert!(
+        !stderr.contains('\r'),
+        "no progress bar without a terminal: {stderr:?}"
+    );
+    let uploaded = there.path().join("notes.txt");
+    assert_eq!(
+        std::fs::read_to_string(&uploaded).unwrap(),
+        "hello over sftp\n"
+    );
+
+    let back = here.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let remote_file = format!("box:{}", uploaded.display());
+    let (code, stdout, stderr) = pulsar_cli(&daemon, &["cp", &remote_file, back.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(back.join("notes.txt")).unwrap(),
+        "hello over sftp\n"
+    );
+
+    let (code, _, stderr) = pulsar_cli(&daemon, &["cp", source.to_str().unwrap(), &remote_dir]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("exists"), "{stderr}");
+    let (code, _, stderr) = pulsar_cli(&daemon, &["cp", "a", "b"]);
+    assert_eq!(code, 2, "{stderr}");
+}
