@@ -185,6 +185,7 @@ impl Transfers {
 
     /// Starts again a transfer the last daemon left running, once its session is back.
     pub fn resume(self: &Arc<Self>, info: TransferInfo, overwrite: bool) {
+        tracing::info!(transfer = %info.id, session = %info.session_id, bytes = info.bytes, "resuming a transfer the last daemon left running");
         self.run(info, overwrite, None);
     }
 

@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jsonrpsee::core::client::Subscription;
 use pulsar_e2e::sshd::{Sshd, TEST_USER};
@@ -98,7 +99,7 @@ async fn finished(line: &mut LineClient, id: &Value) -> Value {
         if info["state"] != "running" {
             return info;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -112,7 +113,7 @@ async fn past(line: &mut LineClient, id: &Value, bytes: u64) -> Value {
         if info["bytes"].as_u64().unwrap() > bytes {
             return info;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -391,7 +392,7 @@ async fn a_transfer_cut_by_a_daemon_restart_resumes_and_matches() {
     let session = ssh_session(&mut line, &sshd).await;
     let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
     let source = here.path().join("data.bin");
-    write_file(&source, 40 * MB, 0o600);
+    write_file(&source, 100 * MB, 0o600);
     let destination: PathBuf = there.path().join("data.bin");
     let started = start(&mut line, &session, "upload", &source, &destination, false).await;
     past(&mut line, &started["id"], MB as u64).await;
@@ -401,6 +402,12 @@ async fn a_transfer_cut_by_a_daemon_restart_resumes_and_matches() {
     let mut line = daemon.line().await;
     let info = finished(&mut line, &started["id"]).await;
     assert_eq!(info["state"], "done", "{info}");
+    assert!(
+        daemon
+            .log()
+            .contains("resuming a transfer the last daemon left running"),
+        "cut by the restart, not finished before it"
+    );
     assert_eq!(sha256(&destination), sha256(&source));
     assert_eq!(mode(&destination), 0o600);
     assert!(leftovers(there.path(), &["data.bin"]).is_empty());
@@ -473,4 +480,136 @@ async fn pulsar_cp_copies_both_ways_and_refuses_to_overwrite() {
     assert!(stderr.contains("exists"), "{stderr}");
     let (code, _, stderr) = pulsar_cli(&daemon, &["cp", "a", "b"]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+/// Types `echo NAME-$((N + 1))` into session `id` and waits until the shell's answer
+/// (`NAME-N+1`, which the typed line itself does not contain) has come back; returns how long.
+async fn echo_time(
+    line: &mut LineClient,
+    id: &Value,
+    name: &str,
+    n: u64,
+    since: &mut u64,
+) -> Duration {
+    let begun = std::time::Instant::now();
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(format!("echo {name}-$(({n} + 1))\n").as_bytes())}),
+    )
+    .await;
+    let text = format!("{name}-{}", n + 1);
+    let text = text.as_str();
+    let deadline = Deadline::start();
+    let mut seen = Vec::new();
+    loop {
+        deadline.check(text);
+        let out = line
+            .ok(
+                "receive_output",
+                json!({"session_id": id, "since": *since, "timeout_ms": 500}),
+            )
+            .await;
+        let data = unb64(out["data"].as_str().unwrap());
+        *since = out["offset"].as_u64().unwrap() + data.len() as u64;
+        seen.extend_from_slice(&data);
+        if String::from_utf8_lossy(&seen).contains(text) {
+            return begun.elapsed();
+        }
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn keystrokes_echo_promptly_during_a_large_transfer() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start().await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let session = ssh_session(&mut line, &sshd).await;
+    let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
+    let source = here.path().join("data.bin");
+    write_file(&source, 100 * MB, 0o644);
+    let mut since = 0;
+    let idle = echo_time(&mut line, &session, "idle", 1, &mut since).await;
+
+    let started = start(
+        &mut line,
+        &session,
+        "upload",
+        &source,
+        &there.path().join("data.bin"),
+        false,
+    )
+    .await;
+    let mut during = Vec::new();
+    for n in 0.. {
+        let info = line
+            .ok("get_transfer", json!({"transfer_id": started["id"]}))
+            .await;
+        if info["state"] != "running" {
+            assert_eq!(info["state"], "done", "{info}");
+            break;
+        }
+        during.push(echo_time(&mut line, &session, "during", n, &mut since).await);
+    }
+    during.sort();
+    let median = during[during.len() / 2];
+    eprintln!(
+        "echo idle {idle:?}; during the transfer: {} echoes, median {median:?}, worst {:?}",
+        during.len(),
+        during.last().unwrap()
+    );
+    assert!(!during.is_empty(), "measured while the transfer ran");
+    let worst = *during.last().unwrap();
+    assert!(
+        worst < Duration::from_secs(1),
+        "an echo took {worst:?} during the transfer (idle: {idle:?})"
+    );
+}
+
+/// The 200 MB figures of the issue: both ways, equal hashes, and the daemon's memory flat.
+/// Run with `--run-ignored all` (about 10 s in a debug build; it prints the rates).
+#[tokio::test]
+#[ignore = "200 MB each way; run explicitly"]
+async fn two_hundred_megabytes_each_way_keep_their_hash_in_bounded_memory() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start().await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let session = ssh_session(&mut line, &sshd).await;
+    let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
+    let source = here.path().join("big.bin");
+    write_file(&source, 200 * MB, 0o644);
+    let remote = there.path().join("big.bin");
+    let back = here.path().join("back.bin");
+    let rss_before = daemon.rss_kib();
+    let mut rss_max = rss_before;
+    for (direction, local, remote) in [("upload", &source, &remote), ("download", &back, &remote)] {
+        let begun = std::time::Instant::now();
+        let started = start(&mut line, &session, direction, local, remote, false).await;
+        loop {
+            let info = line
+                .ok("get_transfer", json!({"transfer_id": started["id"]}))
+                .await;
+            rss_max = rss_max.max(daemon.rss_kib());
+            if info["state"] != "running" {
+                assert_eq!(info["state"], "done", "{info}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let secs = begun.elapsed().as_secs_f64();
+        eprintln!(
+            "{direction}: 200 MB in {secs:.2} s ({:.0} MB/s)",
+            200.0 / secs
+        );
+    }
+    assert_eq!(sha256(&remote), sha256(&source));
+    assert_eq!(sha256(&back), sha256(&source));
+    eprintln!("daemon RSS {rss_before} KiB before, at most {rss_max} KiB during");
+    assert!(
+        rss_max < rss_before + 64 * 1024,
+        "memory grew by {} KiB",
+        rss_max - rss_before
+    );
 }
