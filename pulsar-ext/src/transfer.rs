@@ -23,10 +23,16 @@ use crate::shutdown::StopSignal;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long a resumed transfer waits for its session to be back before giving up.
 const RESUME_WAIT: Duration = Duration::from_secs(60);
+/// Longest `start_transfer` waits for the checks (a session that is reconnecting cannot make
+/// them): then it answers `running`, and the transfer starts once the connection is back.
+const START_WAIT: Duration = Duration::from_secs(20);
+/// Ended transfers kept for `list_transfers` and `get_transfer`; the oldest go first.
+const KEEP_ENDED: usize = 1000;
 
 /// Where transfers are kept across restarts (the store).
 pub(crate) trait TransferSink: Send + Sync {
-    /// `info` (with whether it may replace its destination) was started or changed state.
+    /// `info` (with whether it may replace its destination) was started, or has ended (then
+    /// nothing is left to resume: the sink may forget it).
     fn saved(&self, info: &TransferInfo, overwrite: bool);
 }
 
@@ -155,7 +161,10 @@ impl Transfers {
         let (started, answer) = oneshot::channel();
         let entry = self.run(info, request.overwrite, Some(started));
         let kind = session.session_type().kind();
-        match answer.await {
+        let Ok(outcome) = tokio::time::timeout(START_WAIT, answer).await else {
+            return Ok(entry.info());
+        };
+        match outcome {
             Ok(Ok(())) => Ok(entry.info()),
             outcome => {
                 lock(&self.table).retain(|e| !Arc::ptr_eq(e, &entry));
@@ -208,7 +217,22 @@ impl Transfers {
             overwrite,
             control,
         });
-        lock(&self.table).push(Arc::clone(&entry));
+        {
+            let mut table = lock(&self.table);
+            table.push(Arc::clone(&entry));
+            let ended = table
+                .iter()
+                .filter(|e| lock(&e.info).state != TransferState::Running)
+                .count();
+            if ended > KEEP_ENDED {
+                let mut extra = ended - KEEP_ENDED;
+                table.retain(|e| {
+                    let drop = extra > 0 && lock(&e.info).state != TransferState::Running;
+                    extra -= usize::from(drop);
+                    !drop
+                });
+            }
+        }
         let transfers = Arc::clone(self);
         let task_entry = Arc::clone(&entry);
         tokio::spawn(async move { transfers.drive(task_entry, resumed).await });

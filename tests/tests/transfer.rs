@@ -392,7 +392,7 @@ async fn a_transfer_cut_by_a_daemon_restart_resumes_and_matches() {
     let session = ssh_session(&mut line, &sshd).await;
     let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
     let source = here.path().join("data.bin");
-    write_file(&source, 100 * MB, 0o600);
+    write_file(&source, 64 * MB, 0o600);
     let destination: PathBuf = there.path().join("data.bin");
     let started = start(&mut line, &session, "upload", &source, &destination, false).await;
     past(&mut line, &started["id"], MB as u64).await;

@@ -1,5 +1,5 @@
-//! File transfers ↔ the store: every change of state written as a row, and the transfers the
-//! last daemon left running read back at start, to resume.
+//! File transfers ↔ the store: a row while a transfer runs (deleted once it ends), and the
+//! transfers the last daemon left running read back at start, to resume.
 
 use pulsar_protocol::{TransferDirection, TransferInfo, TransferState};
 use uuid::Uuid;
@@ -37,6 +37,11 @@ fn state_text(state: TransferState) -> &'static str {
 
 impl TransferSink for StoreTransfers {
     fn saved(&self, info: &TransferInfo, overwrite: bool) {
+        // Rows are for resuming: an ended transfer has nothing left to resume.
+        if info.state != TransferState::Running {
+            self.store.delete_transfer(&info.id.to_string());
+            return;
+        }
         self.store.upsert_transfer(TransferRow {
             id: info.id.to_string(),
             session_id: info.session_id.to_string(),

@@ -420,6 +420,11 @@ impl Store {
         self.send(Op::UpsertTransfer(row, Instant::now()));
     }
 
+    /// Deletes a file transfer's row (it has ended).
+    pub fn delete_transfer(&self, id: &str) {
+        self.send(Op::DeleteTransfer(id.to_owned(), Instant::now()));
+    }
+
     /// Deletes one workspace snapshot.
     pub fn delete_snapshot(&self, id: &str) {
         self.send(Op::DeleteSnapshot(id.to_owned(), Instant::now()));

@@ -1,5 +1,5 @@
-//! File transfers' rows (`transfers`): what a restarted daemon needs to resume one, and how
-//! the finished ones ended.
+//! File transfers' rows (`transfers`): what a restarted daemon needs to resume a transfer
+//! that was running; a row is deleted once its transfer ends.
 
 use rusqlite::{Connection, Transaction, params};
 
@@ -95,4 +95,47 @@ pub(super) fn upsert(tx: &Transaction<'_>, row: &TransferRow) -> rusqlite::Resul
         row.updated_at,
     ])?;
     Ok(())
+}
+
+/// Deletes transfer `id`'s row.
+pub(super) fn delete(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM transfers WHERE id = ?1")?
+        .execute(params![id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_running_transfer_comes_back_until_its_row_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let row = |bytes: i64| TransferRow {
+            id: "t1".into(),
+            session_id: "s1".into(),
+            direction: "upload".into(),
+            local_path: "/tmp/a".into(),
+            remote_path: "b".into(),
+            overwrite: true,
+            bytes,
+            total: 10,
+            state: "running".into(),
+            error: None,
+            updated_at: 1,
+        };
+        store.upsert_transfer(row(0));
+        store.upsert_transfer(row(5));
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert_eq!(loaded.transfers, vec![row(5)]);
+        store.delete_transfer("t1");
+        store.close();
+        let (store, loaded) = Store::open(&path).unwrap();
+        assert!(loaded.transfers.is_empty());
+        store.close();
+    }
 }

@@ -27,6 +27,7 @@ pub(super) enum Op {
     InsertSnapshot(WorkspaceSnapshotRow, Instant),
     DeleteSnapshot(String, Instant),
     UpsertTransfer(super::TransferRow, Instant),
+    DeleteTransfer(String, Instant),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -44,7 +45,8 @@ impl Op {
             | Op::DeleteWorkspace(_, at)
             | Op::InsertSnapshot(_, at)
             | Op::DeleteSnapshot(_, at)
-            | Op::UpsertTransfer(_, at) => Some(*at),
+            | Op::UpsertTransfer(_, at)
+            | Op::DeleteTransfer(_, at) => Some(*at),
             Op::Flush(_) | Op::Close(_) => None,
         }
     }
@@ -520,6 +522,7 @@ fn apply(
                     .execute(params![id])?;
             }
             Op::UpsertTransfer(row, _) => super::transfers::upsert(&tx, row)?,
+            Op::DeleteTransfer(id, _) => super::transfers::delete(&tx, id)?,
             Op::Flush(_) | Op::Close(_) => {}
         }
     }
