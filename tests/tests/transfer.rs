@@ -434,7 +434,7 @@ fn pulsar_cli(daemon: &Daemon, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 #[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
-async fn pulsar_cp_copies_both_ways_and_refuses_to_overwrite() {
+async fn pulsar_cp_copies_both_ways_refuses_to_overwrite_and_detaches() {
     let sshd = Sshd::start();
     let daemon = Daemon::start().await;
     sshd.trust(daemon.dir.path());
@@ -480,6 +480,17 @@ async fn pulsar_cp_copies_both_ways_and_refuses_to_overwrite() {
     assert!(stderr.contains("exists"), "{stderr}");
     let (code, _, stderr) = pulsar_cli(&daemon, &["cp", "a", "b"]);
     assert_eq!(code, 2, "{stderr}");
+
+    let detached = format!("box:{}/detached.txt", there.path().display());
+    let (code, stdout, stderr) =
+        pulsar_cli(&daemon, &["cp", "-d", source.to_str().unwrap(), &detached]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("left to the daemon"), "{stdout}");
+    let deadline = Deadline::start();
+    while !there.path().join("detached.txt").exists() {
+        deadline.check("the detached copy to arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Types `echo NAME-$((N + 1))` into session `id` and waits until the shell's answer
