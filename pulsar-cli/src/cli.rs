@@ -292,6 +292,24 @@ pub enum Verb {
         targets: Vec<String>,
     },
 
+    /// Copy a file to or from an SSH session's host, over the session's own connection.
+    #[command(after_help = CP_AFTER_HELP)]
+    Cp {
+        /// The file to copy: a local path, or SESSION:PATH on the session's host.
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// Where to: SESSION:PATH (a trailing / keeps the file's name), or a local path or
+        /// directory.
+        #[arg(value_name = "DESTINATION")]
+        destination: String,
+        /// Replace the destination if it exists (atomically).
+        #[arg(long)]
+        overwrite: bool,
+        /// Start the copy and return: the daemon finishes it (see `pulsar ls`).
+        #[arg(short, long)]
+        detach: bool,
+    },
+
     /// Stop the daemon and end every session (or, with --keep-sessions, leave them running).
     #[command(after_help = SHUTDOWN_AFTER_HELP)]
     Shutdown {
@@ -526,6 +544,19 @@ A killed session stays listed as stopped, its output readable, until the daemon 
 Examples:
   pulsar kill build
   pulsar kill 3fa8 c0ff";
+
+const CP_AFTER_HELP: &str = "\
+The daemon copies the file over SFTP on the session's own SSH connection, so the copy goes on
+if this command is detached (--detach), its terminal closed, the connection dropped (it resumes
+when the session reconnects) or the daemon restarted. The destination appears whole or not at
+all, keeps the source's mode, and is never replaced without --overwrite. A progress bar on a
+terminal, a line a second otherwise; Ctrl-C cancels the copy.
+
+Examples:
+  pulsar cp build:/var/log/app.log .
+  pulsar cp ./release.tar build:/srv/releases/
+  pulsar cp --overwrite config.toml build:app/config.toml
+  pulsar cp -d big.iso build:/data/";
 
 const UPGRADE_AFTER_HELP: &str = "\
 Every session keeps running with the same pid; attached clients see a short pause. A binary

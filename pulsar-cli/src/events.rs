@@ -129,6 +129,32 @@ pub fn describe(event: &SessionEvent, names: &HashMap<SessionId, String>) -> Opt
             path,
             reason,
         } => format!("{}: recording {path} stopped: {reason}", name(session_id)),
+        SessionEvent::TransferProgress {
+            session_id,
+            transfer_id,
+            bytes,
+            total,
+            rate,
+        } => format!(
+            "{}: transfer {transfer_id} at {bytes} of {total} bytes ({rate} B/s)",
+            name(session_id)
+        ),
+        SessionEvent::TransferFinished {
+            session_id,
+            transfer_id,
+            state,
+            error,
+        } => {
+            let why = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            format!(
+                "{}: transfer {transfer_id} {}{why}",
+                name(session_id),
+                serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        }
         SessionEvent::Title { session_id, title } => {
             format!("{}: title {title:?}", name(session_id))
         }

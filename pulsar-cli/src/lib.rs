@@ -8,6 +8,7 @@
 
 pub mod attach;
 pub mod cli;
+pub mod cp;
 pub mod daemon;
 pub mod error;
 pub mod events;
@@ -113,6 +114,12 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             attach::run(&endpoint, &target, options).await
         }
         Verb::Kill { targets } => kill::run(&endpoint, &targets).await,
+        Verb::Cp {
+            source,
+            destination,
+            overwrite,
+            detach,
+        } => cp::run(&endpoint, &source, &destination, overwrite, detach).await,
         Verb::Shutdown { keep_sessions } => shutdown::run(&endpoint, keep_sessions).await,
         Verb::Upgrade { binary } => upgrade::run(&endpoint, binary).await,
         Verb::Send {

@@ -25,6 +25,10 @@ pub async fn run(endpoint: &Endpoint, json: bool) -> Result<Exit> {
         let sessions: Vec<Session> = sessions.into_iter().map(|(_, s)| s).collect();
         let workspaces = crate::workspace::by_session(&crate::workspace::in_use(&client).await);
         print!("{}", table(&sessions, &workspaces, Utc::now()));
+        print!(
+            "{}",
+            transfers_running(&sessions, &running_transfers(&client).await)
+        );
     }
     Ok(Exit::Ok)
 }
@@ -70,6 +74,31 @@ pub fn table(
         ]);
     }
     pad(&rows)
+}
+
+/// How many transfers each session has running (by id); none from a daemon without them.
+async fn running_transfers(client: &pulsar_protocol::PulsarClient) -> HashMap<String, usize> {
+    use pulsar_protocol::TransferApiClient as _;
+    let mut running = HashMap::new();
+    for info in client.list_transfers(None).await.unwrap_or_default() {
+        if info.state == pulsar_protocol::TransferState::Running {
+            *running.entry(info.session_id.to_string()).or_insert(0) += 1;
+        }
+    }
+    running
+}
+
+/// A line under the table for each session with transfers running: `build: 2 transfers
+/// running (pulsar cp)`.
+pub fn transfers_running(sessions: &[Session], running: &HashMap<String, usize>) -> String {
+    sessions
+        .iter()
+        .filter_map(|s| {
+            let n = *running.get(&s.id.to_string())?;
+            let plural = if n == 1 { "" } else { "s" };
+            Some(format!("{}: {n} transfer{plural} running\n", s.name))
+        })
+        .collect()
 }
 
 /// Rows of cells as lines, each column padded to its widest cell.

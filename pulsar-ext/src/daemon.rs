@@ -16,8 +16,8 @@ use crate::backend::{Confiner, Keeper, trampoline};
 use crate::config::Config;
 use crate::handover::Incoming;
 use crate::persist::{
-    Checkpointer, StoreAudit, StoreObserver, StoreWorkspaces, load_workspaces, restore_all,
-    restore_forwards,
+    Checkpointer, StoreAudit, StoreObserver, StoreTransfers, StoreWorkspaces, load_transfers,
+    load_workspaces, restore_all, restore_forwards,
 };
 use crate::rpc::{
     self, BindError, DesktopBindError, DesktopListener, Handlers, Lifecycle, SocketListener,
@@ -25,6 +25,7 @@ use crate::rpc::{
 use crate::session::SessionManager;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
+use crate::transfer::{TransferSink, Transfers};
 use crate::workspace::{WorkspaceSink, Workspaces};
 
 /// Why the daemon could not start.
@@ -228,9 +229,18 @@ impl Daemon {
 
         let (trigger, shutdown) = shutdown::channel();
         let terminate_on_stop = Arc::new(AtomicBool::new(false));
+        let transfers = Arc::new(Transfers::new(
+            Arc::clone(&sessions),
+            Some(Arc::new(StoreTransfers::new(store.clone())) as Arc<dyn TransferSink>),
+            shutdown.signal(),
+        ));
+        for (info, overwrite) in load_transfers(loaded.transfers) {
+            transfers.resume(info, overwrite);
+        }
         let handlers = Handlers::new(
             Arc::clone(&sessions),
             workspaces,
+            transfers,
             Arc::clone(&config),
             Arc::clone(&audit) as Arc<dyn AuditLog>,
             store.clone(),

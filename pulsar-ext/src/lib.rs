@@ -19,6 +19,7 @@ mod shutdown;
 mod store;
 mod supervisor;
 mod terminal;
+mod transfer;
 mod workspace;
 
 pub use config::Config;

@@ -37,6 +37,11 @@ impl StopSignal {
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|stopped| *stopped).await;
     }
+
+    /// Whether the signal was sent (or the trigger is gone).
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
 }
 
 /// How many [`Shutdown`]s exist, and a wake-up for when that reaches zero.

@@ -98,3 +98,12 @@ pub const FORWARD_REFUSED: i32 = 1025;
 pub const FORWARD_NOT_SUPPORTED: i32 = 1026;
 /// No forward with that id; `data` has `forward_id`.
 pub const FORWARD_NOT_FOUND: i32 = 1027;
+/// No transfer with that id (`get_transfer`, `cancel_transfer`); `data` has `transfer_id`.
+pub const TRANSFER_NOT_FOUND: i32 = 1036;
+/// `start_transfer`: the destination exists and `overwrite` was not asked for; `data` has
+/// `session_id` and `path`.
+pub const TRANSFER_DESTINATION_EXISTS: i32 = 1037;
+/// `start_transfer` could not start: the session is not SSH (`data.session_id`, `data.kind`),
+/// its connection has no SFTP, or the source cannot be read (the message names the session
+/// and the cause).
+pub const TRANSFER_FAILED: i32 = 1038;

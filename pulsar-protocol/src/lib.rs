@@ -17,6 +17,7 @@ mod limits;
 mod session;
 mod session_event;
 mod status;
+mod transfer;
 mod wait;
 mod workspace;
 mod workspace_api;
@@ -37,6 +38,10 @@ pub use session::{
 };
 pub use session_event::SessionEvent;
 pub use status::{DatabaseStatus, KeeperStatus, Status, UpgradeResult};
+pub use transfer::{
+    TransferApiClient, TransferApiServer, TransferDirection, TransferId, TransferInfo,
+    TransferState,
+};
 pub use wait::{WaitOn, WaitResult};
 pub use workspace::{PaneConfig, Workspace, WorkspaceLayout, WorkspaceSnapshot, WorkspaceUpdate};
 pub use workspace_api::{WorkspaceApiClient, WorkspaceApiServer};
@@ -107,4 +112,12 @@ pub mod method {
     pub const WORKSPACE_LIST_SNAPSHOTS: &str = "workspace_list_snapshots";
     /// Restore a workspace's layout from a snapshot.
     pub const WORKSPACE_RESTORE_SNAPSHOT: &str = "workspace_restore_snapshot";
+    /// Start copying a file over an SSH session's connection.
+    pub const START_TRANSFER: &str = "start_transfer";
+    /// The daemon's transfers.
+    pub const LIST_TRANSFERS: &str = "list_transfers";
+    /// One transfer.
+    pub const GET_TRANSFER: &str = "get_transfer";
+    /// Cancel a transfer.
+    pub const CANCEL_TRANSFER: &str = "cancel_transfer";
 }

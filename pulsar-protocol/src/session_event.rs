@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::SessionId;
+use crate::{SessionId, TransferId, TransferState};
 
 /// One event of the daemon-wide stream. Serialised with a `type` tag:
 /// `{"type":"bell","session_id":"..."}`. Kinds only ever get added: a kind this build does
@@ -123,6 +123,31 @@ pub enum SessionEvent {
         path: String,
         /// Why, in words.
         reason: String,
+    },
+    /// A transfer's progress, at most about four times a second while bytes move.
+    TransferProgress {
+        /// The session whose connection carries it.
+        session_id: SessionId,
+        /// The transfer.
+        transfer_id: TransferId,
+        /// Bytes copied so far.
+        bytes: u64,
+        /// The source's size.
+        total: u64,
+        /// Bytes per second over the last interval.
+        rate: u64,
+    },
+    /// A transfer ended: `done`, `failed` (with `error`) or `cancelled`.
+    TransferFinished {
+        /// The session whose connection carried it.
+        session_id: SessionId,
+        /// The transfer.
+        transfer_id: TransferId,
+        /// How it ended.
+        state: TransferState,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// This subscriber fell behind and `missed` events were dropped for it; the stream goes
     /// on with the newest.

@@ -13,6 +13,7 @@ mod limits;
 mod local;
 mod serial;
 mod ssh;
+mod transfer;
 
 use std::io;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use error::{BackendError, ForwardError};
 pub use keeper::{Keeper, trampoline};
 pub use limits::Confiner;
 pub(crate) use ssh::{ConnectError, SshOptions};
+pub use transfer::{TransferControl, TransferError, TransferJob};
 
 /// How a session's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +149,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes port forward `id`: its listener closes, and its connections.
     async fn remove_forward(&self, id: ForwardId) -> Result<(), ForwardError> {
         Err(ForwardError::NotFound(id))
+    }
+
+    /// Copies one file between this daemon's host and the far end's, reporting through
+    /// `control`, until done, failed or cancelled. Only SSH sessions have files to copy.
+    async fn transfer(
+        &self,
+        job: &TransferJob,
+        control: &TransferControl,
+    ) -> Result<(), TransferError> {
+        let _ = (job, control);
+        Err(TransferError::NotSupported)
     }
 }
 

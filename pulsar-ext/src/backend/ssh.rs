@@ -15,8 +15,9 @@
 //! alias, `connect` establishes one connection chain (defaults and the configuration applied,
 //! TCP, the jump hosts, host keys, PTY, shell), `auth` authenticates, `known_hosts` reads and
 //! appends OpenSSH's file, `link` is the link task, `forward` the session's port forwards
-//! (over whichever connection the link task has) and `socks` the SOCKS5 handshake of dynamic
-//! ones.
+//! (over whichever connection the link task has), `socks` the SOCKS5 handshake of dynamic
+//! ones, and `sftp` copies files over the session's connection (a channel of its own per
+//! transfer, across reconnects).
 
 mod auth;
 mod config;
@@ -24,6 +25,7 @@ mod connect;
 mod forward;
 mod known_hosts;
 mod link;
+mod sftp;
 mod socks;
 
 use std::io;
@@ -37,10 +39,13 @@ use russh::ChannelWriteHalf;
 use russh::client::Msg;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use super::{Backend, ExitStatus, ForwardError, LinkState};
+use super::{
+    Backend, ExitStatus, ForwardError, LinkState, TransferControl, TransferError, TransferJob,
+};
 use connect::{Target, connect};
 use forward::Forwards;
 use link::LinkTask;
+use sftp::Connection;
 
 /// Output chunks queued between the link task and the session's pump: a little slack for
 /// bursts, while a slow pump still pushes back on the SSH window (and so on the server).
@@ -265,6 +270,8 @@ pub struct SshBackend {
     link: watch::Receiver<LinkState>,
     /// Port forwards over the connection, following it across reconnects.
     forwards: Arc<Forwards>,
+    /// The current connection, for transfers; the link task keeps it up to date.
+    connection: watch::Sender<Connection>,
 }
 
 impl SshBackend {
@@ -304,6 +311,7 @@ impl SshBackend {
         let size = watch::channel((cols, rows)).0;
         let stop = watch::channel(false).0;
         let (link_tx, link_rx) = watch::channel(LinkState::Up);
+        let connection = watch::channel(Connection::Up(Arc::clone(&link.handle))).0;
         let task = LinkTask {
             target,
             options: options.clone(),
@@ -313,6 +321,7 @@ impl SshBackend {
             size: size.subscribe(),
             stop: stop.subscribe(),
             forwards: Arc::clone(&forwards),
+            connection: connection.clone(),
         };
         tokio::spawn(task.run(link));
         Ok(Self {
@@ -330,6 +339,7 @@ impl SshBackend {
             resolved,
             link: link_rx,
             forwards,
+            connection,
         })
     }
 }
@@ -446,6 +456,14 @@ impl Backend for SshBackend {
 
     async fn remove_forward(&self, id: ForwardId) -> Result<(), ForwardError> {
         self.forwards.remove(id).await
+    }
+
+    async fn transfer(
+        &self,
+        job: &TransferJob,
+        control: &TransferControl,
+    ) -> Result<(), TransferError> {
+        sftp::run(job, control, self.connection.subscribe()).await
     }
 }
 

@@ -18,6 +18,7 @@ use pulsar_protocol::{
 };
 
 use super::Peer;
+use super::transfers::TransferHandlers;
 use super::workspaces::WorkspaceHandlers;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
@@ -30,6 +31,7 @@ use crate::session::{
 use crate::shutdown::StopSignal;
 use crate::store::{SCHEMA_VERSION, Store};
 use crate::supervisor::UpgradeRequest;
+use crate::transfer::Transfers;
 use crate::workspace::Workspaces;
 
 /// Largest `receive_output` answer, and its default.
@@ -42,6 +44,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct Handlers {
     sessions: Arc<SessionManager>,
     workspaces: Arc<Workspaces>,
+    transfers: Arc<Transfers>,
     config: Arc<Config>,
     audit: Arc<dyn AuditLog>,
     /// For `get_status`'s database figures.
@@ -69,6 +72,7 @@ impl Handlers {
     pub fn new(
         sessions: Arc<SessionManager>,
         workspaces: Arc<Workspaces>,
+        transfers: Arc<Transfers>,
         config: Arc<Config>,
         audit: Arc<dyn AuditLog>,
         store: Store,
@@ -77,6 +81,7 @@ impl Handlers {
         Self {
             sessions,
             workspaces,
+            transfers,
             config,
             audit,
             store,
@@ -118,6 +123,14 @@ impl Handlers {
             workspaces: Arc::clone(&self.workspaces),
             sessions: Arc::clone(&self.sessions),
             restore: self.config.restore,
+            audit: Arc::clone(&self.audit),
+        }
+    }
+
+    /// The transfer methods, on the daemon's transfers.
+    pub(super) fn transfer_handlers(&self) -> TransferHandlers {
+        TransferHandlers {
+            transfers: Arc::clone(&self.transfers),
             audit: Arc::clone(&self.audit),
         }
     }

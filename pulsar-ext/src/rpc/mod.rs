@@ -3,7 +3,7 @@
 //! `listener` binds the socket safely and accepts connections (refusing other uids);
 //! `connection` sniffs each connection's first byte and serves it either as a WebSocket
 //! (jsonrpsee) or as newline-delimited JSON (`line`); `handlers` implements the API on the
-//! session core (`workspaces` the workspace methods; `upstream` translates the upstream
+//! session core (`workspaces` the workspace methods, `transfers` the transfer methods; `upstream` translates the upstream
 //! desktop's dialect on the line framing); `error` maps session errors to JSON-RPC error objects. [`serve`] puts them
 //! together: the daemon hands it a bound listener and gets back the task that serves it.
 
@@ -14,6 +14,7 @@ mod handlers;
 mod line;
 mod listener;
 mod peer;
+mod transfers;
 mod upstream;
 mod workspaces;
 
@@ -25,7 +26,7 @@ pub(crate) use peer::Peer;
 use std::sync::Arc;
 
 use jsonrpsee::server::{Server, stop_channel};
-use pulsar_protocol::{PulsarApiServer as _, WorkspaceApiServer as _};
+use pulsar_protocol::{PulsarApiServer as _, TransferApiServer as _, WorkspaceApiServer as _};
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
@@ -58,6 +59,9 @@ pub(crate) fn serve(
     });
     let (stop_handle, server) = stop_channel();
     let mut methods = handlers.workspace_handlers().into_rpc();
+    methods
+        .merge(handlers.transfer_handlers().into_rpc())
+        .expect("the workspace and transfer methods have distinct names");
     methods
         .merge(handlers.into_rpc())
         .expect("the workspace and session methods have distinct names");

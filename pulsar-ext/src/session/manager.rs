@@ -206,6 +206,11 @@ impl SessionManager {
         }
     }
 
+    /// The daemon-wide event stream, for what happens beside sessions (transfers).
+    pub fn events(&self) -> Events {
+        self.events.clone()
+    }
+
     /// Every session event from now on.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
         self.events.subscribe()

@@ -219,7 +219,7 @@ impl Session {
         self.rate.as_ref()
     }
 
-    pub(super) fn backend(&self) -> &Arc<dyn Backend> {
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 

@@ -7,6 +7,7 @@
 
 mod rows;
 mod schema;
+mod transfers;
 mod writer;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ pub use rows::{
     StoredResizePolicy, StoredSshAuth, WorkspaceRow, WorkspaceSnapshotRow,
 };
 pub use schema::CURRENT as SCHEMA_VERSION;
+pub use transfers::TransferRow;
 use writer::{Op, WriterStats};
 
 /// Most writes queued for the writer thread. Past it, what can be shed is (an audit entry, a
@@ -117,6 +119,8 @@ pub struct Loaded {
     pub snapshots: Vec<WorkspaceSnapshotRow>,
     /// Every port forward, oldest first.
     pub forwards: Vec<ForwardRow>,
+    /// Every file transfer, oldest change first.
+    pub transfers: Vec<TransferRow>,
 }
 
 /// Why the store could not be opened.
@@ -310,6 +314,7 @@ impl Store {
             workspaces: load_workspaces(&conn).map_err(corrupt)?,
             snapshots: load_snapshots(&conn).map_err(corrupt)?,
             forwards: load_forwards(&conn).map_err(corrupt)?,
+            transfers: transfers::load(&conn).map_err(corrupt)?,
         };
 
         let (tx, rx) = mpsc::channel();
@@ -425,6 +430,16 @@ impl Store {
     /// Saves a workspace snapshot.
     pub fn insert_snapshot(&self, row: WorkspaceSnapshotRow) {
         self.send(Op::InsertSnapshot(row, Instant::now()));
+    }
+
+    /// Inserts or replaces a file transfer's row. Never shed: a transfer resumes from it.
+    pub fn upsert_transfer(&self, row: TransferRow) {
+        self.send(Op::UpsertTransfer(row, Instant::now()));
+    }
+
+    /// Deletes a file transfer's row (it has ended).
+    pub fn delete_transfer(&self, id: &str) {
+        self.send(Op::DeleteTransfer(id.to_owned(), Instant::now()));
     }
 
     /// Deletes one workspace snapshot.

@@ -3,12 +3,13 @@
 //! Version 1 is the seed design's two tables exactly. Version 2 adds what restart needs (exit
 //! details, the offset the saved scrollback starts at) and the audit log; 3 saves output as
 //! chunks; 4 adds workspaces and their snapshots; 5 times each output chunk; 6 adds SSH
-//! sessions' port forwards. Each migration runs in one transaction; a database newer than this daemon is refused rather than guessed at.
+//! sessions' port forwards; 7 file transfers (`transfers.rs`). Each migration runs in one
+//! transaction; a database newer than this daemon is refused rather than guessed at.
 
 use rusqlite::Connection;
 
 /// The version this daemon writes.
-pub const CURRENT: i64 = 6;
+pub const CURRENT: i64 = 7;
 
 /// Version 1: the seed design's schema.
 pub const V1: &str = "
@@ -130,13 +131,14 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     if found > CURRENT {
         return Err(MigrateError::TooNew { found });
     }
-    let steps: [(i64, &str); 6] = [
+    let steps: [(i64, &str); 7] = [
         (1, V1),
         (2, V2),
         (3, V3),
         (4, V4),
         (5, V5_CHUNK_TIMES),
         (6, V6_FORWARDS),
+        (7, super::transfers::MIGRATION),
     ];
     for (version, sql) in steps {
         if found < version {

@@ -29,6 +29,8 @@ pub(super) enum Op {
     DeleteWorkspace(String, Instant),
     InsertSnapshot(WorkspaceSnapshotRow, Instant),
     DeleteSnapshot(String, Instant),
+    UpsertTransfer(super::TransferRow, Instant),
+    DeleteTransfer(String, Instant),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -48,6 +50,7 @@ impl Op {
             | Op::DeleteSnapshot(_, at)
             | Op::UpsertForward(_, at)
             | Op::DeleteForward(_, at) => Some(*at),
+            Op::UpsertTransfer(_, at) | Op::DeleteTransfer(_, at) => Some(*at),
             Op::Flush(_) | Op::Close(_) => None,
         }
     }
@@ -545,6 +548,8 @@ fn apply(
                 tx.prepare_cached("DELETE FROM forwards WHERE id = ?1")?
                     .execute(params![id.to_string()])?;
             }
+            Op::UpsertTransfer(row, _) => super::transfers::upsert(&tx, row)?,
+            Op::DeleteTransfer(id, _) => super::transfers::delete(&tx, id)?,
             Op::Flush(_) | Op::Close(_) => {}
         }
     }

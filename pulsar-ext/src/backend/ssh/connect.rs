@@ -566,7 +566,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One established connection with its session channel, and the jump connections it runs
 /// through (kept open as long as it is).
 pub(super) struct Link {
-    /// Shared with the session's forwards, which open channels on it.
+    /// Shared with the session's forwards and transfers, which open channels on it.
     pub(super) handle: Arc<client::Handle<Callbacks>>,
     pub(super) read: ChannelReadHalf,
     pub(super) write: Arc<ChannelWriteHalf<Msg>>,

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::connect::{Link, Target, connect, lock};
 use super::forward::Forwards;
+use super::sftp::Connection;
 use super::{ConnectError, ExitStatus, LinkState, SshOptions, State};
 
 /// The first pause before reconnecting a dropped connection; pauses double from here.
@@ -52,6 +53,8 @@ pub(super) struct LinkTask {
     pub(super) stop: watch::Receiver<bool>,
     /// The session's port forwards, told of every connection and its loss.
     pub(super) forwards: Arc<Forwards>,
+    /// The connection as the session's transfers see it.
+    pub(super) connection: watch::Sender<Connection>,
 }
 
 impl LinkTask {
@@ -94,6 +97,8 @@ impl LinkTask {
                         Ok(new_link) => {
                             link = new_link;
                             self.forwards.attach(&mut link);
+                            self.connection
+                                .send_replace(Connection::Up(Arc::clone(&link.handle)));
                             tracing::info!(%host, port, "SSH connection re-established");
                             self.state
                                 .send_replace(State::Connected(Arc::clone(&link.write)));
@@ -187,6 +192,7 @@ impl LinkTask {
                         Some((status, reason)) => LinkEnd::Exited(status, reason),
                         None => {
                             self.forwards.detach();
+                            self.connection.send_replace(Connection::Down);
                             LinkEnd::Dropped(drop_cause(link).await)
                         }
                     };
@@ -246,9 +252,11 @@ impl LinkTask {
             output,
             state,
             forwards,
+            connection,
             ..
         } = self;
         forwards.close();
+        connection.send_replace(Connection::Ended);
         drop(output);
         state.send_replace(State::Ended { status, reason });
     }
@@ -258,7 +266,7 @@ impl LinkTask {
 /// the channel closes).
 async fn drop_cause(link: &mut Link) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    // A forward may hold the connection for a moment more (its request failing with it); its
+    // A forward or a transfer may hold the connection a moment more (its request failing with it); its
     // end can be awaited once the link holds it alone.
     while tokio::time::Instant::now() < deadline {
         if let Some(handle) = Arc::get_mut(&mut link.handle) {
