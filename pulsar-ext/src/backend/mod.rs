@@ -13,6 +13,9 @@ mod local;
 mod serial;
 mod ssh;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use ssh::check_text_for as known_hosts_check;
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,6 +18,8 @@
 mod auth;
 mod connect;
 mod known_hosts;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use known_hosts::check_text_for;
 mod link;
 
 use std::io;
