@@ -2,7 +2,7 @@
 //! files of their own (`output`, `clients`, `pump`, `view`); this type ties them together.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -36,7 +36,9 @@ pub struct Session {
     name: String,
     session_type: SessionType,
     created_at: DateTime<Utc>,
-    backend: Arc<dyn Backend>,
+    /// The running program's backend; once it has ended, a stand-in ([`ended`]), so a
+    /// stopped session kept for its history holds no terminal, descriptor or device.
+    backend: RwLock<Arc<dyn Backend>>,
     output: OutputLog,
     /// Resizes, for subscribers.
     control: broadcast::Sender<Control>,
@@ -114,7 +116,7 @@ impl Session {
             name,
             session_type,
             created_at,
-            backend,
+            backend: RwLock::new(backend),
             output: OutputLog::new(size, scrollback_bytes, history),
             control: broadcast::channel(16).0,
             exit: watch::channel(exit).0,
@@ -137,7 +139,7 @@ impl Session {
 
     /// True when the program lives on after this daemon (held by the keeper).
     pub(super) fn outlives_daemon(&self) -> bool {
-        self.backend.outlives_daemon()
+        self.backend().outlives_daemon()
     }
 
     /// Stops reading the program's output, without ending it (the daemon is stopping and
@@ -183,8 +185,8 @@ impl Session {
         }
     }
 
-    pub(super) fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+    pub(super) fn backend(&self) -> Arc<dyn Backend> {
+        Arc::clone(&self.backend.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub(super) fn output(&self) -> &OutputLog {
@@ -254,13 +256,16 @@ impl Session {
 
     /// The pump's last word: the process ended with `exit`.
     pub(super) fn ended(&self, exit: Exit) {
+        let reason = self.backend().end_reason();
+        // The program's backend goes once the pump drops its own handle (right after this).
+        *self.backend.write().unwrap_or_else(|e| e.into_inner()) = ended(reason);
         self.exit.send_replace(Some(exit));
         self.notify();
         self.emit(SessionEvent::SessionExited {
             session_id: self.id,
             code: exit.status.code,
             signal: exit.status.signal,
-            reason: self.backend.end_reason(),
+            reason: self.backend().end_reason(),
         });
     }
 
@@ -379,7 +384,7 @@ impl Session {
                 state: SessionState::Stopped,
             });
         }
-        self.backend
+        self.backend()
             .write_all(data)
             .await
             .map_err(|source| SessionError::Io {
@@ -441,7 +446,7 @@ impl Session {
         if self.clients().size() == (cols, rows) {
             return Ok(());
         }
-        self.backend
+        self.backend()
             .resize(cols, rows)
             .map_err(|source| SessionError::Io {
                 id: self.id,
@@ -505,7 +510,7 @@ impl Session {
         if !self.is_alive() {
             return;
         }
-        self.backend.terminate(grace).await;
+        self.backend().terminate(grace).await;
         let _ = tokio::time::timeout(
             DRAIN_AFTER_EXIT + Duration::from_secs(5),
             self.ended_signal(),
