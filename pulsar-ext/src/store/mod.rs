@@ -590,6 +590,10 @@ fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
     Ok(sessions)
 }
 
+/// A `session_state` row: `scrollback_offset`, `scrollback`, `pty_state`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub type RawState = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One stored session as the database could hold it: what [`decode_rows`] writes and then
 /// reads back with the daemon's own loading code (the fuzz targets' view of the store).
 #[cfg(any(test, feature = "fuzzing"))]
@@ -608,7 +612,7 @@ pub struct RawSession {
     /// `exit_code`, `exit_signal`, `exited_at`.
     pub ended: (Option<i64>, Option<i64>, Option<i64>),
     /// `session_state`: `scrollback_offset`, `scrollback`, `pty_state`, when there is a row.
-    pub state_row: Option<(i64, Option<Vec<u8>>, Option<Vec<u8>>)>,
+    pub state_row: Option<RawState>,
     /// `output_chunks`: `offset` and `data`.
     pub chunks: Vec<(i64, Vec<u8>)>,
 }
