@@ -181,7 +181,7 @@ fn frames_wanted() -> u64 {
     std::env::var("PULSAR_SOCKET_FUZZ_FRAMES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(50_000)
+        .unwrap_or(25_000)
 }
 
 fn seed() -> u64 {
