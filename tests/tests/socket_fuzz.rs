@@ -234,6 +234,13 @@ async fn mutated_requests_on_many_cut_connections_leave_the_daemon_serving_with_
         if sent % 1000 == 0 {
             rss_peak = rss_peak.max(daemon.rss_kib());
         }
+        if sent > 0 && sent % 1_000_000 == 0 {
+            eprintln!(
+                "socket fuzz: {sent} frames in {:.0}s, RSS {} KiB",
+                started.elapsed().as_secs_f64(),
+                daemon.rss_kib()
+            );
+        }
         let pick = &requests[rng.below(requests.len())];
         let text =
             String::from_utf8_lossy(pick).replace(PLACEHOLDER, &targets[rng.below(targets.len())]);
