@@ -11,6 +11,9 @@ mod backend;
 pub mod config;
 mod daemon;
 mod extension;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handover;
 mod persist;
 mod rpc;

@@ -332,7 +332,7 @@ impl Transfers {
         let deadline = Instant::now() + if wait { RESUME_WAIT } else { Duration::ZERO };
         loop {
             match self.sessions.get(session_id) {
-                Ok(session) if session.is_alive() => return Ok(Arc::clone(session.backend())),
+                Ok(session) if session.is_alive() => return Ok(session.backend()),
                 _ if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await
                 }

@@ -53,7 +53,13 @@ pub fn spawn(request: &SpawnRequest) -> Result<(OwnedFd, u32), String> {
             pixel_width: 0,
             pixel_height: 0,
         })
-        .map_err(|err| format!("cannot open a pty: {err}"))?;
+        .map_err(|err| match why_no_pty() {
+            // The kernel's words for it ("No space left on device") name the wrong thing.
+            Some(libc::ENOSPC) => "cannot open a pty: every pseudo-terminal is in use (the \
+                                   limit of kernel.pty.max, or of this devpts mount, is reached)"
+                .to_owned(),
+            _ => format!("cannot open a pty: {err}"),
+        })?;
     let child = pair
         .slave
         .spawn_command(cmd)
@@ -73,6 +79,19 @@ pub fn spawn(request: &SpawnRequest) -> Result<(OwnedFd, u32), String> {
     drop(pair.master);
     drop(child);
     Ok((kept, pid))
+}
+
+/// Why opening a pseudo-terminal fails now: the errno of one more try (portable-pty renders
+/// its error as text), or `None` if that one succeeds.
+fn why_no_pty() -> Option<libc::c_int> {
+    // SAFETY: posix_openpt has no preconditions; a descriptor it returns is closed at once.
+    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return io::Error::last_os_error().raw_os_error();
+    }
+    // SAFETY: posix_openpt just returned this descriptor, and nothing else holds it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    None
 }
 
 fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {

@@ -15,6 +15,9 @@ mod serial;
 mod ssh;
 mod transfer;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use ssh::check_text_for as known_hosts_check;
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,6 +24,8 @@ mod config;
 mod connect;
 mod forward;
 mod known_hosts;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use known_hosts::check_text_for;
 mod link;
 mod sftp;
 mod socks;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use jsonrpsee::Methods;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::upstream;
@@ -105,7 +104,7 @@ enum Line {
 /// Reads one line into `buf` (without its newline), refusing to buffer more than `max`
 /// bytes: an oversized line is skipped to its end and reported as [`Line::TooLong`].
 async fn read_line(
-    reader: &mut BufReader<OwnedReadHalf>,
+    reader: &mut (impl AsyncBufRead + Unpin),
     buf: &mut Vec<u8>,
     max: usize,
 ) -> std::io::Result<Line> {
@@ -141,6 +140,43 @@ async fn read_line(
             });
         }
     }
+}
+
+/// Answers every line of `input` in turn as [`serve`] does (one at a time, not
+/// concurrently), dispatching to `methods`: what the fuzz targets and the tests that replay
+/// their corpus run. The reader's buffer holds `capacity` bytes, so lines arrive in cuts.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) async fn answer_all(
+    input: &[u8],
+    capacity: usize,
+    max_line: usize,
+    methods: &Methods,
+    sessions: &SessionManager,
+) -> Vec<String> {
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTGOING_BUFFER);
+    // Closed from the start: a subscription's forwarder ends at once.
+    let closed_rx = watch::channel(()).1;
+    let mut reader = BufReader::with_capacity(capacity.max(1), input);
+    let mut buf = Vec::new();
+    let mut answers = Vec::new();
+    loop {
+        let request = match read_line(&mut reader, &mut buf, max_line).await {
+            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::TooLong) => {
+                answers.push(too_long(max_line));
+                continue;
+            }
+            Ok(Line::Complete) => String::from_utf8_lossy(&buf).into_owned(),
+        };
+        if request.trim().is_empty() {
+            continue;
+        }
+        handle_line(&request, methods, sessions, &out_tx, closed_rx.clone()).await;
+        while let Ok(answer) = out_rx.try_recv() {
+            answers.push(answer);
+        }
+    }
+    answers
 }
 
 /// Answers one line: a request or a batch.

@@ -8,6 +8,8 @@
 //! together: the daemon hands it a bound listener and gets back the task that serves it.
 
 mod connection;
+#[cfg(any(test, feature = "fuzzing"))]
+mod decode_only;
 mod desktop;
 mod error;
 mod handlers;
@@ -18,6 +20,8 @@ mod transfers;
 mod upstream;
 mod workspaces;
 
+#[cfg(test)]
+pub(crate) use decode_only::DECODED;
 pub use desktop::{DesktopBindError, DesktopListener};
 pub(crate) use handlers::{Handlers, Lifecycle};
 pub use listener::{BindError, SocketListener};
@@ -84,4 +88,62 @@ pub(crate) fn serve(
         drop(desktop);
         listener
     })
+}
+
+/// Answers every line of `input` as a line-JSON connection would, each call's parameters
+/// decoded for its method and then answered with [`decode_only::DECODED`] instead of being
+/// served (the fuzz targets; the tests that replay their corpus). `capacity` is the read
+/// buffer's size, `max_line` the request size limit.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn answer_decoded(input: &[u8], capacity: usize, max_line: usize) -> Vec<String> {
+    use std::sync::OnceLock;
+
+    use crate::session::SessionManager;
+
+    static METHODS: OnceLock<(jsonrpsee::Methods, SessionManager)> = OnceLock::new();
+    let (methods, sessions) = METHODS.get_or_init(|| {
+        let scratch = std::env::temp_dir().join("pulsar-fuzzing");
+        let dirs = orbit_api_stub::HostDirs {
+            config_dir: scratch.clone(),
+            data_dir: scratch.clone(),
+            runtime_dir: scratch,
+        };
+        let config = Arc::new(crate::Config::defaults(&dirs));
+        (decode_only::methods(), SessionManager::new(config))
+    });
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+    }
+    RUNTIME.with(|runtime| {
+        runtime.block_on(line::answer_all(
+            input, capacity, max_line, methods, sessions,
+        ))
+    })
+}
+
+/// Every method's name, as clients call it.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn method_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = decode_only::methods().method_names().collect();
+    names.sort_unstable();
+    names
+}
+
+/// Whether `answer` (one line the daemon wrote) is a well-formed JSON-RPC response or batch
+/// of them: an object with `"jsonrpc":"2.0"`, an `id`, and exactly one of `result`/`error`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn is_response(answer: &str) -> bool {
+    fn one(value: &serde_json::Value) -> bool {
+        value.get("jsonrpc").and_then(serde_json::Value::as_str) == Some("2.0")
+            && value.get("id").is_some()
+            && (value.get("result").is_some() != value.get("error").is_some())
+    }
+    match serde_json::from_str::<serde_json::Value>(answer) {
+        Ok(serde_json::Value::Array(answers)) => !answers.is_empty() && answers.iter().all(one),
+        Ok(value) => one(&value),
+        Err(_) => false,
+    }
 }

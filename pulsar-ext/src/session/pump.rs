@@ -40,7 +40,7 @@ impl ReadBuffer {
 
 /// Runs the pump of `session` to the end of its output.
 pub(super) async fn pump(session: Arc<Session>) {
-    let backend = Arc::clone(session.backend());
+    let backend = session.backend();
     let mut buffer = ReadBuffer::new();
     let wait = backend.wait();
     tokio::pin!(wait);

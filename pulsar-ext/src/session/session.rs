@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,7 +39,9 @@ pub struct Session {
     name: String,
     session_type: SessionType,
     created_at: DateTime<Utc>,
-    backend: Arc<dyn Backend>,
+    /// The running program's backend; once it has ended, a stand-in ([`ended`]), so a
+    /// stopped session kept for its history holds no terminal, descriptor or device.
+    backend: RwLock<Arc<dyn Backend>>,
     output: OutputLog,
     /// Resizes, for subscribers.
     control: broadcast::Sender<Control>,
@@ -128,7 +130,7 @@ impl Session {
             name,
             session_type,
             created_at,
-            backend,
+            backend: RwLock::new(backend),
             output: OutputLog::new(size, scrollback_bytes, history),
             control: broadcast::channel(16).0,
             exit: watch::channel(exit).0,
@@ -152,7 +154,7 @@ impl Session {
         let session = Self::build(spec, backend, None);
         let task = tokio::spawn(pump(Arc::clone(&session)));
         *session.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        if let Some(link) = session.backend.link_state() {
+        if let Some(link) = session.backend().link_state() {
             tokio::spawn(follow_link(Arc::downgrade(&session), link));
         }
         session
@@ -160,7 +162,7 @@ impl Session {
 
     /// True when the program lives on after this daemon (held by the keeper).
     pub(super) fn outlives_daemon(&self) -> bool {
-        self.backend.outlives_daemon()
+        self.backend().outlives_daemon()
     }
 
     /// Stops reading the program's output, without ending it (the daemon is stopping and
@@ -219,8 +221,8 @@ impl Session {
         self.rate.as_ref()
     }
 
-    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+    pub(crate) fn backend(&self) -> Arc<dyn Backend> {
+        Arc::clone(&self.backend.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub(super) fn output(&self) -> &OutputLog {
@@ -296,13 +298,16 @@ impl Session {
     /// The pump's last word: the process ended with `exit`.
     pub(super) fn ended(&self, exit: Exit) {
         self.drop_recording("the session ended");
+        let reason = self.backend().end_reason();
+        // The program's backend goes once the pump drops its own handle (right after this).
+        *self.backend.write().unwrap_or_else(|e| e.into_inner()) = ended(reason);
         self.exit.send_replace(Some(exit));
         self.notify();
         self.emit(SessionEvent::SessionExited {
             session_id: self.id,
             code: exit.status.code,
             signal: exit.status.signal,
-            reason: self.backend.end_reason(),
+            reason: self.backend().end_reason(),
         });
     }
 
@@ -421,7 +426,7 @@ impl Session {
                 state: SessionState::Stopped,
             });
         }
-        self.backend
+        self.backend()
             .write_all(data)
             .await
             .map_err(|source| SessionError::Io {
@@ -484,7 +489,7 @@ impl Session {
         if self.clients().size() == (cols, rows) {
             return Ok(());
         }
-        self.backend
+        self.backend()
             .resize(cols, rows)
             .map_err(|source| SessionError::Io {
                 id: self.id,
@@ -549,7 +554,7 @@ impl Session {
         if !self.is_alive() {
             return;
         }
-        self.backend.terminate(grace).await;
+        self.backend().terminate(grace).await;
         let _ = tokio::time::timeout(
             DRAIN_AFTER_EXIT + Duration::from_secs(5),
             self.ended_signal(),

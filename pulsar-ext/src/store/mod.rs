@@ -700,6 +700,72 @@ fn load(conn: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
     Ok(sessions)
 }
 
+/// A `session_state` row: `scrollback_offset`, `scrollback`, `pty_state`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub type RawState = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// One stored session as the database could hold it: what [`decode_rows`] writes and then
+/// reads back with the daemon's own loading code (the fuzz targets' view of the store).
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Debug, Clone, Default)]
+pub struct RawSession {
+    /// `sessions.id`.
+    pub id: String,
+    /// `sessions.name`.
+    pub name: String,
+    /// `sessions.config`: JSON, as the daemon writes it.
+    pub config: String,
+    /// `sessions.state`.
+    pub state: String,
+    /// `sessions.created_at` and `last_active`.
+    pub times: (i64, i64),
+    /// `exit_code`, `exit_signal`, `exited_at`.
+    pub ended: (Option<i64>, Option<i64>, Option<i64>),
+    /// `session_state`: `scrollback_offset`, `scrollback`, `pty_state`, when there is a row.
+    pub state_row: Option<RawState>,
+    /// `output_chunks`: `offset` and `data`.
+    pub chunks: Vec<(i64, Vec<u8>)>,
+}
+
+/// Writes `sessions` into a fresh in-memory database of the current schema and loads them
+/// back as the daemon does when it starts: the sessions it would restore, or the error that
+/// would stop it opening the store.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn decode_rows(sessions: &[RawSession]) -> Result<Vec<StoredSession>, String> {
+    let mut conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
+    schema::migrate(&mut conn).map_err(|e| e.to_string())?;
+    for s in sessions {
+        conn.execute(
+            "INSERT OR REPLACE INTO sessions (id, name, session_type, config, created_at,
+                 last_active, state, exit_code, exit_signal, exited_at)
+             VALUES (?1, ?2, 'local', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                s.id, s.name, s.config, s.times.0, s.times.1, s.state, s.ended.0, s.ended.1,
+                s.ended.2
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some((offset, scrollback, screen)) = &s.state_row {
+            conn.execute(
+                "INSERT OR REPLACE INTO session_state
+                     (session_id, scrollback_offset, scrollback, pty_state)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![s.id, offset, scrollback, screen],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        for (offset, data) in &s.chunks {
+            conn.execute(
+                "INSERT OR REPLACE INTO output_chunks (session_id, offset, data)
+                 VALUES (?1, ?2, ?3)",
+                params![s.id, offset, data],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    load(&conn).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,6 +112,27 @@ fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
     }
 }
 
+/// What `text` (a `known_hosts` file) says about `host`:`port` presenting the key
+/// `key_base64` (as a file records it), or `None` when that key does not parse: the fuzz
+/// targets' entry.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn check_text_for(
+    text: &str,
+    host: &str,
+    port: u16,
+    key_base64: &str,
+) -> Option<Verdict> {
+    let key = parse_public_key_base64(key_base64).ok()?;
+    let verdict = check_text(text, host, port, &key);
+    if let Verdict::Changed { line, .. } | Verdict::Revoked { line } = verdict {
+        assert!(
+            (1..=text.lines().count()).contains(&line),
+            "{verdict:?} is past the end"
+        );
+    }
+    Some(verdict)
+}
+
 /// True when the comma-separated `patterns` match `name`: some pattern matches and no
 /// negated (`!`) one does.
 fn patterns_match(patterns: &str, name: &str) -> bool {
