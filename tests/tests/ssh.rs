@@ -1097,6 +1097,27 @@ async fn reconnecting_to_a_host_whose_key_changed_ends_the_session_loudly() {
     output_until(&mut line, &id, "reconnecting ---").await;
 }
 
+/// A regression: the stop ended SSH sessions after their pumps had stopped and then waited
+/// for a pump to report the end, which no pump was left to do (5.25 s per stop).
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn a_daemon_with_an_ssh_session_restarts_without_waiting_out_a_timeout() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[], &[]).await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let id = create(&mut line, ssh_type(&sshd, json!({"command": "exec cat"}))).await["session_id"]
+        .clone();
+    drop(line);
+    let started = std::time::Instant::now();
+    let daemon = daemon.restart(&[]).await;
+    let mut line = daemon.line().await;
+    line.ok("get_session", json!({"session_id": id})).await;
+    let took = started.elapsed();
+    // The stop and the start take well under a second here; the defect took over five.
+    assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+}
+
 #[tokio::test]
 #[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
 async fn after_a_daemon_restart_a_key_auth_session_reconnects_after_its_history() {

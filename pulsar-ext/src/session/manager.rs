@@ -671,27 +671,34 @@ impl SessionManager {
 
     /// Ends, without waiting out the grace period, every live session whose program cannot
     /// outlive this daemon (SSH connections, serial devices); the rest are left running.
+    /// Called once reading has stopped ([`Self::stop_reading`]): waiting for the pumps to
+    /// publish the ends would only wait out their timeout.
     pub async fn terminate_unheld(&self) {
-        self.terminate_quickly(|s| !s.outlives_daemon()).await;
+        let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
+        let grace = self.quick_grace();
+        let ends = sessions
+            .iter()
+            .filter(|s| s.is_alive() && !s.outlives_daemon())
+            .map(|s| s.terminate_unread(grace));
+        futures_util::future::join_all(ends).await;
     }
 
     /// Ends every live session without waiting out the grace period (daemon stop).
     pub async fn terminate_all(&self) {
-        self.terminate_quickly(|_| true).await;
-    }
-
-    /// Ends the live sessions `which` picks, with at most half a second's grace.
-    async fn terminate_quickly(&self, which: impl Fn(&Session) -> bool) {
         let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
-        let grace = self
-            .config
-            .terminate_grace()
-            .min(Duration::from_millis(500));
+        let grace = self.quick_grace();
         let ends = sessions
             .iter()
-            .filter(|s| s.is_alive() && which(s))
+            .filter(|s| s.is_alive())
             .map(|s| s.terminate(grace));
         futures_util::future::join_all(ends).await;
+    }
+
+    /// The grace of a daemon stop: the configured one, at most half a second.
+    fn quick_grace(&self) -> Duration {
+        self.config
+            .terminate_grace()
+            .min(Duration::from_millis(500))
     }
 }
 

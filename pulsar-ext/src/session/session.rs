@@ -562,6 +562,14 @@ impl Session {
         .await;
     }
 
+    /// Ends the program of a session whose pump was stopped (the daemon stopping): no pump
+    /// is left to publish the end, so only the backend's own ending is awaited.
+    pub async fn terminate_unread(&self, grace: Duration) {
+        if self.is_alive() {
+            self.backend().terminate(grace).await;
+        }
+    }
+
     /// Hibernates the screen model if nothing was written for `idle`; the bytes it then
     /// holds, or `None` when it stays awake (or already slept).
     pub(super) fn hibernate_if_idle(&self, idle: Duration) -> Option<usize> {
