@@ -174,6 +174,14 @@ impl Daemon {
         wait_exit(&mut self.child, "the killed daemon");
     }
 
+    /// Stops the daemon gracefully (SIGTERM) and waits for it to be gone (start it again with
+    /// [`Daemon::start_again`]), for a test that changes the world in between.
+    pub fn shut_down(&mut self) {
+        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
+        let exit = wait_exit(&mut self.child, "the daemon");
+        assert!(exit.success(), "graceful stop failed: {exit:?}");
+    }
+
     /// Stops the daemon gracefully and spawns a new one on the same files without waiting for
     /// it (for timing its start).
     pub async fn restart_signal_only(mut self) -> Self {

@@ -141,7 +141,8 @@ async fn forward_until(
     }
 }
 
-/// A SOCKS5 CONNECT without authentication to `host` (a name or an IPv4 address) and `port`.
+/// A SOCKS5 CONNECT without authentication to `host` (a name, an IPv4 or an IPv6 address)
+/// and `port`.
 async fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> TcpStream {
     let mut stream = TcpStream::connect(proxy)
         .await
@@ -151,9 +152,13 @@ async fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> TcpStream {
     stream.read_exact(&mut choice).await.unwrap();
     assert_eq!(choice, [5, 0], "no authentication chosen");
     let mut request = vec![5, 1, 0];
-    match host.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) => {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
             request.push(1);
+            request.extend_from_slice(&ip.octets());
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            request.push(4);
             request.extend_from_slice(&ip.octets());
         }
         Err(_) => {
@@ -164,9 +169,17 @@ async fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> TcpStream {
     }
     request.extend_from_slice(&port.to_be_bytes());
     stream.write_all(&request).await.unwrap();
-    let mut reply = [0u8; 10];
+    // VER REP RSV ATYP, then the bound address of that type and a port.
+    let mut reply = [0u8; 4];
     stream.read_exact(&mut reply).await.unwrap();
     assert_eq!(reply[..2], [5, 0], "CONNECT succeeded");
+    let bound = match reply[3] {
+        1 => 4,
+        4 => 16,
+        other => panic!("a bound address of type {other}"),
+    };
+    let mut rest = vec![0u8; bound + 2];
+    stream.read_exact(&mut rest).await.unwrap();
     stream
 }
 
@@ -231,6 +244,30 @@ async fn dynamic_forward_is_a_socks5_proxy_to_names_and_ipv4_addresses() {
     echoes(&mut by_ip, "by ipv4").await;
     let info = forward_info(&mut line, &forward["id"]).await;
     assert_eq!(info["connections"], 2, "{info}");
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn dynamic_forward_connects_to_an_ipv6_address() {
+    let sshd = Sshd::start();
+    let listener = TcpListener::bind("[::1]:0").await.expect("bind [::1]");
+    let port = listener.local_addr().unwrap().port();
+    let echo = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    let (daemon, id) = daemon_with_session(&sshd, &[]).await;
+    let mut line = daemon.line().await;
+    let forward = add(&mut line, &id, "dynamic", "0", None).await;
+    let mut by_ipv6 = socks_connect(listen_addr(&forward), "::1", port).await;
+    echoes(&mut by_ipv6, "by ipv6").await;
+    let info = forward_info(&mut line, &forward["id"]).await;
+    assert_eq!(info["total_connections"], 1, "{info}");
+    echo.abort();
 }
 
 #[tokio::test]
@@ -302,6 +339,108 @@ async fn forwards_come_back_after_a_daemon_restart() {
     assert_eq!(info["listen"], forward["listen"], "the same port: {info}");
     assert_eq!(info["session_id"], id);
     connect_and_echo(listen_addr(&forward), "after the restart").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn a_saved_forward_whose_port_was_taken_meanwhile_is_kept_as_failed_after_a_restart() {
+    let sshd = Sshd::start();
+    let echo = Echo::start().await;
+    let (mut daemon, id) = daemon_with_session(&sshd, &[]).await;
+    let mut line = daemon.line().await;
+    let forward = add(&mut line, &id, "local", "0", Some(&echo.target())).await;
+    drop(line);
+
+    daemon.shut_down();
+    let squatter = std::net::TcpListener::bind(listen_addr(&forward)).expect("take the port");
+    let daemon = daemon.start_again(&[]).await;
+    let mut line = daemon.line().await;
+    let info = forward_until(&mut line, &forward["id"], "the forward listed", |f| {
+        !f.is_null()
+    })
+    .await;
+    assert_eq!(info["state"], "failed", "{info}");
+    assert_eq!(info["listen"], forward["listen"], "{info}");
+    assert_eq!(info["session_id"], id);
+    let why = info["last_error"].as_str().expect("last_error");
+    assert!(why.contains("in use"), "{why}");
+    // Still the user's to remove.
+    line.ok("remove_forward", json!({"forward_id": forward["id"]}))
+        .await;
+    assert!(forward_info(&mut line, &forward["id"]).await.is_null());
+    drop(squatter);
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn forwards_keep_working_across_upgrade_daemon() {
+    let sshd = Sshd::start();
+    let echo = Echo::start().await;
+    let (daemon, id) = daemon_with_session(&sshd, &[]).await;
+    let mut line = daemon.line().await;
+    let local = add(&mut line, &id, "local", "0", Some(&echo.target())).await;
+    let dynamic = add(&mut line, &id, "dynamic", "0", None).await;
+    let to = line.ok("upgrade_daemon", json!({})).await["to_pid"]
+        .as_u64()
+        .expect("to_pid") as u32;
+    drop(line);
+    eventually("the new daemon to serve", || async {
+        (serving_pid(&daemon.socket) == Some(to)).then_some(())
+    })
+    .await;
+    let mut line = daemon.line().await;
+    for forward in [&local, &dynamic] {
+        let info = forward_until(&mut line, &forward["id"], "the forward back", |f| {
+            f["state"] == "active"
+        })
+        .await;
+        assert_eq!(info["listen"], forward["listen"], "the same port: {info}");
+    }
+    connect_and_echo(listen_addr(&local), "-L after the upgrade").await;
+    let mut through = socks_connect(listen_addr(&dynamic), "127.0.0.1", echo.port).await;
+    echoes(&mut through, "-D after the upgrade").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn a_revived_ssh_session_gets_its_saved_forwards_back() {
+    let sshd = Sshd::start();
+    let echo = Echo::start().await;
+    let (daemon, id) = daemon_with_session(&sshd, &[]).await;
+    let mut line = daemon.line().await;
+    let forward = add(&mut line, &id, "local", "0", Some(&echo.target())).await;
+    let pane = |pane: &str, session: Option<&Value>| json!({"id": pane, "session_id": session, "size": 100.0});
+    let layout = json!({"version": "1.0.0", "type": "split", "panes": [pane("a", Some(&id))]});
+    let workspace = line
+        .ok("workspace_create", json!({"name": "w", "layout": layout}))
+        .await;
+    let snapshot = line
+        .ok(
+            "workspace_save_snapshot",
+            json!({"workspace_id": workspace["id"], "name": "s"}),
+        )
+        .await;
+    line.ok("terminate_session", json!({"session_id": id}))
+        .await;
+    forward_until(
+        &mut line,
+        &forward["id"],
+        "the forward gone with the session",
+        |f| f.is_null(),
+    )
+    .await;
+
+    line.ok(
+        "workspace_restore_snapshot",
+        json!({"snapshot_id": snapshot["id"]}),
+    )
+    .await;
+    let info = forward_until(&mut line, &forward["id"], "the forward back", |f| {
+        f["state"] == "active"
+    })
+    .await;
+    assert_eq!(info["listen"], forward["listen"], "the same port: {info}");
+    connect_and_echo(listen_addr(&forward), "after the revival").await;
 }
 
 #[tokio::test]

@@ -578,6 +578,116 @@ async fn keystrokes_echo_promptly_during_a_large_transfer() {
     );
 }
 
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn two_transfers_at_once_both_finish_whole_while_keystrokes_echo() {
+    let sshd = Sshd::start();
+    let daemon = Daemon::start().await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let session = ssh_session(&mut line, &sshd).await;
+    let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
+    let (up_source, down_source) = (here.path().join("up.bin"), there.path().join("down.bin"));
+    write_file(&up_source, 60 * MB, 0o644);
+    write_file(&down_source, 60 * MB, 0o604);
+    let (up_copy, down_copy) = (there.path().join("up.bin"), here.path().join("down.bin"));
+    let mut since = 0;
+    echo_time(&mut line, &session, "ready", 0, &mut since).await;
+
+    let up = start(&mut line, &session, "upload", &up_source, &up_copy, false).await;
+    let down = start(
+        &mut line,
+        &session,
+        "download",
+        &down_copy,
+        &down_source,
+        false,
+    )
+    .await;
+    let (mut both_running, mut worst) = (0, Duration::ZERO);
+    for n in 0.. {
+        let mut running = 0;
+        for id in [&up["id"], &down["id"]] {
+            let info = line.ok("get_transfer", json!({"transfer_id": id})).await;
+            match info["state"].as_str() {
+                Some("running") => running += 1,
+                Some("done") => {}
+                _ => panic!("a transfer did not finish: {info}"),
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        let took = echo_time(&mut line, &session, "during", n, &mut since).await;
+        if running == 2 {
+            both_running += 1;
+            worst = worst.max(took);
+        }
+    }
+    eprintln!("{both_running} echoes while both ran, worst {worst:?}");
+    assert!(both_running > 0, "an echo measured while both ran");
+    assert!(
+        worst < Duration::from_secs(1),
+        "an echo took {worst:?} while two transfers ran"
+    );
+    assert_eq!(sha256(&up_copy), sha256(&up_source));
+    assert_eq!(sha256(&down_copy), sha256(&down_source));
+    assert_eq!(mode(&down_copy), 0o604);
+}
+
+#[tokio::test]
+#[cfg_attr(no_openssh, ignore = "needs OpenSSH (sshd, ssh-keygen)")]
+async fn an_upload_cancelled_while_the_connection_is_down_leaves_no_part_once_it_is_back() {
+    let mut sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(
+        &[
+            ("SSH_RECONNECT", "true"),
+            ("SSH_RECONNECT_MAX_BACKOFF_MS", "100"),
+        ],
+        &[],
+    )
+    .await;
+    sshd.trust(daemon.dir.path());
+    let mut line = daemon.line().await;
+    let session = ssh_session(&mut line, &sshd).await;
+    let (here, there) = (tempfile::tempdir().unwrap(), shared_dir());
+    let source = here.path().join("data.bin");
+    write_file(&source, 60 * MB, 0o644);
+    let started = start(
+        &mut line,
+        &session,
+        "upload",
+        &source,
+        &there.path().join("data.bin"),
+        false,
+    )
+    .await;
+    past(&mut line, &started["id"], MB as u64).await;
+
+    sshd.kill();
+    let part = leftovers(there.path(), &["data.bin"]);
+    assert_eq!(part.len(), 1, "the temporary file: {part:?}");
+    assert!(part[0].ends_with(".part"), "{part:?}");
+    let info = line
+        .ok("cancel_transfer", json!({"transfer_id": started["id"]}))
+        .await;
+    assert_eq!(info["state"], "cancelled", "{info}");
+    assert_eq!(
+        leftovers(there.path(), &["data.bin"]),
+        part,
+        "the server is away"
+    );
+
+    sshd.restart();
+    eventually("the temporary file removed", || async {
+        leftovers(there.path(), &["data.bin"])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(!there.path().join("data.bin").exists(), "no destination");
+}
+
 /// The 200 MB figures of the issue: both ways, equal hashes, and the daemon's memory flat.
 /// Run with `--run-ignored all` (about 10 s in a debug build; it prints the rates).
 #[tokio::test]

@@ -139,6 +139,12 @@ pub trait Backend: Send + Sync + 'static {
         Err(ForwardError::NotSupported)
     }
 
+    /// Lists saved forward `id` (as `spec` asked), which could not be re-established, as
+    /// `failed` with `why`; it listens nowhere. Backends without forwards ignore it.
+    fn keep_failed_forward(&self, id: ForwardId, spec: &ForwardSpec, why: String) {
+        let _ = (id, spec, why);
+    }
+
     /// This backend's port forwards, oldest first.
     fn forwards(&self) -> Vec<ForwardInfo> {
         Vec::new()

@@ -448,6 +448,10 @@ impl Backend for SshBackend {
         self.forwards.add(id, spec).await
     }
 
+    fn keep_failed_forward(&self, id: ForwardId, spec: &ForwardSpec, why: String) {
+        self.forwards.keep_failed(id, spec, why);
+    }
+
     fn forwards(&self) -> Vec<ForwardInfo> {
         self.forwards.list()
     }

@@ -36,7 +36,8 @@ fn spec_of(row: &ForwardRow) -> Option<ForwardSpec> {
 
 /// Adds each saved forward back to its session, if that session is running again; answers
 /// how many came back. A forward that cannot (its port taken meanwhile, the server refusing)
-/// is logged with why and forgotten.
+/// is logged with why and kept, listed as `failed` with that error (and tried again at the
+/// next start) until it is removed.
 pub(crate) async fn restore_forwards(
     rows: Vec<ForwardRow>,
     sessions: &SessionManager,
@@ -59,12 +60,35 @@ pub(crate) async fn restore_forwards(
         match sessions.add_forward(row.session_id, row.id, &spec).await {
             Ok(_) => restored += 1,
             Err(err) => {
-                tracing::warn!(forward = %row.id, listen = %row.listen, "the port forward could not be re-established after the restart, and is dropped: {err}");
-                store.delete_forward(row.id);
+                let why = format!("could not be re-established after the restart: {err}");
+                tracing::warn!(forward = %row.id, listen = %row.listen, "the port forward {why}");
+                let _ = sessions.keep_failed_forward(row.session_id, row.id, &spec, why);
             }
         }
     }
     restored
+}
+
+/// Session `id` was started again in place (`revive`): its saved forwards are added back,
+/// as at a daemon start; answers how many came back.
+pub(crate) async fn revive_forwards(
+    id: pulsar_protocol::SessionId,
+    sessions: &SessionManager,
+    store: &Store,
+) -> usize {
+    let reader = store.clone();
+    let rows = match tokio::task::spawn_blocking(move || reader.saved_forwards(id)).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(err)) => {
+            tracing::warn!(session = %id, "reading the saved port forwards of a revived session: {err}");
+            return 0;
+        }
+        Err(err) => {
+            tracing::warn!(session = %id, "reading the saved port forwards of a revived session: {err}");
+            return 0;
+        }
+    };
+    restore_forwards(rows, sessions, store).await
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ mod workspaces;
 pub(crate) use audit::StoreAudit;
 pub(crate) use checkpoint::Checkpointer;
 pub(crate) use export::export_asciicast;
-pub(crate) use forwards::{forward_row, restore_forwards};
+pub(crate) use forwards::{forward_row, restore_forwards, revive_forwards};
 pub(crate) use observer::StoreObserver;
 pub(crate) use restore::restore_all;
 pub(crate) use transfers::{StoreTransfers, load_transfers};

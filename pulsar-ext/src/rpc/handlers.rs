@@ -124,6 +124,7 @@ impl Handlers {
             sessions: Arc::clone(&self.sessions),
             restore: self.config.restore,
             audit: Arc::clone(&self.audit),
+            store: self.store.clone(),
         }
     }
 

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::handlers::peer;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::RestorePolicy;
+use crate::persist::revive_forwards;
 use crate::session::SessionManager;
+use crate::store::Store;
 use crate::workspace::{WorkspaceDraft, WorkspaceError, WorkspaceFilter, Workspaces};
 
 /// The server side of [`WorkspaceApiServer`].
@@ -22,6 +24,8 @@ pub(crate) struct WorkspaceHandlers {
     /// What a snapshot's stopped sessions become when it is restored.
     pub restore: RestorePolicy,
     pub audit: Arc<dyn AuditLog>,
+    /// Where a revived session's saved port forwards are read from.
+    pub store: Store,
 }
 
 impl WorkspaceHandlers {
@@ -51,7 +55,13 @@ impl WorkspaceHandlers {
                     Some(session) if session.is_alive() => Some(text),
                     Some(session) => match self.restore {
                         RestorePolicy::Respawn => match self.sessions.revive(session.id()).await {
-                            Ok(_) => Some(text),
+                            Ok(revived) => {
+                                if revived.is_alive() {
+                                    revive_forwards(revived.id(), &self.sessions, &self.store)
+                                        .await;
+                                }
+                                Some(text)
+                            }
                             Err(err) => {
                                 tracing::warn!(session = %text, "restoring a workspace: {err}");
                                 Some(text)

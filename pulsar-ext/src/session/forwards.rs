@@ -28,6 +28,21 @@ impl SessionManager {
             .map_err(|source| SessionError::Forward { id, source })
     }
 
+    /// Lists saved forward `forward_id` of session `id`, which could not be re-established
+    /// (`why`), as `failed`: kept, so it is shown and can be removed, rather than dropped.
+    pub fn keep_failed_forward(
+        &self,
+        id: SessionId,
+        forward_id: ForwardId,
+        spec: &ForwardSpec,
+        why: String,
+    ) -> Result<(), SessionError> {
+        self.get(id)?
+            .backend()
+            .keep_failed_forward(forward_id, spec, why);
+        Ok(())
+    }
+
     /// The forwards of session `id`, or of every session (oldest session first).
     pub fn list_forwards(&self, id: Option<SessionId>) -> Result<Vec<ForwardInfo>, SessionError> {
         let sessions = match id {

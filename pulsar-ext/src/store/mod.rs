@@ -513,6 +513,23 @@ impl Store {
         found.collect::<rusqlite::Result<_>>().map_err(read_err)
     }
 
+    /// The saved port forwards of session `id`, oldest first, read on a connection of its
+    /// own. Blocking: call from a blocking context.
+    pub fn saved_forwards(&self, id: Uuid) -> Result<Vec<ForwardRow>, StoreError> {
+        let read_err = |e: rusqlite::Error| StoreError::Open {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(read_err)?;
+        let mut rows = load_forwards(&conn).map_err(read_err)?;
+        rows.retain(|row| row.session_id == id);
+        Ok(rows)
+    }
+
     /// Counters and latencies so far.
     pub fn stats(&self) -> StoreStats {
         StoreStats {

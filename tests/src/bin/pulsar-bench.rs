@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use pulsar_e2e::sshd::{Sshd, TEST_USER, sshd_available};
 use pulsar_e2e::{Daemon, artifact, command};
-use pulsar_protocol::{Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId};
+use pulsar_protocol::{
+    Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId, TransferApiClient as _,
+};
 
 /// Latency statistics of a sample, in microseconds.
 struct Stats {
@@ -103,6 +105,9 @@ async fn main() {
     } else if wanted("forward") {
         // Only the forward throughput of the ssh phase.
         ssh(&mut report, true).await;
+    }
+    if wanted("transfer") {
+        transfer(&mut report).await;
     }
 }
 
@@ -1396,31 +1401,52 @@ impl OpenSsh {
     /// `ssh FIRST... [options] user@127.0.0.1`, with this server's key, port and kex.
     fn command(&self, first: &[&str]) -> Command {
         let mut ssh = Command::new("ssh");
-        ssh.args(first)
-            .args([
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
-            .args([
-                "-o",
-                "IdentityAgent=none",
-                "-o",
-                "StrictHostKeyChecking=yes",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .arg("-i")
-            .arg(&self.key)
-            .args(["-p", &self.port.to_string()]);
+        ssh.args(first);
+        self.options(&mut ssh);
+        ssh.args(["-p", &self.port.to_string()]);
+        ssh.arg(format!("{TEST_USER}@127.0.0.1"));
+        ssh
+    }
+
+    /// `program` (`sftp` or `scp`) with this server's key, kex and the cipher russh picks
+    /// (chacha20-poly1305, first in both clients' lists), and its port as `-P`; the caller
+    /// adds the files.
+    fn file_command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        self.options(&mut command);
+        command
+            .args(["-c", "chacha20-poly1305@openssh.com"])
+            .args(["-P", &self.port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        command
+    }
+
+    /// The options every OpenSSH client here gets: no config file, no agent, this server's
+    /// key and known host, the kex.
+    fn options(&self, ssh: &mut Command) {
+        ssh.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args([
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+        .arg("-i")
+        .arg(&self.key);
         if let Some(kex) = self.kex {
             ssh.arg("-o").arg(format!("KexAlgorithms={kex}"));
         }
-        ssh.arg(format!("{TEST_USER}@127.0.0.1"));
-        ssh
     }
 }
 
@@ -1534,6 +1560,228 @@ async fn ssh_forward_throughput(report: &mut Report, sshd: &Sshd, client: &Pulsa
         format!("ssh -N -L (same kex) {:.0} MiB/s", mib(theirs)),
         format!("{:.0} %", 100.0 * ours / theirs),
     );
+}
+
+/// SFTP transfer throughput: one file uploaded and downloaded by Pulsar (`start_transfer` on
+/// an SSH session, timed from the call to `done`) against OpenSSH's `sftp -b` and `scp` (9.x:
+/// the SFTP protocol) to the same server in the same run, same key exchange and cipher,
+/// alternating; medians of [`RUNS`]. Each OpenSSH run starts a process and a connection, so
+/// its connection setup (the median of runs copying an empty file) is subtracted from its
+/// time: the rates compare the copying alone.
+async fn transfer(report: &mut Report) {
+    const BYTES: usize = 256 * 1024 * 1024;
+    const RUNS: usize = 3;
+    if !sshd_available() {
+        report.row(
+            "SFTP transfer throughput",
+            "sshd not installed".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+        );
+        return;
+    }
+    let sshd = Sshd::start();
+    let daemon = Daemon::start_with_env(&[("LOG_LEVEL", "warn")], &[]).await;
+    sshd.trust(daemon.dir.path());
+    let client = daemon.client().await;
+    let openssh = OpenSsh::new(&sshd);
+    let id = client
+        .create_session(
+            None,
+            ssh_type(&sshd, Some("exec cat")),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    // Both sides write here: the daemon (this user) and the SFTP server (the test user).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let source = dir.path().join("source.bin");
+    let empty = dir.path().join("empty.bin");
+    write_payload(&source, BYTES);
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let batch = dir.path().join("batch");
+    let mut n = 0;
+    let mut fresh = |what: &str| {
+        n += 1;
+        dir.path().join(format!("{what}-{n}.bin"))
+    };
+    // OpenSSH's connection setup, for sftp and for scp.
+    let (mut sftp_setup, mut scp_setup) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let to = fresh("empty");
+        std::fs::write(
+            &batch,
+            format!("put {} {}\n", empty.display(), to.display()),
+        )
+        .unwrap();
+        sftp_setup.push(run_timed(
+            openssh
+                .file_command("sftp")
+                .arg("-b")
+                .arg(&batch)
+                .arg(format!("{TEST_USER}@127.0.0.1")),
+        ));
+        let to = fresh("empty");
+        scp_setup.push(run_timed(
+            openssh
+                .file_command("scp")
+                .arg(&empty)
+                .arg(format!("{TEST_USER}@127.0.0.1:{}", to.display())),
+        ));
+    }
+    let (sftp_setup, scp_setup) = (median(sftp_setup), median(scp_setup));
+    let rate = |secs: f64| BYTES as f64 / secs;
+    for direction in [
+        pulsar_protocol::TransferDirection::Upload,
+        pulsar_protocol::TransferDirection::Download,
+    ] {
+        let upload = direction == pulsar_protocol::TransferDirection::Upload;
+        let (mut ours, mut sftp, mut scp) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            // Pulsar.
+            let to = fresh("pulsar");
+            let (local, remote) = if upload {
+                (source.clone(), to.clone())
+            } else {
+                (to.clone(), source.clone())
+            };
+            let start = Instant::now();
+            let info = client
+                .start_transfer(
+                    id,
+                    direction,
+                    local.display().to_string(),
+                    remote.display().to_string(),
+                    None,
+                )
+                .await
+                .unwrap();
+            loop {
+                let now = client.get_transfer(info.id).await.unwrap();
+                if now.state != pulsar_protocol::TransferState::Running {
+                    assert_eq!(
+                        now.state,
+                        pulsar_protocol::TransferState::Done,
+                        "the transfer failed: {now:?}"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            ours.push(rate(start.elapsed().as_secs_f64()));
+            assert_copied(&to, BYTES);
+            // sftp -b.
+            let to = fresh("sftp");
+            let line = if upload {
+                format!("put {} {}\n", source.display(), to.display())
+            } else {
+                format!("get {} {}\n", source.display(), to.display())
+            };
+            std::fs::write(&batch, line).unwrap();
+            let secs = run_timed(
+                openssh
+                    .file_command("sftp")
+                    .arg("-b")
+                    .arg(&batch)
+                    .arg(format!("{TEST_USER}@127.0.0.1")),
+            );
+            sftp.push(rate(secs - sftp_setup));
+            assert_copied(&to, BYTES);
+            // scp.
+            let to = fresh("scp");
+            let mut command = openssh.file_command("scp");
+            if upload {
+                command
+                    .arg(&source)
+                    .arg(format!("{TEST_USER}@127.0.0.1:{}", to.display()));
+            } else {
+                command
+                    .arg(format!("{TEST_USER}@127.0.0.1:{}", source.display()))
+                    .arg(&to);
+            }
+            let secs = run_timed(&mut command);
+            scp.push(rate(secs - scp_setup));
+            assert_copied(&to, BYTES);
+        }
+        let (ours, sftp, scp) = (median(ours), median(sftp), median(scp));
+        let mib = |r: f64| r / (1024.0 * 1024.0);
+        let what = if upload { "upload" } else { "download" };
+        report.row(
+            &format!("SFTP {what}, loopback (median of {RUNS} × 256 MiB)"),
+            format!("{:.0} MiB/s", mib(ours)),
+            format!(
+                "sftp -b {:.0} MiB/s (setup {:.0} ms subtracted)",
+                mib(sftp),
+                sftp_setup * 1e3
+            ),
+            format!("{:.0} %", 100.0 * ours / sftp),
+        );
+        report.row(
+            &format!("SFTP {what} vs scp (same runs)"),
+            format!("{:.0} MiB/s", mib(ours)),
+            format!(
+                "scp {:.0} MiB/s (setup {:.0} ms subtracted)",
+                mib(scp),
+                scp_setup * 1e3
+            ),
+            format!("{:.0} %", 100.0 * ours / scp),
+        );
+    }
+    let _ = client.terminate_session(id).await;
+    daemon.stop();
+}
+
+/// Writes `bytes` (whole MiB) of a pseudo-random MiB repeated, readable by the test user.
+fn write_payload(path: &std::path::Path, bytes: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let block: Vec<u8> = (0..1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for _ in 0..bytes / block.len() {
+        file.write_all(&block).unwrap();
+    }
+    file.flush().unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+}
+
+/// Runs an OpenSSH file copy to its end; its wall time in seconds. Panics with its stderr if
+/// it fails.
+fn run_timed(command: &mut Command) -> f64 {
+    let start = Instant::now();
+    let out = command.output().expect("run sftp/scp");
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+/// Checks that `path` has all `bytes`, then removes it (the disk holds one copy at a time).
+fn assert_copied(path: &std::path::Path, bytes: usize) {
+    let len = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    assert_eq!(len, bytes as u64, "{} is whole", path.display());
+    std::fs::remove_file(path).unwrap();
 }
 
 async fn ssh_create(report: &mut Report, sshd: &Sshd, client: &PulsarClient) {

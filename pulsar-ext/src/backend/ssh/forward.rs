@@ -256,6 +256,20 @@ impl Forwards {
         Ok(forward.info(self.session_id, self.current().is_some()))
     }
 
+    /// Keeps saved forward `id`, which could not be re-established (`why`), listed as
+    /// `failed` with `why` as its last error: it listens nowhere, and can be removed.
+    pub(super) fn keep_failed(&self, id: ForwardId, spec: &ForwardSpec, why: String) {
+        let mut table = lock(&self.table);
+        if self.closed.is_cancelled() || table.iter().any(|f| f.id == id) {
+            return;
+        }
+        let target = parse_target(spec).ok().flatten();
+        let forward = Forward::new(id, spec.kind, spec.listen.clone(), None, target);
+        *lock(&forward.state) = ForwardState::Failed;
+        *lock(&forward.last_error) = Some(why);
+        table.push(Arc::new(forward));
+    }
+
     /// Removes forward `id`; once this returns its port is free again.
     pub(super) async fn remove(&self, id: ForwardId) -> Result<(), ForwardError> {
         let forward = {
@@ -415,6 +429,7 @@ impl Forward {
 
     fn info(&self, session_id: SessionId, connected: bool) -> ForwardInfo {
         let state = match *lock(&self.state) {
+            ForwardState::Failed => ForwardState::Failed,
             _ if !connected => ForwardState::Down,
             state => state,
         };
