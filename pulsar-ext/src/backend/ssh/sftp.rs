@@ -42,6 +42,9 @@ const CLEANUP_WAIT: Duration = Duration::from_secs(600);
 /// How long a failed attempt waits for the link to notice that the connection is gone
 /// before the failure is taken as the transfer's own.
 const NOTICE_DROP: Duration = Duration::from_secs(3);
+/// The longest a cancelled attempt waits for the server to close (and remove) its file, so
+/// that a cancel is answered promptly even over a connection that silently dropped.
+const CANCEL_CLEANUP: Duration = Duration::from_secs(1);
 
 /// A session's connection as its transfers see it; the link task keeps it current.
 #[derive(Clone)]
@@ -302,8 +305,13 @@ async fn upload(
             next = in_flight.next() => next,
             _ = control.cancel.cancelled() => {
                 drop(in_flight);
-                let _ = sftp.close(remote_file.as_str()).await;
-                let _ = sftp.remove(temp.as_str()).await;
+                // Bounded: over a connection that silently dropped these would wait for
+                // SFTP's own timeout; the caller then removes the file once it is back.
+                let _ = tokio::time::timeout(CANCEL_CLEANUP, async {
+                    let _ = sftp.close(remote_file.as_str()).await;
+                    let _ = sftp.remove(temp.as_str()).await;
+                })
+                .await;
                 return Err(TransferError::Cancelled.into());
             }
         };
@@ -425,7 +433,7 @@ async fn download(
                 drop(in_flight);
                 drop(file);
                 let _ = tokio::fs::remove_file(&temp).await;
-                let _ = sftp.close(remote_file.as_str()).await;
+                let _ = tokio::time::timeout(CANCEL_CLEANUP, sftp.close(remote_file.as_str())).await;
                 return Err(TransferError::Cancelled.into());
             }
         };
