@@ -1648,6 +1648,10 @@ async fn transfer(report: &mut Report) {
     ] {
         let upload = direction == pulsar_protocol::TransferDirection::Upload;
         let (mut ours, mut sftp, mut scp) = (Vec::new(), Vec::new(), Vec::new());
+        // A download by Pulsar ends with an fsync of the file before its rename (a crash never
+        // leaves a complete-looking, incomplete file); sftp does not sync. This baseline is
+        // sftp's download followed by that fsync: the same durability.
+        let mut sftp_synced = Vec::new();
         for _ in 0..RUNS {
             // Pulsar.
             let to = fresh("pulsar");
@@ -1697,6 +1701,11 @@ async fn transfer(report: &mut Report) {
                     .arg(format!("{TEST_USER}@127.0.0.1")),
             );
             sftp.push(rate(secs - sftp_setup));
+            if !upload {
+                let synced = Instant::now();
+                std::fs::File::open(&to).unwrap().sync_all().unwrap();
+                sftp_synced.push(rate(secs - sftp_setup + synced.elapsed().as_secs_f64()));
+            }
             assert_copied(&to, BYTES);
             // scp.
             let to = fresh("scp");
@@ -1737,6 +1746,15 @@ async fn transfer(report: &mut Report) {
             ),
             format!("{:.0} %", 100.0 * ours / scp),
         );
+        if !upload {
+            let synced = median(sftp_synced);
+            report.row(
+                "SFTP download vs sftp -b + fsync (same durability, same runs)",
+                format!("{:.0} MiB/s", mib(ours)),
+                format!("sftp -b then fsync {:.0} MiB/s", mib(synced)),
+                format!("{:.0} %", 100.0 * ours / synced),
+            );
+        }
     }
     let _ = client.terminate_session(id).await;
     daemon.stop();
