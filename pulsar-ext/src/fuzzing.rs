@@ -28,8 +28,17 @@ pub fn line_json(data: &[u8]) -> Vec<String> {
     answers
 }
 
+/// Serves `data` as one connection to the daemon's socket (a real Unix socket pair): the
+/// first-byte sniffer, then the line-JSON framing, or HTTP, jsonrpsee's WebSocket upgrade and
+/// its frames, each call decoded for its method and answered "decoded; not served". Returns
+/// what the daemon wrote before it closed the connection. Panics if it does not close it
+/// within 5 s of the input's end, or if a line-JSON answer is not JSON.
+pub fn connection(data: &[u8]) -> Vec<u8> {
+    crate::rpc::answer_connection(data)
+}
+
 /// Every method's name, sorted: what [`call`] picks from.
-pub fn methods() -> Vec<&'static str> {
+pub fn methods() -> &'static [&'static str] {
     crate::rpc::method_names()
 }
 
@@ -191,11 +200,50 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_corpus_is_answered_without_a_panic() {
+        for (path, input) in corpus("connection") {
+            let answer = connection(&input);
+            eprintln!("{}: {} bytes back", path.display(), answer.len());
+        }
+    }
+
+    #[test]
+    fn a_websocket_seed_is_upgraded_and_its_call_answered() {
+        let input = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/websocket"),
+        )
+        .unwrap();
+        let answer = String::from_utf8_lossy(&connection(&input)).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        assert!(answer.contains(crate::rpc::DECODED), "{answer}");
+    }
+
+    #[test]
     fn the_params_corpus_is_answered_without_a_panic() {
         for (_, input) in corpus("params") {
             if let [method, params @ ..] = input.as_slice() {
                 call(*method, &String::from_utf8_lossy(params));
             }
+        }
+    }
+
+    #[test]
+    fn every_params_seed_calls_the_method_it_is_named_after() {
+        // `make-seeds` writes METHOD-LINE with METHOD's index; a method added since shifts
+        // the indices, and the seeds must be made again.
+        let names = methods();
+        for (path, input) in corpus("params") {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let Some((method, _)) = file.rsplit_once('-').filter(|(m, _)| names.contains(m)) else {
+                continue;
+            };
+            let picked = names[usize::from(input[0]) % names.len()];
+            assert_eq!(
+                picked,
+                method,
+                "{}: run pulsar-ext/fuzz/make-seeds",
+                path.display()
+            );
         }
     }
 

@@ -111,11 +111,12 @@ fn mutate(rng: &mut Rng, frame: &mut Vec<u8>, other: &[u8]) {
 }
 
 /// What a mutated frame may not ask for: a network or a device (an SSH host mutated off
-/// loopback, a serial path), a program (a mutated command), or the daemon's own stop.
+/// loopback, a serial path), a program (a mutated command), a file of its choosing (a
+/// recording's or a transfer's mutated path), or the daemon's own stop.
 fn is_safe(frame: &[u8]) -> bool {
     let text = String::from_utf8_lossy(frame).to_ascii_lowercase();
     [
-        "ssh", "serial", "@", "create", "shutdown", "upgrade", "restore",
+        "ssh", "serial", "@", "create", "shutdown", "upgrade", "restore", "path",
     ]
     .iter()
     .all(|word| !text.contains(word))

@@ -107,7 +107,7 @@ pub(crate) async fn serve(
     }
 }
 
-fn is_line_json(first: u8) -> bool {
+pub(super) fn is_line_json(first: u8) -> bool {
     matches!(first, b'{' | b'[') || first.is_ascii_whitespace()
 }
 

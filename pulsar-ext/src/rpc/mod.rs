@@ -124,12 +124,145 @@ pub(crate) fn answer_decoded(input: &[u8], capacity: usize, max_line: usize) -> 
     })
 }
 
-/// Every method's name, as clients call it.
+/// Serves `input` as the bytes of one connection to the daemon's socket and returns what the
+/// daemon wrote back before it closed the connection: the first-byte sniffer, then either the
+/// line-JSON framing or HTTP and jsonrpsee's WebSocket upgrade and frames (the fuzz targets;
+/// the tests that replay their corpus). The connection is one end of a real Unix socket pair,
+/// served by [`connection::serve`] with the decode-only methods (see [`answer_decoded`]);
+/// the input is written, then the write side shut, and the answer read to its end.
+///
+/// Panics if the daemon does not close the connection within 5 s of the input's end (a
+/// hang), or if it wrote a line-JSON answer that is not a JSON object.
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn method_names() -> Vec<&'static str> {
-    let mut names: Vec<_> = decode_only::methods().method_names().collect();
-    names.sort_unstable();
-    names
+pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use crate::session::SessionManager;
+    use crate::shutdown::{Shutdown, ShutdownTrigger};
+
+    struct Unrecorded;
+    impl AuditLog for Unrecorded {
+        fn record(&self, _: crate::audit::AuditRecord) {}
+    }
+    /// Made once per thread: what every connection shares in the daemon.
+    struct Fixture {
+        runtime: tokio::runtime::Runtime,
+        context: Arc<ConnectionContext>,
+        shutdown: Shutdown,
+        // Held: dropping either would stop the connections.
+        _trigger: ShutdownTrigger,
+        _server: jsonrpsee::server::ServerHandle,
+    }
+    thread_local! {
+        static FIXTURE: Fixture = {
+            let scratch = std::env::temp_dir().join("pulsar-fuzzing");
+            let dirs = orbit_api_stub::HostDirs {
+                config_dir: scratch.clone(),
+                data_dir: scratch.clone(),
+                runtime_dir: scratch,
+            };
+            let config = Arc::new(crate::Config::defaults(&dirs));
+            let max_request_bytes = config.max_request_bytes;
+            let (stop_handle, server) = stop_channel();
+            let (trigger, shutdown) = crate::shutdown::channel();
+            let context = Arc::new(ConnectionContext {
+                methods: decode_only::methods(),
+                service_builder: Server::builder()
+                    .set_config(ConnectionContext::server_config(max_request_bytes))
+                    .to_service_builder(),
+                stop_handle,
+                sessions: Arc::new(SessionManager::new(config)),
+                max_request_bytes,
+                audit: Arc::new(Unrecorded),
+            });
+            Fixture {
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime"),
+                context,
+                shutdown,
+                _trigger: trigger,
+                _server: server,
+            }
+        };
+    }
+    FIXTURE.with(|fixture| {
+        fixture.runtime.block_on(async {
+            let (client, server) = tokio::net::UnixStream::pair().expect("a Unix socket pair");
+            let peer = Peer {
+                connection: peer::next_connection(),
+                uid: nix::unistd::getuid().as_raw(),
+                pid: Some(std::process::id() as i32),
+            };
+            let served = tokio::spawn(connection::serve(
+                server,
+                peer,
+                Arc::clone(&fixture.context),
+                fixture.shutdown.clone(),
+            ));
+            let (mut read, mut write) = client.into_split();
+            let line_json = input.first().copied().is_some_and(connection::is_line_json);
+            let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let reader = tokio::spawn({
+                let received = Arc::clone(&received);
+                async move {
+                    let (mut answer, mut buf) = (Vec::new(), [0u8; 8192]);
+                    while let Ok(n @ 1..) = read.read(&mut buf).await {
+                        answer.extend_from_slice(&buf[..n]);
+                        received.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    answer
+                }
+            });
+            // The daemon may close first (an HTTP error, a closed WebSocket).
+            let _ = write.write_all(input).await;
+            if !line_json {
+                // A WebSocket that ends drops the answers still in flight (as RFC 6455
+                // allows): let them out first, until nothing has come for a millisecond.
+                for _ in 0..100 {
+                    let before = received.load(std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    if received.load(std::sync::atomic::Ordering::Relaxed) == before {
+                        break;
+                    }
+                }
+            }
+            let _ = write.shutdown().await;
+            let answer = match tokio::time::timeout(Duration::from_secs(5), reader).await {
+                Ok(answer) => answer.expect("the reader does not panic"),
+                Err(_) => panic!("the connection was not closed 5 s after the input ended"),
+            };
+            served.await.expect("the connection's task did not panic");
+            if line_json {
+                for line in answer.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let value = serde_json::from_slice::<serde_json::Value>(line);
+                    assert!(
+                        value.as_ref().is_ok_and(|v| v.is_object() || v.is_array()),
+                        "not a JSON answer: {}",
+                        String::from_utf8_lossy(line)
+                    );
+                }
+            }
+            answer
+        })
+    })
+}
+
+/// Every method's name, as clients call it, sorted. Built once: building the methods for each
+/// fuzz input was half of the `params` target's cost.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn method_names() -> &'static [&'static str] {
+    use std::sync::OnceLock;
+
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<_> = decode_only::methods().method_names().collect();
+        names.sort_unstable();
+        names
+    })
 }
 
 /// Whether `answer` (one line the daemon wrote) is a well-formed JSON-RPC response or batch

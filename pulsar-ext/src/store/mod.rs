@@ -744,43 +744,64 @@ pub struct RawSession {
     pub chunks: Vec<(i64, Vec<u8>)>,
 }
 
-/// Writes `sessions` into a fresh in-memory database of the current schema and loads them
-/// back as the daemon does when it starts: the sessions it would restore, or the error that
-/// would stop it opening the store.
+/// Writes `sessions` into an in-memory database of the current schema and loads them back as
+/// the daemon does when it starts: the sessions it would restore, or the error that would stop
+/// it opening the store. The database is made (and migrated) once per thread; each call writes
+/// and reads inside a transaction that is rolled back, so every call starts from the empty
+/// schema without paying for the migrations again (they were most of a fuzz input's cost).
 #[cfg(any(test, feature = "fuzzing"))]
 pub fn decode_rows(sessions: &[RawSession]) -> Result<Vec<StoredSession>, String> {
-    let mut conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
-    schema::migrate(&mut conn).map_err(|e| e.to_string())?;
+    thread_local! {
+        static EMPTY: std::cell::RefCell<Option<Connection>> = const { std::cell::RefCell::new(None) };
+    }
+    EMPTY.with_borrow_mut(|empty| {
+        if empty.is_none() {
+            let mut conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
+            schema::migrate(&mut conn).map_err(|e| e.to_string())?;
+            *empty = Some(conn);
+        }
+        let conn = empty.as_mut().expect("made above");
+        // Dropped without a commit: rolled back, the database empty again.
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        write_raw(&tx, sessions)?;
+        load(&tx).map_err(|e| e.to_string())
+    })
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+fn write_raw(conn: &Connection, sessions: &[RawSession]) -> Result<(), String> {
     for s in sessions {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO sessions (id, name, session_type, config, created_at,
                  last_active, state, exit_code, exit_signal, exited_at)
              VALUES (?1, ?2, 'local', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
                 s.id, s.name, s.config, s.times.0, s.times.1, s.state, s.ended.0, s.ended.1,
                 s.ended.2
-            ],
-        )
+            ])
+        })
         .map_err(|e| e.to_string())?;
         if let Some((offset, scrollback, screen)) = &s.state_row {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT OR REPLACE INTO session_state
                      (session_id, scrollback_offset, scrollback, pty_state)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![s.id, offset, scrollback, screen],
             )
+            .and_then(|mut insert| insert.execute(params![s.id, offset, scrollback, screen]))
             .map_err(|e| e.to_string())?;
         }
         for (offset, data) in &s.chunks {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT OR REPLACE INTO output_chunks (session_id, offset, data)
                  VALUES (?1, ?2, ?3)",
-                params![s.id, offset, data],
             )
+            .and_then(|mut insert| insert.execute(params![s.id, offset, data]))
             .map_err(|e| e.to_string())?;
         }
     }
-    load(&conn).map_err(|e| e.to_string())
+    Ok(())
 }
 
 #[cfg(test)]
