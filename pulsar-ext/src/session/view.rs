@@ -15,6 +15,8 @@ impl Session {
         let clients = self.clients();
         let exit = self.exit();
         let (cols, rows) = clients.size();
+        // One backend for the whole view: a stopped session's is swapped for a stand-in.
+        let backend = self.backend();
         SessionInfo {
             id: self.id(),
             name: self.name().to_owned(),
@@ -28,21 +30,21 @@ impl Session {
             created_at: self.created_at(),
             last_active: DateTime::from_timestamp_millis(self.last_active_ms())
                 .unwrap_or(self.created_at()),
-            pid: exit.is_none().then(|| self.backend().pid()).flatten(),
+            pid: exit.is_none().then(|| backend.pid()).flatten(),
             exit_code: exit.and_then(|e| e.status.code),
             exit_signal: exit.and_then(|e| e.status.signal),
             exited_at: exit.map(|e| e.at),
-            reason: exit.and_then(|_| self.backend().end_reason()),
+            reason: exit.and_then(|_| backend.end_reason()),
             output_offset: self.output_offset(),
-            ssh: self.backend().ssh_resolved(),
+            ssh: backend.ssh_resolved(),
             recording: self.recording_state().map(|r| RecordingInfo {
                 path: r.path.display().to_string(),
                 bytes: r.bytes,
                 input: r.input,
             }),
-            limits: self.applied_limits(),
+            limits: self.applied_limits(backend.limits()),
             usage: None,
-            forwards: self.backend().forward_count(),
+            forwards: backend.forward_count(),
         }
     }
 
@@ -56,9 +58,10 @@ impl Session {
         info
     }
 
-    /// The limits in force and what holds each: the backend's, and the pump's output rate.
-    fn applied_limits(&self) -> Option<AppliedLimits> {
-        let mut applied = self.backend().limits().unwrap_or_default();
+    /// The limits in force and what holds each: the backend's (`held`), and the pump's
+    /// output rate.
+    fn applied_limits(&self, held: Option<AppliedLimits>) -> Option<AppliedLimits> {
+        let mut applied = held.unwrap_or_default();
         applied.output_bytes_per_sec = self.limits().output_bytes_per_sec.map(|value| HeldLimit {
             value,
             mechanism: LimitMechanism::Pump,
