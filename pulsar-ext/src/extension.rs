@@ -10,6 +10,8 @@ use orbit_api_stub::{
     ExtensionContext, ExtensionError, ExtensionState, ExtensionStatus, OrbitExtension, async_trait,
 };
 use tokio::runtime::Runtime;
+
+use crate::relay::Relay;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
@@ -24,6 +26,8 @@ enum State {
     Stopped,
     Running {
         runtime: Runtime,
+        /// The output threads, apart from the request threads (see `relay`).
+        relay: Relay,
         supervisor: Supervisor,
     },
     Failed(String),
@@ -97,23 +101,35 @@ impl OrbitExtension for PulsarExtension {
             .enable_all()
             .build()
             .map_err(|err| ExtensionError::new(format!("cannot start a runtime: {err}")))?;
+        let relay = match Relay::start() {
+            Ok(relay) => relay,
+            Err(err) => {
+                runtime.shutdown_background();
+                return Err(ExtensionError::new(format!(
+                    "cannot start the output relay's threads: {err}"
+                )));
+            }
+        };
         let started = runtime.spawn(Supervisor::start(config)).await;
         match started {
             Ok(Ok(supervisor)) => {
                 *state = State::Running {
                     runtime,
+                    relay,
                     supervisor,
                 };
                 Ok(())
             }
             Ok(Err(err)) => {
                 runtime.shutdown_background();
+                relay.stop();
                 let message = err.to_string();
                 *state = State::Failed(message.clone());
                 Err(ExtensionError::new(message))
             }
             Err(join) => {
                 runtime.shutdown_background();
+                relay.stop();
                 let message = format!("pulsar panicked while starting: {join}");
                 *state = State::Failed(message.clone());
                 Err(ExtensionError::new(message))
@@ -125,6 +141,7 @@ impl OrbitExtension for PulsarExtension {
         let mut state = self.state.lock().await;
         let State::Running {
             runtime,
+            relay,
             supervisor,
         } = std::mem::replace(&mut *state, State::Stopped)
         else {
@@ -132,6 +149,7 @@ impl OrbitExtension for PulsarExtension {
         };
         let stopped = runtime.spawn(supervisor.stop()).await;
         runtime.shutdown_background();
+        relay.stop();
         stopped
             .map_err(|join| ExtensionError::new(format!("pulsar panicked while stopping: {join}")))
     }
@@ -145,6 +163,7 @@ impl OrbitExtension for PulsarExtension {
             State::Running {
                 runtime,
                 supervisor,
+                ..
             } => ExtensionStatus {
                 state: ExtensionState::Running,
                 detail: runtime

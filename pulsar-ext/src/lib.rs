@@ -16,6 +16,7 @@ mod extension;
 pub mod fuzzing;
 mod handover;
 mod persist;
+mod relay;
 mod rpc;
 mod session;
 mod shutdown;

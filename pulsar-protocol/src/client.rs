@@ -41,7 +41,7 @@ pub enum ConnectError {
     },
 }
 
-/// Largest message either side sends: output events are ≤ 16 KiB of base64.
+/// Largest message either side sends: output events are ≤ 64 KiB of base64.
 const MAX_MESSAGE: u32 = 16 * 1024 * 1024;
 
 /// Connects to the daemon at `path` and returns a ready client.

@@ -22,7 +22,7 @@ pub enum OutputEvent {
     },
     /// Output bytes; `offset` is the absolute offset of the first byte.
     Output {
-        /// The bytes (base64), at most 16 KiB per event.
+        /// The bytes (base64), at most 64 KiB per event.
         data: Base64Data,
         /// Absolute offset of `data[0]` in the session's output.
         offset: u64,

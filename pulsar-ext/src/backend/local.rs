@@ -367,7 +367,14 @@ impl Backend for LocalBackend {
         loop {
             let mut guard = self.io.readable().await?;
             match guard.try_io(|fd| sys_read(fd.as_raw_fd(), buf)) {
-                Ok(Ok(n)) => return Ok(n),
+                Ok(Ok(0)) => return Ok(0),
+                Ok(Ok(n)) => {
+                    let (n, drained) = drain(guard.get_inner().as_raw_fd(), buf, n);
+                    if drained {
+                        guard.clear_ready();
+                    }
+                    return Ok(n);
+                }
                 // Linux reports EIO on the master once every slave fd is closed: the end.
                 Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => return Ok(0),
                 Ok(Err(err)) => return Err(err),
@@ -545,9 +552,10 @@ impl Drop for LocalBackend {
 
 /// Registers a descriptor this backend exclusively owns with the runtime's reactor.
 fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // Watched by the relay's reactor: the pump that reads it runs there.
     // SAFETY: `fd` is a fresh descriptor (a dup or a pidfd) owned only by the returned
     // AsyncFd, which deregisters it before closing it.
-    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+    crate::relay::register(|| unsafe { AsyncFd::register(fd) }).map_err(io::Error::from)
 }
 
 /// `fcntl(F_DUPFD_CLOEXEC)` + `O_NONBLOCK`: children spawned later must not inherit it.
@@ -578,6 +586,26 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Reads on after the first `n` bytes of `buf` while the terminal has more, up to a full
+/// buffer. A PTY master hands out at most ~4 KiB a read (the line discipline's buffer), which
+/// under a flood meant one pump turn, one published head and one event per 4 KiB; a drained
+/// read takes what the kernel already holds (~64 KiB, measured) in one turn. Light output
+/// costs one more `read` that finds nothing. Returns the bytes now in `buf` and whether the
+/// terminal was found empty (its readiness may then be cleared); an error after the first
+/// bytes is left for the next read to report.
+fn drain(fd: RawFd, buf: &mut [u8], mut n: usize) -> (usize, bool) {
+    while n < buf.len() {
+        match sys_read(fd, &mut buf[n..]) {
+            Ok(0) => return (n, false),
+            Ok(more) => n += more,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return (n, true),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return (n, false),
+        }
+    }
+    (n, false)
+}
+
 fn sys_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -601,6 +629,46 @@ fn sys_write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pipe with `bytes` written into it and its read end non-blocking.
+    fn pipe_holding(bytes: usize) -> (OwnedFd, OwnedFd) {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let written = nix::unistd::write(&write, &vec![b'a'; bytes]).unwrap();
+        assert_eq!(written, bytes);
+        let read = dup_nonblocking(read.as_raw_fd()).unwrap();
+        (read, write)
+    }
+
+    #[test]
+    fn a_drained_read_takes_all_the_kernel_holds_and_says_it_found_the_end() {
+        let (read, _write) = pipe_holding(10_000);
+        let mut buf = vec![0u8; 16 * 1024];
+        let first = sys_read(read.as_raw_fd(), &mut buf[..4096]).unwrap();
+        assert_eq!(first, 4096);
+        assert_eq!(drain(read.as_raw_fd(), &mut buf, first), (10_000, true));
+    }
+
+    #[test]
+    fn a_drained_read_stops_at_a_full_buffer_and_leaves_the_rest() {
+        let (read, _write) = pipe_holding(20_000);
+        let mut buf = vec![0u8; 8 * 1024];
+        assert_eq!(drain(read.as_raw_fd(), &mut buf, 0), (8 * 1024, false));
+        let mut rest = vec![0u8; 32 * 1024];
+        assert_eq!(
+            drain(read.as_raw_fd(), &mut rest, 0),
+            (20_000 - 8 * 1024, true)
+        );
+    }
+
+    #[test]
+    fn a_drained_read_stops_at_the_end_of_the_output() {
+        let (read, write) = pipe_holding(100);
+        drop(write);
+        let mut buf = vec![0u8; 1024];
+        // Not "found empty": the next read reports the end itself.
+        assert_eq!(drain(read.as_raw_fd(), &mut buf, 0), (100, false));
+        assert_eq!(sys_read(read.as_raw_fd(), &mut buf).unwrap(), 0);
+    }
 
     #[test]
     fn a_spawn_failure_for_want_of_descriptors_names_the_open_files_limit() {

@@ -462,17 +462,22 @@ impl PulsarApiServer for Handlers {
             }
         }
         // This task is the subscriber: it waits on its own socket, never on the session.
-        loop {
-            let event = tokio::select! {
-                event = reader.next() => event,
-                _ = sink.closed() => break,
-            };
-            let Some(event) = event else { break };
-            let message = serde_json::value::to_raw_value(&wire_event(event))?;
-            if sink.send(message).await.is_err() {
-                break;
+        let relay = crate::relay::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    event = reader.next() => event,
+                    _ = sink.closed() => break,
+                };
+                let Some(event) = event else { break };
+                let Ok(message) = serde_json::value::to_raw_value(&wire_event(event)) else {
+                    break;
+                };
+                if sink.send(message).await.is_err() {
+                    break;
+                }
             }
-        }
+        });
+        let _ = relay.await;
         Ok(())
     }
 

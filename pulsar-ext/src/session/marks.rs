@@ -58,8 +58,18 @@ impl OutputMarks {
     /// Scans `data`, calling `found` for each mark in order (a run of bells counts once).
     pub fn feed(&mut self, data: &[u8], now: Instant, found: &mut impl FnMut(Mark)) {
         let mut rang = false;
-        for &byte in data {
-            self.step(byte, now, &mut rang, found);
+        let mut rest = data;
+        while !rest.is_empty() {
+            // Plain text with no command line being typed holds nothing to see up to the next
+            // BEL or ESC: skip it whole (most output is such text).
+            if self.state == State::Ground && self.typing.is_none() {
+                match memchr::memchr2(0x07, 0x1b, rest) {
+                    Some(at) => rest = &rest[at..],
+                    None => return,
+                }
+            }
+            self.step(rest[0], now, &mut rang, found);
+            rest = &rest[1..];
         }
     }
 
@@ -217,6 +227,20 @@ mod tests {
             scanner.feed(data, now, &mut |m| out.push(m));
         }
         out
+    }
+
+    #[test]
+    fn marks_amid_long_runs_of_plain_text_are_all_found() {
+        let text = "a".repeat(10_000);
+        let chunk = format!("{text}\x07{text}\x1b]2;long\x07{text}\x1b[1mb\x1b]0;");
+        assert_eq!(
+            marks(&[(chunk.as_bytes(), 0), (b"next\x07", 1)]),
+            [
+                Mark::Bell,
+                Mark::Title("long".into()),
+                Mark::Title("next".into())
+            ]
+        );
     }
 
     #[test]

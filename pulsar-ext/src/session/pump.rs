@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{Exit, OUTPUT_CHUNK, Session};
+use super::{Exit, Session};
 use crate::backend::{Backend, ExitStatus};
 
 /// How long the pump keeps draining output after the process exits, for bytes still in
@@ -17,7 +17,11 @@ pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 /// a thousand full-size buffers (16 KiB each was most of an idle session's memory).
 const IDLE_BUFFER: usize = 1024;
 
-/// The pump's read buffer: it doubles up to [`OUTPUT_CHUNK`] while reads fill it (a flood is
+/// The largest read buffer, under a flood: a turn of the pump (read, ring, screen, marks) is
+/// kept short so that requests and other sessions get the runtime often.
+pub(super) const FLOOD_BUFFER: usize = 16 * 1024;
+
+/// The pump's read buffer: it doubles up to [`FLOOD_BUFFER`] while reads fill it (a flood is
 /// read in large chunks) and shrinks back once output is light again.
 struct ReadBuffer(Vec<u8>);
 
@@ -29,8 +33,8 @@ impl ReadBuffer {
     /// Adapts the size to a read of `n` bytes.
     fn fit(&mut self, n: usize) {
         let len = self.0.len();
-        if n == len && len < OUTPUT_CHUNK {
-            self.0.resize((len * 2).min(OUTPUT_CHUNK), 0);
+        if n == len && len < FLOOD_BUFFER {
+            self.0.resize((len * 2).min(FLOOD_BUFFER), 0);
         } else if n < len / 8 && len > IDLE_BUFFER {
             self.0.truncate((len / 2).max(IDLE_BUFFER));
             self.0.shrink_to_fit();
@@ -120,7 +124,7 @@ mod tests {
             let full = buffer.0.len();
             buffer.fit(full);
         }
-        assert_eq!(buffer.0.len(), OUTPUT_CHUNK);
+        assert_eq!(buffer.0.len(), FLOOD_BUFFER);
         for _ in 0..10 {
             buffer.fit(10);
         }

@@ -16,9 +16,9 @@ use super::clients::{ClientOwner, ClientTable};
 use super::events::Events;
 use super::marks::{Mark, OutputMarks};
 use super::output::{OutputLog, SavedSlice};
-use super::pump::{DRAIN_AFTER_EXIT, pump};
+use super::pump::{DRAIN_AFTER_EXIT, FLOOD_BUFFER, pump};
 use super::rate::OutputRate;
-use super::reader::{Control, OUTPUT_CHUNK};
+use super::reader::Control;
 use super::recording::{Recorded, Recording, RecordingSpec, RecordingState};
 use super::{SessionError, SessionObserver};
 use crate::backend::{Backend, ExitStatus, LinkState, ended};
@@ -144,7 +144,7 @@ impl Session {
             recordings: AtomicU64::new(0),
             rate: limits
                 .output_bytes_per_sec
-                .map(|per_sec| OutputRate::new(per_sec, OUTPUT_CHUNK)),
+                .map(|per_sec| OutputRate::new(per_sec, FLOOD_BUFFER)),
             limits,
         })
     }
@@ -152,7 +152,7 @@ impl Session {
     /// Wraps a started backend and starts the session's pump on the current runtime.
     pub(super) fn start(spec: SessionSpec, backend: Arc<dyn Backend>) -> Arc<Self> {
         let session = Self::build(spec, backend, None);
-        let task = tokio::spawn(pump(Arc::clone(&session)));
+        let task = crate::relay::spawn(pump(Arc::clone(&session)));
         *session.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         if let Some(link) = session.backend().link_state() {
             tokio::spawn(follow_link(Arc::downgrade(&session), link));
