@@ -383,6 +383,11 @@ impl Backend for LocalBackend {
         }
     }
 
+    async fn readable(&self) {
+        // An error is left for the read that follows to report.
+        let _ = self.io.readable().await;
+    }
+
     async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         let _writer = self.write_lock.lock().await;
         while !data.is_empty() {

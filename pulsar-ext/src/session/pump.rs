@@ -13,21 +13,32 @@ use crate::backend::{Backend, ExitStatus};
 /// flight (a background job may hold the terminal open forever).
 pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 
-/// The read buffer an idle session keeps: small, since a thousand idle shells must not hold
-/// a thousand full-size buffers (16 KiB each was most of an idle session's memory).
+/// The read buffer's first size. An idle session keeps none: it is allocated when the
+/// terminal has something to read and let go after a read that did not fill it (a thousand
+/// idle shells must not hold a thousand buffers; 16 KiB each was once most of an idle
+/// session's memory).
 const IDLE_BUFFER: usize = 1024;
 
 /// The largest read buffer, under a flood: a turn of the pump (read, ring, screen, marks) is
 /// kept short so that requests and other sessions get the runtime often.
 pub(super) const FLOOD_BUFFER: usize = 16 * 1024;
 
-/// The pump's read buffer: it doubles up to [`FLOOD_BUFFER`] while reads fill it (a flood is
-/// read in large chunks) and shrinks back once output is light again.
+/// The pump's read buffer: allocated for a read, it doubles up to [`FLOOD_BUFFER`] while
+/// reads fill it (a flood is read in large chunks), shrinks back once output is light again,
+/// and is let go once reads are small.
 struct ReadBuffer(Vec<u8>);
 
 impl ReadBuffer {
     fn new() -> Self {
-        Self(vec![0u8; IDLE_BUFFER])
+        Self(Vec::new())
+    }
+
+    /// The buffer to read into, allocated if it was let go.
+    fn get(&mut self) -> &mut [u8] {
+        if self.0.is_empty() {
+            self.0 = vec![0u8; IDLE_BUFFER];
+        }
+        &mut self.0
     }
 
     /// Adapts the size to a read of `n` bytes.
@@ -35,9 +46,11 @@ impl ReadBuffer {
         let len = self.0.len();
         if n == len && len < FLOOD_BUFFER {
             self.0.resize((len * 2).min(FLOOD_BUFFER), 0);
-        } else if n < len / 8 && len > IDLE_BUFFER {
+        } else if len > IDLE_BUFFER && n < len / 8 {
             self.0.truncate((len / 2).max(IDLE_BUFFER));
             self.0.shrink_to_fit();
+        } else if len <= IDLE_BUFFER && n < len {
+            self.0 = Vec::new();
         }
     }
 }
@@ -53,7 +66,7 @@ pub(super) async fn pump(session: Arc<Session>) {
     tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
-            read = read_within_rate(&session, &*backend, &mut buffer.0, status.is_some()) => match read {
+            read = read_within_rate(&session, &*backend, &mut buffer, status.is_some()) => match read {
                 Ok(0) => break,
                 Ok(n) => {
                     session.append_output(&buffer.0[..n]);
@@ -101,9 +114,11 @@ pub(super) async fn pump(session: Arc<Session>) {
 async fn read_within_rate(
     session: &Session,
     backend: &dyn Backend,
-    buf: &mut [u8],
+    buffer: &mut ReadBuffer,
     exited: bool,
 ) -> std::io::Result<usize> {
+    backend.readable().await;
+    let buf = buffer.get();
     let Some(rate) = session.rate().filter(|_| !exited) else {
         return backend.read(buf).await;
     };
@@ -121,13 +136,23 @@ mod tests {
     fn the_read_buffer_grows_under_a_flood_and_shrinks_when_idle() {
         let mut buffer = ReadBuffer::new();
         for _ in 0..10 {
-            let full = buffer.0.len();
+            let full = buffer.get().len();
             buffer.fit(full);
         }
         assert_eq!(buffer.0.len(), FLOOD_BUFFER);
-        for _ in 0..10 {
+        for _ in 0..4 {
             buffer.fit(10);
         }
         assert_eq!(buffer.0.len(), IDLE_BUFFER);
+    }
+
+    #[test]
+    fn an_idle_session_holds_no_read_buffer() {
+        let mut buffer = ReadBuffer::new();
+        assert_eq!(buffer.0.capacity(), 0);
+        assert_eq!(buffer.get().len(), IDLE_BUFFER);
+        // A prompt, a keystroke's echo: less than the buffer.
+        buffer.fit(24);
+        assert_eq!(buffer.0.capacity(), 0);
     }
 }

@@ -132,7 +132,9 @@ impl Session {
             created_at,
             backend: RwLock::new(backend),
             output: OutputLog::new(size, scrollback_bytes, history),
-            control: broadcast::channel(16).0,
+            // Resizes only, and a reader that misses one is set right by the next or by
+            // `get_session`: four slots (each slot is a lock; sixteen were ~650 B a session).
+            control: broadcast::channel(4).0,
             exit: watch::channel(exit).0,
             last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             clients: Mutex::new(ClientTable::new(size, resize_policy)),

@@ -454,6 +454,15 @@ impl Follower {
 
 /// A process's private memory (clean + dirty, shared with no other process), in KiB, from
 /// `/proc/PID/smaps_rollup`: what it costs by itself.
+/// Proportional set size (`smaps_rollup` Pss) of `pid`, in KiB: shared pages count shared.
+fn pss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn private_kib(pid: u32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     ["Private_Clean:", "Private_Dirty:"]
@@ -1265,6 +1274,18 @@ async fn memory(report: &mut Report) {
     // Let the runtime settle, then measure the empty daemon.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let base = daemon.rss_kib();
+    // The measure: the daemon's PSS and its helper's (the keeper holding the
+    // programs), from no session up.
+    let daemon_pid = client.get_status().await.unwrap().pid;
+    let keeper_pid = client
+        .get_status()
+        .await
+        .unwrap()
+        .keeper
+        .expect("a keeper")
+        .pid;
+    let pss = || pss_kib(daemon_pid) + pss_kib(keeper_pid);
+    let pss_base = pss();
     let mut created: Vec<SessionId> = Vec::new();
     for target in [100usize, 500, 1000] {
         while created.len() < target {
@@ -1300,6 +1321,16 @@ async fn memory(report: &mut Report) {
             &format!("daemon RSS per idle 80×24 shell session, {target} sessions"),
             format!("{per:.1} KiB"),
             format!("empty daemon {base} KiB; now {rss} KiB"),
+            "-".to_owned(),
+        );
+        let now = pss();
+        report.row(
+            &format!("daemon + keeper PSS per idle 80×24 shell session, {target} sessions"),
+            format!(
+                "{:.1} KiB",
+                now.saturating_sub(pss_base) as f64 / target as f64
+            ),
+            format!("no session {pss_base} KiB; now {now} KiB"),
             "-".to_owned(),
         );
     }
