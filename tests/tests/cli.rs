@@ -985,13 +985,19 @@ impl Tmux {
             .to_owned()
     }
 
-    /// Waits until the pane shows `needle`; returns the screen.
+    /// Waits until the pane shows `needle`; returns the screen. A timeout shows the pane.
     async fn wait_for(&self, needle: &str) -> String {
-        eventually(&format!("{needle:?} on the tmux pane"), || async {
+        let deadline = Deadline::start();
+        loop {
             let screen = self.screen();
-            screen.contains(needle).then_some(screen)
-        })
-        .await
+            if screen.contains(needle) {
+                return screen;
+            }
+            deadline.check(&format!(
+                "{needle:?} on the tmux pane, which shows:\n{screen}"
+            ));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Runs `stty -a` in the outer shell and returns what it printed (through a file, so the

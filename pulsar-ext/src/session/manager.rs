@@ -204,6 +204,8 @@ impl SessionManager {
         if let Some(observer) = &self.observer {
             session.observe(Arc::clone(observer));
         }
+        // Wired up: now its output may flow.
+        session.start_pump();
     }
 
     /// The daemon-wide event stream, for what happens beside sessions (transfers).
@@ -306,6 +308,8 @@ impl SessionManager {
             drop(reservation);
             tracing::info!(session = %session.id(), name = %session.name(), "daemon stopping: ending a session that finished opening too late");
             let orphan = Arc::clone(&session);
+            // Its pump reports the end that `terminate` waits for.
+            orphan.start_pump();
             tokio::spawn(async move { orphan.terminate(Duration::ZERO).await });
             return Err(SessionError::Stopping {
                 op: "create a session",

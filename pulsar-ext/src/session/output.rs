@@ -106,18 +106,52 @@ impl OutputLog {
         self.screen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `data`: ring first and the head published, so readers may copy the new bytes
-    /// while the emulator digests them.
+    /// Appends `data`: [`Self::publish`], then [`Self::digest`].
+    #[cfg(test)]
     pub fn append(&self, data: &[u8]) {
-        let head = {
+        let at = self.publish(data);
+        self.digest(data, at);
+    }
+
+    /// The first half of an append: `data` goes into the ring and the new head is published,
+    /// so readers may copy the bytes before the screen model has seen them. Returns the
+    /// offset of `data[0]`.
+    pub fn publish(&self, data: &[u8]) -> u64 {
+        let (at, head) = {
             let mut ring = self.ring();
-            ring.push(data);
-            ring.head()
+            let at = ring.push(data);
+            (at, ring.head())
         };
         self.head.send_replace(head);
+        at
+    }
+
+    /// The second half: the screen model digests `data`, published at `at`, unless it has
+    /// caught up past some of it meanwhile ([`Self::catch_up`], for a snapshot or a resize).
+    /// Only the pump publishes and digests, each chunk once, in order.
+    pub fn digest(&self, data: &[u8], at: u64) {
         let mut state = self.screen_state();
-        state.screen.awake().feed(data);
-        state.offset = head;
+        let end = at + data.len() as u64;
+        if state.offset < end {
+            let seen = state.offset.saturating_sub(at) as usize;
+            state.screen.awake().feed(&data[seen..]);
+            state.offset = end;
+        }
+    }
+
+    /// Brings the screen model up to the ring's head from the ring itself, so that what is
+    /// drawn or resized next follows every byte published. A ring too small to still hold
+    /// the bytes (a flood read larger than `scrollback_bytes`) leaves them to the pump.
+    fn catch_up(&self, state: &mut ScreenState) {
+        let chunk = {
+            let ring = self.ring();
+            if state.offset >= ring.head() || state.offset < ring.start() {
+                return;
+            }
+            ring.read(state.offset, (ring.head() - state.offset) as usize)
+        };
+        state.screen.awake().feed(&chunk.data);
+        state.offset = chunk.next_offset();
     }
 
     /// One past the last byte.
@@ -177,6 +211,7 @@ impl OutputLog {
     pub fn redraw(&self, (cols, rows): (u16, u16), history_lines: usize) -> Redraw {
         let (offset, mut data) = {
             let mut state = self.screen_state();
+            self.catch_up(&mut state);
             (state.offset, state.screen.awake().redraw())
         };
         if history_lines > 0 {
@@ -197,6 +232,7 @@ impl OutputLog {
     /// The current screen as rows of text (`ansi`: with SGR sequences), and its offset.
     pub fn render(&self, ansi: bool) -> (u64, Rendered) {
         let mut state = self.screen_state();
+        self.catch_up(&mut state);
         (state.offset, state.screen.awake().render(ansi))
     }
 
@@ -204,6 +240,7 @@ impl OutputLog {
     /// serialization until it is needed again. Returns the bytes it then holds.
     pub fn hibernate(&self) -> usize {
         let mut state = self.screen_state();
+        self.catch_up(&mut state);
         // A 1x1 screen holds nothing (lines are allocated as written): a cheap placeholder.
         let model = std::mem::replace(&mut state.screen, Model::Awake(Box::new(Screen::new(1, 1))));
         let sleeping = match model {
@@ -220,8 +257,111 @@ impl OutputLog {
         matches!(self.screen_state().screen, Model::Asleep(_))
     }
 
-    /// The terminal changed size: so does the screen model.
-    pub fn resize(&self, (cols, rows): (u16, u16)) {
-        self.screen_state().screen.awake().resize(cols, rows);
+    /// Resizes the terminal with `resize` (the PTY's ioctl, the SSH window change) and the
+    /// screen model with it, after every byte published before (written for the old size).
+    /// The model's lock is held across both: the program learns the new size only from the
+    /// ioctl, so its redraw for it is digested (by the pump, on another thread) only once
+    /// the model has the new size too. Without that, a redraw read between the ioctl and the
+    /// model's resize was drawn into the old size (seen as vim's first line lost).
+    pub fn resize<E>(
+        &self,
+        (cols, rows): (u16, u16),
+        resize: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut state = self.screen_state();
+        self.catch_up(&mut state);
+        resize()?;
+        state.screen.awake().resize(cols, rows);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_bytes_can_be_read_before_the_screen_has_digested_them() {
+        let log = OutputLog::new((20, 3), 1024, None);
+        let at = log.publish(b"hello");
+        assert_eq!(log.read_available(0, 64).unwrap().data, b"hello");
+        assert_eq!(
+            log.screen_state().offset,
+            0,
+            "the screen has not seen the bytes yet"
+        );
+        log.digest(b"hello", at);
+        let (offset, screen) = log.render(false);
+        assert_eq!((offset, screen.rows[0].as_str()), (5, "hello"));
+    }
+
+    #[test]
+    fn a_snapshot_between_publish_and_digest_shows_every_byte_published_once() {
+        let log = OutputLog::new((20, 3), 1024, None);
+        log.append(b"first\r\n");
+        let at = log.publish(b"second");
+        // A client attaching now: the screen caught up to the head, the stream from there.
+        let redraw = log.redraw((20, 3), 0);
+        assert_eq!(redraw.offset, 13);
+        let mut client = Screen::new(20, 3);
+        client.feed(&redraw.data);
+        assert_eq!(client.render(false).rows[1], "second");
+        // The pump's digest of bytes the screen caught up with changes nothing.
+        log.digest(b"second", at);
+        assert_eq!(log.render(false).1.rows[1], "second");
+        assert_eq!(log.render(false).0, 13);
+    }
+
+    #[test]
+    fn a_resize_applies_after_the_bytes_published_before_it() {
+        let log = OutputLog::new((10, 3), 1024, None);
+        // Written for 10 columns: wraps after "j".
+        let at = log.publish(b"abcdefghijkl");
+        log.resize((20, 3), || Ok::<(), ()>(())).unwrap();
+        log.digest(b"abcdefghijkl", at);
+        let rows = log.render(false).1.rows;
+        assert_eq!((rows[0].as_str(), rows[1].as_str()), ("abcdefghij", "kl"));
+    }
+
+    #[test]
+    fn a_redraw_for_the_new_size_is_digested_only_once_the_model_has_it() {
+        let log = std::sync::Arc::new(OutputLog::new((10, 2), 1024, None));
+        // The program's redraw for 20x2, read by the pump (on another thread) right after
+        // the ioctl that told the program the new size.
+        let pump = std::sync::Mutex::new(None);
+        log.resize((20, 2), || {
+            let log = std::sync::Arc::clone(&log);
+            *pump.lock().unwrap() = Some(std::thread::spawn(move || {
+                let at = log.publish(b"abcdefghijklmnop");
+                log.digest(b"abcdefghijklmnop", at);
+            }));
+            // Whatever the pump does meanwhile, its digest waits for the model's resize.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        pump.into_inner().unwrap().unwrap().join().unwrap();
+        assert_eq!(log.render(false).1.rows[0], "abcdefghijklmnop");
+    }
+
+    #[test]
+    fn a_failed_resize_leaves_the_model_as_it_was() {
+        let log = OutputLog::new((10, 2), 1024, None);
+        assert_eq!(
+            log.resize((20, 2), || Err("no terminal")),
+            Err("no terminal")
+        );
+        log.append(b"abcdefghijklmnop");
+        assert_eq!(log.render(false).1.rows[0], "abcdefghij");
+    }
+
+    #[test]
+    fn a_ring_too_small_for_the_read_leaves_the_bytes_to_the_pump() {
+        let log = OutputLog::new((80, 3), 8, None);
+        let at = log.publish(b"0123456789abcdef");
+        // The ring kept only the last 8 bytes: no catching up from it.
+        assert_eq!(log.render(false).0, 0);
+        log.digest(b"0123456789abcdef", at);
+        assert_eq!(log.render(false).1.rows[0], "0123456789abcdef");
     }
 }

@@ -66,15 +66,20 @@ pub(super) async fn pump(session: Arc<Session>) {
     tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
+            // The daemon stops and the program lives on: unread output waits in the kernel.
+            () = session.pump_stop_requested() => return,
             read = read_within_rate(&session, &*backend, &mut buffer, status.is_some()) => match read {
                 Ok(0) => break,
                 Ok(n) => {
-                    session.append_output(&buffer.0[..n]);
-                    buffer.fit(n);
-                    // A flooding program keeps its terminal always readable; without a yield
-                    // here the pump would run a whole coop budget of chunks (and their
-                    // emulation) before a request or another session's pump got a turn.
+                    let at = session.publish_output(&buffer.0[..n]);
+                    // Readers go first: the subscribers just woken run (and send the bytes on)
+                    // before the screen model digests them, so the relay never waits for the
+                    // emulator. The yield also keeps a flood (its terminal always readable)
+                    // from running a whole coop budget of chunks before another session's
+                    // pump gets a turn.
                     tokio::task::yield_now().await;
+                    session.digest_output(&buffer.0[..n], at);
+                    buffer.fit(n);
                 }
                 Err(err) => {
                     tracing::warn!(session = %session.id(), "reading the terminal failed: {err}");

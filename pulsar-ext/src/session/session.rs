@@ -54,6 +54,8 @@ pub struct Session {
     observer: OnceLock<Arc<dyn SessionObserver>>,
     /// The pump task, to stop it when the daemon stops but the program lives on.
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Tells the pump to stop (see [`Session::stop_pump`]).
+    pump_stop: tokio::sync::Notify,
     /// The daemon-wide event stream; set once the manager has taken the session in.
     events: OnceLock<Events>,
     /// Bells, titles and prompt marks in the output, scanned by the pump (so never
@@ -140,6 +142,7 @@ impl Session {
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
             observer: OnceLock::new(),
             pump: Mutex::new(None),
+            pump_stop: tokio::sync::Notify::new(),
             events: OnceLock::new(),
             marks: Mutex::new(OutputMarks::default()),
             recording: Mutex::new(None),
@@ -151,15 +154,35 @@ impl Session {
         })
     }
 
-    /// Wraps a started backend and starts the session's pump on the current runtime.
+    /// Wraps a started backend. Nothing is read until [`Self::start_pump`], which the manager
+    /// calls once it has taken the session in (events and the store wired up), so that the
+    /// first output's marks are seen and its bytes saved.
     pub(super) fn start(spec: SessionSpec, backend: Arc<dyn Backend>) -> Arc<Self> {
-        let session = Self::build(spec, backend, None);
-        let task = crate::relay::spawn(pump(Arc::clone(&session)));
-        *session.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        if let Some(link) = session.backend().link_state() {
-            tokio::spawn(follow_link(Arc::downgrade(&session), link));
+        Self::build(spec, backend, None)
+    }
+
+    /// Starts the pump (on the relay) and the link follower of a running session; nothing
+    /// for a stopped one, or when started already.
+    pub(super) fn start_pump(self: &Arc<Self>) {
+        if self.exit().is_some() {
+            return;
         }
-        session
+        {
+            let mut pump_slot = self.pump.lock().unwrap_or_else(|e| e.into_inner());
+            if pump_slot.is_some() {
+                return;
+            }
+            *pump_slot = Some(crate::relay::spawn(pump(Arc::clone(self))));
+        }
+        if let Some(link) = self.backend().link_state() {
+            tokio::spawn(follow_link(Arc::downgrade(self), link));
+        }
+    }
+
+    /// Asked by [`Self::stop_pump`]: the pump returns at its next wait, never between reading
+    /// a chunk and handing it to the ring, the screen model and the recording.
+    pub(super) async fn pump_stop_requested(&self) {
+        self.pump_stop.notified().await;
     }
 
     /// True when the program lives on after this daemon (held by the keeper).
@@ -173,7 +196,10 @@ impl Session {
     pub(super) async fn stop_pump(&self) {
         let task = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
-            task.abort();
+            // Not an abort: a pump cancelled between publishing a chunk and digesting it left
+            // that chunk out of the screen model and so out of the last save (an upgrade lost
+            // it). The pump runs on the relay, so it may be in the middle of a chunk now.
+            self.pump_stop.notify_one();
             let _ = task.await;
         }
         // Everything read is in the file before the daemon goes; the recording stays on
@@ -491,14 +517,14 @@ impl Session {
         if self.clients().size() == (cols, rows) {
             return Ok(());
         }
-        self.backend()
-            .resize(cols, rows)
+        let backend = self.backend();
+        self.output
+            .resize((cols, rows), || backend.resize(cols, rows))
             .map_err(|source| SessionError::Io {
                 id: self.id,
                 op: "resize",
                 source,
             })?;
-        self.output.resize((cols, rows));
         self.clients().set_size((cols, rows));
         self.record(|recording| recording.resize((cols, rows)));
         let _ = self.control.send(Control::Resized { cols, rows });
@@ -587,11 +613,22 @@ impl Session {
         self.output.is_hibernated()
     }
 
-    /// The pump's append: output log, then activity.
-    pub(super) fn append_output(&self, data: &[u8]) {
-        self.output.append(data);
+    /// The pump's first half of an append: the bytes into the ring, the head published, the
+    /// activity noted. Readers (subscribers, long polls) may send them on at once. Returns
+    /// the offset of `data[0]`.
+    pub(super) fn publish_output(&self, data: &[u8]) -> u64 {
+        // The recording first: output a client has seen is in a recording stopped after.
         self.record(|recording| recording.output(data));
+        let at = self.output.publish(data);
         self.touch();
+        at
+    }
+
+    /// The second half, once readers have had their turn: the screen model (unless a
+    /// snapshot or a resize made it catch up already) and the marks scanner take the same
+    /// bytes.
+    pub(super) fn digest_output(&self, data: &[u8], at: u64) {
+        self.output.digest(data, at);
         if self.events.get().is_some() {
             self.scan_marks(data);
         }
