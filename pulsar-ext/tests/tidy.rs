@@ -222,36 +222,118 @@ fn every_file_the_architecture_doc_names_exists() {
     );
 }
 
+/// Codes documented without a test in `tests/tests/errors.rs`, and why none can have one.
+const UNTRIGGERABLE_CODES: &[(i32, &str)] = &[(
+    -32603,
+    "an internal error is a bug: no request should cause one",
+)];
+
+/// The codes in the first column of docs/protocol.md's error table (its `## Errors` section).
+fn documented_codes(doc: &str) -> Vec<i32> {
+    let section = doc
+        .split_once("\n## Errors\n")
+        .expect("docs/protocol.md has an `## Errors` section")
+        .1;
+    let section = section.split_once("\n## ").map_or(section, |(s, _)| s);
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|rest| rest.split_once(" |"))
+        .filter_map(|(first, _)| first.trim().parse().ok())
+        .collect()
+}
+
+/// `(name, value)` of every `pub const NAME: i32 = value;` in pulsar-protocol/src/error.rs.
+fn defined_codes(source: &str) -> Vec<(String, i32)> {
+    source
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub const "))
+        .filter_map(|rest| rest.split_once(": i32 = "))
+        .map(|(name, value)| {
+            let value = value.trim().trim_end_matches(';');
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("error.rs: {name} = {value} is not a number"));
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
+/// The codes that have a `fn code_<N>_...` (`code_minus_<N>_` for a negative one) test.
+fn tested_codes(tests: &str) -> Vec<i32> {
+    tests
+        .split("fn code_")
+        .skip(1)
+        .filter_map(|rest| {
+            let (sign, rest) = match rest.strip_prefix("minus_") {
+                Some(rest) => (-1, rest),
+                None => (1, rest),
+            };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let after = &rest[digits.len()..];
+            (after.starts_with('_') && !digits.is_empty())
+                .then(|| sign * digits.parse::<i32>().expect("digits"))
+        })
+        .collect()
+}
+
 #[test]
-fn every_error_code_is_documented_and_tested() {
-    let codes =
-        std::fs::read_to_string(workspace_dir().join("pulsar-protocol/src/error.rs")).unwrap();
-    let doc = std::fs::read_to_string(workspace_dir().join("docs/protocol.md")).unwrap();
-    let tests: String = rust_files(&workspace_dir().join("tests"))
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
+fn every_error_code_is_defined_documented_and_tested_in_errors_rs() {
+    let root = workspace_dir();
+    let defined =
+        defined_codes(&std::fs::read_to_string(root.join("pulsar-protocol/src/error.rs")).unwrap());
+    let documented =
+        documented_codes(&std::fs::read_to_string(root.join("docs/protocol.md")).unwrap());
+    let tested =
+        tested_codes(&std::fs::read_to_string(root.join("tests/tests/errors.rs")).unwrap());
+    assert!(
+        documented.len() > 30 && defined.len() > 30,
+        "the parsers found too few codes ({} documented, {} defined): has the table's layout \
+         or error.rs's changed?",
+        documented.len(),
+        defined.len()
+    );
     let mut problems = Vec::new();
-    for line in codes.lines().filter(|l| l.starts_with("pub const ")) {
-        let Some((name, value)) = line
-            .strip_prefix("pub const ")
-            .and_then(|rest| rest.split_once(": i32 = "))
-        else {
-            continue;
-        };
-        let value = value.trim_end_matches(';');
-        if !doc.contains(&format!("| {value} |")) {
+    for code in &documented {
+        if !defined.iter().any(|(_, value)| value == code) {
             problems.push(format!(
-                "{name} ({value}) is not in docs/protocol.md's error table"
+                "{code} is in docs/protocol.md's error table but pulsar-protocol/src/error.rs \
+                 defines no such code: define it there (`pub const NAME: i32 = {code};`) or \
+                 drop the row"
             ));
         }
-        // An internal error is a bug: there is no request that should cause one.
-        if name != "INTERNAL_ERROR"
-            && !tests.contains(&format!("code::{name}"))
-            && !tests.contains(value)
-        {
+        if documented.iter().filter(|c| *c == code).count() > 1 {
             problems.push(format!(
-                "{name} ({value}) is triggered by no test under tests/"
+                "{code} has more than one row in docs/protocol.md's error table: merge them"
+            ));
+        }
+        let untriggerable = UNTRIGGERABLE_CODES.iter().any(|(c, _)| c == code);
+        if !untriggerable && !tested.contains(code) {
+            let name = if *code < 0 {
+                format!("code_minus_{}", code.unsigned_abs())
+            } else {
+                format!("code_{code}")
+            };
+            problems.push(format!(
+                "{code} is documented but tests/tests/errors.rs has no `fn {name}_<what_triggers_it>`: \
+                 add a test that triggers it over the socket and checks the code and its whole \
+                 `data` against the table"
+            ));
+        }
+    }
+    for (name, value) in &defined {
+        if !documented.contains(value) {
+            problems.push(format!(
+                "{name} ({value}) is defined in pulsar-protocol/src/error.rs but has no row in \
+                 docs/protocol.md's error table: add one (code, name, when, `data` fields)"
+            ));
+        }
+    }
+    for code in &tested {
+        if !documented.contains(code) {
+            problems.push(format!(
+                "tests/tests/errors.rs tests {code}, which docs/protocol.md's error table does \
+                 not document: add its row, or rename or drop the test"
             ));
         }
     }

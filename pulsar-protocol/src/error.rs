@@ -60,8 +60,8 @@ pub const SSH_CONNECTION_FAILED: i32 = 1016;
 /// has a bad line (a bad value, a bad `ProxyJump` hop); `data` has `config_file`, the message
 /// the cause. As ssh(1), the daemon does not connect with a configuration it cannot read.
 pub const SSH_CONFIG_INVALID: i32 = 1033;
-/// No workspace or snapshot with that id (`workspace_save_snapshot`,
-/// `workspace_list_snapshots`); `data` has `workspace_id` or `snapshot_id`.
+/// No workspace with that id (`workspace_save_snapshot`, `workspace_list_snapshots`); `data`
+/// has `workspace_id`.
 pub const WORKSPACE_NOT_FOUND: i32 = 1021;
 /// The daemon is stopping: it takes no new sessions. Retry against the next daemon.
 pub const DAEMON_STOPPING: i32 = 1020;

@@ -89,10 +89,10 @@ fn forward_error(
 ) -> (i32, serde_json::Value) {
     match source {
         ForwardError::NotSupported => (code::FORWARD_NOT_SUPPORTED, json!({"session_id": id})),
-        ForwardError::NotFound(forward_id) => (
-            code::FORWARD_NOT_FOUND,
-            json!({"session_id": id, "forward_id": forward_id}),
-        ),
+        // Gone between the lookup and the removal: answered as any unknown forward is.
+        ForwardError::NotFound(forward_id) => {
+            (code::FORWARD_NOT_FOUND, json!({"forward_id": forward_id}))
+        }
         ForwardError::Invalid { field, .. } => (
             code::INVALID_PARAMS,
             json!({"session_id": id, "field": field}),

@@ -8,7 +8,7 @@ pub enum WorkspaceError {
     /// No workspace or snapshot with that id.
     #[error("{field}: no workspace or snapshot {id}")]
     NotFound {
-        /// `workspace_id` or `snapshot_id`.
+        /// The parameter that named it (`workspace_id`).
         field: &'static str,
         /// The id asked for.
         id: String,
