@@ -37,6 +37,18 @@ pub fn connection(data: &[u8]) -> Vec<u8> {
     crate::rpc::answer_connection(data)
 }
 
+/// Serves `data` as one connection to the desktop's WebSocket port, as it goes on once the
+/// listener has checked the peer's uid: the HTTP upgrade (path, `Origin`), then WebSocket
+/// frames, input to a real session (a `cat`, id `5e551011-0000-4000-8000-00000000d35c`),
+/// its screen and output back. The stream is an in-memory pipe (64 KiB each way), its
+/// write side shut at the input's end. Returns what the daemon wrote before it closed the
+/// connection. Panics if it does not close it within 5 s of the input's end, or if what it
+/// wrote is not an HTTP response followed (after a `101`) by unmasked text frames of base64
+/// (or `Error: ...`), pongs and a close.
+pub fn desktop_ws(data: &[u8]) -> Vec<u8> {
+    crate::rpc::answer_desktop(data)
+}
+
 /// Every method's name, sorted: what [`call`] picks from.
 pub fn methods() -> &'static [&'static str] {
     crate::rpc::method_names()
@@ -216,6 +228,29 @@ mod tests {
         let answer = String::from_utf8_lossy(&connection(&input)).into_owned();
         assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
         assert!(answer.contains(crate::rpc::DECODED), "{answer}");
+    }
+
+    #[test]
+    fn the_desktop_ws_corpus_is_answered_without_a_panic() {
+        for (path, input) in corpus("desktop_ws") {
+            let answer = desktop_ws(&input);
+            eprintln!("{}: {} bytes back", path.display(), answer.len());
+        }
+    }
+
+    #[test]
+    fn every_desktop_ws_seed_upgrade_is_answered_as_its_name_says() {
+        for (path, input) in corpus("desktop_ws") {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let answer = String::from_utf8_lossy(&desktop_ws(&input)).into_owned();
+            let status = match file.as_str() {
+                "refused-origin" => "HTTP/1.1 403 ",
+                "refused-path" => "HTTP/1.1 404 ",
+                "half-handshake" => "HTTP/1.1 400 ",
+                _ => "HTTP/1.1 101 ",
+            };
+            assert!(answer.starts_with(status), "{file}: {answer:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ mod workspaces;
 
 #[cfg(test)]
 pub(crate) use decode_only::DECODED;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use desktop::answer_connection as answer_desktop;
 pub use desktop::{DesktopBindError, DesktopListener};
 pub(crate) use handlers::{Handlers, Lifecycle};
 pub use listener::{BindError, SocketListener};

@@ -4,10 +4,16 @@
 //! A TCP port is open to every local user and every web page the user visits, so each
 //! connection is vetted before a byte is read: the peer socket's owner must be the daemon's
 //! uid (`owner`, from the kernel's socket table), and the handshake's `Origin`, when there
-//! is one, must be in `desktop_websocket_origins`. `stream` serves one vetted connection.
+//! is one, must be in `desktop_websocket_origins`. `stream` serves one vetted connection
+//! (over any byte stream); `replay` serves one from bytes in memory, for the fuzz target.
 
 mod owner;
+#[cfg(any(test, feature = "fuzzing"))]
+mod replay;
 mod stream;
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use replay::answer_connection;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,6 +121,7 @@ pub(crate) fn serve(
                     .unwrap_or_else(|e| Err(std::io::Error::other(e)));
                 match owner {
                     Ok(Some(uid)) if uid == me => {
+                        let _ = stream.set_nodelay(true);
                         stream::serve(stream, peer, uid, context, connection).await;
                     }
                     Ok(Some(uid)) => context.refused(

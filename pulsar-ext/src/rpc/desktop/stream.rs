@@ -1,6 +1,9 @@
 //! One vetted desktop connection: the WebSocket handshake (path and `Origin`), then the
 //! session's screen and its live output out as base64 text frames, and input in.
 //!
+//! Any byte stream will do (the listener's TCP connection; an in-memory pipe for the fuzz
+//! target): whose it is was checked before it got here.
+//!
 //! Better than upstream's raw relay: the first frame redraws the current screen exactly (the
 //! session's snapshot) and the stream goes on from the snapshot's offset, so nothing is
 //! missed or repeated; a reader that falls behind (its bytes left the ring, or it is more
@@ -16,7 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use pulsar_protocol::ClientMode;
 use soketto::handshake::Server;
 use soketto::handshake::server::Response;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use uuid::Uuid;
 
@@ -38,17 +41,21 @@ const NOT_FOUND: &str = "Error: Session not found";
 /// Upstream's answer for a path whose id is not a UUID.
 const INVALID_ID: &str = "Error: Invalid session ID";
 
-type Sender = soketto::Sender<Compat<TcpStream>>;
+/// What a desktop connection can be served over.
+pub(crate) trait DesktopStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
-/// Serves one connection whose peer `uid` was checked.
-pub(super) async fn serve(
-    stream: TcpStream,
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> DesktopStream for S {}
+
+type Sender<S> = soketto::Sender<Compat<S>>;
+
+/// Serves one connection whose peer (`uid`, at `peer`) was checked.
+pub(super) async fn serve<S: DesktopStream>(
+    stream: S,
     peer: SocketAddr,
     uid: u32,
     context: Arc<DesktopContext>,
     mut shutdown: Shutdown,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut server = Server::new(stream.compat());
     let request = tokio::select! {
         request = tokio::time::timeout(HANDSHAKE_TIMEOUT, server.receive_request()) => request,
@@ -187,7 +194,7 @@ enum Ended {
 }
 
 /// Sends the snapshot, then the output from its offset, resynchronising when behind.
-async fn write_output(sender: &mut Sender, session: &Arc<Session>) -> Ended {
+async fn write_output<S: DesktopStream>(sender: &mut Sender<S>, session: &Arc<Session>) -> Ended {
     let snapshot = session.snapshot(0);
     if send(sender, snapshot.data.as_bytes()).await.is_err() {
         return Ended::Peer;
@@ -230,15 +237,18 @@ async fn write_output(sender: &mut Sender, session: &Arc<Session>) -> Ended {
 }
 
 /// One text frame: the base64 of `bytes`.
-async fn send(sender: &mut Sender, bytes: &[u8]) -> Result<(), soketto::connection::Error> {
+async fn send<S: DesktopStream>(
+    sender: &mut Sender<S>,
+    bytes: &[u8],
+) -> Result<(), soketto::connection::Error> {
     sender.send_text_owned(STANDARD.encode(bytes)).await?;
     sender.flush().await
 }
 
 /// Takes the peer's frames as input until it closes: text frames are base64, binary frames
 /// raw bytes.
-async fn read_input(
-    mut receiver: soketto::Receiver<Compat<TcpStream>>,
+async fn read_input<S: DesktopStream>(
+    mut receiver: soketto::Receiver<Compat<S>>,
     session: Arc<Session>,
     client_id: String,
     connection: u64,
