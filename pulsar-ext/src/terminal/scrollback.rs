@@ -70,8 +70,23 @@ impl Scrollback {
         let skipped = (data.len() - kept.len()) as u64;
         self.bytes.drain(..overflow);
         self.start += overflow as u64 + skipped;
+        self.grow_for(kept.len());
         self.bytes.extend(kept);
         offset
+    }
+
+    /// Makes room for `more` bytes: by half again of what is held (amortized, like a `Vec`'s
+    /// doubling but with less slack), never past the ring's capacity. A plain `extend`
+    /// doubled the buffer, so a ring could hold up to twice `capacity` (a soak of idle shells
+    /// grew RSS by about twice their new output).
+    fn grow_for(&mut self, more: usize) {
+        let needed = self.bytes.len() + more;
+        let have = self.bytes.capacity();
+        if needed <= have {
+            return;
+        }
+        let target = needed.max(have + have / 2).min(self.capacity).max(needed);
+        self.bytes.reserve_exact(target - self.bytes.len());
     }
 
     /// Reads up to `max` bytes from absolute offset `from` (clamped into the ring).
@@ -167,5 +182,33 @@ mod tests {
     fn memory_is_allocated_as_the_ring_fills() {
         let ring = Scrollback::new(1 << 20);
         assert_eq!(ring.bytes.capacity(), 0);
+    }
+
+    #[test]
+    fn a_ring_never_holds_more_memory_than_its_capacity_nor_half_again_its_bytes() {
+        let capacity = 100_000;
+        let mut ring = Scrollback::new(capacity);
+        let mut grew = 0;
+        let mut last = 0;
+        for _ in 0..2_000 {
+            ring.push(&[b'x'; 97]);
+            let held = ring.bytes.capacity();
+            assert!(
+                held <= capacity,
+                "{held} bytes held for a ring of {capacity}"
+            );
+            assert!(
+                held <= ring.bytes.len() * 3 / 2 + 97,
+                "{held} for {}",
+                ring.bytes.len()
+            );
+            if held != last {
+                grew += 1;
+                last = held;
+            }
+        }
+        assert_eq!(ring.bytes.len(), capacity);
+        // Amortized: a few dozen reallocations for 2,000 pushes, not one each.
+        assert!(grew < 40, "{grew} reallocations");
     }
 }
