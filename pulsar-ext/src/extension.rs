@@ -10,11 +10,10 @@ use orbit_api_stub::{
     ExtensionContext, ExtensionError, ExtensionState, ExtensionStatus, OrbitExtension, async_trait,
 };
 use tokio::runtime::Runtime;
-
-use crate::relay::Relay;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
+use crate::relay::Relay;
 use crate::supervisor::Supervisor;
 
 /// The Pulsar daemon as an Orbit extension.

@@ -456,17 +456,17 @@ impl Follower {
 /// `/proc/PID/smaps_rollup`: what it costs by itself.
 /// Proportional set size (`smaps_rollup` Pss) of `pid`, in KiB: shared pages count shared.
 fn pss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    smaps_rollup_kib(pid, &["Pss:"])
 }
 
 fn private_kib(pid: u32) -> u64 {
+    smaps_rollup_kib(pid, &["Private_Clean:", "Private_Dirty:"])
+}
+
+/// The sum of `keys`' figures in `/proc/PID/smaps_rollup`, in KiB (0 once it is gone).
+fn smaps_rollup_kib(pid: u32, keys: &[&str]) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    ["Private_Clean:", "Private_Dirty:"]
-        .iter()
+    keys.iter()
         .filter_map(|key| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key))
@@ -1276,14 +1276,8 @@ async fn memory(report: &mut Report) {
     let base = daemon.rss_kib();
     // The measure: the daemon's PSS and its helper's (the keeper holding the
     // programs), from no session up.
-    let daemon_pid = client.get_status().await.unwrap().pid;
-    let keeper_pid = client
-        .get_status()
-        .await
-        .unwrap()
-        .keeper
-        .expect("a keeper")
-        .pid;
+    let status = client.get_status().await.unwrap();
+    let (daemon_pid, keeper_pid) = (status.pid, status.keeper.expect("a keeper").pid);
     let pss = || pss_kib(daemon_pid) + pss_kib(keeper_pid);
     let pss_base = pss();
     let mut created: Vec<SessionId> = Vec::new();
