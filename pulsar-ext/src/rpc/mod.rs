@@ -223,12 +223,21 @@ pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
             let _ = write.write_all(input).await;
             if !line_json {
                 // A WebSocket that ends drops the answers still in flight (as RFC 6455
-                // allows): let them out first, until nothing has come for a millisecond.
-                for _ in 0..100 {
+                // allows): let them out first. Everything runs on this one thread and the
+                // socket pair is in-kernel, so a yield lets every other task (and the I/O
+                // driver) run: once 32 yields in a row bring nothing, nothing is in flight.
+                // (A 1 ms sleep here left the target idle three quarters of its time.)
+                let mut quiet = 0;
+                for _ in 0..10_000 {
                     let before = received.load(std::sync::atomic::Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::task::yield_now().await;
                     if received.load(std::sync::atomic::Ordering::Relaxed) == before {
-                        break;
+                        quiet += 1;
+                        if quiet == 32 {
+                            break;
+                        }
+                    } else {
+                        quiet = 0;
                     }
                 }
             }
