@@ -20,6 +20,7 @@ mod relay;
 mod rpc;
 mod session;
 mod shutdown;
+mod signal;
 mod store;
 mod supervisor;
 mod terminal;

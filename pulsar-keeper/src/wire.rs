@@ -208,7 +208,18 @@ pub fn send<T: Serialize>(socket: RawFd, message: &T, fds: &[RawFd]) -> io::Resu
 
 /// Receives one packet: the message and its descriptors (CLOEXEC). `Ok(None)` at EOF.
 pub fn recv<T: DeserializeOwned>(socket: RawFd) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    // The packet's length first (peeked: nothing is taken, and with no room for control
+    // data no descriptor is installed), so the buffer is that long, not MAX_MESSAGE: a
+    // quarter-megabyte zeroed for every call left that much touched memory behind in the
+    // allocator of each thread that made one. Longer than MAX_MESSAGE: refused below.
+    let len = loop {
+        match nix::sys::socket::recv(socket, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+            Ok(len) => break len,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    };
+    let mut buf = vec![0u8; len.min(MAX_MESSAGE)];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds, flags) = loop {
         let mut iov = [IoSliceMut::new(&mut buf)];

@@ -168,3 +168,12 @@ impl Screen {
         s
     }
 }
+#[cfg(test)]
+mod size_tests {
+    /// Every idle session holds one (the lines are apart, allocated as written).
+    #[test]
+    fn a_screen_is_at_most_384_bytes() {
+        let size = std::mem::size_of::<super::Screen>();
+        assert!(size <= 384, "{size} bytes");
+    }
+}

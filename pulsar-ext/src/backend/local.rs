@@ -20,11 +20,12 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use pulsar_protocol::{AppliedLimits, LocalSpec, SessionUsage};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{Mutex as AsyncMutex, watch};
+use tokio::sync::Mutex as AsyncMutex;
 
 use super::keeper::{Adoptable, Keeper};
 use super::limits::{Confinement, usage_from_proc};
 use super::{Backend, ExitStatus};
+use crate::signal::Once;
 use pulsar_keeper::wire::SpawnRequest;
 
 /// Why a local session could not start.
@@ -69,7 +70,7 @@ pub struct LocalBackend {
     master: OwnedFd,
     pid: u32,
     /// The exit status, once known; set by the first `wait` to learn it.
-    exit: watch::Sender<Option<ExitStatus>>,
+    exit: Once<ExitStatus>,
     /// Becomes readable when the program exits (absent if the kernel has no pidfd_open, or
     /// the program was gone already).
     pidfd: Option<AsyncFd<OwnedFd>>,
@@ -313,7 +314,7 @@ impl LocalBackend {
             write_lock: AsyncMutex::new(()),
             master,
             pid,
-            exit: watch::channel(exit).0,
+            exit: Once::new(exit),
             pidfd,
             parent,
             confinement,
@@ -324,10 +325,10 @@ impl LocalBackend {
     /// The exit status if known; for this daemon's own child, reaps it if it has exited.
     fn try_reap(&self) -> Option<ExitStatus> {
         let Parent::Daemon { reap_lock, .. } = &self.parent else {
-            return *self.exit.borrow();
+            return self.exit.get();
         };
         let _reaping = reap_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(status) = *self.exit.borrow() {
+        if let Some(status) = self.exit.get() {
             return Some(status);
         }
         let status = match waitpid(Pid::from_raw(self.pid as i32), Some(WaitPidFlag::WNOHANG)) {
@@ -346,7 +347,7 @@ impl LocalBackend {
                 signal: None,
             },
         };
-        self.exit.send_replace(Some(status));
+        self.exit.set(status);
         Some(status)
     }
 
@@ -422,11 +423,13 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    // The future of `wait` is held (boxed) by an idle session's pump for the program's whole
+    // life, so it waits in small states only: the timers and the keeper's call, each larger
+    // than the rest of it, are boxed when they happen.
     async fn wait(&self) -> ExitStatus {
         if let Parent::Keeper { keeper, id, .. } = &self.parent {
             return self.wait_for_keeper(keeper, id).await;
         }
-        let mut exit = self.exit.subscribe();
         loop {
             if let Some(status) = self.try_reap() {
                 return status;
@@ -442,13 +445,13 @@ impl Backend for LocalBackend {
                                     guard.clear_ready();
                                 }
                             }
-                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                            Err(_) => Box::pin(tokio::time::sleep(Duration::from_millis(50))).await,
                         },
-                        _ = exit.changed() => {}
+                        _ = self.exit.wait() => {}
                     }
                 }
                 // Without pidfds, poll: rare (kernels before 5.3) and cheap.
-                None => tokio::time::sleep(Duration::from_millis(100)).await,
+                None => Box::pin(tokio::time::sleep(Duration::from_millis(100))).await,
             }
         }
     }
@@ -495,7 +498,7 @@ impl Backend for LocalBackend {
     }
 
     fn usage(&self) -> Option<SessionUsage> {
-        if self.exit.borrow().is_some() {
+        if self.exit.get().is_some() {
             return None;
         }
         Some(match &self.confinement {
@@ -510,20 +513,20 @@ impl LocalBackend {
     async fn wait_for_keeper(&self, keeper: &Arc<Keeper>, id: &str) -> ExitStatus {
         let mut pause = Duration::from_millis(20);
         loop {
-            if let Some(status) = *self.exit.borrow() {
+            if let Some(status) = self.exit.get() {
                 return status;
             }
             if let Some(pidfd) = &self.pidfd {
                 // Readable once exited; from then on the keeper knows how (it reaps at once).
                 let _ = pidfd.readable().await;
             }
-            match keeper.status(id).await {
+            match Box::pin(keeper.status(id)).await {
                 Ok(Some(exit)) => {
                     let status = ExitStatus {
                         code: exit.code,
                         signal: exit.signal,
                     };
-                    self.exit.send_replace(Some(status));
+                    self.exit.set(status);
                     return status;
                 }
                 Ok(None) => {}
@@ -534,12 +537,12 @@ impl LocalBackend {
                             pid = self.pid,
                             "the keeper is gone ({err}); exit status unknown"
                         );
-                        self.exit.send_replace(Some(ExitStatus::UNKNOWN));
+                        self.exit.set(ExitStatus::UNKNOWN);
                         return ExitStatus::UNKNOWN;
                     }
                 }
             }
-            tokio::time::sleep(pause).await;
+            Box::pin(tokio::time::sleep(pause)).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
     }

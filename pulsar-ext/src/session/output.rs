@@ -7,9 +7,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::watch;
-
 use super::History;
+use crate::signal::Head;
 use crate::terminal::{Chunk, Rendered, Screen, Scrollback, history};
 use pulsar_term::Hibernated;
 
@@ -67,7 +66,7 @@ pub(crate) struct OutputLog {
     ring: Mutex<Scrollback>,
     screen: Mutex<ScreenState>,
     /// The ring's head offset, published after every append.
-    head: watch::Sender<u64>,
+    head: Head,
 }
 
 impl OutputLog {
@@ -94,7 +93,7 @@ impl OutputLog {
                 screen: Model::Awake(Box::new(screen)),
                 offset: head,
             }),
-            head: watch::channel(head).0,
+            head: Head::new(head),
         }
     }
 
@@ -122,7 +121,7 @@ impl OutputLog {
             let at = ring.push(data);
             (at, ring.head())
         };
-        self.head.send_replace(head);
+        self.head.publish(head);
         at
     }
 
@@ -156,7 +155,7 @@ impl OutputLog {
 
     /// One past the last byte.
     pub fn head(&self) -> u64 {
-        *self.head.borrow()
+        self.head.get()
     }
 
     /// The oldest offset still held.
@@ -164,9 +163,9 @@ impl OutputLog {
         self.ring().start()
     }
 
-    /// Wakes on every append.
-    pub fn subscribe_head(&self) -> watch::Receiver<u64> {
-        self.head.subscribe()
+    /// Resolves once the head is other than `seen` (after an append).
+    pub async fn head_changed_from(&self, seen: u64) {
+        self.head.changed_from(seen).await;
     }
 
     /// Up to `max` bytes from `from` (see [`Scrollback::read`]: a `from` older than the ring

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use super::{Exit, Session};
 
@@ -54,9 +54,9 @@ pub enum StreamEvent {
 pub struct OutputReader {
     session: Arc<Session>,
     cursor: u64,
-    head: watch::Receiver<u64>,
+    /// The head when last looked at: a change from it wakes the reader.
+    seen_head: u64,
     control: broadcast::Receiver<Control>,
-    exit: watch::Receiver<Option<Exit>>,
     queued: VecDeque<StreamEvent>,
     finished: bool,
 }
@@ -65,10 +65,8 @@ impl OutputReader {
     /// Follows `session` from `since` (default: the current end). `since` may be older than
     /// the ring holds; the first event then reports the gap.
     pub fn new(session: Arc<Session>, since: Option<u64>) -> Result<Self, super::SessionError> {
-        let head = session.output().subscribe_head();
         let control = session.subscribe_control();
-        let exit = session.subscribe_exit();
-        let end = *head.borrow();
+        let end = session.output().head();
         let cursor = since.unwrap_or(end);
         if cursor > end {
             return Err(super::SessionError::InvalidParam {
@@ -79,9 +77,8 @@ impl OutputReader {
         Ok(Self {
             session,
             cursor,
-            head,
+            seen_head: end,
             control,
-            exit,
             queued: VecDeque::new(),
             finished: false,
         })
@@ -97,8 +94,7 @@ impl OutputReader {
                 return None;
             }
             // Mark the head seen *before* looking, so an append after the look wakes us.
-            self.head.borrow_and_update();
-            self.exit.borrow_and_update();
+            self.seen_head = self.session.output().head();
             let chunk = self
                 .session
                 .output()
@@ -126,9 +122,9 @@ impl OutputReader {
                 return Some(StreamEvent::Exited(exit));
             }
             tokio::select! {
-                _ = self.head.changed() => {}
+                () = self.session.output().head_changed_from(self.seen_head) => {}
                 // The exit itself is read at the top of the loop.
-                _ = self.exit.changed() => {}
+                () = self.session.ended_signal() => {}
                 control = self.control.recv() => match control {
                     Ok(Control::Resized { cols, rows }) => {
                         return Some(StreamEvent::Resized { cols, rows });

@@ -22,6 +22,7 @@ use super::reader::Control;
 use super::recording::{Recorded, Recording, RecordingSpec, RecordingState};
 use super::{SessionError, SessionObserver};
 use crate::backend::{Backend, ExitStatus, LinkState, ended};
+use crate::signal::Once;
 use crate::terminal::Chunk;
 
 /// How and when a session's process ended.
@@ -47,7 +48,7 @@ pub struct Session {
     control: broadcast::Sender<Control>,
     /// Set once, when the process has ended and its output is drained: the one signal of
     /// the end, for readers, waiters and the state.
-    exit: watch::Sender<Option<Exit>>,
+    exit: Once<Exit>,
     last_active_ms: AtomicI64,
     clients: Mutex<ClientTable>,
     /// Told of changes worth persisting; set once the manager has taken the session in.
@@ -62,13 +63,15 @@ pub struct Session {
     /// contended).
     marks: Mutex<OutputMarks>,
     /// The recording in progress, fed by the pump (and by input and resizes).
-    recording: Mutex<Option<Recording>>,
+    /// Boxed: most sessions never record, and a recording is 128 bytes.
+    recording: Mutex<Option<Box<Recording>>>,
     /// Recordings started so far: tells a late stop report from an old recording apart.
     recordings: AtomicU64,
     /// The limits asked for (the daemon's defaults filled in), as saved.
     limits: SessionLimits,
     /// The output rate limit the pump reads at, if any.
-    rate: Option<OutputRate>,
+    /// Boxed: most sessions have none.
+    rate: Option<Box<OutputRate>>,
 }
 
 /// Everything a session is made from.
@@ -137,7 +140,7 @@ impl Session {
             // Resizes only, and a reader that misses one is set right by the next or by
             // `get_session`: four slots (each slot is a lock; sixteen were ~650 B a session).
             control: broadcast::channel(4).0,
-            exit: watch::channel(exit).0,
+            exit: Once::new(exit),
             last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
             observer: OnceLock::new(),
@@ -149,7 +152,7 @@ impl Session {
             recordings: AtomicU64::new(0),
             rate: limits
                 .output_bytes_per_sec
-                .map(|per_sec| OutputRate::new(per_sec, FLOOD_BUFFER)),
+                .map(|per_sec| Box::new(OutputRate::new(per_sec, FLOOD_BUFFER))),
             limits,
         })
     }
@@ -204,7 +207,7 @@ impl Session {
         }
         // Everything read is in the file before the daemon goes; the recording stays on
         // record (get_session, the store), for the next daemon to go on with.
-        let writer = self.recording().as_mut().and_then(Recording::close);
+        let writer = self.recording().as_deref_mut().and_then(Recording::close);
         join_writer(writer).await;
     }
 
@@ -246,7 +249,7 @@ impl Session {
     }
 
     pub(super) fn rate(&self) -> Option<&OutputRate> {
-        self.rate.as_ref()
+        self.rate.as_deref()
     }
 
     pub(crate) fn backend(&self) -> Arc<dyn Backend> {
@@ -309,7 +312,7 @@ impl Session {
 
     /// When the process ended, if it has.
     pub fn exit(&self) -> Option<Exit> {
-        *self.exit.borrow()
+        self.exit.get()
     }
 
     /// True while the process runs.
@@ -319,8 +322,7 @@ impl Session {
 
     /// Resolves once the process has ended and its output is drained.
     pub(super) async fn ended_signal(&self) {
-        let mut exit = self.exit.subscribe();
-        let _ = exit.wait_for(|e| e.is_some()).await;
+        self.exit.wait().await;
     }
 
     /// The pump's last word: the process ended with `exit`.
@@ -329,7 +331,7 @@ impl Session {
         let reason = self.backend().end_reason();
         // The program's backend goes once the pump drops its own handle (right after this).
         *self.backend.write().unwrap_or_else(|e| e.into_inner()) = ended(reason);
-        self.exit.send_replace(Some(exit));
+        self.exit.set(exit);
         self.notify();
         self.emit(SessionEvent::SessionExited {
             session_id: self.id,
@@ -346,10 +348,6 @@ impl Session {
 
     pub(super) fn subscribe_control(&self) -> broadcast::Receiver<Control> {
         self.control.subscribe()
-    }
-
-    pub(super) fn subscribe_exit(&self) -> watch::Receiver<Option<Exit>> {
-        self.exit.subscribe()
     }
 
     pub(super) fn state_with(&self, clients: &ClientTable) -> SessionState {
@@ -553,8 +551,7 @@ impl Session {
                 remembered.unwrap_or_else(|| self.output.start())
             }
         };
-        let mut head = self.output.subscribe_head();
-        let current = *head.borrow_and_update();
+        let current = self.output.head();
         if from > current {
             return Err(SessionError::InvalidParam {
                 field: "since",
@@ -564,8 +561,8 @@ impl Session {
         if from == current && !timeout.is_zero() && self.is_alive() {
             let _ = tokio::time::timeout(timeout, async {
                 tokio::select! {
-                    _ = head.changed() => {}
-                    _ = self.ended_signal() => {}
+                    () = self.output.head_changed_from(current) => {}
+                    () = self.ended_signal() => {}
                 }
             })
             .await;
@@ -667,14 +664,19 @@ impl Session {
 
 /// Turns a backend's link going down and coming back into events, until the backend or
 /// the session ends.
+///
+/// It holds the session only while it waits (to see the end); the end, or the link's
+/// channel closing with the backend, ends it.
 async fn follow_link(session: std::sync::Weak<Session>, mut link: watch::Receiver<LinkState>) {
-    let Some(mut exit) = session.upgrade().map(|s| s.subscribe_exit()) else {
-        return;
-    };
     loop {
-        tokio::select! {
-            changed = link.changed() => if changed.is_err() { return },
-            _ = exit.wait_for(|e| e.is_some()) => return,
+        {
+            let Some(watched) = session.upgrade() else {
+                return;
+            };
+            tokio::select! {
+                changed = link.changed() => if changed.is_err() { return },
+                () = watched.ended_signal() => return,
+            }
         }
         let state = link.borrow_and_update().clone();
         let Some(session) = session.upgrade() else {
@@ -705,13 +707,13 @@ async fn join_writer(writer: Option<std::thread::JoinHandle<()>>) {
 
 /// Recording: the pump, input and resizes feed it; requests and the writer start and stop it.
 impl Session {
-    fn recording(&self) -> MutexGuard<'_, Option<Recording>> {
+    fn recording(&self) -> MutexGuard<'_, Option<Box<Recording>>> {
         self.recording.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The recording in progress, if any.
     pub fn recording_state(&self) -> Option<RecordingState> {
-        self.recording().as_ref().map(Recording::state)
+        self.recording().as_deref().map(Recording::state)
     }
 
     /// Hands an event to the recording, if one is on; a writer the whole channel behind
@@ -764,7 +766,7 @@ impl Session {
                 path: path.clone(),
                 source,
             })?;
-        *slot = Some(recording);
+        *slot = Some(Box::new(recording));
         drop(slot);
         tracing::info!(session = %self.id, path = %path.display(), "recording started");
         self.notify();
@@ -834,5 +836,34 @@ fn announce_stop(events: Option<&Events>, id: SessionId, recording: &Recording, 
             path,
             reason,
         });
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    //! What every idle session holds for its whole life, kept from growing back unnoticed
+    //! (the figures of a debug build; docs/benchmarks.md has the release heap).
+    use std::mem::size_of;
+    use std::sync::Arc;
+
+    use super::Session;
+
+    fn output_size<F: Fn(Arc<Session>) -> Fut, Fut>(_: F) -> usize {
+        size_of::<Fut>()
+    }
+
+    #[test]
+    fn a_session_is_at_most_960_bytes() {
+        assert!(
+            size_of::<Session>() <= 960,
+            "{} bytes",
+            size_of::<Session>()
+        );
+    }
+
+    #[test]
+    fn the_pump_future_is_at_most_400_bytes() {
+        let size = output_size(super::pump);
+        assert!(size <= 400, "{size} bytes");
     }
 }

@@ -213,13 +213,10 @@ impl Session {
         pattern: &Pattern,
         cursor: &mut u64,
     ) -> Result<WaitResult, SessionError> {
-        let mut head = self.output().subscribe_head();
-        let mut exit = self.subscribe_exit();
         let mut window = Window::new();
         loop {
             // Seen before looking, so an append after the look wakes us.
-            head.borrow_and_update();
-            exit.borrow_and_update();
+            let seen = self.output().head();
             while let Some(chunk) = self.output().read_available(*cursor, OUTPUT_CHUNK) {
                 if chunk.truncated {
                     window.clear();
@@ -237,8 +234,8 @@ impl Session {
                 return Err(self.ended_without_match());
             }
             tokio::select! {
-                _ = head.changed() => {}
-                _ = exit.changed() => {}
+                () = self.output().head_changed_from(seen) => {}
+                () = self.ended_signal() => {}
             }
         }
     }
@@ -249,12 +246,9 @@ impl Session {
         pattern: &Pattern,
         cursor: &mut u64,
     ) -> Result<WaitResult, SessionError> {
-        let mut head = self.output().subscribe_head();
-        let mut exit = self.subscribe_exit();
         let mut control = self.subscribe_control();
         loop {
-            let published = *head.borrow_and_update();
-            exit.borrow_and_update();
+            let published = self.output().head();
             let (offset, rendered) = self.output().render(false);
             *cursor = offset;
             let text = rendered.rows.join("\n");
@@ -282,8 +276,8 @@ impl Session {
                 return Err(self.ended_without_match());
             }
             tokio::select! {
-                _ = head.changed() => {}
-                _ = exit.changed() => {}
+                () = self.output().head_changed_from(published) => {}
+                () = self.ended_signal() => {}
                 resized = control.recv() => if let Err(broadcast::error::RecvError::Closed) = resized {
                     return Err(self.ended_without_match());
                 },
