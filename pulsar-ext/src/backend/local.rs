@@ -427,32 +427,10 @@ impl Backend for LocalBackend {
     // life, so it waits in small states only: the timers and the keeper's call, each larger
     // than the rest of it, are boxed when they happen.
     async fn wait(&self) -> ExitStatus {
-        if let Parent::Keeper { keeper, id, .. } = &self.parent {
-            return self.wait_for_keeper(keeper, id).await;
-        }
-        loop {
-            if let Some(status) = self.try_reap() {
-                return status;
-            }
-            match &self.pidfd {
-                Some(pidfd) => {
-                    tokio::select! {
-                        ready = pidfd.readable() => match ready {
-                            // Readable means exited; if the reap still found nothing, forget
-                            // the readiness so the next round waits instead of spinning.
-                            Ok(mut guard) => {
-                                if self.try_reap().is_none() {
-                                    guard.clear_ready();
-                                }
-                            }
-                            Err(_) => Box::pin(tokio::time::sleep(Duration::from_millis(50))).await,
-                        },
-                        _ = self.exit.wait() => {}
-                    }
-                }
-                // Without pidfds, poll: rare (kernels before 5.3) and cheap.
-                None => Box::pin(tokio::time::sleep(Duration::from_millis(100))).await,
-            }
+        match &self.parent {
+            Parent::Keeper { keeper, id, .. } => self.wait_for_keeper(keeper, id).await,
+            // Boxed apart: the keeper's programs (the usual case) need not hold its room.
+            Parent::Daemon { .. } => Box::pin(self.wait_for_child()).await,
         }
     }
 
@@ -509,6 +487,34 @@ impl Backend for LocalBackend {
 }
 
 impl LocalBackend {
+    /// Waits for this daemon's own child to end, and reaps it.
+    async fn wait_for_child(&self) -> ExitStatus {
+        loop {
+            if let Some(status) = self.try_reap() {
+                return status;
+            }
+            match &self.pidfd {
+                Some(pidfd) => {
+                    tokio::select! {
+                        ready = pidfd.readable() => match ready {
+                            // Readable means exited; if the reap still found nothing, forget
+                            // the readiness so the next round waits instead of spinning.
+                            Ok(mut guard) => {
+                                if self.try_reap().is_none() {
+                                    guard.clear_ready();
+                                }
+                            }
+                            Err(_) => Box::pin(tokio::time::sleep(Duration::from_millis(50))).await,
+                        },
+                        _ = self.exit.wait() => {}
+                    }
+                }
+                // Without pidfds, poll: rare (kernels before 5.3) and cheap.
+                None => Box::pin(tokio::time::sleep(Duration::from_millis(100))).await,
+            }
+        }
+    }
+
     /// Waits for the keeper to report the exit: the pidfd says when, the keeper how.
     async fn wait_for_keeper(&self, keeper: &Arc<Keeper>, id: &str) -> ExitStatus {
         let mut pause = Duration::from_millis(20);
