@@ -4,7 +4,10 @@
 //!
 //! The default run is short (200 sessions, 20 clients, 10 s: about 15 s with its setup);
 //! `scripts/soak SECONDS` runs the long one (1,000 sessions, 100 clients).
-//! `PULSAR_SOAK_SESSIONS`, `PULSAR_SOAK_CLIENTS` and `PULSAR_SOAK_SECONDS` set each.
+//! `PULSAR_SOAK_SESSIONS`, `PULSAR_SOAK_CLIENTS` and `PULSAR_SOAK_SECONDS` set each;
+//! `PULSAR_SOAK_SCROLLBACK_BYTES` sets the daemon's `scrollback_bytes` (at 4096, every ring is
+//! full after about 400 s of ticks, and from then on the history no longer grows: what RSS
+//! does after that is the daemon's own). RSS is printed at every tenth of the run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,7 +82,11 @@ async fn sessions_printing_to_attached_clients_keep_memory_descriptors_and_threa
     let sessions = setting("PULSAR_SOAK_SESSIONS", 200) as usize;
     let clients = setting("PULSAR_SOAK_CLIENTS", 20) as usize;
     let seconds = setting("PULSAR_SOAK_SECONDS", 10);
-    let daemon = Daemon::start().await;
+    let scrollback = std::env::var("PULSAR_SOAK_SCROLLBACK_BYTES").ok();
+    let daemon = match &scrollback {
+        Some(bytes) => Daemon::start_with(&[("SCROLLBACK_BYTES", bytes)]).await,
+        None => Daemon::start().await,
+    };
 
     let setup_started = Instant::now();
     let mut ids = Vec::new();
@@ -130,6 +137,8 @@ async fn sessions_printing_to_attached_clients_keep_memory_descriptors_and_threa
     let mut latencies = Vec::new();
     let mut next_sample = Instant::now();
     let soak_started = Instant::now();
+    // RSS at every tenth of the run: (seconds in, KiB).
+    let mut curve: Vec<(u64, u64)> = Vec::new();
     while soak_started.elapsed() < Duration::from_secs(seconds) {
         let asked = Instant::now();
         status.ok("get_status", json!({})).await;
@@ -139,11 +148,18 @@ async fn sessions_printing_to_attached_clients_keep_memory_descriptors_and_threa
             peak.rss_kib = peak.rss_kib.max(now.rss_kib);
             peak.fds = peak.fds.max(now.fds);
             peak.threads = peak.threads.max(now.threads);
+            let elapsed = soak_started.elapsed().as_secs();
+            if curve.last().is_none_or(|(at, _)| elapsed >= at + seconds.div_ceil(10)) {
+                curve.push((elapsed, now.rss_kib));
+            }
             next_sample += Duration::from_secs(1);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let end = sample(&daemon);
+    curve.push((soak_started.elapsed().as_secs(), end.rss_kib));
+    let curve: Vec<String> = curve.iter().map(|(at, kib)| format!("{at}s {kib}")).collect();
+    eprintln!("soak: RSS (KiB) along the run: {}", curve.join(", "));
     latencies.sort();
     let received = received.load(Ordering::Relaxed);
     eprintln!(
