@@ -60,9 +60,9 @@ impl ReadBuffer {
 
 /// Runs the pump of `session` to the end of its output.
 ///
-/// Its future is what an idle session's task holds, so it is kept small (368 bytes in a debug
-/// build, from 632): the drain deadline (after the end) and a rate-limited read, each with a timer of
-/// 112 bytes, are boxed when they happen.
+/// Its future is what an idle session's task holds, so it is kept small (368 bytes in a
+/// debug build, from 632): the drain deadline (after the end) and a rate-limited read, each
+/// with a timer of 112 bytes, are boxed when they happen.
 pub(super) async fn pump(session: Arc<Session>) {
     let backend = session.backend();
     let mut buffer = ReadBuffer::new();
