@@ -149,7 +149,10 @@ async fn sessions_printing_to_attached_clients_keep_memory_descriptors_and_threa
             peak.fds = peak.fds.max(now.fds);
             peak.threads = peak.threads.max(now.threads);
             let elapsed = soak_started.elapsed().as_secs();
-            if curve.last().is_none_or(|(at, _)| elapsed >= at + seconds.div_ceil(10)) {
+            if curve
+                .last()
+                .is_none_or(|(at, _)| elapsed >= at + seconds.div_ceil(10))
+            {
                 curve.push((elapsed, now.rss_kib));
             }
             next_sample += Duration::from_secs(1);
@@ -158,7 +161,10 @@ async fn sessions_printing_to_attached_clients_keep_memory_descriptors_and_threa
     }
     let end = sample(&daemon);
     curve.push((soak_started.elapsed().as_secs(), end.rss_kib));
-    let curve: Vec<String> = curve.iter().map(|(at, kib)| format!("{at}s {kib}")).collect();
+    let curve: Vec<String> = curve
+        .iter()
+        .map(|(at, kib)| format!("{at}s {kib}"))
+        .collect();
     eprintln!("soak: RSS (KiB) along the run: {}", curve.join(", "));
     latencies.sort();
     let received = received.load(Ordering::Relaxed);
