@@ -390,6 +390,11 @@ impl Line {
             d.split_wide(cols, len);
             d.cells.truncate(cols);
             d.cells.shrink_to_fit();
+            // The extended cells past the new width are orphaned: drop them with their marks,
+            // so a narrowed line holds no more than its width allows (found by the `feed`
+            // fuzz target: a 120-column screen of combining marks narrowed to one column).
+            d.compact_ext();
+            d.ext.shrink_to_fit();
         }
     }
 }

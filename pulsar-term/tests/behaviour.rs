@@ -521,6 +521,23 @@ fn memory_stays_bounded_under_endless_non_ascii_rewrites() {
 }
 
 #[test]
+fn narrowing_a_screen_of_combining_marks_releases_their_cells() {
+    let mut s = Screen::new(120, 39);
+    // Every column an extended cell (a base with combining marks), every row.
+    let row = "e\u{301}\u{302}".repeat(120);
+    for _ in 0..39 {
+        s.feed(format!("{row}\r\n").as_bytes());
+    }
+    s.resize(1, 39);
+    assert!(
+        s.heap_bytes() <= s.heap_bound(),
+        "{} bytes over the 1x39 bound {}",
+        s.heap_bytes(),
+        s.heap_bound()
+    );
+}
+
+#[test]
 fn decrc_without_a_save_homes_the_cursor() {
     let s = screen(10, 3, b"ab\x1b[3;4H\x1b8X");
     assert_eq!(row(&s, 0), "Xb");
