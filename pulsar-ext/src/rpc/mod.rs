@@ -104,14 +104,10 @@ pub(crate) fn answer_decoded(input: &[u8], capacity: usize, max_line: usize) -> 
 
     static METHODS: OnceLock<(jsonrpsee::Methods, SessionManager)> = OnceLock::new();
     let (methods, sessions) = METHODS.get_or_init(|| {
-        let scratch = std::env::temp_dir().join("pulsar-fuzzing");
-        let dirs = orbit_api_stub::HostDirs {
-            config_dir: scratch.clone(),
-            data_dir: scratch.clone(),
-            runtime_dir: scratch,
-        };
-        let config = Arc::new(crate::Config::defaults(&dirs));
-        (decode_only::methods(), SessionManager::new(config))
+        (
+            decode_only::methods(),
+            SessionManager::new(fuzzing_config()),
+        )
     });
     thread_local! {
         static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
@@ -124,6 +120,19 @@ pub(crate) fn answer_decoded(input: &[u8], capacity: usize, max_line: usize) -> 
             input, capacity, max_line, methods, sessions,
         ))
     })
+}
+
+/// The daemon's defaults, with every directory a scratch one under the temp dir: what the
+/// fuzz fixtures (and the tests that replay their corpus) run with.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzzing_config() -> Arc<crate::Config> {
+    let scratch = std::env::temp_dir().join("pulsar-fuzzing");
+    let dirs = orbit_api_stub::HostDirs {
+        config_dir: scratch.clone(),
+        data_dir: scratch.clone(),
+        runtime_dir: scratch,
+    };
+    Arc::new(crate::Config::defaults(&dirs))
 }
 
 /// Serves `input` as the bytes of one connection to the daemon's socket and returns what the
@@ -159,13 +168,7 @@ pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
     }
     thread_local! {
         static FIXTURE: Fixture = {
-            let scratch = std::env::temp_dir().join("pulsar-fuzzing");
-            let dirs = orbit_api_stub::HostDirs {
-                config_dir: scratch.clone(),
-                data_dir: scratch.clone(),
-                runtime_dir: scratch,
-            };
-            let config = Arc::new(crate::Config::defaults(&dirs));
+            let config = fuzzing_config();
             let max_request_bytes = config.max_request_bytes;
             let (stop_handle, server) = stop_channel();
             let (trigger, shutdown) = crate::shutdown::channel();

@@ -54,8 +54,6 @@ pub enum StreamEvent {
 pub struct OutputReader {
     session: Arc<Session>,
     cursor: u64,
-    /// The head when last looked at: a change from it wakes the reader.
-    seen_head: u64,
     control: broadcast::Receiver<Control>,
     queued: VecDeque<StreamEvent>,
     finished: bool,
@@ -77,7 +75,6 @@ impl OutputReader {
         Ok(Self {
             session,
             cursor,
-            seen_head: end,
             control,
             queued: VecDeque::new(),
             finished: false,
@@ -94,7 +91,7 @@ impl OutputReader {
                 return None;
             }
             // Mark the head seen *before* looking, so an append after the look wakes us.
-            self.seen_head = self.session.output().head();
+            let seen_head = self.session.output().head();
             let chunk = self
                 .session
                 .output()
@@ -122,7 +119,7 @@ impl OutputReader {
                 return Some(StreamEvent::Exited(exit));
             }
             tokio::select! {
-                () = self.session.output().head_changed_from(self.seen_head) => {}
+                () = self.session.output().head_changed_from(seen_head) => {}
                 // The exit itself is read at the top of the loop.
                 () = self.session.ended_signal() => {}
                 control = self.control.recv() => match control {

@@ -51,13 +51,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let scratch = std::env::temp_dir().join("pulsar-fuzzing");
-        let dirs = orbit_api_stub::HostDirs {
-            config_dir: scratch.clone(),
-            data_dir: scratch.clone(),
-            runtime_dir: scratch,
-        };
-        let config = Arc::new(crate::Config::defaults(&dirs));
+        let config = crate::rpc::fuzzing_config();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
