@@ -17,6 +17,10 @@ pub struct Status {
     /// Sessions whose screen model is hibernated now (idle for `hibernate_after_secs`).
     #[serde(default)]
     pub num_hibernated: usize,
+    /// Scrollback bytes that hibernated sessions have given back to the database (which
+    /// holds them as saved); read back when a client reads them or the session writes.
+    #[serde(default)]
+    pub scrollback_released_bytes: u64,
     /// The daemon's process id.
     pub pid: u32,
     /// The session database and how fast it writes.

@@ -1,8 +1,9 @@
 //! Idle screens hibernate: their model is kept as its exact serialization until the next
-//! output or read, and comes back exactly as it was.
+//! output or read, and comes back exactly as it was. Their scrollback, once saved, is given
+//! back to the database, and read back from it exactly.
 
 use pulsar_e2e::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn an_idle_screen_hibernates_and_wakes_exactly_as_it_was() {
@@ -51,4 +52,130 @@ async fn an_idle_screen_hibernates_and_wakes_exactly_as_it_was() {
         .collect();
     assert_eq!(rows[0], "red plain", "{rows:?}");
     assert!(rows.iter().any(|r| r.contains("woke-42")), "{rows:?}");
+}
+
+/// A daemon whose idle sessions hibernate within a second or two, saving output every 100 ms.
+async fn sleepy_daemon(extra: &[(&str, &str)]) -> Daemon {
+    let mut settings = vec![
+        ("HIBERNATE_AFTER_SECS", "1"),
+        ("CLEANUP_INTERVAL_SECS", "1"),
+        ("PERSIST_INTERVAL_MS", "100"),
+    ];
+    settings.extend_from_slice(extra);
+    Daemon::start_with(&settings).await
+}
+
+/// Every byte the session has written, from its first (`receive_output` from offset 0).
+async fn all_output(line: &mut LineClient, id: &Value) -> (Vec<u8>, Value) {
+    let out = line
+        .ok(
+            "receive_output",
+            json!({"session_id": id, "since": 0, "max_bytes": 1048576}),
+        )
+        .await;
+    (unb64(out["data"].as_str().expect("data")), out)
+}
+
+/// Polls `get_status` until `scrollback_released_bytes` is `wanted`.
+async fn released_becomes(daemon: &Daemon, wanted: u64) {
+    eventually(&format!("{wanted} scrollback bytes released"), || {
+        let socket = daemon.socket.clone();
+        async move {
+            let status = try_call(&socket, "get_status", json!({}))?;
+            (status["scrollback_released_bytes"] == wanted).then_some(())
+        }
+    })
+    .await;
+}
+
+/// A session that prints `seq 1 30000` (about 200 KB through the terminal), then waits for a
+/// line before printing `after-42`.
+async fn seq_session(line: &mut LineClient) -> Value {
+    let script = "seq 1 30000; echo end-of-seq; read x; echo after-$((6*7)); read y";
+    let created = line
+        .ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+        )
+        .await;
+    let id = created["session_id"].clone();
+    line.read_output_until(&id, "end-of-seq").await;
+    id
+}
+
+#[tokio::test]
+async fn a_sleeping_sessions_saved_scrollback_leaves_memory_and_reads_back_exactly() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let id = seq_session(&mut line).await;
+    let (before, _) = all_output(&mut line, &id).await;
+    assert!(before.len() > 190_000, "{} bytes", before.len());
+    // All of it is saved (persist_scrollback_bytes 256 KiB), so all of it is released.
+    released_becomes(&daemon, before.len() as u64).await;
+    let (after, out) = all_output(&mut line, &id).await;
+    assert_eq!(out["truncated"], false);
+    assert!(after == before, "the bytes read back differ");
+}
+
+#[tokio::test]
+async fn output_after_a_release_continues_the_scrollback_without_a_gap() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let id = seq_session(&mut line).await;
+    let (before, _) = all_output(&mut line, &id).await;
+    released_becomes(&daemon, before.len() as u64).await;
+    line.ok("send_input", json!({"session_id": id, "data": b64(b"\n")}))
+        .await;
+    line.read_output_until(&id, "after-42").await;
+    let (after, _) = all_output(&mut line, &id).await;
+    assert!(
+        after.starts_with(&before),
+        "the released bytes came back first"
+    );
+    let rest = String::from_utf8_lossy(&after[before.len()..]).into_owned();
+    assert!(rest.contains("after-42"), "{rest:?}");
+    // Idle again: released again, the new bytes with it.
+    released_becomes(&daemon, after.len() as u64).await;
+}
+
+#[tokio::test]
+async fn scrollback_older_than_the_database_keeps_stays_in_memory() {
+    let daemon = sleepy_daemon(&[("PERSIST_SCROLLBACK_BYTES", "65536")]).await;
+    let mut line = daemon.line().await;
+    let id = seq_session(&mut line).await;
+    let (before, _) = all_output(&mut line, &id).await;
+    // Only the newest 64 KiB are saved, so only they may leave; the rest is kept.
+    released_becomes(&daemon, 65536).await;
+    let (after, out) = all_output(&mut line, &id).await;
+    assert_eq!(out["truncated"], false);
+    assert!(after == before, "the bytes read back differ");
+}
+
+#[tokio::test]
+async fn scrollback_is_kept_in_memory_when_output_is_not_saved() {
+    let daemon = sleepy_daemon(&[("PERSIST_SCROLLBACK_BYTES", "0")]).await;
+    let mut line = daemon.line().await;
+    let id = seq_session(&mut line).await;
+    eventually("the idle screen to hibernate", || {
+        let socket = daemon.socket.clone();
+        async move {
+            let status = try_call(&socket, "get_status", json!({}))?;
+            (status["num_hibernated"] == 1).then_some(status)
+        }
+    })
+    .await;
+    // Three more seconds: two more cleanup passes, each of which would have released it.
+    fn uptime(socket: &std::path::Path) -> Option<u64> {
+        try_call(socket, "get_status", json!({}))?["uptime_seconds"].as_u64()
+    }
+    let started = uptime(&daemon.socket).expect("the daemon answers");
+    eventually("two more cleanup passes", || {
+        let socket = daemon.socket.clone();
+        async move { (uptime(&socket)? >= started + 3).then_some(()) }
+    })
+    .await;
+    let status = try_call(&daemon.socket, "get_status", json!({})).unwrap();
+    assert_eq!(status["scrollback_released_bytes"], 0);
+    let (all, _) = all_output(&mut line, &id).await;
+    assert!(String::from_utf8_lossy(&all).contains("end-of-seq"));
 }

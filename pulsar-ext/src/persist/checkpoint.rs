@@ -1,13 +1,16 @@
 //! Checkpointing: each session's new output (a chunk), screen and activity, saved once per
-//! `persist_interval_ms`, so that a crash loses at most about one interval of output.
+//! `persist_interval_ms`, so that a crash loses at most about one interval of output; and,
+//! once a session hibernates, its scrollback given back to the store that holds it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use pulsar_protocol::SessionId;
 
 use crate::session::{Session, SessionManager};
 use crate::store::{OutputDelta, Store};
+use crate::terminal::Loader;
 
 /// What was last handed to the store for a session, to save only what changed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,6 +73,60 @@ impl Checkpointer {
                 self.checkpoint_one(&session);
             }
         }
+    }
+
+    /// Gives the scrollback of hibernated sessions back to the store where it is saved: for
+    /// each whose output is all saved, the newest bytes the store holds, as read back from it
+    /// and found equal, leave the ring (read back on the next read or output). Blocking:
+    /// reads the store. Returns how many sessions released and how many bytes.
+    pub fn release_hibernated(&self, sessions: &SessionManager) -> (usize, u64) {
+        if self.max_bytes == 0 {
+            return (0, 0);
+        }
+        let mut released = (0, 0);
+        for session in sessions.all() {
+            let id = session.id();
+            let head = session.output_offset();
+            let saved = self.saved().get(&id).map(|s| s.output_offset);
+            if !session.is_hibernated() || saved != Some(head) {
+                continue;
+            }
+            let Some(range) =
+                session.releasable_scrollback(head.saturating_sub(self.max_bytes as u64))
+            else {
+                continue;
+            };
+            if range.is_empty() {
+                continue;
+            }
+            let (from, bytes) = match self.store.saved_run(id, range.start, range.end) {
+                Ok(run) => run,
+                Err(err) => {
+                    tracing::warn!(session = %id, "cannot read saved output to release its scrollback: {err}");
+                    continue;
+                }
+            };
+            let store = self.store.clone();
+            let load: Loader = Arc::new(move |wanted: Range<u64>| {
+                let (from, bytes) = store
+                    .saved_run(id, wanted.start, wanted.end)
+                    .map_err(|err| format!("session {id}: {err}"))?;
+                if from != wanted.start {
+                    return Err(format!(
+                        "session {id}: the database holds its output from offset {from}, not {}",
+                        wanted.start
+                    ));
+                }
+                Ok(bytes)
+            });
+            let n = session.release_saved_scrollback(from, &bytes, load);
+            if n > 0 {
+                tracing::trace!(session = %id, from, bytes = n, "scrollback released to the store");
+                released.0 += 1;
+                released.1 += n as u64;
+            }
+        }
+        released
     }
 
     fn checkpoint_one(&self, session: &Session) {

@@ -640,6 +640,15 @@ impl SessionManager {
             .count()
     }
 
+    /// Scrollback bytes released to the store across all sessions now.
+    pub fn released_scrollback_bytes(&self) -> u64 {
+        self.read()
+            .sessions
+            .values()
+            .map(|s| s.released_scrollback())
+            .sum()
+    }
+
     /// Removes stopped sessions whose process ended more than the retention period ago.
     /// Returns how many were removed.
     pub fn cleanup(&self) -> usize {

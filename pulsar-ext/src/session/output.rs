@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::History;
 use crate::signal::Head;
-use crate::terminal::{Chunk, Rendered, Screen, Scrollback, history};
+use crate::terminal::{Chunk, Loader, Rendered, Screen, Scrollback, history};
 use pulsar_term::Hibernated;
 
 /// The screen model and the output offset it has consumed up to.
@@ -143,11 +143,12 @@ impl OutputLog {
     /// the bytes (a flood read larger than `scrollback_bytes`) leaves them to the pump.
     fn catch_up(&self, state: &mut ScreenState) {
         let chunk = {
-            let ring = self.ring();
+            let mut ring = self.ring();
             if state.offset >= ring.head() || state.offset < ring.start() {
                 return;
             }
-            ring.read(state.offset, (ring.head() - state.offset) as usize)
+            let len = (ring.head() - state.offset) as usize;
+            ring.read(state.offset, len)
         };
         state.screen.awake().feed(&chunk.data);
         state.offset = chunk.next_offset();
@@ -176,7 +177,7 @@ impl OutputLog {
 
     /// Like [`Self::read`], but `None` when there is nothing at or after `from` yet.
     pub fn read_available(&self, from: u64, max: usize) -> Option<Chunk> {
-        let ring = self.ring();
+        let mut ring = self.ring();
         (from < ring.head()).then(|| ring.read(from, max))
     }
 
@@ -215,9 +216,9 @@ impl OutputLog {
         };
         if history_lines > 0 {
             let raw = {
-                let ring = self.ring();
-                ring.read(ring.start(), offset.saturating_sub(ring.start()) as usize)
-                    .data
+                let mut ring = self.ring();
+                let start = ring.start();
+                ring.read(start, offset.saturating_sub(start) as usize).data
             };
             // Rendered outside the locks: the pump must not wait for history rendering.
             let mut with_history = history(&raw, cols, rows, history_lines);
@@ -254,6 +255,35 @@ impl OutputLog {
     /// True while the screen model sleeps.
     pub fn is_hibernated(&self) -> bool {
         matches!(self.screen_state().screen, Model::Asleep(_))
+    }
+
+    /// The ring's resident bytes that a release could give up: from the later of `from` and
+    /// the ring's start, to the head (`None` if some are released already).
+    pub fn releasable(&self, from: u64) -> Option<std::ops::Range<u64>> {
+        let ring = self.ring();
+        (ring.released_len() == 0).then(|| from.max(ring.start())..ring.head())
+    }
+
+    /// Releases the ring's newest bytes, `saved` (saved from offset `from`), if they are still
+    /// exactly its tail: nothing was written since and the store holds them as they are.
+    /// `load` reads them back when a read reaches them or the session writes again. Returns
+    /// how many bytes were released.
+    pub fn release_saved(&self, from: u64, saved: &[u8], load: Loader) -> usize {
+        let mut ring = self.ring();
+        let head = ring.head();
+        if from + saved.len() as u64 != head {
+            return 0;
+        }
+        let start = from.max(ring.start());
+        if start >= head || !ring.tail_equals(&saved[(start - from) as usize..]) {
+            return 0;
+        }
+        ring.release_tail(start, load)
+    }
+
+    /// How many of the ring's bytes are released to the store now.
+    pub fn released(&self) -> u64 {
+        self.ring().released_len()
     }
 
     /// Resizes the terminal with `resize` (the PTY's ioctl, the SSH window change) and the

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,9 +18,9 @@ use crate::backend::{Backend, ExitStatus};
 pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 
 /// The read buffer's first size. An idle session keeps none: it is allocated when the
-/// terminal has something to read and let go after a read that did not fill it (a thousand
-/// idle shells must not hold a thousand buffers; 16 KiB each was once most of an idle
-/// session's memory).
+/// terminal has something to read and let go whenever the terminal has nothing more for now
+/// (a thousand idle shells must not hold a thousand buffers; 16 KiB each was once most of an
+/// idle session's memory, and a burst's last buffer was kept through the quiet after it).
 const IDLE_BUFFER: usize = 1024;
 
 /// The largest read buffer, under a flood: a turn of the pump (read, ring, screen, marks) is
@@ -42,6 +43,11 @@ impl ReadBuffer {
             self.0 = vec![0u8; IDLE_BUFFER];
         }
         &mut self.0
+    }
+
+    /// Frees the buffer (the terminal has nothing to read for now).
+    fn let_go(&mut self) {
+        self.0 = Vec::new();
     }
 
     /// Adapts the size to a read of `n` bytes.
@@ -127,7 +133,16 @@ async fn read_within_rate(
     buffer: &mut ReadBuffer,
     exited: bool,
 ) -> std::io::Result<usize> {
-    backend.readable().await;
+    // A terminal with nothing to read now may stay quiet for hours: the buffer (up to
+    // FLOOD_BUFFER after a burst) is let go before waiting, not held through it.
+    let mut readable = backend.readable();
+    if std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx)))
+        .await
+        .is_pending()
+    {
+        buffer.let_go();
+        readable.await;
+    }
     let buf = buffer.get();
     let Some(rate) = session.rate().filter(|_| !exited) else {
         return backend.read(buf).await;

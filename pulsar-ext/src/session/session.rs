@@ -310,6 +310,28 @@ impl Session {
         self.output.saved_slice(since, max)
     }
 
+    /// The resident scrollback a release could give up, from `from` at the earliest, to the
+    /// head; `None` while some is released already.
+    pub(crate) fn releasable_scrollback(&self, from: u64) -> Option<std::ops::Range<u64>> {
+        self.output.releasable(from)
+    }
+
+    /// Releases the newest scrollback, `saved` from offset `from` as the store holds it, if it
+    /// is still exactly the ring's tail; `load` reads it back. Returns the bytes released.
+    pub(crate) fn release_saved_scrollback(
+        &self,
+        from: u64,
+        saved: &[u8],
+        load: crate::terminal::Loader,
+    ) -> usize {
+        self.output.release_saved(from, saved, load)
+    }
+
+    /// Scrollback bytes released to the store now.
+    pub fn released_scrollback(&self) -> u64 {
+        self.output.released()
+    }
+
     /// When the process ended, if it has.
     pub fn exit(&self) -> Option<Exit> {
         self.exit.get()

@@ -513,6 +513,63 @@ impl Store {
         found.collect::<rusqlite::Result<_>>().map_err(read_err)
     }
 
+    /// The longest run of session `id`'s saved output that ends exactly at offset `to` and
+    /// starts no earlier than `from`, unbroken (a gap or an overlap between chunks ends it),
+    /// as its first offset and its bytes; empty when nothing saved ends at `to`. Read on a
+    /// connection of its own; blocking: call from a blocking context.
+    pub fn saved_run(&self, id: Uuid, from: u64, to: u64) -> Result<(u64, Vec<u8>), StoreError> {
+        let read_err = |e: rusqlite::Error| StoreError::Open {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(read_err)?;
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut chunks = conn
+            .prepare(
+                "SELECT offset, data FROM output_chunks
+                 WHERE session_id = ?1 AND offset < ?3 AND offset + length(data) > ?2
+                 ORDER BY offset DESC",
+            )
+            .map_err(read_err)?;
+        let rows = chunks
+            .query_map(params![id.to_string(), as_i64(from), as_i64(to)], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(read_err)?;
+        // Newest first: each piece must end where the one after it begins.
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        let mut begins = to;
+        for row in rows {
+            let (offset, mut data) = row.map_err(read_err)?;
+            let end = offset + data.len() as u64;
+            let fits = if pieces.is_empty() {
+                end >= to
+            } else {
+                end == begins
+            };
+            if !fits {
+                break;
+            }
+            data.truncate((to.min(end) - offset) as usize);
+            let skip = from.saturating_sub(offset) as usize;
+            data.drain(..skip.min(data.len()));
+            begins = offset.max(from);
+            pieces.push(data);
+            if begins == from {
+                break;
+            }
+        }
+        if pieces.is_empty() {
+            return Ok((to, Vec::new()));
+        }
+        let bytes = pieces.into_iter().rev().flatten().collect();
+        Ok((begins, bytes))
+    }
+
     /// The saved port forwards of session `id`, oldest first, read on a connection of its
     /// own. Blocking: call from a blocking context.
     pub fn saved_forwards(&self, id: Uuid) -> Result<Vec<ForwardRow>, StoreError> {
@@ -1089,6 +1146,41 @@ mod tests {
         assert_eq!(output.offset, 4);
         assert_eq!(output.scrollback, b"456789");
         assert_eq!(output.screen, b"screen");
+        store.close();
+    }
+
+    #[test]
+    fn a_saved_run_is_the_unbroken_output_ending_at_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let id = Uuid::new_v4();
+        store.upsert_session(row(id, "n"));
+        // 8..10 was never saved (a gap).
+        for (offset, data) in [(0u64, &b"0123"[..]), (4, b"4567"), (10, b"ab"), (12, b"cd")] {
+            store.save_output(OutputDelta {
+                session_id: id,
+                time: 0,
+                offset,
+                data: data.to_vec(),
+                keep_from: 0,
+                head: offset + data.len() as u64,
+                screen: None,
+            });
+        }
+        store.close();
+        let (store, _) = Store::open(&path).unwrap();
+        let run = |from, to| store.saved_run(id, from, to).unwrap();
+        assert_eq!(run(0, 14), (10, b"abcd".to_vec()), "the gap ends it");
+        assert_eq!(run(11, 14), (11, b"bcd".to_vec()));
+        assert_eq!(run(0, 13), (10, b"abc".to_vec()));
+        assert_eq!(run(0, 8), (0, b"01234567".to_vec()));
+        assert_eq!(run(2, 8), (2, b"234567".to_vec()));
+        assert_eq!(run(0, 9), (9, Vec::new()), "nothing saved ends at 9");
+        assert_eq!(
+            store.saved_run(Uuid::new_v4(), 0, 8).unwrap(),
+            (8, Vec::new())
+        );
         store.close();
     }
 

@@ -7,4 +7,4 @@ mod scrollback;
 
 pub(crate) use plain::PlainText;
 pub use screen::{Rendered, Screen, history};
-pub use scrollback::{Chunk, Scrollback};
+pub use scrollback::{Chunk, Loader, Scrollback};

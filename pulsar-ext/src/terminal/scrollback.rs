@@ -3,16 +3,45 @@
 //! Every byte a session ever produced has an offset (0, 1, 2, ...). The ring keeps the last
 //! `capacity` of them; readers ask from an offset and learn when what they asked for is gone.
 //! Memory is allocated as the ring fills, so an idle session costs almost nothing.
+//!
+//! A sleeping session's ring may give its newest bytes up to where they are saved (the
+//! store): [`Scrollback::release_tail`]. They come back, through the [`Loader`] given then,
+//! on the first read that reaches them or the next push, so offsets and contents read the
+//! same whether released or not.
 
 use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Reads released bytes back: exactly the offsets asked for, or why it cannot.
+pub type Loader = Arc<dyn Fn(Range<u64>) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// A bounded window onto a session's output.
-#[derive(Debug)]
 pub struct Scrollback {
+    /// The resident bytes: from `start` up to the released tail (or the head).
     bytes: VecDeque<u8>,
     /// Absolute offset of `bytes[0]`.
     start: u64,
     capacity: usize,
+    /// The newest bytes, held by the store instead while the session sleeps. Boxed: rare.
+    released: Option<Box<Released>>,
+}
+
+/// A released tail: how long, and where to read it back from.
+struct Released {
+    len: u64,
+    load: Loader,
+}
+
+impl std::fmt::Debug for Scrollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrollback")
+            .field("start", &self.start)
+            .field("resident", &self.bytes.len())
+            .field("released", &self.released_len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 /// What a read returned.
@@ -46,6 +75,7 @@ impl Scrollback {
             bytes: VecDeque::new(),
             start,
             capacity: capacity.max(1),
+            released: None,
         }
     }
 
@@ -56,12 +86,90 @@ impl Scrollback {
 
     /// Offset one past the newest byte: the total ever written.
     pub fn head(&self) -> u64 {
+        self.resident_end() + self.released_len()
+    }
+
+    /// One past the last resident byte.
+    fn resident_end(&self) -> u64 {
         self.start + self.bytes.len() as u64
     }
 
+    /// How many of the newest bytes are released (0: all resident).
+    pub fn released_len(&self) -> u64 {
+        self.released.as_ref().map_or(0, |r| r.len)
+    }
+
+    /// True when the `len` bytes ending at the head are resident and equal `tail`.
+    pub fn tail_equals(&self, tail: &[u8]) -> bool {
+        let len = tail.len();
+        if self.released.is_some() || len > self.bytes.len() {
+            return false;
+        }
+        let (a, b) = self.bytes.as_slices();
+        let skip = self.bytes.len() - len;
+        if skip >= a.len() {
+            return b[skip - a.len()..] == *tail;
+        }
+        let in_a = a.len() - skip;
+        a[skip..] == tail[..in_a] && b == &tail[in_a..]
+    }
+
+    /// Gives up the resident bytes from `from` to the head, which `load` can read back; the
+    /// memory they held is freed. Returns how many were released (0 if some already were,
+    /// or `from` is outside the resident bytes).
+    pub fn release_tail(&mut self, from: u64, load: Loader) -> usize {
+        if self.released.is_some() || from < self.start || from >= self.resident_end() {
+            return 0;
+        }
+        let len = self.resident_end() - from;
+        self.bytes.truncate((from - self.start) as usize);
+        self.bytes.shrink_to_fit();
+        self.released = Some(Box::new(Released { len, load }));
+        len as usize
+    }
+
+    /// Reads a released tail back. If that fails, those bytes are lost: the ring then starts
+    /// empty at the head (offsets go on; a reader asking for the lost ones is told they are
+    /// gone, as for bytes that left the ring), and why is logged.
+    fn wake(&mut self) {
+        let Some(released) = self.released.take() else {
+            return;
+        };
+        let from = self.resident_end();
+        let head = from + released.len;
+        let loaded = (released.load)(from..head).and_then(|bytes| {
+            if bytes.len() as u64 == released.len {
+                Ok(bytes)
+            } else {
+                Err(format!(
+                    "{} bytes read back for the {} released",
+                    bytes.len(),
+                    released.len
+                ))
+            }
+        });
+        match loaded {
+            Ok(bytes) => {
+                self.grow_for(bytes.len());
+                self.bytes.extend(bytes);
+            }
+            Err(err) => {
+                tracing::error!(
+                    from,
+                    head,
+                    "scrollback released to the store cannot be read back ({err}); \
+                     the output before offset {head} is lost from the ring"
+                );
+                self.bytes = VecDeque::new();
+                self.start = head;
+            }
+        }
+    }
+
     /// Appends `data`, dropping the oldest bytes beyond capacity. Returns the offset of
-    /// `data[0]`.
+    /// `data[0]`. A released tail is read back first.
     pub fn push(&mut self, data: &[u8]) -> u64 {
+        self.wake();
         let offset = self.head();
         // Only the tail of an oversized write can be kept.
         let kept = &data[data.len().saturating_sub(self.capacity)..];
@@ -89,10 +197,23 @@ impl Scrollback {
         self.bytes.reserve_exact(target - self.bytes.len());
     }
 
-    /// Reads up to `max` bytes from absolute offset `from` (clamped into the ring).
-    pub fn read(&self, from: u64, max: usize) -> Chunk {
+    /// Reads up to `max` bytes from absolute offset `from` (clamped into the ring). A read
+    /// that reaches into a released tail reads it back first.
+    pub fn read(&mut self, from: u64, max: usize) -> Chunk {
+        let wanted = max.min(self.head().saturating_sub(from.max(self.start)) as usize);
+        if wanted > 0 && from.max(self.start) + wanted as u64 > self.resident_end() {
+            self.wake();
+        }
         let truncated = from < self.start;
         let from = from.clamp(self.start, self.head());
+        if from >= self.resident_end() {
+            // At the head, or past a released tail nothing was asked of.
+            return Chunk {
+                offset: from,
+                data: Vec::new(),
+                truncated,
+            };
+        }
         let skip = (from - self.start) as usize;
         let take = max.min(self.bytes.len() - skip);
         let (a, b) = self.bytes.as_slices();
@@ -114,7 +235,7 @@ impl Scrollback {
 
     /// Every byte held, oldest first.
     #[cfg(test)]
-    fn contents(&self) -> Vec<u8> {
+    fn contents(&mut self) -> Vec<u8> {
         self.read(self.start, self.bytes.len()).data
     }
 }
@@ -210,5 +331,106 @@ mod tests {
         assert_eq!(ring.bytes.len(), capacity);
         // Amortized: a few dozen reallocations for 2,000 pushes, not one each.
         assert!(grew < 40, "{grew} reallocations");
+    }
+
+    /// A loader reading from `saved` (bytes by offset from 0), counting its calls.
+    fn loader(saved: Vec<u8>, calls: Arc<std::sync::atomic::AtomicUsize>) -> Loader {
+        Arc::new(move |range: Range<u64>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            saved
+                .get(range.start as usize..range.end as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| format!("{range:?} not saved"))
+        })
+    }
+
+    #[test]
+    fn a_released_tail_frees_its_memory_and_reads_back_the_same_bytes() {
+        let mut ring = Scrollback::new(1 << 20);
+        let all: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        ring.push(&all);
+        let calls = Arc::default();
+        assert_eq!(
+            ring.release_tail(0, loader(all.clone(), Arc::clone(&calls))),
+            50_000
+        );
+        assert_eq!(ring.bytes.capacity(), 0, "the memory is given back");
+        assert_eq!(
+            (ring.start(), ring.head(), ring.released_len()),
+            (0, 50_000, 50_000)
+        );
+        let chunk = ring.read(10_000, 100);
+        assert_eq!(chunk.data, &all[10_000..10_100]);
+        assert_eq!(ring.contents(), all);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(ring.released_len(), 0);
+    }
+
+    #[test]
+    fn a_read_of_the_resident_bytes_or_at_the_head_leaves_the_tail_released() {
+        let mut ring = Scrollback::new(1 << 20);
+        ring.push(b"0123456789");
+        let calls = Arc::default();
+        ring.release_tail(4, loader(b"0123456789".to_vec(), Arc::clone(&calls)));
+        assert_eq!(ring.read(0, 4).data, b"0123");
+        let at_head = ring.read(10, 100);
+        assert_eq!((at_head.offset, at_head.data.len()), (10, 0));
+        assert_eq!(ring.read(6, 0).data, b"");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(ring.released_len(), 6);
+        // One byte further does read it back.
+        assert_eq!(ring.read(0, 5).data, b"01234");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_push_after_a_release_reads_the_tail_back_first() {
+        let mut ring = Scrollback::new(16);
+        ring.push(b"abcdefgh");
+        ring.release_tail(2, loader(b"abcdefgh".to_vec(), Arc::default()));
+        assert_eq!(ring.push(b"0123456789"), 8);
+        assert_eq!((ring.start(), ring.head()), (2, 18));
+        assert_eq!(ring.contents(), b"cdefgh0123456789");
+    }
+
+    #[test]
+    fn a_tail_that_cannot_be_read_back_is_lost_and_the_ring_goes_on_at_the_head() {
+        let mut ring = Scrollback::new(1024);
+        ring.push(b"abcdefgh");
+        // The store holds less than was released.
+        ring.release_tail(0, loader(b"abc".to_vec(), Arc::default()));
+        let chunk = ring.read(0, 100);
+        assert!(chunk.truncated, "the reader is told the bytes are gone");
+        assert_eq!((chunk.offset, chunk.data.len()), (8, 0));
+        assert_eq!(ring.push(b"ij"), 8);
+        assert_eq!(ring.read(0, 100).data, b"ij");
+    }
+
+    #[test]
+    fn the_tail_is_compared_across_the_wrap_point() {
+        let mut ring = Scrollback::new(8);
+        for i in 0..13u8 {
+            ring.push(&[i]);
+        }
+        assert!(ring.tail_equals(&[9, 10, 11, 12]));
+        assert!(ring.tail_equals(&[5, 6, 7, 8, 9, 10, 11, 12]));
+        assert!(!ring.tail_equals(&[9, 10, 11, 13]));
+        assert!(!ring.tail_equals(&[4, 5, 6, 7, 8, 9, 10, 11, 12]));
+        assert!(ring.tail_equals(&[]));
+    }
+
+    #[test]
+    fn only_resident_bytes_are_released_and_only_once() {
+        let mut ring = Scrollback::new(1024);
+        ring.push(b"abcdefgh");
+        let load = loader(b"abcdefgh".to_vec(), Arc::default());
+        assert_eq!(
+            ring.release_tail(8, Arc::clone(&load)),
+            0,
+            "nothing at the head"
+        );
+        assert_eq!(ring.release_tail(5, Arc::clone(&load)), 3);
+        assert_eq!(ring.release_tail(2, load), 0, "already released");
+        assert_eq!(ring.released_len(), 3);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use pulsar_e2e::sshd::{Sshd, TEST_USER, sshd_available};
-use pulsar_e2e::{Daemon, artifact, command};
+use pulsar_e2e::{Daemon, artifact, command, read_until};
 use pulsar_protocol::{
     Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId, TransferApiClient as _,
 };
@@ -84,6 +84,9 @@ async fn main() {
     }
     if wanted("memory") {
         memory(&mut report).await;
+    }
+    if wanted("hibernate") {
+        hibernate(&mut report).await;
     }
     if wanted("db") {
         database_writes(&mut report).await;
@@ -1343,6 +1346,97 @@ async fn memory(report: &mut Report) {
         format!("{:.1} KiB", (rss - base) as f64 / created.len() as f64),
         format!("empty daemon {base} KiB; now {rss} KiB"),
         "-".to_owned(),
+    );
+    daemon.stop();
+}
+
+/// Sessions that each wrote ~200 KB and went idle: the daemon's memory while they are awake
+/// and once their scrollback is released to the database, and what reading it back costs.
+async fn hibernate(report: &mut Report) {
+    const SESSIONS: usize = 100;
+    let daemon = Daemon::start_with(&[
+        ("LOG_LEVEL", "warn"),
+        ("HIBERNATE_AFTER_SECS", "10"),
+        ("CLEANUP_INTERVAL_SECS", "1"),
+        ("PERSIST_INTERVAL_MS", "200"),
+    ])
+    .await;
+    let client = daemon.client().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = client.get_status().await.unwrap();
+    let (daemon_pid, keeper_pid) = (status.pid, status.keeper.expect("a keeper").pid);
+    let pss = || pss_kib(daemon_pid) + pss_kib(keeper_pid);
+    let (rss_base, pss_base) = (daemon.rss_kib(), pss());
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let id = client
+            .create_session(
+                None,
+                command(&["/bin/sh", "-c", "seq 1 30000; echo end-of-seq; read x"]),
+                Some(80),
+                Some(24),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+            .session_id;
+        ids.push(id);
+    }
+    let mut written = 0u64;
+    for id in &ids {
+        read_until(&client, *id, "end-of-seq").await;
+        written += client.get_session(*id).await.unwrap().output_offset;
+    }
+    let per = |now: u64, base: u64| (now.saturating_sub(base)) as f64 / SESSIONS as f64;
+    let (rss_awake, pss_awake) = (daemon.rss_kib(), pss());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get_status().await.unwrap().scrollback_released_bytes < written {
+        assert!(
+            Instant::now() < deadline,
+            "the scrollback was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (rss_asleep, pss_asleep) = (daemon.rss_kib(), pss());
+    report.row(
+        &format!(
+            "daemon + keeper PSS per idle session holding {:.0} KiB of scrollback ({SESSIONS} sessions): awake → hibernated, scrollback released",
+            written as f64 / 1024.0 / SESSIONS as f64
+        ),
+        format!(
+            "{:.1} → {:.1} KiB",
+            per(pss_awake, pss_base),
+            per(pss_asleep, pss_base)
+        ),
+        format!(
+            "no session {pss_base} KiB; awake {pss_awake} KiB; released {pss_asleep} KiB (daemon RSS {rss_base} / {rss_awake} / {rss_asleep} KiB)"
+        ),
+        format!(
+            "{:.1} %",
+            per(pss_asleep, pss_base) / per(pss_awake, pss_base).max(0.1) * 100.0
+        ),
+    );
+    // Reading a released scrollback back (from the database) against reading it resident.
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for id in ids.iter().take(50) {
+        for times in [&mut cold, &mut warm] {
+            let started = Instant::now();
+            let out = client
+                .receive_output(*id, Some(0), Some(1 << 20), None, None)
+                .await
+                .unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            assert!(out.data.as_bytes().len() > 190_000 && !out.truncated);
+        }
+    }
+    report.row(
+        "receive_output of a whole ~200 KB scrollback, released (read back from the database) p50 (50 sessions)",
+        format!("{:.2} ms", median(cold.clone())),
+        format!("resident, right after: {:.2} ms", median(warm.clone())),
+        format!("{:.1}×", median(cold) / median(warm)),
     );
     daemon.stop();
 }
