@@ -341,7 +341,7 @@ async fn pump(
     stream: &mut Subscription<OutputEvent>,
     screen: &mut Screen<'_>,
 ) -> End {
-    let mut keys = spawn_stdin_reader();
+    let mut keys = Keys::open();
     loop {
         let wake = tokio::select! {
             event = stream.next() => Wake::Event(event),
@@ -444,6 +444,55 @@ async fn on_keys(
         }
     }
     detach_at.map(|_| End::Detached)
+}
+
+/// The keystrokes typed into the terminal.
+enum Keys {
+    /// Read on this runtime, from a description of standard input of our own that does not
+    /// block (so the terminal's own description, shared with the shell, keeps its flags): a
+    /// key reaches `send_input` without a wake-up across threads.
+    Here(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    /// Read on a thread of its own, where standard input cannot be opened again or polled.
+    Thread(mpsc::Receiver<Vec<u8>>),
+}
+
+impl Keys {
+    fn open() -> Self {
+        use rustix::fs::{Mode, OFlags};
+        let own = rustix::fs::open(
+            "/proc/self/fd/0",
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        );
+        // SAFETY: the descriptor was just opened and is owned only by the AsyncFd, which
+        // deregisters it before closing it.
+        match own.map(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }) {
+            Ok(Ok(fd)) => Keys::Here(fd),
+            _ => Keys::Thread(spawn_stdin_reader()),
+        }
+    }
+
+    /// The next keys typed; `None` at the end of input. Cancel-safe: a read happens only
+    /// once the terminal is readable, and returns at once.
+    async fn recv(&mut self) -> Option<Vec<u8>> {
+        let fd = match self {
+            Keys::Thread(rx) => return rx.recv().await,
+            Keys::Here(fd) => fd,
+        };
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut ready = fd.readable().await.ok()?;
+            match ready
+                .try_io(|fd| rustix::io::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from))
+            {
+                Ok(Ok(0)) => return None,
+                Ok(Ok(n)) => return Some(buf[..n].to_vec()),
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => return None,
+                Err(_would_block) => {}
+            }
+        }
+    }
 }
 
 /// Reads keystrokes on a thread of its own (tokio's stdin would keep the runtime from

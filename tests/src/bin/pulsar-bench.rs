@@ -100,6 +100,9 @@ async fn main() {
     if wanted("attachpty") {
         attach_throughput(&mut report).await;
     }
+    if wanted("attachecho") {
+        attach_echo(&mut report).await;
+    }
     if wanted("crashloss") {
         crash_loss(&mut report).await;
     }
@@ -219,6 +222,90 @@ async fn attach_throughput(report: &mut Report) {
             format!("{:.0} %", 100.0 * ours / bare),
         );
     }
+    daemon.stop();
+}
+
+/// Keystroke echo as a person sees it: a key typed into the terminal `pulsar attach` runs
+/// in, to a session running a raw `cat`, until the echo is back on that terminal; each key
+/// right after one through a bare PTY's raw `cat`.
+async fn attach_echo(report: &mut Report) {
+    const N: usize = 1000;
+    const WARM_UP: usize = 50;
+    let bare_echo = BarePtyEcho::start();
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    let client = daemon.client().await;
+    let id = client
+        .create_session(
+            None,
+            command(&["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"]),
+            Some(80),
+            Some(24),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    pulsar_e2e::read_until(&client, id, "R").await;
+    let socket = daemon.socket.clone();
+    let (bare, ours, added) = tokio::task::spawn_blocking(move || {
+        let (mut child, mut reader, mut writer) = bare_pty(&format!(
+            "exec '{}' --socket '{}' attach {}",
+            artifact("pulsar").display(),
+            socket.display(),
+            id
+        ));
+        // The snapshot shows the session's "R": attached.
+        read_to_mark(&mut reader, b"R");
+        let mut buf = [0u8; 4096];
+        let mut key = || {
+            let start = Instant::now();
+            writer.write_all(b"k").unwrap();
+            // Whatever else the client writes first (the rest of the redraw), up to the echo.
+            loop {
+                let n = reader.read(&mut buf).unwrap();
+                assert!(n > 0, "the attached client ended");
+                if buf[..n].contains(&b'k') {
+                    return start.elapsed();
+                }
+            }
+        };
+        for _ in 0..WARM_UP {
+            key();
+        }
+        let (mut bare, mut ours, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..N {
+            let baseline = bare_echo.sample();
+            let measured = key();
+            bare.push(baseline);
+            ours.push(measured);
+            added.push(measured.as_secs_f64() - baseline.as_secs_f64());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (bare, ours, added)
+    })
+    .await
+    .unwrap();
+    let (bare, ours) = (stats(bare), stats(ours));
+    let mut added = added;
+    added.sort_by(f64::total_cmp);
+    let added_at = |q: f64| added[((added.len() as f64 - 1.0) * q).round() as usize] * 1e6;
+    report.row(
+        &format!(
+            "keystroke echo through `pulsar attach` in a PTY, p50 / p99 ({N} keys, each also through a bare PTY right before)"
+        ),
+        format!("{:.0} / {:.0} µs", ours.p50, ours.p99),
+        format!("bare PTY {:.0} / {:.0} µs", bare.p50, bare.p99),
+        format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99),
+    );
+    report.row(
+        &format!("added echo latency through `pulsar attach` p50 / p99, per key ({N} pairs)"),
+        format!("{:.0} / {:.0} µs", added_at(0.50), added_at(0.99)),
+        "-".to_owned(),
+        "-".to_owned(),
+    );
     daemon.stop();
 }
 
