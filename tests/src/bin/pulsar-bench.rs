@@ -100,7 +100,7 @@ async fn main() {
     if wanted("attachpty") {
         attach_throughput(&mut report).await;
     }
-    if wanted("attachecho") {
+    if wanted("typing") {
         attach_echo(&mut report).await;
     }
     if wanted("crashloss") {
