@@ -23,10 +23,36 @@ pub async fn run(endpoint: &Endpoint, json: bool) -> Result<Exit> {
         println!("pulsar daemon {} (pid {})", status.version, status.pid);
         println!("socket:   {}", endpoint.socket.display());
         println!("uptime:   {}", uptime(status.uptime_seconds));
-        println!("sessions: {}", status.num_sessions);
+        println!(
+            "sessions: {}{}",
+            status.num_sessions,
+            asleep(status.num_hibernated, status.scrollback_released_bytes)
+        );
         println!("clients:  {}", status.num_clients);
     }
     Ok(Exit::Ok)
+}
+
+/// ` (2 asleep, 380 KiB of their scrollback in the database only)`, or nothing when none
+/// sleeps.
+fn asleep(sessions: usize, released_bytes: u64) -> String {
+    match (sessions, released_bytes) {
+        (0, _) => String::new(),
+        (n, 0) => format!(" ({n} asleep)"),
+        (n, bytes) => format!(
+            " ({n} asleep, {} of their scrollback in the database only)",
+            size(bytes)
+        ),
+    }
+}
+
+/// `512 B`, `12 KiB`, `3.4 MiB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{} KiB", bytes / 1024),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
 }
 
 /// `3d 4h 5m 6s`, leaving out leading zero units.
@@ -47,6 +73,18 @@ fn uptime(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleeping_sessions_are_counted_with_what_they_released() {
+        assert_eq!(asleep(0, 0), "");
+        assert_eq!(asleep(3, 0), " (3 asleep)");
+        assert_eq!(
+            asleep(2, 389_120),
+            " (2 asleep, 380 KiB of their scrollback in the database only)"
+        );
+        assert_eq!(size(900), "900 B");
+        assert_eq!(size(3_565_158), "3.4 MiB");
+    }
 
     #[test]
     fn uptime_leaves_out_leading_zero_units() {

@@ -748,6 +748,34 @@ async fn status_reports_the_daemon() {
 }
 
 #[tokio::test]
+async fn status_counts_sleeping_sessions_and_the_scrollback_they_released() {
+    let daemon = Daemon::start_with(&[
+        ("HIBERNATE_AFTER_SECS", "1"),
+        ("CLEANUP_INTERVAL_SECS", "1"),
+        ("PERSIST_INTERVAL_MS", "100"),
+    ])
+    .await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["/bin/sh", "-c", "seq 1 30000; read x"]).await;
+    read_until(&client, id, "30000").await;
+    let released = eventually("the scrollback to be released", || {
+        let socket = daemon.socket.clone();
+        async move {
+            let status = try_call(&socket, "get_status", json!({}))?;
+            let bytes = status["scrollback_released_bytes"].as_u64()?;
+            (bytes > 190_000).then_some(bytes)
+        }
+    })
+    .await;
+    let run = pulsar_ok(&daemon, &["status"]);
+    let expected = format!(
+        "sessions: 1 (1 asleep, {} KiB of their scrollback in the database only)",
+        released / 1024
+    );
+    assert!(run.stdout.contains(&expected), "{}", run.stdout);
+}
+
+#[tokio::test]
 async fn without_a_daemon_every_verb_exits_3_and_says_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("absent.sock");
