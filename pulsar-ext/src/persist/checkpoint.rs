@@ -17,6 +17,9 @@ use crate::terminal::Loader;
 struct Saved {
     output_offset: u64,
     last_active: i64,
+    /// The head at which the database's copy of its newest output differed from the ring's:
+    /// not read again until the head moves.
+    release_failed_at: Option<u64>,
 }
 
 /// Saves what changed in each session since its last checkpoint.
@@ -48,6 +51,7 @@ impl Checkpointer {
             Saved {
                 output_offset,
                 last_active,
+                release_failed_at: None,
             },
         );
     }
@@ -87,8 +91,13 @@ impl Checkpointer {
         for session in sessions.all() {
             let id = session.id();
             let head = session.output_offset();
-            let saved = self.saved().get(&id).map(|s| s.output_offset);
-            if !session.is_hibernated() || saved != Some(head) {
+            let Some(saved) = self.saved().get(&id).copied() else {
+                continue;
+            };
+            if !session.is_hibernated()
+                || saved.output_offset != head
+                || saved.release_failed_at == Some(head)
+            {
                 continue;
             }
             let Some(range) =
@@ -106,6 +115,11 @@ impl Checkpointer {
                     continue;
                 }
             };
+            if bytes.is_empty() {
+                // Nothing saved ends at the head yet (its last save is not committed): the
+                // next pass looks again.
+                continue;
+            }
             let store = self.store.clone();
             let load: Loader = Arc::new(move |wanted: Range<u64>| {
                 let (from, bytes) = store
@@ -120,7 +134,11 @@ impl Checkpointer {
                 Ok(bytes)
             });
             let n = session.release_saved_scrollback(from, &bytes, load);
-            if n > 0 {
+            if n == 0 {
+                if let Some(saved) = self.saved().get_mut(&id) {
+                    saved.release_failed_at = Some(head);
+                }
+            } else {
                 tracing::trace!(session = %id, from, bytes = n, "scrollback released to the store");
                 released.0 += 1;
                 released.1 += n as u64;
