@@ -44,8 +44,9 @@ pub struct Session {
     /// stopped session kept for its history holds no terminal, descriptor or device.
     backend: RwLock<Arc<dyn Backend>>,
     output: OutputLog,
-    /// Resizes, for subscribers.
-    control: broadcast::Sender<Control>,
+    /// Resizes, for subscribers; made by the first one (a channel is ~300 bytes of heap, and
+    /// most sessions never have an output subscriber).
+    control: OnceLock<broadcast::Sender<Control>>,
     /// Set once, when the process has ended and its output is drained: the one signal of
     /// the end, for readers, waiters and the state.
     exit: Once<Exit>,
@@ -137,9 +138,7 @@ impl Session {
             created_at,
             backend: RwLock::new(backend),
             output: OutputLog::new(size, scrollback_bytes, history),
-            // Resizes only, and a reader that misses one is set right by the next or by
-            // `get_session`: four slots (each slot is a lock; sixteen were ~650 B a session).
-            control: broadcast::channel(4).0,
+            control: OnceLock::new(),
             exit: Once::new(exit),
             last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
@@ -369,7 +368,11 @@ impl Session {
     }
 
     pub(super) fn subscribe_control(&self) -> broadcast::Receiver<Control> {
-        self.control.subscribe()
+        // Resizes only, and a reader that misses one is set right by the next or by
+        // `get_session`: four slots (each slot is a lock; sixteen were ~650 B a session).
+        self.control
+            .get_or_init(|| broadcast::channel(4).0)
+            .subscribe()
     }
 
     pub(super) fn state_with(&self, clients: &ClientTable) -> SessionState {
@@ -547,7 +550,10 @@ impl Session {
             })?;
         self.clients().set_size((cols, rows));
         self.record(|recording| recording.resize((cols, rows)));
-        let _ = self.control.send(Control::Resized { cols, rows });
+        // No channel yet: no subscriber to tell (one that subscribes later reads the size).
+        if let Some(control) = self.control.get() {
+            let _ = control.send(Control::Resized { cols, rows });
+        }
         self.notify();
         self.emit(SessionEvent::SessionResized {
             session_id: self.id,
