@@ -99,7 +99,7 @@ impl Scrollback {
         self.released.as_ref().map_or(0, |r| r.len)
     }
 
-    /// True when the `len` bytes ending at the head are resident and equal `tail`.
+    /// True when the ring's last `tail.len()` bytes are resident and equal `tail`.
     pub fn tail_equals(&self, tail: &[u8]) -> bool {
         let len = tail.len();
         if self.released.is_some() || len > self.bytes.len() {
