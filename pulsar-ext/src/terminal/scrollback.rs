@@ -433,4 +433,62 @@ mod tests {
         assert_eq!(ring.release_tail(2, load), 0, "already released");
         assert_eq!(ring.released_len(), 3);
     }
+
+    #[test]
+    fn releases_and_wakes_never_change_what_any_read_returns() {
+        // A model of the ring: every byte ever written (by offset) and the oldest one kept.
+        for seed in 1..=8u64 {
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut next = move |below: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % below.max(1)
+            };
+            let capacity = 64 + next(200) as usize;
+            let written = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+            let load: Loader = {
+                let written = Arc::clone(&written);
+                Arc::new(move |range: Range<u64>| {
+                    Ok(written.lock().unwrap()[range.start as usize..range.end as usize].to_vec())
+                })
+            };
+            let mut ring = Scrollback::new(capacity);
+            let mut start = 0u64;
+            for _ in 0..2_000 {
+                let head = written.lock().unwrap().len() as u64;
+                match next(3) {
+                    0 => {
+                        let len = next(capacity as u64 * 3 / 2) as usize;
+                        let data: Vec<u8> = (0..len).map(|_| next(256) as u8).collect();
+                        assert_eq!(ring.push(&data), head);
+                        written.lock().unwrap().extend_from_slice(&data);
+                        let head = head + len as u64;
+                        start = start.max(head.saturating_sub(capacity as u64));
+                    }
+                    1 => {
+                        let from = start + next(head - start + 1);
+                        ring.release_tail(from, Arc::clone(&load));
+                    }
+                    _ => {
+                        let from = (start + next(head - start + 20)).saturating_sub(10);
+                        let max = next(capacity as u64 + 10) as usize;
+                        let chunk = ring.read(from, max);
+                        let at = from.clamp(start, head);
+                        let end = (at + max as u64).min(head);
+                        let want = &written.lock().unwrap()[at as usize..end as usize];
+                        assert_eq!(
+                            (chunk.offset, chunk.data.as_slice(), chunk.truncated),
+                            (at, want, from < start),
+                            "seed {seed}: read({from}, {max})"
+                        );
+                    }
+                }
+                assert_eq!(
+                    (ring.start(), ring.head()),
+                    (start, written.lock().unwrap().len() as u64)
+                );
+            }
+        }
+    }
 }
