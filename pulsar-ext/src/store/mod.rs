@@ -491,34 +491,39 @@ impl Store {
         }
     }
 
-    /// The saved output of session `id`, in offset order, read on a connection of its own
-    /// (the writer's transactions are not held up). Blocking: call from a blocking context.
+    /// Runs `query` on a read-only connection of its own (the writer's transactions are
+    /// not held up), opened for it. Blocking: call from a blocking context.
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Connection::open_with_flags(&self.path, flags)
+            .and_then(|conn| query(&conn))
+            .map_err(|e| StoreError::Open {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The saved output of session `id`, in offset order, read on a connection of its own.
+    /// Blocking: call from a blocking context.
     pub fn saved_output(&self, id: Uuid) -> Result<Vec<TimedChunk>, StoreError> {
-        let read_err = |e: rusqlite::Error| StoreError::Open {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        };
-        let conn = Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(read_err)?;
-        let mut chunks = conn
-            .prepare(
+        self.read(|conn| {
+            conn.prepare(
                 "SELECT offset, time, data FROM output_chunks WHERE session_id = ?1
                  ORDER BY offset",
-            )
-            .map_err(read_err)?;
-        let found = chunks
+            )?
             .query_map(params![id.to_string()], |r| {
                 Ok(TimedChunk {
                     offset: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
                     time: r.get(1)?,
                     data: r.get(2)?,
                 })
-            })
-            .map_err(read_err)?;
-        found.collect::<rusqlite::Result<_>>().map_err(read_err)
+            })?
+            .collect()
+        })
     }
 
     /// The longest run of session `id`'s saved output that ends exactly at offset `to` and
@@ -526,35 +531,24 @@ impl Store {
     /// as its first offset and its bytes; empty when nothing saved ends at `to`. Read on a
     /// connection of its own; blocking: call from a blocking context.
     pub fn saved_run(&self, id: Uuid, from: u64, to: u64) -> Result<(u64, Vec<u8>), StoreError> {
-        let read_err = |e: rusqlite::Error| StoreError::Open {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        };
-        let conn = Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(read_err)?;
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut chunks = conn
-            .prepare(
+        // Newest first: each piece must end where the one after it begins.
+        let pieces: Vec<(u64, Vec<u8>)> = self.read(|conn| {
+            conn.prepare(
                 "SELECT offset, data FROM output_chunks
                  WHERE session_id = ?1 AND offset < ?3 AND offset + length(data) > ?2
                  ORDER BY offset DESC",
-            )
-            .map_err(read_err)?;
-        let rows = chunks
+            )?
             .query_map(params![id.to_string(), as_i64(from), as_i64(to)], |r| {
                 Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(read_err)?;
-        // Newest first: each piece must end where the one after it begins.
-        let mut pieces: Vec<Vec<u8>> = Vec::new();
+            })?
+            .collect()
+        })?;
+        let mut run: Vec<Vec<u8>> = Vec::new();
         let mut begins = to;
-        for row in rows {
-            let (offset, mut data) = row.map_err(read_err)?;
+        for (offset, mut data) in pieces {
             let end = offset + data.len() as u64;
-            let fits = if pieces.is_empty() {
+            let fits = if run.is_empty() {
                 end >= to
             } else {
                 end == begins
@@ -563,34 +557,20 @@ impl Store {
                 break;
             }
             data.truncate((to.min(end) - offset) as usize);
-            let skip = from.saturating_sub(offset) as usize;
-            data.drain(..skip.min(data.len()));
+            data.drain(..(from.saturating_sub(offset) as usize).min(data.len()));
             begins = offset.max(from);
-            pieces.push(data);
+            run.push(data);
             if begins == from {
                 break;
             }
         }
-        if pieces.is_empty() {
-            return Ok((to, Vec::new()));
-        }
-        let bytes = pieces.into_iter().rev().flatten().collect();
-        Ok((begins, bytes))
+        Ok((begins, run.into_iter().rev().flatten().collect()))
     }
 
     /// The saved port forwards of session `id`, oldest first, read on a connection of its
     /// own. Blocking: call from a blocking context.
     pub fn saved_forwards(&self, id: Uuid) -> Result<Vec<ForwardRow>, StoreError> {
-        let read_err = |e: rusqlite::Error| StoreError::Open {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        };
-        let conn = Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(read_err)?;
-        let mut rows = load_forwards(&conn).map_err(read_err)?;
+        let mut rows = self.read(load_forwards)?;
         rows.retain(|row| row.session_id == id);
         Ok(rows)
     }
