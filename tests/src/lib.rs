@@ -780,6 +780,15 @@ pub async fn start_program(client: &PulsarClient, argv: &[&str]) -> SessionId {
 }
 
 impl LineClient {
+    /// Creates a session running `/bin/sh -c script`; returns `create_session`'s result.
+    pub async fn create_sh(&mut self, script: &str) -> Value {
+        self.ok(
+            "create_session",
+            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
+        )
+        .await
+    }
+
     /// Creates a session running `cat` (silent until typed to); returns `create_session`'s
     /// result.
     pub async fn create_cat(&mut self) -> Value {

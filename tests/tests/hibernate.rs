@@ -7,33 +7,17 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn an_idle_screen_hibernates_and_wakes_exactly_as_it_was() {
-    let daemon = Daemon::start_with(&[
-        ("HIBERNATE_AFTER_SECS", "1"),
-        ("CLEANUP_INTERVAL_SECS", "1"),
-    ])
-    .await;
+    let daemon = sleepy_daemon(&[]).await;
     let mut line = daemon.line().await;
     let script = r#"printf '\033[1;31mred\033[0m plain\n\033[2;5Hmoved'; read x; echo woke-$((6*7)); read y"#;
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
-        )
-        .await;
+    let created = line.create_sh(script).await;
     let id = created["session_id"].clone();
     line.read_output_until(&id, "moved").await;
     let before = line
         .ok("get_screen", json!({"session_id": id, "format": "ansi"}))
         .await;
 
-    eventually("the idle screen to hibernate", || {
-        let socket = daemon.socket.clone();
-        async move {
-            let status = try_call(&socket, "get_status", json!({}))?;
-            (status["num_hibernated"] == 1).then_some(())
-        }
-    })
-    .await;
+    status_becomes(&daemon, "num_hibernated", 1).await;
     // Reading it wakes it, exactly as it was.
     let after = line
         .ok("get_screen", json!({"session_id": id, "format": "ansi"}))
@@ -76,29 +60,28 @@ async fn all_output(line: &mut LineClient, id: &Value) -> (Vec<u8>, Value) {
     (unb64(out["data"].as_str().expect("data")), out)
 }
 
-/// Polls `get_status` until `scrollback_released_bytes` is `wanted`.
-async fn released_becomes(daemon: &Daemon, wanted: u64) {
-    eventually(&format!("{wanted} scrollback bytes released"), || {
+/// Polls `get_status` until its `field` is `wanted`.
+async fn status_becomes(daemon: &Daemon, field: &'static str, wanted: u64) {
+    eventually(&format!("get_status's {field} to be {wanted}"), || {
         let socket = daemon.socket.clone();
         async move {
             let status = try_call(&socket, "get_status", json!({}))?;
-            (status["scrollback_released_bytes"] == wanted).then_some(())
+            (status[field] == wanted).then_some(())
         }
     })
     .await;
+}
+
+/// Polls `get_status` until `scrollback_released_bytes` is `wanted`.
+async fn released_becomes(daemon: &Daemon, wanted: u64) {
+    status_becomes(daemon, "scrollback_released_bytes", wanted).await;
 }
 
 /// A session that prints `seq 1 30000` (about 200 KB through the terminal), then waits for a
 /// line before printing `after-42`.
 async fn seq_session(line: &mut LineClient) -> Value {
     let script = "seq 1 30000; echo end-of-seq; read x; echo after-$((6*7)); read y";
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
-        )
-        .await;
-    let id = created["session_id"].clone();
+    let id = line.create_sh(script).await["session_id"].clone();
     line.read_output_until(&id, "end-of-seq").await;
     id
 }
@@ -156,14 +139,7 @@ async fn scrollback_is_kept_in_memory_when_output_is_not_saved() {
     let daemon = sleepy_daemon(&[("PERSIST_SCROLLBACK_BYTES", "0")]).await;
     let mut line = daemon.line().await;
     let id = seq_session(&mut line).await;
-    eventually("the idle screen to hibernate", || {
-        let socket = daemon.socket.clone();
-        async move {
-            let status = try_call(&socket, "get_status", json!({}))?;
-            (status["num_hibernated"] == 1).then_some(status)
-        }
-    })
-    .await;
+    status_becomes(&daemon, "num_hibernated", 1).await;
     // Three more seconds: two more cleanup passes, each of which would have released it.
     fn uptime(socket: &std::path::Path) -> Option<u64> {
         try_call(socket, "get_status", json!({}))?["uptime_seconds"].as_u64()

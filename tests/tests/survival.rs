@@ -82,12 +82,7 @@ async fn output_written_across_a_graceful_restart_is_neither_lost_nor_duplicated
     let mut line = daemon.line().await;
     // Counts while the daemon restarts, then waits for a line so it stays for reading.
     let script = "for i in $(seq 1 300); do echo n$i; sleep 0.005; done; echo counted; read x";
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
-        )
-        .await;
+    let created = line.create_sh(script).await;
     let id = created["session_id"].clone();
     line.read_output_until(&id, "n20\r\n").await;
     drop(line);
@@ -128,12 +123,7 @@ async fn an_exit_while_no_daemon_runs_is_reported_with_its_code() {
         "echo waiting; while [ ! -e {} ]; do sleep 0.02; done; exit 42",
         go.display()
     );
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
-        )
-        .await;
+    let created = line.create_sh(&script).await;
     let id = created["session_id"].clone();
     let pid = created["pid"].as_u64().unwrap() as u32;
     line.read_output_until(&id, "waiting").await;
@@ -229,12 +219,7 @@ async fn the_main_screen_behind_a_full_screen_program_survives_a_restart() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
     let script = r#"printf 'MAIN-TEXT\n'; printf '\033[?1049h\033[HALT-TEXT'; read x; printf '\033[?1049l'; read y"#;
-    let created = line
-        .ok(
-            "create_session",
-            json!({"type": {"kind": "local", "command": ["/bin/sh", "-c", script]}}),
-        )
-        .await;
+    let created = line.create_sh(script).await;
     let id = created["session_id"].clone();
     line.read_output_until(&id, "ALT-TEXT").await;
     drop(line);

@@ -6,6 +6,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,73 @@ impl Report {
         println!("{line}");
         self.0.push(line);
     }
+}
+
+/// Keystroke echo samples in pairs: each key through a bare PTY, then right after through
+/// Pulsar, so the difference of a pair is what Pulsar adds to that key.
+#[derive(Default)]
+struct EchoPairs {
+    bare: Vec<Duration>,
+    ours: Vec<Duration>,
+    added: Vec<f64>,
+}
+
+impl EchoPairs {
+    fn push(&mut self, bare: Duration, ours: Duration) {
+        self.bare.push(bare);
+        self.ours.push(ours);
+        self.added.push(ours.as_secs_f64() - bare.as_secs_f64());
+    }
+
+    /// Two rows: both distributions side by side (`what`), and the per-key difference
+    /// (`added`; its p99 is not the difference of the two p99s).
+    fn report(mut self, report: &mut Report, what: &str, added: &str) {
+        let (bare, ours) = (stats(self.bare), stats(self.ours));
+        self.added.sort_by(f64::total_cmp);
+        let n = self.added.len();
+        let added_at = |q: f64| self.added[((n as f64 - 1.0) * q).round() as usize] * 1e6;
+        report.row(
+            what,
+            format!("{:.0} / {:.0} µs", ours.p50, ours.p99),
+            format!("bare PTY {:.0} / {:.0} µs", bare.p50, bare.p99),
+            format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99),
+        );
+        report.row(
+            added,
+            format!("{:.0} / {:.0} µs", added_at(0.50), added_at(0.99)),
+            "-".to_owned(),
+            "-".to_owned(),
+        );
+    }
+}
+
+/// A session running `argv` in an 80×24 terminal.
+async fn create_80x24(client: &PulsarClient, argv: &[&str]) -> SessionId {
+    client
+        .create_session(None, command(argv), Some(80), Some(24), None, None, None)
+        .await
+        .unwrap()
+        .session_id
+}
+
+/// `pulsar attach ID` running in a bare 80×24 PTY, once its snapshot has shown the
+/// session's "R" (the session printed it): attached.
+fn attach_in_pty(
+    socket: &Path,
+    id: SessionId,
+) -> (
+    Box<dyn portable_pty::Child + Send + Sync>,
+    Box<dyn std::io::Read + Send>,
+    Box<dyn std::io::Write + Send>,
+) {
+    let (child, mut reader, writer) = bare_pty(&format!(
+        "exec '{}' --socket '{}' attach {}",
+        artifact("pulsar").display(),
+        socket.display(),
+        id
+    ));
+    read_to_mark(&mut reader, b"R");
+    (child, reader, writer)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -234,30 +302,15 @@ async fn attach_echo(report: &mut Report) {
     let bare_echo = BarePtyEcho::start();
     let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
     let client = daemon.client().await;
-    let id = client
-        .create_session(
-            None,
-            command(&["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"]),
-            Some(80),
-            Some(24),
-            None,
-            None,
-            None,
-        )
-        .await
-        .unwrap()
-        .session_id;
+    let id = create_80x24(
+        &client,
+        &["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"],
+    )
+    .await;
     pulsar_e2e::read_until(&client, id, "R").await;
     let socket = daemon.socket.clone();
-    let (bare, ours, added) = tokio::task::spawn_blocking(move || {
-        let (mut child, mut reader, mut writer) = bare_pty(&format!(
-            "exec '{}' --socket '{}' attach {}",
-            artifact("pulsar").display(),
-            socket.display(),
-            id
-        ));
-        // The snapshot shows the session's "R": attached.
-        read_to_mark(&mut reader, b"R");
+    let pairs = tokio::task::spawn_blocking(move || {
+        let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
         let mut buf = [0u8; 4096];
         let mut key = || {
             let start = Instant::now();
@@ -274,37 +327,23 @@ async fn attach_echo(report: &mut Report) {
         for _ in 0..WARM_UP {
             key();
         }
-        let (mut bare, mut ours, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pairs = EchoPairs::default();
         for _ in 0..N {
             let baseline = bare_echo.sample();
-            let measured = key();
-            bare.push(baseline);
-            ours.push(measured);
-            added.push(measured.as_secs_f64() - baseline.as_secs_f64());
+            pairs.push(baseline, key());
         }
         let _ = child.kill();
         let _ = child.wait();
-        (bare, ours, added)
+        pairs
     })
     .await
     .unwrap();
-    let (bare, ours) = (stats(bare), stats(ours));
-    let mut added = added;
-    added.sort_by(f64::total_cmp);
-    let added_at = |q: f64| added[((added.len() as f64 - 1.0) * q).round() as usize] * 1e6;
-    report.row(
+    pairs.report(
+        report,
         &format!(
             "keystroke echo through `pulsar attach` in a PTY, p50 / p99 ({N} keys, each also through a bare PTY right before)"
         ),
-        format!("{:.0} / {:.0} µs", ours.p50, ours.p99),
-        format!("bare PTY {:.0} / {:.0} µs", bare.p50, bare.p99),
-        format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99),
-    );
-    report.row(
         &format!("added echo latency through `pulsar attach` p50 / p99, per key ({N} pairs)"),
-        format!("{:.0} / {:.0} µs", added_at(0.50), added_at(0.99)),
-        "-".to_owned(),
-        "-".to_owned(),
     );
     daemon.stop();
 }
@@ -348,33 +387,13 @@ fn bare_until_mark(producer: &str) -> f64 {
 /// Bytes per second of `producer` in a session, shown by `pulsar attach` running in a PTY.
 async fn attached_until_mark(daemon: &Daemon, producer: &str) -> f64 {
     let client = daemon.client().await;
-    let id = client
-        .create_session(
-            None,
-            command(&[
-                "/bin/sh",
-                "-c",
-                &format!("stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30"),
-            ]),
-            Some(80),
-            Some(24),
-            None,
-            None, None,
-        )
-        .await
-        .unwrap()
-        .session_id;
+    let script =
+        format!("stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30");
+    let id = create_80x24(&client, &["/bin/sh", "-c", &script]).await;
     pulsar_e2e::read_until(&client, id, "R").await;
     let socket = daemon.socket.clone();
     let rate = tokio::task::spawn_blocking(move || {
-        let (mut child, mut reader, mut writer) = bare_pty(&format!(
-            "exec '{}' --socket '{}' attach {}",
-            artifact("pulsar").display(),
-            socket.display(),
-            id
-        ));
-        // The snapshot shows the session's "R": attached.
-        read_to_mark(&mut reader, b"R");
+        let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
         let start = Instant::now();
         writer.write_all(b"\n").unwrap();
         let total = read_to_mark(&mut reader, b"END-42-MARK");
@@ -1163,7 +1182,7 @@ async fn echo_latency(report: &mut Report) {
         .unwrap();
     // Paired samples: each key goes through a bare PTY and through Pulsar, one right after
     // the other, so that the difference of a pair is the latency Pulsar adds to that key.
-    let (mut bare, mut ours, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pairs = EchoPairs::default();
     for _ in 0..N {
         let baseline = tokio::task::block_in_place(|| bare_pty.sample());
         let start = Instant::now();
@@ -1177,25 +1196,12 @@ async fn echo_latency(report: &mut Report) {
                 break;
             }
         }
-        let measured = start.elapsed();
-        bare.push(baseline);
-        ours.push(measured);
-        added.push(measured.as_secs_f64() - baseline.as_secs_f64());
+        pairs.push(baseline, start.elapsed());
     }
-    let (bare, ours) = (stats(bare), stats(ours));
-    added.sort_by(f64::total_cmp);
-    let added_at = |q: f64| added[((added.len() as f64 - 1.0) * q).round() as usize] * 1e6;
-    report.row(
+    pairs.report(
+        report,
         &format!("keystroke echo p50 / p99 ({N} keys, each also through a bare PTY right before)"),
-        format!("{:.0} / {:.0} µs", ours.p50, ours.p99),
-        format!("bare PTY {:.0} / {:.0} µs", bare.p50, bare.p99),
-        format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99),
-    );
-    report.row(
         &format!("added echo latency p50 / p99: Pulsar − bare PTY, per key ({N} pairs)"),
-        format!("{:.0} / {:.0} µs", added_at(0.50), added_at(0.99)),
-        "-".to_owned(),
-        "-".to_owned(),
     );
     daemon.stop();
 }
@@ -1373,20 +1379,7 @@ async fn memory(report: &mut Report) {
     let mut created: Vec<SessionId> = Vec::new();
     for target in [100usize, 500, 1000] {
         while created.len() < target {
-            let id = client
-                .create_session(
-                    None,
-                    command(&["/bin/sh"]),
-                    Some(80),
-                    Some(24),
-                    None,
-                    None,
-                    None,
-                )
-                .await
-                .unwrap()
-                .session_id;
-            created.push(id);
+            created.push(create_80x24(&client, &["/bin/sh"]).await);
         }
         // Every shell has drawn its prompt (so its screen rows exist) before measuring.
         for id in &created {
@@ -1456,20 +1449,13 @@ async fn hibernate(report: &mut Report) {
     let (rss_base, pss_base) = (daemon.rss_kib(), pss());
     let mut ids = Vec::new();
     for _ in 0..SESSIONS {
-        let id = client
-            .create_session(
-                None,
-                command(&["/bin/sh", "-c", "seq 1 30000; echo end-of-seq; read x"]),
-                Some(80),
-                Some(24),
-                None,
-                None,
-                None,
+        ids.push(
+            create_80x24(
+                &client,
+                &["/bin/sh", "-c", "seq 1 30000; echo end-of-seq; read x"],
             )
-            .await
-            .unwrap()
-            .session_id;
-        ids.push(id);
+            .await,
+        );
     }
     let mut written = 0u64;
     for id in &ids {
