@@ -1,26 +1,27 @@
-//! `pulsar attach`: the local terminal becomes the session's. Raw mode, the attach snapshot,
-//! then the live output stream from the snapshot's offset; keystrokes go to `send_input`,
-//! SIGWINCH to `resize_terminal`; the detach key, the session's exit or the daemon going away
-//! end it, and the terminal is put back as it was on every one of those paths.
+//! `pulsar attach`: the local terminal becomes the session's. Raw mode, then the session's
+//! attach stream (`pulsar_protocol::stream`): its screen, then its live output, raw bytes
+//! both ways on one connection; keystrokes and SIGWINCH go back on it. The detach key, the
+//! session's exit or the daemon going away end it, and the terminal is put back as it was on
+//! every one of those paths.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use jsonrpsee::core::client::Subscription;
 use pulsar_protocol::error as code;
-use pulsar_protocol::{Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient};
+use pulsar_protocol::stream::{AttachStream, OpenError, ServerFrame, StreamHello};
+use pulsar_protocol::{ClientMode, PulsarClient};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::daemon::Endpoint;
-use crate::error::{Exit, Failure, Result, is_lost_connection, rpc_code};
+use crate::error::{Exit, Failure, Result};
 use crate::keys::DetachKey;
 use crate::resolve;
-use crate::rpc::{self, Session};
+use crate::rpc::Session;
 use crate::terminal::{self, AlternateScreenTracker, RawMode};
 
-/// Clears the terminal and homes the cursor before a snapshot is drawn (snapshots redraw a
+/// Clears the terminal and homes the cursor before a screen is drawn (screens redraw a
 /// blank terminal).
 const CLEAR_SCREEN: &[u8] = b"\x1b[H\x1b[2J";
 
@@ -71,13 +72,15 @@ enum End {
 }
 
 /// Attaches the local terminal to `session` until the user detaches, the session exits or
-/// the daemon goes away.
+/// the daemon goes away. `client`, the connection that found the session, is closed: the
+/// attach has a connection of its own.
 pub async fn attach(
     socket: &Path,
     client: PulsarClient,
     session: Session,
     options: Options,
 ) -> Result<Exit> {
+    drop(client);
     if !session.is_live() {
         return Err(Failure::error(format!(
             "session {} has exited{}; it cannot be attached (see `pulsar ls`)",
@@ -85,27 +88,16 @@ pub async fn attach(
             exit_description(session.exit_code, session.exit_signal)
         )));
     }
-    // Listening before the first resize, so that no size change is missed.
+    // Listening before the stream gives our size, so that no size change is missed.
     let mut signals = Signals::listen().map_err(|err| {
         Failure::error(format!(
             "attach to session {}: cannot listen for signals: {err}",
             session.name
         ))
     })?;
-    // Asking for our size first makes the snapshot fit this terminal.
-    if !options.read_only {
-        resize_to_terminal(&client, &session).await?;
-    }
-    let attached = rpc::attach(&client, &session, options.read_only).await?;
-    if !options.read_only {
-        // Attaching starts with no recorded size; record ours for the resize policy.
-        resize_to_terminal(&client, &session).await?;
-    }
-    let (since, first_screen) = match attached.snapshot {
-        Some(snapshot) => (Some(snapshot.offset), Some(snapshot.data.into_bytes())),
-        None => (None, None),
-    };
-    let mut stream = subscribe(&client, &session, since, first_screen.is_none()).await?;
+    let stream = open(socket, &session, options, None)
+        .await
+        .map_err(|err| open_failure(&session, err))?;
 
     let raw = RawMode::enter().map_err(|err| {
         Failure::error(format!(
@@ -117,29 +109,14 @@ pub async fn attach(
         tracker: AlternateScreenTracker::default(),
         raw: &raw,
     };
-    if let Some(bytes) = first_screen {
-        screen.redraw(&bytes);
-    }
     let mut link = Link {
         socket,
-        client,
-        client_id: attached.client_id,
-        next: since.unwrap_or(0),
+        stream,
+        next: None,
     };
-    let end = pump(
-        &mut link,
-        &session,
-        options,
-        &mut signals,
-        &mut stream,
-        &mut screen,
-    )
-    .await;
+    let end = pump(&mut link, &session, options, &mut signals, &mut screen).await;
     if matches!(end, End::Detached) {
-        let detach = link
-            .client
-            .detach_session(session.id, Some(link.client_id.clone()));
-        let _ = tokio::time::timeout(DETACH_TIMEOUT, detach).await;
+        link.stream.close(DETACH_TIMEOUT).await;
     }
     drop(screen);
     drop(raw);
@@ -172,6 +149,46 @@ fn exit_description(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
+/// Opens the session's attach stream, at this terminal's size unless read-only, continuing
+/// from `since` when the daemon still holds it.
+async fn open(
+    socket: &Path,
+    session: &Session,
+    options: Options,
+    since: Option<u64>,
+) -> std::result::Result<AttachStream, OpenError> {
+    let size = (!options.read_only).then(terminal::size).flatten();
+    let hello = StreamHello {
+        session_id: session.id,
+        client_id: None,
+        mode: options.read_only.then_some(ClientMode::ReadOnly),
+        cols: size.map(|(cols, _)| cols),
+        rows: size.map(|(_, rows)| rows),
+        since,
+    };
+    let (_accepted, stream) = AttachStream::open(socket, &hello).await?;
+    Ok(stream)
+}
+
+/// What the user is told when the attach stream cannot be opened.
+fn open_failure(session: &Session, err: OpenError) -> Failure {
+    let doing = format!("attach to session {}", session.name);
+    match err {
+        OpenError::NotRunning { .. } => Failure::new(Exit::NoDaemon, format!("{doing}: {err}")),
+        OpenError::Refused(refusal) if refusal.code == code::SESSION_NOT_FOUND => {
+            Failure::new(Exit::NotFound, format!("{doing}: {}", refusal.message))
+        }
+        OpenError::Refused(refusal) => Failure::error(format!("{doing}: {}", refusal.message)),
+        OpenError::Handshake { .. } => Failure::new(
+            Exit::NoDaemon,
+            format!(
+                "{doing}: {err} (a daemon older than this pulsar? `pulsar upgrade` runs the \
+                 installed one)"
+            ),
+        ),
+    }
+}
+
 /// The outer terminal's output side.
 struct Screen<'a> {
     tracker: AlternateScreenTracker,
@@ -187,50 +204,16 @@ impl Screen<'_> {
         out.write_all(bytes).and_then(|()| out.flush()).is_ok()
     }
 
-    /// Clears the terminal and draws a snapshot.
-    fn redraw(&mut self, snapshot: &[u8]) -> bool {
-        // The snapshot re-enters the alternate screen itself when the program is on it.
+    /// Clears the terminal and draws a screen.
+    fn redraw(&mut self, screen: &[u8]) -> bool {
+        // The screen re-enters the alternate screen itself when the program is on it.
         if self.tracker.is_on() {
             self.tracker.feed(b"\x1b[?1049l");
             let _ = std::io::stdout().write_all(b"\x1b[?1049l");
         }
         let mut bytes = CLEAR_SCREEN.to_vec();
-        bytes.extend_from_slice(snapshot);
+        bytes.extend_from_slice(screen);
         self.write(&bytes)
-    }
-}
-
-/// Subscribes to the session's output from `since`, or from a fresh snapshot.
-async fn subscribe(
-    client: &PulsarClient,
-    session: &Session,
-    since: Option<u64>,
-    snapshot: bool,
-) -> Result<Subscription<OutputEvent>> {
-    client
-        .subscribe_output(session.id, since, snapshot.then_some(true), None)
-        .await
-        .map_err(|err| {
-            Failure::rpc(
-                &format!("follow the output of session {}", session.name),
-                err,
-            )
-        })
-}
-
-/// Asks the daemon for this terminal's size, when it knows one.
-async fn resize_to_terminal(client: &PulsarClient, session: &Session) -> Result<()> {
-    let Some((cols, rows)) = terminal::size() else {
-        return Ok(());
-    };
-    match rpc::resize(client, session.id, cols, rows).await {
-        Ok(()) => Ok(()),
-        // It exited meanwhile: attaching says so with the exit status.
-        Err(err) if rpc_code(&err) == Some(code::INVALID_STATE) => Ok(()),
-        Err(err) => Err(Failure::rpc(
-            &format!("resize session {} to {cols}x{rows}", session.name),
-            err,
-        )),
     }
 }
 
@@ -259,8 +242,8 @@ impl Signals {
 
 /// What woke the attach loop.
 enum Wake {
-    /// An output event, or `None` when the subscription ended.
-    Event(Option<Result<OutputEvent, serde_json::Error>>),
+    /// A frame from the daemon; `None` (or an error) when the stream ended.
+    Frame(std::io::Result<Option<ServerFrame>>),
     /// Keystrokes, or `None` when the terminal closed.
     Keys(Option<Vec<u8>>),
     /// The terminal was resized.
@@ -269,13 +252,13 @@ enum Wake {
     Signal,
 }
 
-/// The connection an attach runs over, replaced when the daemon is (an upgrade, a restart).
+/// The stream an attach runs over, replaced when the daemon is (an upgrade, a restart).
 struct Link<'a> {
     socket: &'a Path,
-    client: PulsarClient,
-    client_id: String,
-    /// The offset of the next output byte to show: where a new connection continues.
-    next: u64,
+    stream: AttachStream,
+    /// The offset of the next output byte to show, once a screen has been drawn: where a
+    /// new stream continues.
+    next: Option<u64>,
 }
 
 /// How long an attach tries to reach the daemon again after losing it (an upgrade takes a
@@ -283,43 +266,29 @@ struct Link<'a> {
 const RECONNECT_WINDOW: Duration = Duration::from_secs(8);
 
 impl Link<'_> {
-    /// Connects again, attaches again and follows the output from where it was shown up to.
-    /// `Err` with the attach's end when the daemon does not come back or the session is gone.
+    /// Opens the stream again, from where this terminal is (after a crash the daemon may
+    /// have kept less than that, and then it sends a fresh screen). `Err` with the attach's
+    /// end when the daemon does not come back or the session is gone.
     async fn reconnect(
         &mut self,
         session: &Session,
         options: Options,
-    ) -> std::result::Result<Subscription<OutputEvent>, End> {
+    ) -> std::result::Result<(), End> {
         let deadline = tokio::time::Instant::now() + RECONNECT_WINDOW;
         let mut pause = Duration::from_millis(10);
         loop {
-            if let Ok(client) = pulsar_protocol::connect(self.socket).await {
-                match rpc::attach(&client, session, options.read_only).await {
-                    Ok(attached) => {
-                        if !options.read_only {
-                            let _ = resize_to_terminal(&client, session).await;
-                        }
-                        // From where this terminal is; after a crash the daemon may have
-                        // kept less than that, and then a fresh snapshot redraws the screen.
-                        let stream = match subscribe(&client, session, Some(self.next), false).await
-                        {
-                            Ok(stream) => Ok(stream),
-                            Err(_) => subscribe(&client, session, None, true).await,
-                        };
-                        if let Ok(stream) = stream {
-                            self.client = client;
-                            self.client_id = attached.client_id;
-                            return Ok(stream);
-                        }
-                    }
-                    Err(failure) if failure.exit == Exit::NoDaemon => {}
-                    // Gone, or stopped while we were away: the stream would have said so.
-                    Err(_) => {
-                        return Err(End::Exited {
-                            code: None,
-                            signal: None,
-                        });
-                    }
+            match open(self.socket, session, options, self.next).await {
+                Ok(stream) => {
+                    self.stream = stream;
+                    return Ok(());
+                }
+                Err(OpenError::NotRunning { .. } | OpenError::Handshake { .. }) => {}
+                // Gone, or stopped while we were away: the stream would have said so.
+                Err(OpenError::Refused(_)) => {
+                    return Err(End::Exited {
+                        code: None,
+                        signal: None,
+                    });
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -338,13 +307,12 @@ async fn pump(
     session: &Session,
     options: Options,
     signals: &mut Signals,
-    stream: &mut Subscription<OutputEvent>,
     screen: &mut Screen<'_>,
 ) -> End {
     let mut keys = Keys::open();
     loop {
         let wake = tokio::select! {
-            event = stream.next() => Wake::Event(event),
+            frame = link.stream.next() => Wake::Frame(frame),
             keys = keys.recv() => Wake::Keys(keys),
             _ = signals.window_change.recv() => Wake::WindowChanged,
             _ = signals.hangup.recv() => Wake::Signal,
@@ -352,96 +320,66 @@ async fn pump(
             _ = signals.interrupt.recv() => Wake::Signal,
         };
         let end = match wake {
-            Wake::Event(event) => {
-                match &event {
-                    Some(Ok(OutputEvent::Output { data, offset })) => {
-                        link.next = offset + data.as_bytes().len() as u64;
-                    }
-                    Some(Ok(OutputEvent::Snapshot { offset, .. })) => link.next = *offset,
-                    _ => {}
-                }
-                on_event(&link.client, session, event, stream, screen).await
-            }
-            Wake::Keys(Some(bytes)) => on_keys(&link.client, session, options, &bytes).await,
+            Wake::Frame(Ok(Some(frame))) => on_frame(link, frame, screen),
+            // The daemon closed the stream without the session's exit: it is stopping or
+            // being replaced.
+            Wake::Frame(Ok(None) | Err(_)) => Some(End::LostConnection),
+            Wake::Keys(Some(bytes)) => on_keys(&mut link.stream, options, &bytes).await,
             Wake::Keys(None) | Wake::Signal => Some(End::Detached),
             Wake::WindowChanged if options.read_only => None,
-            Wake::WindowChanged => match resize_to_terminal(&link.client, session).await {
-                Err(failure) if failure.exit == Exit::NoDaemon => Some(End::LostConnection),
-                _ => None,
+            Wake::WindowChanged => match terminal::size() {
+                Some((cols, rows)) => link
+                    .stream
+                    .resize(cols, rows)
+                    .await
+                    .err()
+                    .map(|_| End::LostConnection),
+                None => None,
             },
         };
         match end {
-            Some(End::LostConnection) => match link.reconnect(session, options).await {
-                Ok(fresh) => *stream = fresh,
-                Err(end) => return end,
-            },
+            Some(End::LostConnection) => {
+                if let Err(end) = link.reconnect(session, options).await {
+                    return end;
+                }
+            }
             Some(end) => return end,
             None => {}
         }
     }
 }
 
-/// Shows an output event; `Some` when it ends the attach.
-async fn on_event(
-    client: &PulsarClient,
-    session: &Session,
-    event: Option<Result<OutputEvent, serde_json::Error>>,
-    stream: &mut Subscription<OutputEvent>,
-    screen: &mut Screen<'_>,
-) -> Option<End> {
-    let shown = match event {
-        Some(Ok(OutputEvent::Output { data, .. })) => screen.write(data.as_bytes()),
-        Some(Ok(OutputEvent::Snapshot { data, .. })) => screen.redraw(data.as_bytes()),
-        Some(Ok(OutputEvent::Exited { code, signal })) => {
-            return Some(End::Exited { code, signal });
+/// Shows a frame; `Some` when it ends the attach.
+fn on_frame(link: &mut Link<'_>, frame: ServerFrame, screen: &mut Screen<'_>) -> Option<End> {
+    let shown = match frame {
+        ServerFrame::Output(bytes) => {
+            link.next = link.next.map(|next| next + bytes.len() as u64);
+            screen.write(&bytes)
         }
-        Some(Ok(OutputEvent::Lagged { .. })) | None => {
-            // Fell behind (the daemon's ring or this client's queue), or the stream ended:
-            // start again from a fresh snapshot of the screen, unless the daemon is gone.
-            if !client.is_connected() {
-                return Some(End::LostConnection);
-            }
-            match subscribe(client, session, None, true).await {
-                Ok(fresh) => *stream = fresh,
-                Err(failure) if failure.exit == Exit::NoDaemon => {
-                    return Some(End::LostConnection);
-                }
-                // The session is gone meanwhile.
-                Err(_) => {
-                    return Some(End::Exited {
-                        code: None,
-                        signal: None,
-                    });
-                }
-            }
-            true
+        ServerFrame::Screen { offset, data } => {
+            link.next = Some(offset);
+            screen.redraw(&data)
         }
-        // Resizes need nothing here; events only a newer daemon sends are skipped.
-        Some(Ok(OutputEvent::Resized { .. })) | Some(Err(_)) => true,
+        ServerFrame::Exited(exit) => {
+            return Some(End::Exited {
+                code: exit.code,
+                signal: exit.signal,
+            });
+        }
+        // Refused keystrokes (the session is stopping: its exit follows), resizes (the
+        // terminal is ours), and what only a newer daemon sends need nothing here.
+        ServerFrame::Error(_) | ServerFrame::Resized { .. } | ServerFrame::Unknown(_) => true,
     };
     // A terminal that cannot be written to is gone: leave.
     (!shown).then_some(End::Detached)
 }
 
 /// Forwards keystrokes up to the detach key; `Some` when the attach ends.
-async fn on_keys(
-    client: &PulsarClient,
-    session: &Session,
-    options: Options,
-    bytes: &[u8],
-) -> Option<End> {
+async fn on_keys(stream: &mut AttachStream, options: Options, bytes: &[u8]) -> Option<End> {
     let detach_at = bytes.iter().position(|&b| b == options.detach_key.byte());
     let typed = &bytes[..detach_at.unwrap_or(bytes.len())];
-    if !options.read_only && !typed.is_empty() {
-        let sent = client
-            .send_input(session.id, Base64Data::from(typed), None)
-            .await;
-        // Other failures (e.g. it just exited) are told by the stream.
-        if let Err(err) = sent
-            && is_lost_connection(&err)
-        {
-            return Some(End::LostConnection);
-        }
+    if !options.read_only && !typed.is_empty() && stream.send_input(typed).await.is_err() {
+        return Some(End::LostConnection);
     }
     detach_at.map(|_| End::Detached)
 }

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use jsonrpsee::core::client::ClientT as _;
-use pulsar_protocol::{PulsarClient, SessionId, Snapshot, method};
+use pulsar_protocol::{PulsarClient, SessionId, method};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -94,15 +94,6 @@ impl Session {
     }
 }
 
-/// `attach_session`'s answer, leniently.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Attached {
-    /// The id this client is registered under.
-    pub client_id: String,
-    /// The screen to draw first.
-    pub snapshot: Option<Snapshot>,
-}
-
 /// A JSON object of parameters.
 pub type Params = Map<String, Value>;
 
@@ -145,40 +136,4 @@ pub async fn list_sessions(client: &PulsarClient) -> Result<Vec<(Value, Session)
             Ok((raw, parsed))
         })
         .collect()
-}
-
-/// Attaches this connection to `session` (interactive, or read-only).
-pub async fn attach(client: &PulsarClient, session: &Session, read_only: bool) -> Result<Attached> {
-    let mut params = Params::new();
-    params.insert("session_id".into(), session.id.to_string().into());
-    if read_only {
-        params.insert("mode".into(), "read_only".into());
-    }
-    let result = client
-        .request::<Value, _>(method::ATTACH_SESSION, params)
-        .await
-        .map_err(|err| Failure::rpc(&format!("attach to session {}", session.name), err))?;
-    serde_json::from_value(result).map_err(|err| {
-        Failure::error(format!(
-            "attach to session {}: cannot read the daemon's answer: {err}",
-            session.name
-        ))
-    })
-}
-
-/// Asks for a `cols`×`rows` terminal on behalf of this connection.
-pub async fn resize(
-    client: &PulsarClient,
-    session: SessionId,
-    cols: u16,
-    rows: u16,
-) -> Result<(), jsonrpsee::core::client::Error> {
-    let mut params = Params::new();
-    params.insert("session_id".into(), session.to_string().into());
-    params.insert("cols".into(), cols.into());
-    params.insert("rows".into(), rows.into());
-    client
-        .request::<Value, _>(method::RESIZE_TERMINAL, params)
-        .await
-        .map(drop)
 }

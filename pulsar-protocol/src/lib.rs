@@ -17,6 +17,7 @@ mod limits;
 mod session;
 mod session_event;
 mod status;
+pub mod stream;
 mod transfer;
 mod wait;
 mod workspace;

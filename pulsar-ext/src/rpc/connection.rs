@@ -1,8 +1,8 @@
 //! One accepted connection: sniff its framing, serve it, and detach its clients when it ends.
 //!
-//! The first byte decides: `{` or `[` (or leading whitespace) is newline-delimited JSON-RPC
-//! for scripts and the upstream desktop client; anything else is HTTP, upgraded to a
-//! jsonrpsee WebSocket.
+//! The first byte decides: a zero byte opens an attach stream (`pulsar attach`); `{` or `[`
+//! (or leading whitespace) is newline-delimited JSON-RPC for scripts and the upstream desktop
+//! client; anything else is HTTP, upgraded to a jsonrpsee WebSocket.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub(crate) struct ConnectionContext {
     pub stop_handle: StopHandle,
     pub sessions: Arc<SessionManager>,
     pub max_request_bytes: u32,
+    /// Largest input a client may send at once (an attach stream's input frames).
+    pub max_input_bytes: usize,
     pub audit: Arc<dyn AuditLog>,
 }
 
@@ -88,9 +90,12 @@ pub(crate) async fn serve(
         connection = peer.connection,
         pid = ?peer.pid,
         line_json = is_line_json(first),
+        attach_stream = first == pulsar_protocol::stream::MAGIC,
         "connection accepted"
     );
-    if is_line_json(first) {
+    if first == pulsar_protocol::stream::MAGIC {
+        super::stream::serve(stream, peer, context, shutdown).await;
+    } else if is_line_json(first) {
         let mut methods = context.methods.clone();
         methods.extensions_mut().insert(peer.clone());
         line::serve(

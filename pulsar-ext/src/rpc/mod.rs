@@ -16,6 +16,7 @@ mod handlers;
 mod line;
 mod listener;
 mod peer;
+mod stream;
 mod transfers;
 mod upstream;
 mod workspaces;
@@ -54,6 +55,7 @@ pub(crate) fn serve(
     shutdown: Shutdown,
 ) -> JoinHandle<SocketListener> {
     let sessions = Arc::clone(handlers.sessions());
+    let max_input_bytes = handlers.max_input_bytes();
     let desktop = desktop.map(|desktop| {
         desktop::serve(
             desktop,
@@ -79,6 +81,7 @@ pub(crate) fn serve(
         stop_handle,
         sessions,
         max_request_bytes,
+        max_input_bytes,
         audit,
     });
     tokio::spawn(async move {
@@ -170,6 +173,7 @@ pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
         static FIXTURE: Fixture = {
             let config = fuzzing_config();
             let max_request_bytes = config.max_request_bytes;
+            let max_input_bytes = config.max_input_bytes;
             let (stop_handle, server) = stop_channel();
             let (trigger, shutdown) = crate::shutdown::channel();
             let context = Arc::new(ConnectionContext {
@@ -180,6 +184,7 @@ pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
                 stop_handle,
                 sessions: Arc::new(SessionManager::new(config)),
                 max_request_bytes,
+                max_input_bytes,
                 audit: Arc::new(Unrecorded),
             });
             Fixture {

@@ -81,6 +81,18 @@ impl OutputReader {
         })
     }
 
+    /// Follows `session` from `since` only while the ring still holds every byte from there
+    /// (a client coming back where it left off); `None` when it does not (then the client
+    /// needs a fresh screen instead).
+    pub fn resume(session: Arc<Session>, since: u64) -> Option<Self> {
+        let held = session.output().start()..=session.output().head();
+        if held.contains(&since) {
+            Self::new(session, Some(since)).ok()
+        } else {
+            None
+        }
+    }
+
     /// The next event; `None` after [`StreamEvent::Exited`].
     pub async fn next(&mut self) -> Option<StreamEvent> {
         loop {

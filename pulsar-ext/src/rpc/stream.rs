@@ -1,0 +1,355 @@
+//! The attach stream (`pulsar_protocol::stream`): one connection carrying one client's
+//! terminal both ways as raw bytes, served on the relay's threads.
+//!
+//! After the handshake line, the connection is two loops in one task: output (the session's
+//! ring, written as it is, with a fresh screen whenever the client fell behind the ring) and
+//! input (keystrokes to the session, sizes to its resize policy). A key reaches the terminal
+//! and its echo reaches the socket without leaving the relay thread that reads the terminal:
+//! no JSON, no base64, no answer per keystroke, no hop to the request runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::types::ErrorObjectOwned;
+use pulsar_protocol::error as code;
+use pulsar_protocol::stream::{
+    ClientFrame, FrameReader, FrameTooLong, StreamAccepted, StreamAnswer, StreamError, StreamExit,
+    StreamHello, kind, size_payload, write_frame,
+};
+use pulsar_protocol::{ClientMode, SessionId};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::Peer;
+use super::connection::ConnectionContext;
+use crate::audit::AuditRecord;
+use crate::session::{OutputReader, Session, SessionError, StreamEvent};
+use crate::shutdown::Shutdown;
+
+/// How long a client may take to send its handshake line.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refusals of frames waiting to be written between output frames.
+const QUEUED_REFUSALS: usize = 8;
+
+/// Serves one attach stream whose first byte was [`pulsar_protocol::stream::MAGIC`], on the
+/// relay (the descriptor moves to the relay's reactor, so its readiness wakes a relay thread).
+pub(super) async fn serve(
+    stream: UnixStream,
+    peer: Peer,
+    context: Arc<ConnectionContext>,
+    shutdown: Shutdown,
+) {
+    let moved = stream.into_std().and_then(|std| {
+        std.set_nonblocking(true)?;
+        Ok(std)
+    });
+    let std = match moved {
+        Ok(std) => std,
+        Err(err) => {
+            tracing::debug!(connection = peer.connection, "attach stream lost: {err}");
+            return;
+        }
+    };
+    let served = crate::relay::spawn(async move {
+        match crate::relay::register(|| UnixStream::from_std(std)) {
+            Ok(stream) => serve_here(stream, peer, context, shutdown).await,
+            Err(err) => tracing::warn!("attach stream cannot be watched: {err}"),
+        }
+    });
+    let _ = served.await;
+}
+
+async fn serve_here(
+    stream: UnixStream,
+    peer: Peer,
+    context: Arc<ConnectionContext>,
+    mut shutdown: Shutdown,
+) {
+    let (read, mut writer) = stream.into_split();
+    let mut reader = FrameReader::new(read, context.max_input_bytes);
+    let line = tokio::select! {
+        line = tokio::time::timeout(HELLO_TIMEOUT, reader.line()) => line,
+        _ = shutdown.wait() => return,
+    };
+    let hello = match line {
+        Ok(Ok(Some(line))) => serde_json::from_slice::<StreamHello>(&line).map_err(|err| {
+            refusal(
+                code::INVALID_PARAMS,
+                format!("the attach stream's handshake is not a valid hello: {err}"),
+            )
+        }),
+        Ok(Ok(None)) => return,
+        Ok(Err(err)) => Err(refusal(code::INVALID_REQUEST, err.to_string())),
+        Err(_) => {
+            tracing::debug!(
+                connection = peer.connection,
+                "attach stream sent no handshake"
+            );
+            return;
+        }
+    };
+    let attached = hello.and_then(|hello| {
+        let (session, client_id, mode) = attach(&context, &peer, &hello)?;
+        Ok((session, client_id, mode, hello.since))
+    });
+    let answer = match &attached {
+        Ok((_, client_id, mode, _)) => StreamAnswer::Result(StreamAccepted {
+            client_id: client_id.clone(),
+            mode: *mode,
+        }),
+        Err(refused) => StreamAnswer::Error(refused.clone()),
+    };
+    let mut line = serde_json::to_vec(&answer).expect("answers serialise");
+    line.push(b'\n');
+    let answered = writer.write_all(&line).await;
+    let (session, client_id, mode, since) = match attached {
+        Ok(attached) => attached,
+        Err(refused) => {
+            tracing::debug!(
+                connection = peer.connection,
+                "attach stream refused: {}",
+                refused.message
+            );
+            return;
+        }
+    };
+    let client = Client {
+        session,
+        client_id,
+        peer,
+    };
+    if answered.is_ok() {
+        tracing::debug!(session = %client.session.id(), client = %client.client_id, ?mode, "attach stream open");
+        let (refusals, mut refused) = mpsc::channel(QUEUED_REFUSALS);
+        let ended = tokio::select! {
+            ended = write_output(&mut writer, &client.session, since, &mut refused) => ended,
+            ended = read_input(&mut reader, &client, &context, refusals) => ended,
+            _ = shutdown.wait() => Ended::Daemon,
+        };
+        if let Ended::Malformed(refused) = &ended {
+            let json = serde_json::to_vec(refused).expect("a refusal serialises");
+            let _ =
+                tokio::time::timeout(HELLO_TIMEOUT, write_frame(&mut writer, kind::ERROR, &json))
+                    .await;
+        }
+        tracing::debug!(session = %client.session.id(), client = %client.client_id, ?ended, "attach stream closed");
+    }
+    context
+        .sessions
+        .connection_closed(client.peer.connection, &client.client_id);
+}
+
+/// Who is on the stream.
+struct Client {
+    session: Arc<Session>,
+    client_id: String,
+    peer: Peer,
+}
+
+impl Client {
+    fn audit(&self, context: &ConnectionContext, action: &'static str, detail: String) {
+        context.audit.record(AuditRecord {
+            action,
+            session_id: Some(self.session.id()),
+            uid: Some(self.peer.uid),
+            pid: self.peer.pid,
+            detail,
+        });
+    }
+}
+
+fn refusal(code: i32, message: String) -> StreamError {
+    StreamError { code, message }
+}
+
+fn session_refusal(err: SessionError) -> StreamError {
+    let err = ErrorObjectOwned::from(err);
+    refusal(err.code(), err.message().to_owned())
+}
+
+/// Attaches the client the hello describes, at its size when it is interactive.
+fn attach(
+    context: &ConnectionContext,
+    peer: &Peer,
+    hello: &StreamHello,
+) -> Result<(Arc<Session>, String, ClientMode), StreamError> {
+    let id: SessionId = hello.session_id;
+    let client_id = peer.client_id(hello.client_id.clone());
+    let mode = hello.mode.unwrap_or_default();
+    let size = match (hello.cols, hello.rows) {
+        (Some(cols), Some(rows)) => Some((cols, rows)),
+        (None, None) => None,
+        _ => {
+            return Err(refusal(
+                code::INVALID_PARAMS,
+                "give both cols and rows, or neither".to_owned(),
+            ));
+        }
+    };
+    let session = context
+        .sessions
+        .attach(id, &client_id, peer.connection, mode)
+        .map_err(session_refusal)?;
+    if let Some((cols, rows)) = size
+        && mode == ClientMode::Interactive
+        && let Err(err) = session.request_size(&client_id, peer.connection, cols, rows)
+    {
+        let _ = session.detach(&client_id);
+        return Err(session_refusal(err));
+    }
+    context.audit.record(AuditRecord {
+        action: "attach",
+        session_id: Some(id),
+        uid: Some(peer.uid),
+        pid: peer.pid,
+        detail: format!("client={client_id} mode={mode:?} stream"),
+    });
+    Ok((session, client_id, mode))
+}
+
+/// Why a stream ended.
+#[derive(Debug)]
+enum Ended {
+    /// The session ended (after its last output and the exit frame).
+    Session,
+    /// The client closed, or its socket failed.
+    Client,
+    /// The client sent what cannot be read as a frame (too long, or cut short).
+    Malformed(StreamError),
+    /// The daemon is stopping.
+    Daemon,
+}
+
+/// Writes the session's output from `since` (or from a fresh screen) until it ends, with
+/// refusals of the client's frames in between.
+async fn write_output(
+    writer: &mut OwnedWriteHalf,
+    session: &Arc<Session>,
+    since: Option<u64>,
+    refused: &mut mpsc::Receiver<StreamError>,
+) -> Ended {
+    let resumed = since.and_then(|since| OutputReader::resume(Arc::clone(session), since));
+    let mut reader = match resumed {
+        Some(reader) => reader,
+        None => match screen(writer, session).await {
+            Some(reader) => reader,
+            None => return Ended::Client,
+        },
+    };
+    loop {
+        let written = tokio::select! {
+            event = reader.next() => match event {
+                Some(StreamEvent::Output { data, .. }) => {
+                    write_frame(writer, kind::OUTPUT, &data).await
+                }
+                Some(StreamEvent::Resized { cols, rows }) => {
+                    write_frame(writer, kind::RESIZED, &size_payload(cols, rows)).await
+                }
+                // Bytes left the ring before this client read them: a fresh screen instead.
+                Some(StreamEvent::Lagged { missed_from, resume_at }) => {
+                    tracing::debug!(session = %session.id(), missed_from, resume_at, "attach stream behind: redrawn");
+                    match screen(writer, session).await {
+                        Some(fresh) => {
+                            reader = fresh;
+                            Ok(())
+                        }
+                        None => return Ended::Client,
+                    }
+                }
+                Some(StreamEvent::Exited(exit)) => {
+                    let exit = StreamExit {
+                        code: exit.status.code,
+                        signal: exit.status.signal,
+                    };
+                    let json = serde_json::to_vec(&exit).expect("an exit serialises");
+                    let _ = write_frame(writer, kind::EXITED, &json).await;
+                    return Ended::Session;
+                }
+                None => return Ended::Session,
+            },
+            Some(refusal) = refused.recv() => {
+                let json = serde_json::to_vec(&refusal).expect("a refusal serialises");
+                write_frame(writer, kind::ERROR, &json).await
+            }
+        };
+        if written.is_err() {
+            return Ended::Client;
+        }
+    }
+}
+
+/// Writes a screen frame of the session's current screen; the reader that follows it.
+async fn screen(writer: &mut OwnedWriteHalf, session: &Arc<Session>) -> Option<OutputReader> {
+    let snapshot = session.snapshot(0);
+    let mut payload = Vec::with_capacity(8 + snapshot.data.as_bytes().len());
+    payload.extend_from_slice(&snapshot.offset.to_le_bytes());
+    payload.extend_from_slice(snapshot.data.as_bytes());
+    write_frame(writer, kind::SCREEN, &payload).await.ok()?;
+    OutputReader::new(Arc::clone(session), Some(snapshot.offset)).ok()
+}
+
+/// Takes the client's frames until it closes: keystrokes to the session, sizes to its resize
+/// policy. Refusals go to the output loop, which writes them.
+async fn read_input(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    client: &Client,
+    context: &ConnectionContext,
+    refusals: mpsc::Sender<StreamError>,
+) -> Ended {
+    let Client {
+        session,
+        client_id,
+        peer,
+    } = client;
+    loop {
+        let frame = match reader.frame().await {
+            Ok(Some((kind, payload))) => ClientFrame::parse(kind, payload),
+            Ok(None) => return Ended::Client,
+            Err(err) => Err(err),
+        };
+        let refused = match frame {
+            Ok(ClientFrame::Input(keys)) if keys.is_empty() => None,
+            Ok(ClientFrame::Input(keys)) => {
+                match session.send_input(client_id, peer.connection, &keys).await {
+                    Ok(written) => {
+                        // Who typed, not what: input may carry passwords.
+                        client.audit(
+                            context,
+                            "input",
+                            format!("client={client_id} bytes={written}"),
+                        );
+                        None
+                    }
+                    Err(err) => Some(session_refusal(err)),
+                }
+            }
+            Ok(ClientFrame::Resize { cols, rows }) => session
+                .request_size(client_id, peer.connection, cols, rows)
+                .err()
+                .map(session_refusal),
+            // From a newer client: nothing this daemon can do with it.
+            Ok(ClientFrame::Unknown(_)) => None,
+            Err(err) => {
+                // Too long for max_input_bytes, or not a frame: the stream cannot be followed
+                // past it, so it is refused and closed.
+                tracing::debug!(session = %session.id(), client = %client_id, "attach stream input unreadable: {err}");
+                let code = match FrameTooLong::of(&err) {
+                    Some(_) => code::LIMIT_REACHED,
+                    None => code::INVALID_REQUEST,
+                };
+                return Ended::Malformed(refusal(
+                    code,
+                    format!("session {}: {err}; closing the stream", session.id()),
+                ));
+            }
+        };
+        if let Some(refusal) = refused {
+            // A client that reads nothing while typing into a stopped session only loses
+            // refusals, never blocks its own input.
+            let _ = refusals.try_send(refusal);
+        }
+    }
+}
