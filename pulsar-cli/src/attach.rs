@@ -4,7 +4,7 @@
 //! session's exit or the daemon going away end it, and the terminal is put back as it was on
 //! every one of those paths.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -200,8 +200,7 @@ impl Screen<'_> {
     fn write(&mut self, bytes: &[u8]) -> bool {
         self.tracker.feed(bytes);
         self.raw.set_alternate_screen(self.tracker.is_on());
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes).and_then(|()| out.flush()).is_ok()
+        write_to_terminal(bytes).is_ok()
     }
 
     /// Clears the terminal and draws a screen.
@@ -209,12 +208,34 @@ impl Screen<'_> {
         // The screen re-enters the alternate screen itself when the program is on it.
         if self.tracker.is_on() {
             self.tracker.feed(b"\x1b[?1049l");
-            let _ = std::io::stdout().write_all(b"\x1b[?1049l");
+            let _ = write_to_terminal(b"\x1b[?1049l");
         }
         let mut bytes = CLEAR_SCREEN.to_vec();
         bytes.extend_from_slice(screen);
         self.write(&bytes)
     }
+}
+
+/// Writes `bytes` to standard output as they are: straight to the descriptor, without the
+/// line buffering of `std::io::stdout` (which splits output at its last newline into two
+/// writes, and copies what follows it). Waits while the terminal is full, including one
+/// whose description another program made non-blocking.
+fn write_to_terminal(mut bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::event::{PollFd, PollFlags};
+    let out = rustix::stdio::stdout();
+    while !bytes.is_empty() {
+        match rustix::io::write(out, bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                let mut fds = [PollFd::new(&out, PollFlags::OUT)];
+                let _ = rustix::event::poll(&mut fds, None);
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The signals an attach follows.

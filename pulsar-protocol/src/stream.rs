@@ -251,16 +251,26 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     kind: u8,
     payload: &[u8],
 ) -> io::Result<()> {
-    if payload.len() <= 4096 {
-        // One write for the small frames keystrokes make.
-        let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
-        frame.extend_from_slice(&header(kind, payload.len()));
-        frame.extend_from_slice(payload);
-        writer.write_all(&frame).await
-    } else {
-        writer.write_all(&header(kind, payload.len())).await?;
-        writer.write_all(payload).await
+    // One write (a gathering one) for the header and the payload, however long.
+    let header = header(kind, payload.len());
+    let mut written = 0;
+    let total = HEADER_LEN + payload.len();
+    while written < total {
+        let n = if written < HEADER_LEN {
+            let slices = [
+                io::IoSlice::new(&header[written..]),
+                io::IoSlice::new(payload),
+            ];
+            writer.write_vectored(&slices).await?
+        } else {
+            writer.write(&payload[written - HEADER_LEN..]).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written += n;
     }
+    Ok(())
 }
 
 /// A frame longer than the reader accepts (for the daemon, `max_input_bytes`), inside the

@@ -278,9 +278,13 @@ async fn attach_throughput(report: &mut Report) {
     ] {
         let mut bare = Vec::new();
         let mut ours = Vec::new();
+        let mut dtach = Vec::new();
         for _ in 0..RUNS {
             bare.push(bare_until_mark(&producer));
             ours.push(attached_until_mark(&daemon, &producer).await);
+            if let Some(master) = Dtach::start(&script_until_mark(&producer)) {
+                dtach.push(master.until_mark());
+            }
         }
         let (bare, ours) = (median(bare), median(ours));
         report.row(
@@ -289,6 +293,21 @@ async fn attach_throughput(report: &mut Report) {
             format!("bare PTY {:.1} MB/s", bare / 1e6),
             format!("{:.0} %", 100.0 * ours / bare),
         );
+        if !dtach.is_empty() {
+            let dtach = median(dtach);
+            report.row(
+                &format!(
+                    "the same through `dtach -a` in a PTY (one relay hop, no screen model), {what}"
+                ),
+                format!("dtach {:.1} MB/s", dtach / 1e6),
+                format!("bare PTY {:.1} MB/s", bare / 1e6),
+                format!(
+                    "{:.0} % (Pulsar {:.0} % of dtach)",
+                    100.0 * dtach / bare,
+                    100.0 * ours / dtach
+                ),
+            );
+        }
     }
     daemon.stop();
 }
@@ -309,32 +328,33 @@ async fn attach_echo(report: &mut Report) {
     .await;
     pulsar_e2e::read_until(&client, id, "R").await;
     let socket = daemon.socket.clone();
-    let pairs = tokio::task::spawn_blocking(move || {
+    let (pairs, dtach_pairs) = tokio::task::spawn_blocking(move || {
         let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
-        let mut buf = [0u8; 4096];
-        let mut key = || {
-            let start = Instant::now();
-            writer.write_all(b"k").unwrap();
-            // Whatever else the client writes first (the rest of the redraw), up to the echo.
-            loop {
-                let n = reader.read(&mut buf).unwrap();
-                assert!(n > 0, "the attached client ended");
-                if buf[..n].contains(&b'k') {
-                    return start.elapsed();
-                }
-            }
-        };
+        let dtach = Dtach::start("stty raw -echo; exec cat");
+        let mut dtach_client = dtach.as_ref().map(Dtach::attach_in_pty);
         for _ in 0..WARM_UP {
-            key();
+            echo_once(&mut reader, &mut writer);
+            if let Some((_, reader, writer)) = &mut dtach_client {
+                echo_once(reader, writer);
+            }
         }
         let mut pairs = EchoPairs::default();
+        let mut dtach_pairs = EchoPairs::default();
         for _ in 0..N {
             let baseline = bare_echo.sample();
-            pairs.push(baseline, key());
+            pairs.push(baseline, echo_once(&mut reader, &mut writer));
+            if let Some((_, reader, writer)) = &mut dtach_client {
+                let baseline = bare_echo.sample();
+                dtach_pairs.push(baseline, echo_once(reader, writer));
+            }
+        }
+        for (child, _, _) in dtach_client.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = child.kill();
         let _ = child.wait();
-        pairs
+        (pairs, dtach_pairs)
     })
     .await
     .unwrap();
@@ -345,7 +365,106 @@ async fn attach_echo(report: &mut Report) {
         ),
         &format!("added echo latency through `pulsar attach` p50 / p99, per key ({N} pairs)"),
     );
+    if !dtach_pairs.ours.is_empty() {
+        dtach_pairs.report(
+            report,
+            &format!(
+                "the same through `dtach -a` in a PTY (one relay hop, no screen model), p50 / p99 ({N} keys, interleaved with Pulsar's)"
+            ),
+            &format!("added echo latency through `dtach -a` p50 / p99, per key ({N} pairs)"),
+        );
+    }
     daemon.stop();
+}
+
+/// One key typed into a client's terminal, timed until its echo is back there (whatever
+/// else the client writes first, such as the rest of a redraw, is skipped).
+fn echo_once(reader: &mut dyn std::io::Read, writer: &mut dyn std::io::Write) -> Duration {
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    writer.write_all(b"k").unwrap();
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n > 0, "the attached client ended");
+        if buf[..n].contains(&b'k') {
+            return start.elapsed();
+        }
+    }
+}
+
+/// A program under a dtach master (`dtach -n`), the baseline of one relay hop without a
+/// screen model; `None` when dtach is not installed. Dropping it ends the program, and with
+/// it the master.
+struct Dtach {
+    dir: tempfile::TempDir,
+}
+
+impl Dtach {
+    fn start(script: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let started = std::process::Command::new("dtach")
+            .arg("-n")
+            .arg(dir.path().join("sock"))
+            .args(["-z", "/bin/sh", "-c"])
+            .arg(format!("echo $$ > '{}'; {script}", pid_file.display()))
+            .status();
+        if !started.is_ok_and(|status| status.success()) {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&pid_file).map_or(true, |pid| !pid.ends_with('\n')) {
+            assert!(Instant::now() < deadline, "dtach's program did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Some(Self { dir })
+    }
+
+    /// `dtach -a` in a bare 80×24 PTY (no redraw, no detach or suspend key).
+    fn attach_in_pty(
+        &self,
+    ) -> (
+        Box<dyn portable_pty::Child + Send + Sync>,
+        Box<dyn std::io::Read + Send>,
+        Box<dyn std::io::Write + Send>,
+    ) {
+        bare_pty(&format!(
+            "exec dtach -a '{}' -E -z -r none",
+            self.dir.path().join("sock").display()
+        ))
+    }
+
+    /// Bytes per second of its program (a [`script_until_mark`]), shown by `dtach -a`,
+    /// timed from the keystroke that starts it to its mark.
+    fn until_mark(self) -> f64 {
+        let (mut child, mut reader, mut writer) = self.attach_in_pty();
+        let start = Instant::now();
+        writer.write_all(b"\n").unwrap();
+        let total = read_to_mark(&mut reader, b"END-42-MARK");
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        let _ = child.kill();
+        let _ = child.wait();
+        rate
+    }
+}
+
+impl Drop for Dtach {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // Its terminal's session leader: the whole group goes (the pipeline, `sleep`).
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// A script that waits for a line, runs `producer`, then prints a mark and waits.
+fn script_until_mark(producer: &str) -> String {
+    format!("stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30")
 }
 
 /// Reads `reader` until `mark` has been seen; returns the bytes read.
@@ -371,9 +490,7 @@ fn read_to_mark(reader: &mut dyn std::io::Read, mark: &[u8]) -> usize {
 
 /// Bytes per second of `producer` straight in a PTY, timed from the keystroke to its mark.
 fn bare_until_mark(producer: &str) -> f64 {
-    let (mut child, mut reader, mut writer) = bare_pty(&format!(
-        "stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30"
-    ));
+    let (mut child, mut reader, mut writer) = bare_pty(&script_until_mark(producer));
     read_to_mark(&mut reader, b"R");
     let start = Instant::now();
     writer.write_all(b"\n").unwrap();
@@ -387,8 +504,7 @@ fn bare_until_mark(producer: &str) -> f64 {
 /// Bytes per second of `producer` in a session, shown by `pulsar attach` running in a PTY.
 async fn attached_until_mark(daemon: &Daemon, producer: &str) -> f64 {
     let client = daemon.client().await;
-    let script =
-        format!("stty -echo; echo R; read go; {producer}; echo; echo END-$((6*7))-MARK; sleep 30");
+    let script = script_until_mark(producer);
     let id = create_80x24(&client, &["/bin/sh", "-c", &script]).await;
     pulsar_e2e::read_until(&client, id, "R").await;
     let socket = daemon.socket.clone();
