@@ -49,6 +49,16 @@ pub fn desktop_ws(data: &[u8]) -> Vec<u8> {
     crate::rpc::answer_desktop(data)
 }
 
+/// Serves `data` as one attach stream connection to the daemon's socket (a real Unix socket
+/// pair): the first byte, the hello line, then input and size frames, to a real session (a
+/// `cat`, id `5e551011-0000-4000-8000-00000000d35c`), its screen and output back. Returns
+/// what the daemon wrote before it closed the connection. Panics if it does not close it
+/// within 5 s of the input's end, or if what it wrote is not one handshake answer followed
+/// (after a `result`) by well-formed frames of the kinds the protocol names.
+pub fn attach_stream(data: &[u8]) -> Vec<u8> {
+    crate::rpc::answer_attach_stream(data)
+}
+
 /// Every method's name, sorted: what [`call`] picks from.
 pub fn methods() -> &'static [&'static str] {
     crate::rpc::method_names()
@@ -251,6 +261,31 @@ mod tests {
             };
             assert!(answer.starts_with(status), "{file}: {answer:?}");
         }
+    }
+
+    #[test]
+    fn the_attach_stream_corpus_is_answered_without_a_panic() {
+        for (path, input) in corpus("attach_stream") {
+            let answer = attach_stream(&input);
+            eprintln!("{}: {} bytes back", path.display(), answer.len());
+        }
+    }
+
+    #[test]
+    fn an_attach_stream_seed_is_attached_and_shown_the_sessions_screen() {
+        let input = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/attach_stream/typing"),
+        )
+        .unwrap();
+        let answer = attach_stream(&input);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("{\"result\":{\"client_id\":\"conn-"),
+            "{text}"
+        );
+        let screen = &answer[answer.iter().position(|&b| b == b'\n').unwrap() + 1..];
+        assert_eq!(screen.first(), Some(&b's'), "{text}");
+        assert!(text.contains("fuzz-cat-ready"), "{text}");
     }
 
     #[test]

@@ -384,9 +384,10 @@ impl Backend for LocalBackend {
         }
     }
 
-    async fn readable(&self) {
-        // An error is left for the read that follows to report.
-        let _ = self.io.readable().await;
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // The readiness stays set (the read that follows clears it); an error is left for
+        // that read to report.
+        self.io.poll_read_ready(cx).map(|_| ())
     }
 
     async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {

@@ -72,10 +72,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Only the session's reader calls this, never concurrently.
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
 
-    /// Waits until [`Self::read`] has something to return (or an end or error to report),
-    /// so that an idle session's reader holds no buffer. The default returns at once (the
-    /// read itself then waits, into a buffer).
-    async fn readable(&self) {}
+    /// Ready once [`Self::read`] has something to return (or an end or error to report),
+    /// so that an idle session's reader holds no buffer. A poll, not a future, so that a
+    /// waiting reader holds no boxed future either (an idle session waits here for hours).
+    /// The default is ready at once (the read itself then waits, into a buffer).
+    fn poll_readable(&self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
 
     /// Writes all of `data` as one unit: concurrent writers do not interleave.
     async fn write_all(&self, data: &[u8]) -> io::Result<()>;

@@ -43,8 +43,8 @@ pub(crate) struct ConnectionContext {
     pub stop_handle: StopHandle,
     pub sessions: Arc<SessionManager>,
     pub max_request_bytes: u32,
-    /// Largest input a client may send at once (an attach stream's input frames).
-    pub max_input_bytes: usize,
+    /// What attach streams need.
+    pub attach: Arc<super::stream::StreamContext>,
     pub audit: Arc<dyn AuditLog>,
 }
 
@@ -94,7 +94,7 @@ pub(crate) async fn serve(
         "connection accepted"
     );
     if first == pulsar_protocol::stream::MAGIC {
-        super::stream::serve(stream, peer, context, shutdown).await;
+        super::stream::serve(stream, peer, Arc::clone(&context.attach), shutdown).await;
     } else if is_line_json(first) {
         let mut methods = context.methods.clone();
         methods.extensions_mut().insert(peer.clone());

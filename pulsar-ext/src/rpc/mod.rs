@@ -12,6 +12,8 @@ mod connection;
 mod decode_only;
 mod desktop;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+mod fixture;
 mod handlers;
 mod line;
 mod listener;
@@ -29,6 +31,8 @@ pub use desktop::{DesktopBindError, DesktopListener};
 pub(crate) use handlers::{Handlers, Lifecycle};
 pub use listener::{BindError, SocketListener};
 pub(crate) use peer::Peer;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use stream::answer_connection as answer_attach_stream;
 
 use std::sync::Arc;
 
@@ -55,7 +59,11 @@ pub(crate) fn serve(
     shutdown: Shutdown,
 ) -> JoinHandle<SocketListener> {
     let sessions = Arc::clone(handlers.sessions());
-    let max_input_bytes = handlers.max_input_bytes();
+    let attach = Arc::new(stream::StreamContext {
+        sessions: Arc::clone(&sessions),
+        audit: Arc::clone(&audit),
+        max_input_bytes: handlers.max_input_bytes(),
+    });
     let desktop = desktop.map(|desktop| {
         desktop::serve(
             desktop,
@@ -81,7 +89,7 @@ pub(crate) fn serve(
         stop_handle,
         sessions,
         max_request_bytes,
-        max_input_bytes,
+        attach,
         audit,
     });
     tokio::spawn(async move {
@@ -156,10 +164,7 @@ pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
     use crate::session::SessionManager;
     use crate::shutdown::{Shutdown, ShutdownTrigger};
 
-    struct Unrecorded;
-    impl AuditLog for Unrecorded {
-        fn record(&self, _: crate::audit::AuditRecord) {}
-    }
+    use fixture::Unrecorded;
     /// Made once per thread: what every connection shares in the daemon.
     struct Fixture {
         runtime: tokio::runtime::Runtime,
@@ -173,18 +178,22 @@ pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
         static FIXTURE: Fixture = {
             let config = fuzzing_config();
             let max_request_bytes = config.max_request_bytes;
-            let max_input_bytes = config.max_input_bytes;
             let (stop_handle, server) = stop_channel();
             let (trigger, shutdown) = crate::shutdown::channel();
+            let sessions = Arc::new(SessionManager::new(Arc::clone(&config)));
             let context = Arc::new(ConnectionContext {
                 methods: decode_only::methods(),
                 service_builder: Server::builder()
                     .set_config(ConnectionContext::server_config(max_request_bytes))
                     .to_service_builder(),
                 stop_handle,
-                sessions: Arc::new(SessionManager::new(config)),
+                attach: Arc::new(stream::StreamContext {
+                    sessions: Arc::clone(&sessions),
+                    audit: Arc::new(Unrecorded),
+                    max_input_bytes: config.max_input_bytes,
+                }),
+                sessions,
                 max_request_bytes,
-                max_input_bytes,
                 audit: Arc::new(Unrecorded),
             });
             Fixture {

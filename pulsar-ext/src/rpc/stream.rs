@@ -23,9 +23,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::Peer;
-use super::connection::ConnectionContext;
-use crate::audit::AuditRecord;
-use crate::session::{OutputReader, Session, SessionError, StreamEvent};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::session::{OutputReader, Session, SessionError, SessionManager, StreamEvent};
 use crate::shutdown::Shutdown;
 
 /// How long a client may take to send its handshake line.
@@ -34,12 +33,20 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refusals of frames waiting to be written between output frames.
 const QUEUED_REFUSALS: usize = 8;
 
+/// What every attach stream shares.
+pub(crate) struct StreamContext {
+    pub sessions: Arc<SessionManager>,
+    pub audit: Arc<dyn AuditLog>,
+    /// Largest input frame.
+    pub max_input_bytes: usize,
+}
+
 /// Serves one attach stream whose first byte was [`pulsar_protocol::stream::MAGIC`], on the
 /// relay (the descriptor moves to the relay's reactor, so its readiness wakes a relay thread).
 pub(super) async fn serve(
     stream: UnixStream,
     peer: Peer,
-    context: Arc<ConnectionContext>,
+    context: Arc<StreamContext>,
     shutdown: Shutdown,
 ) {
     let moved = stream.into_std().and_then(|std| {
@@ -65,7 +72,7 @@ pub(super) async fn serve(
 async fn serve_here(
     stream: UnixStream,
     peer: Peer,
-    context: Arc<ConnectionContext>,
+    context: Arc<StreamContext>,
     mut shutdown: Shutdown,
 ) {
     let (read, mut writer) = stream.into_split();
@@ -150,7 +157,7 @@ struct Client {
 }
 
 impl Client {
-    fn audit(&self, context: &ConnectionContext, action: &'static str, detail: String) {
+    fn audit(&self, context: &StreamContext, action: &'static str, detail: String) {
         context.audit.record(AuditRecord {
             action,
             session_id: Some(self.session.id()),
@@ -172,7 +179,7 @@ fn session_refusal(err: SessionError) -> StreamError {
 
 /// Attaches the client the hello describes, at its size when it is interactive.
 fn attach(
-    context: &ConnectionContext,
+    context: &StreamContext,
     peer: &Peer,
     hello: &StreamHello,
 ) -> Result<(Arc<Session>, String, ClientMode), StreamError> {
@@ -296,7 +303,7 @@ async fn screen(writer: &mut OwnedWriteHalf, session: &Arc<Session>) -> Option<O
 async fn read_input(
     reader: &mut FrameReader<OwnedReadHalf>,
     client: &Client,
-    context: &ConnectionContext,
+    context: &StreamContext,
     refusals: mpsc::Sender<StreamError>,
 ) -> Ended {
     let Client {
@@ -350,6 +357,115 @@ async fn read_input(
             // A client that reads nothing while typing into a stopped session only loses
             // refusals, never blocks its own input.
             let _ = refusals.try_send(refusal);
+        }
+    }
+}
+
+/// Serves `input` as the bytes of one attach stream connection (a real Unix socket pair), its
+/// write side shut at the input's end, against `rpc::fixture`'s `cat` (id
+/// `5e551011-0000-4000-8000-00000000d35c`), and returns what the daemon wrote before it
+/// closed the connection (the `attach_stream` fuzz target; the tests that replay its corpus).
+///
+/// Panics if the connection is still open 5 s after the input ended, or if what the daemon
+/// wrote is not one handshake answer followed (after a `result`) by well-formed frames of
+/// the kinds the protocol names, nothing after an exit (see [`check_answer`]).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+
+    use super::fixture::{Fixture, Unrecorded, keep_cat_running};
+
+    thread_local! {
+        /// Made once per thread: what every attach stream shares in the daemon.
+        static FIXTURE: Fixture<StreamContext> = Fixture::with_cat(|sessions, config| {
+            StreamContext {
+                sessions,
+                audit: Arc::new(Unrecorded),
+                max_input_bytes: config.max_input_bytes,
+            }
+        });
+    }
+    FIXTURE.with(|fixture| {
+        fixture.runtime.block_on(async {
+            keep_cat_running(&fixture.context.sessions).await;
+            let (client, server) = UnixStream::pair().expect("a Unix socket pair");
+            let peer = Peer {
+                connection: super::peer::next_connection(),
+                uid: nix::unistd::getuid().as_raw(),
+                pid: Some(std::process::id() as i32),
+            };
+            let served = tokio::spawn(serve(
+                server,
+                peer,
+                Arc::clone(&fixture.context),
+                fixture.shutdown.clone(),
+            ));
+            let (mut read, mut write) = client.into_split();
+            let reader = tokio::spawn(async move {
+                let (mut answer, mut buf) = (Vec::new(), [0u8; 8192]);
+                while let Ok(n @ 1..) = read.read(&mut buf).await {
+                    answer.extend_from_slice(&buf[..n]);
+                }
+                answer
+            });
+            // The daemon may close first (a refused hello, a frame too long).
+            let _ = write.write_all(input).await;
+            let _ = write.shutdown().await;
+            let answer = match tokio::time::timeout(Duration::from_secs(5), reader).await {
+                Ok(answer) => answer.expect("the reader does not panic"),
+                Err(_) => panic!("the attach stream was still open 5 s after the input ended"),
+            };
+            served
+                .await
+                .expect("the attach stream's task did not panic");
+            check_answer(&answer);
+            answer
+        })
+    })
+}
+
+/// Asserts that `answer` is what an attach stream may write: nothing (no hello came), or one
+/// JSON line that is a handshake answer; after a `result`, frames of the daemon's kinds whose
+/// payloads read as their kind says, nothing after an exit frame, and only the last one
+/// possibly cut short (the connection ended while it was being written).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn check_answer(answer: &[u8]) {
+    use pulsar_protocol::stream::{HEADER_LEN, ServerFrame};
+
+    if answer.is_empty() {
+        return;
+    }
+    let end = answer
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or_else(|| panic!("an answer without its line's end: {answer:?}"));
+    let parsed: StreamAnswer = serde_json::from_slice(&answer[..end]).unwrap_or_else(|err| {
+        panic!(
+            "not a handshake answer ({err}): {}",
+            String::from_utf8_lossy(&answer[..end])
+        )
+    });
+    let mut frames = &answer[end + 1..];
+    if matches!(parsed, StreamAnswer::Error(_)) {
+        assert!(frames.is_empty(), "bytes after a refusal: {frames:?}");
+        return;
+    }
+    while frames.len() >= HEADER_LEN {
+        let kind = frames[0];
+        let len = u32::from_le_bytes([frames[1], frames[2], frames[3], frames[4]]) as usize;
+        let Some(payload) = frames.get(HEADER_LEN..HEADER_LEN + len) else {
+            return;
+        };
+        let frame = ServerFrame::parse(kind, payload.to_vec())
+            .unwrap_or_else(|err| panic!("a malformed frame: {err}"));
+        assert!(
+            !matches!(frame, ServerFrame::Unknown(_)),
+            "a frame of a kind the protocol does not name: {:?}",
+            char::from(kind)
+        );
+        frames = &frames[HEADER_LEN + len..];
+        if matches!(frame, ServerFrame::Exited(_)) {
+            assert!(frames.is_empty(), "bytes after the exit: {frames:?}");
         }
     }
 }

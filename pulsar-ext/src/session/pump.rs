@@ -135,13 +135,12 @@ async fn read_within_rate(
 ) -> std::io::Result<usize> {
     // A terminal with nothing to read now may stay quiet for hours: the buffer (up to
     // FLOOD_BUFFER after a burst) is let go before waiting, not held through it.
-    let mut readable = backend.readable();
-    if std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx)))
+    if std::future::poll_fn(|cx| Poll::Ready(backend.poll_readable(cx)))
         .await
         .is_pending()
     {
         buffer.let_go();
-        readable.await;
+        std::future::poll_fn(|cx| backend.poll_readable(cx)).await;
     }
     let buf = buffer.get();
     let Some(rate) = session.rate().filter(|_| !exited) else {

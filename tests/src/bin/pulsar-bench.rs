@@ -1543,6 +1543,19 @@ async fn memory(report: &mut Report) {
         format!("empty daemon {base} KiB; now {rss} KiB"),
         "-".to_owned(),
     );
+    let now = pss();
+    report.row(
+        &format!(
+            "daemon + keeper PSS per idle session, {} sessions, screens hibernated",
+            created.len()
+        ),
+        format!(
+            "{:.1} KiB",
+            now.saturating_sub(pss_base) as f64 / created.len() as f64
+        ),
+        format!("no session {pss_base} KiB; now {now} KiB"),
+        "-".to_owned(),
+    );
     daemon.stop();
 }
 

@@ -2,9 +2,8 @@
 //! tests that replay its corpus): [`stream::serve`], as the TCP listener calls it once the
 //! peer's uid is checked, against a real session manager holding one real session.
 //!
-//! The session is a `cat` behind `stty raw -echo` (so that input bytes such as `^C` or
-//! `^D` stay bytes); it has the fixed id [`SESSION_ID`], so that seeds can name it. If an
-//! input ended it anyway, the next input finds it started again.
+//! The session is `rpc::fixture`'s `cat` (id `5e551011-0000-4000-8000-00000000d35c`). If
+//! an input ended it, the next input finds it started again.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -12,20 +11,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::Utc;
-use pulsar_protocol::{LocalSpec, SessionType};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use uuid::Uuid;
 
 use super::{DesktopContext, stream};
-use crate::audit::{AuditLog, AuditRecord};
-use crate::session::{RestoreMode, RestoreRequest, SessionManager};
-use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::rpc::fixture::{Fixture, Unrecorded, keep_cat_running};
 
-/// The one session's id: a seed's `GET /ws/5e551011-0000-4000-8000-00000000d35c`.
-pub(crate) const SESSION_ID: Uuid = Uuid::from_u128(0x5e551011_0000_4000_8000_00000000d35c);
-/// What the fixture's program prints once its terminal is raw.
-const READY: &str = "desktop-fuzz-ready";
 /// The in-memory pipe's buffer each way: what the daemon's socket buffer would be.
 const PIPE_BYTES: usize = 64 * 1024;
 /// Where an HTTP request's (and response's) head ends.
@@ -33,83 +23,14 @@ const END_OF_HEAD: &[u8] = b"\r\n\r\n";
 /// Longest the connection may stay open once the input has ended.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The audit log of the fixture: records go nowhere.
-struct Unrecorded;
-
-impl AuditLog for Unrecorded {
-    fn record(&self, _: AuditRecord) {}
-}
-
-/// Made once per thread: what every desktop connection shares in the daemon.
-struct Fixture {
-    runtime: tokio::runtime::Runtime,
-    context: Arc<DesktopContext>,
-    shutdown: Shutdown,
-    /// Held: dropping it would stop the connections.
-    _trigger: ShutdownTrigger,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let config = crate::rpc::fuzzing_config();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime");
-        let sessions = Arc::new(SessionManager::new(Arc::clone(&config)));
-        let command = [
-            "sh",
-            "-c",
-            "stty raw -echo; printf '%s' \"$READY\"; exec cat",
-        ]
-        .map(str::to_owned);
-        let session = runtime.block_on(sessions.restore(RestoreRequest {
-            id: SESSION_ID,
-            name: "desktop-fuzz".into(),
-            session_type: SessionType::Local(LocalSpec {
-                command: Some(command.to_vec()),
-                env: [("READY".to_owned(), READY.to_owned())].into(),
-                ..LocalSpec::default()
-            }),
-            created_at: Utc::now(),
-            size: (80, 24),
-            resize_policy: config.resize_policy,
-            limits: config.default_limits(),
-            history: None,
-            mode: RestoreMode::Respawn,
-            recording: None,
-            was_alive: false,
-        }));
-        assert!(session.is_alive(), "the fixture's cat did not start");
-        // Input before `stty raw` would be cooked: wait for the sign that it is done.
-        runtime.block_on(async {
-            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
-            while !String::from_utf8_lossy(session.snapshot(0).data.as_bytes()).contains(READY) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the fixture's cat did not start within 5 s"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        let (trigger, shutdown) = crate::shutdown::channel();
-        let context = Arc::new(DesktopContext {
-            sessions,
-            audit: Arc::new(Unrecorded),
-            origins: config.desktop_websocket_origins.clone(),
-            max_input_bytes: config.max_input_bytes,
-        });
-        Self {
-            runtime,
-            context,
-            shutdown,
-            _trigger: trigger,
-        }
-    }
-}
-
 thread_local! {
-    static FIXTURE: Fixture = Fixture::new();
+    /// Made once per thread: what every desktop connection shares in the daemon.
+    static FIXTURE: Fixture<DesktopContext> = Fixture::with_cat(|sessions, config| DesktopContext {
+        sessions,
+        audit: Arc::new(Unrecorded),
+        origins: config.desktop_websocket_origins.clone(),
+        max_input_bytes: config.max_input_bytes,
+    });
 }
 
 /// Serves `input` as the bytes a desktop client sends on one connection (the HTTP upgrade
@@ -123,14 +44,7 @@ thread_local! {
 pub(crate) fn answer_connection(input: &[u8]) -> Vec<u8> {
     FIXTURE.with(|fixture| {
         fixture.runtime.block_on(async {
-            let sessions = &fixture.context.sessions;
-            if !sessions.get(SESSION_ID).is_ok_and(|s| s.is_alive()) {
-                let revived = sessions.revive(SESSION_ID).await;
-                assert!(
-                    revived.is_ok_and(|s| s.is_alive()),
-                    "the fixture's cat did not start again"
-                );
-            }
+            keep_cat_running(&fixture.context.sessions).await;
             let (client, server) = tokio::io::duplex(PIPE_BYTES);
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let uid = nix::unistd::geteuid().as_raw();
@@ -243,6 +157,9 @@ pub(crate) fn check_answer(answer: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
+
+    use crate::rpc::fixture::SESSION_ID;
 
     fn upgrade(path: &str, origin: Option<&str>) -> Vec<u8> {
         let origin = origin
