@@ -360,3 +360,69 @@ async fn a_stream_that_falls_behind_the_ring_gets_a_fresh_screen_not_the_backlog
         "a fresh screen, not the backlog ({bytes} bytes)"
     );
 }
+
+#[tokio::test]
+async fn a_streams_input_is_audited_at_most_once_a_second_summed_and_never_its_bytes() {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line.create_cat().await["session_id"].clone();
+    let (_, mut stream) = AttachStream::open(&daemon.socket, &hello(&id))
+        .await
+        .unwrap();
+    let typing = std::time::Instant::now();
+    for key in [b"s", b"e", b"c", b"r", b"t"] {
+        stream.send_input(key).await.unwrap();
+    }
+    output_until_after_screen(&mut stream, "secrt").await;
+    let typed_within_a_second = typing.elapsed() < Duration::from_secs(1);
+    stream.close(Duration::from_secs(10)).await;
+
+    let session = id.as_str().unwrap().to_owned();
+    let rows: Vec<String> = eventually("the input's audit rows", || {
+        let database = daemon.database();
+        let session = session.clone();
+        async move {
+            let conn = rusqlite::Connection::open(database).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT action, detail FROM audit_log WHERE session_id = ?1 ORDER BY id")
+                .unwrap();
+            let rows: Vec<(String, String)> = stmt
+                .query_map([session], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            // Complete once the close's detach is in.
+            rows.iter().any(|(action, _)| action == "detach").then(|| {
+                rows.into_iter()
+                    .filter(|(action, _)| action == "input")
+                    .map(|(_, detail)| detail)
+                    .collect()
+            })
+        }
+    })
+    .await;
+    let count = |row: &str, field: &str| -> usize {
+        let start = row.find(&format!("{field}=")).unwrap() + field.len() + 1;
+        row[start..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let bytes: usize = rows.iter().map(|row| count(row, "bytes")).sum();
+    let frames: usize = rows.iter().map(|row| count(row, "frames")).sum();
+    assert_eq!((bytes, frames), (5, 5), "{rows:?}");
+    assert_eq!(
+        (count(&rows[0], "bytes"), count(&rows[0], "frames")),
+        (1, 1),
+        "the first key is audited at once: {rows:?}"
+    );
+    if typed_within_a_second {
+        assert_eq!(rows.len(), 2, "the rest once, at the close: {rows:?}");
+    }
+    assert!(rows.iter().all(|row| !row.contains("secrt")), "{rows:?}");
+}
+
+/// The screen frame, then output until `needle`.
+async fn output_until_after_screen(stream: &mut AttachStream, needle: &str) {
+    let Some(ServerFrame::Screen { .. }) = frame(stream).await else {
+        panic!("the stream starts with the screen");
+    };
+    output_until(stream, needle).await;
+}

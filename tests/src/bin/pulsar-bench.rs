@@ -330,22 +330,25 @@ async fn attach_echo(report: &mut Report) {
     let socket = daemon.socket.clone();
     let (pairs, dtach_pairs) = tokio::task::spawn_blocking(move || {
         let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
-        let dtach = Dtach::start("stty raw -echo; exec cat");
-        let mut dtach_client = dtach.as_ref().map(Dtach::attach_in_pty);
+        let dtach = Dtach::start_after("stty raw -echo;", "exec cat");
+        let mut dtach_client = dtach.as_ref().map(Dtach::attach_for_echo);
         for _ in 0..WARM_UP {
-            echo_once(&mut reader, &mut writer);
+            echo_once("pulsar attach", &mut reader, &mut writer);
             if let Some((_, reader, writer)) = &mut dtach_client {
-                echo_once(reader, writer);
+                echo_once("dtach -a", reader, writer);
             }
         }
         let mut pairs = EchoPairs::default();
         let mut dtach_pairs = EchoPairs::default();
         for _ in 0..N {
             let baseline = bare_echo.sample();
-            pairs.push(baseline, echo_once(&mut reader, &mut writer));
+            pairs.push(
+                baseline,
+                echo_once("pulsar attach", &mut reader, &mut writer),
+            );
             if let Some((_, reader, writer)) = &mut dtach_client {
                 let baseline = bare_echo.sample();
-                dtach_pairs.push(baseline, echo_once(reader, writer));
+                dtach_pairs.push(baseline, echo_once("dtach -a", reader, writer));
             }
         }
         for (child, _, _) in dtach_client.iter_mut() {
@@ -378,16 +381,27 @@ async fn attach_echo(report: &mut Report) {
 }
 
 /// One key typed into a client's terminal, timed until its echo is back there (whatever
-/// else the client writes first, such as the rest of a redraw, is skipped).
-fn echo_once(reader: &mut dyn std::io::Read, writer: &mut dyn std::io::Write) -> Duration {
+/// else the client writes first, such as the rest of a redraw, is skipped). Panics on two
+/// echoes at once: the client and the measure would be out of step, every later sample an
+/// earlier key's echo.
+fn echo_once(
+    what: &str,
+    reader: &mut dyn std::io::Read,
+    writer: &mut dyn std::io::Write,
+) -> Duration {
     let mut buf = [0u8; 4096];
     let start = Instant::now();
     writer.write_all(b"k").unwrap();
     loop {
         let n = reader.read(&mut buf).unwrap();
         assert!(n > 0, "the attached client ended");
-        if buf[..n].contains(&b'k') {
-            return start.elapsed();
+        match buf[..n].iter().filter(|&&b| b == b'k').count() {
+            0 => {}
+            1 => return start.elapsed(),
+            echoes => panic!(
+                "{what}: {echoes} echoes of one key, the measure is out of step: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
         }
     }
 }
@@ -400,14 +414,24 @@ struct Dtach {
 }
 
 impl Dtach {
+    /// `script` under a dtach master, started once its shell is (its process id written).
     fn start(script: &str) -> Option<Self> {
+        Self::start_after("", script)
+    }
+
+    /// `script` under a dtach master, started once `setup` has run (its process id written
+    /// after it): keys typed before a `stty raw -echo` took effect would be echoed twice.
+    fn start_after(setup: &str, script: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
         let started = std::process::Command::new("dtach")
             .arg("-n")
             .arg(dir.path().join("sock"))
             .args(["-z", "/bin/sh", "-c"])
-            .arg(format!("echo $$ > '{}'; {script}", pid_file.display()))
+            .arg(format!(
+                "{setup} echo $$ > '{}'; {script}",
+                pid_file.display()
+            ))
             .status();
         if !started.is_ok_and(|status| status.success()) {
             return None;
@@ -432,6 +456,24 @@ impl Dtach {
             "exec dtach -a '{}' -E -z -r none",
             self.dir.path().join("sock").display()
         ))
+    }
+
+    /// [`Self::attach_in_pty`] for an echo: once a first key's echo is back from the program,
+    /// so that keys typed before the client had connected (sent all at once when it does)
+    /// cannot answer later ones.
+    fn attach_for_echo(
+        &self,
+    ) -> (
+        Box<dyn portable_pty::Child + Send + Sync>,
+        Box<dyn std::io::Read + Send>,
+        Box<dyn std::io::Write + Send>,
+    ) {
+        let (child, mut reader, mut writer) = self.attach_in_pty();
+        // dtach clears the screen once it has attached, its terminal raw.
+        read_to_mark(&mut reader, b"\x1b[J");
+        writer.write_all(b"S").unwrap();
+        read_to_mark(&mut reader, b"S");
+        (child, reader, writer)
     }
 
     /// Bytes per second of its program (a [`script_until_mark`]), shown by `dtach -a`,
