@@ -341,6 +341,7 @@ async fn pump(
             _ = signals.interrupt.recv() => Wake::Signal,
         };
         let end = match wake {
+            Wake::Frame(Ok(Some(ServerFrame::Output(bytes)))) => on_output(link, bytes, screen),
             Wake::Frame(Ok(Some(frame))) => on_frame(link, frame, screen),
             // The daemon closed the stream without the session's exit: it is stopping or
             // being replaced.
@@ -368,6 +369,32 @@ async fn pump(
             None => {}
         }
     }
+}
+
+/// Output the terminal can show at once.
+const GATHER_OUTPUT: usize = 256 * 1024;
+
+/// Shows output, with the output frames already here after it gathered into the same write
+/// (the daemon sends what each read of the terminal gave, a few KiB under a flood; a write
+/// to the outer terminal costs the same whatever its size, up to its buffer). `Some` when
+/// the attach ends, by the gathered output or the first other frame behind it.
+fn on_output(link: &mut Link<'_>, mut bytes: Vec<u8>, screen: &mut Screen<'_>) -> Option<End> {
+    let mut behind = None;
+    while bytes.len() < GATHER_OUTPUT {
+        match link.stream.try_next() {
+            Ok(Some(ServerFrame::Output(more))) => bytes.extend_from_slice(&more),
+            Ok(Some(frame)) => {
+                behind = Some(frame);
+                break;
+            }
+            // Nothing more now; a broken stream is found by the next wait.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if let Some(end) = on_frame(link, ServerFrame::Output(bytes), screen) {
+        return Some(end);
+    }
+    behind.and_then(|frame| on_frame(link, frame, screen))
 }
 
 /// Shows a frame; `Some` when it ends the attach.

@@ -318,6 +318,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more; false at the end of the stream.
     async fn fill(&mut self) -> io::Result<bool> {
+        self.make_room();
+        Ok(self.reader.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// Drops what was consumed once it is most of the buffer, and leaves room for a read.
+    fn make_room(&mut self) {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -325,7 +331,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(64 * 1024);
         }
-        Ok(self.reader.read_buf(&mut self.buf).await? > 0)
     }
 
     /// The next line, without its `\n`, skipping a leading [`MAGIC`]; `None` at the end of
@@ -357,25 +362,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame's kind and payload; `None` at the end of the stream between frames.
     pub async fn frame(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
         loop {
-            let unread = &self.buf[self.start..];
-            if unread.len() >= HEADER_LEN {
-                let len = u32::from_le_bytes([unread[1], unread[2], unread[3], unread[4]]) as usize;
-                if len > self.max_payload {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        FrameTooLong {
-                            kind: unread[0],
-                            len,
-                            max: self.max_payload,
-                        },
-                    ));
-                }
-                if unread.len() >= HEADER_LEN + len {
-                    let frame = (unread[0], unread[HEADER_LEN..HEADER_LEN + len].to_vec());
-                    self.start += HEADER_LEN + len;
-                    return Ok(Some(frame));
-                }
-                self.buf.reserve(HEADER_LEN + len - unread.len());
+            if let Some(frame) = self.buffered()? {
+                return Ok(Some(frame));
             }
             if !self.fill().await? {
                 return if self.start == self.buf.len() {
@@ -387,6 +375,49 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     ))
                 };
             }
+        }
+    }
+
+    /// The next frame if it has been read whole already; `None` without waiting otherwise.
+    pub fn buffered(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        let unread = &self.buf[self.start..];
+        if unread.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([unread[1], unread[2], unread[3], unread[4]]) as usize;
+        if len > self.max_payload {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                FrameTooLong {
+                    kind: unread[0],
+                    len,
+                    max: self.max_payload,
+                },
+            ));
+        }
+        if unread.len() < HEADER_LEN + len {
+            self.buf.reserve(HEADER_LEN + len - unread.len());
+            return Ok(None);
+        }
+        let frame = (unread[0], unread[HEADER_LEN..HEADER_LEN + len].to_vec());
+        self.start += HEADER_LEN + len;
+        Ok(Some(frame))
+    }
+}
+
+impl FrameReader<OwnedReadHalf> {
+    /// The next frame if it can be had without waiting: from what was read already, or from
+    /// what the socket holds while the runtime knows it to be readable (a read that came
+    /// back short makes it wait for the reactor's next word).
+    pub fn try_frame(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        if let Some(frame) = self.buffered()? {
+            return Ok(Some(frame));
+        }
+        self.make_room();
+        match self.reader.try_read_buf(&mut self.buf) {
+            Ok(_) => self.buffered(),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
         }
     }
 }
@@ -466,6 +497,16 @@ impl AttachStream {
     /// The next frame from the daemon; `None` when it closed the stream. Cancel-safe.
     pub async fn next(&mut self) -> io::Result<Option<ServerFrame>> {
         match self.reader.frame().await? {
+            Some((kind, payload)) => ServerFrame::parse(kind, payload).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame from the daemon if it is here already (read whole, or waiting in the
+    /// socket); `None` without waiting otherwise. For gathering consecutive output into one
+    /// write.
+    pub fn try_next(&mut self) -> io::Result<Option<ServerFrame>> {
+        match self.reader.try_frame()? {
             Some((kind, payload)) => ServerFrame::parse(kind, payload).map(Some),
             None => Ok(None),
         }
@@ -560,6 +601,37 @@ mod tests {
         let mut reader = FrameReader::new(&wire[..wire.len() - 1], 10);
         let err = reader.frame().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn frames_already_read_are_had_without_waiting_and_a_cut_one_is_not() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (read, _write) = ours.into_split();
+        let mut reader = FrameReader::new(read, 1024);
+        assert_eq!(reader.try_frame().unwrap(), None, "nothing sent yet");
+        let (_, mut daemon) = theirs.into_split();
+        let mut wire = frame(kind::OUTPUT, b"one");
+        wire.extend(frame(kind::OUTPUT, b"two"));
+        wire.extend(&frame(kind::OUTPUT, b"cut")[..4]);
+        daemon.write_all(&wire).await.unwrap();
+        // The wait reads what is there; the frames behind the first need none.
+        assert_eq!(
+            reader.frame().await.unwrap(),
+            Some((kind::OUTPUT, b"one".to_vec()))
+        );
+        assert_eq!(
+            reader.try_frame().unwrap(),
+            Some((kind::OUTPUT, b"two".to_vec()))
+        );
+        assert_eq!(reader.try_frame().unwrap(), None, "a frame not whole yet");
+        daemon
+            .write_all(&frame(kind::OUTPUT, b"cut")[4..])
+            .await
+            .unwrap();
+        assert_eq!(
+            reader.frame().await.unwrap(),
+            Some((kind::OUTPUT, b"cut".to_vec()))
+        );
     }
 
     #[test]
