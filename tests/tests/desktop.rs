@@ -739,19 +739,7 @@ async fn a_slow_desktop_reader_is_resynchronised_and_never_slows_the_session() {
     )
     .await;
     // The session gets through all of it regardless.
-    eventually("the program to finish writing", || {
-        let socket = daemon.socket.clone();
-        let id = id.clone();
-        async move {
-            let mut line = LineClient::connect(&socket).await;
-            let screen = line.ok("get_screen", json!({"session_id": id})).await;
-            screen["rows"]
-                .to_string()
-                .contains("all-done")
-                .then_some(())
-        }
-    })
-    .await;
+    screen_shows(&daemon, &id, "all-done").await;
     let seen = socket.read_until("all-done").await;
     assert!(
         seen.contains("\x1bc"),

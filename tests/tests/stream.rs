@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pulsar_e2e::*;
 use pulsar_protocol::ClientMode;
-use pulsar_protocol::stream::{AttachStream, OpenError, ServerFrame, StreamHello};
+use pulsar_protocol::stream::{AttachStream, OpenError, ServerFrame, StreamAccepted, StreamHello};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -27,6 +27,16 @@ async fn frame(stream: &mut AttachStream) -> Option<ServerFrame> {
         .await
         .expect("a frame within the deadline")
         .expect("a well-formed frame")
+}
+
+/// Opens an attach stream as `hello` says and reads its first frame, which must be the
+/// screen.
+async fn open_past_screen(daemon: &Daemon, hello: &StreamHello) -> (StreamAccepted, AttachStream) {
+    let (accepted, mut stream) = AttachStream::open(&daemon.socket, hello).await.unwrap();
+    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
+        panic!("the stream starts with the screen");
+    };
+    (accepted, stream)
 }
 
 /// Output frames until their bytes (from the first) contain `needle`; panics on any other
@@ -140,10 +150,7 @@ async fn the_hello_size_and_resize_frames_size_the_terminal() {
         rows: Some(30),
         ..hello(&id)
     };
-    let (_, mut stream) = AttachStream::open(&daemon.socket, &sized).await.unwrap();
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
-        panic!("the stream starts with the screen");
-    };
+    let (_, mut stream) = open_past_screen(&daemon, &sized).await;
     let info = line.ok("get_session", json!({"session_id": id})).await;
     assert_eq!(
         (info["cols"].clone(), info["rows"].clone()),
@@ -176,11 +183,8 @@ async fn a_read_only_stream_is_told_it_cannot_type_and_never_sizes_the_terminal(
         rows: Some(30),
         ..hello(&id)
     };
-    let (accepted, mut stream) = AttachStream::open(&daemon.socket, &watcher).await.unwrap();
+    let (accepted, mut stream) = open_past_screen(&daemon, &watcher).await;
     assert_eq!(accepted.mode, ClientMode::ReadOnly);
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
-        panic!("the stream starts with the screen");
-    };
     stream.send_input(b"typed\n").await.unwrap();
     let Some(ServerFrame::Error(refusal)) = frame(&mut stream).await else {
         panic!("input from a read-only stream is refused");
@@ -219,12 +223,7 @@ async fn closing_the_stream_detaches_its_client() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
     let id = line.create_cat().await["session_id"].clone();
-    let (_, mut stream) = AttachStream::open(&daemon.socket, &hello(&id))
-        .await
-        .unwrap();
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
-        panic!("the stream starts with the screen");
-    };
+    let (_, stream) = open_past_screen(&daemon, &hello(&id)).await;
     let info = line.ok("get_session", json!({"session_id": id})).await;
     assert_eq!(info["num_clients"], 1, "{info}");
     // `close` returns once the daemon has detached the client and closed its end.
@@ -238,12 +237,7 @@ async fn the_exit_frame_follows_the_last_output_and_ends_the_stream() {
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
     let id = line.create_sh("read x; echo last-words; exit 3").await["session_id"].clone();
-    let (_, mut stream) = AttachStream::open(&daemon.socket, &hello(&id))
-        .await
-        .unwrap();
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
-        panic!("the stream starts with the screen");
-    };
+    let (_, mut stream) = open_past_screen(&daemon, &hello(&id)).await;
     stream.send_input(b"\n").await.unwrap();
     let mut seen = Vec::new();
     let exit = loop {
@@ -266,12 +260,7 @@ async fn an_input_frame_over_max_input_bytes_is_refused_with_1004_and_closes_the
     let daemon = Daemon::start_with(&[("MAX_INPUT_BYTES", "16")]).await;
     let mut line = daemon.line().await;
     let id = line.create_cat().await["session_id"].clone();
-    let (_, mut stream) = AttachStream::open(&daemon.socket, &hello(&id))
-        .await
-        .unwrap();
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
-        panic!("the stream starts with the screen");
-    };
+    let (_, mut stream) = open_past_screen(&daemon, &hello(&id)).await;
     stream.send_input(&[b'x'; 17]).await.unwrap();
     let Some(ServerFrame::Error(refusal)) = frame(&mut stream).await else {
         panic!("an oversized input frame is refused");
@@ -316,27 +305,10 @@ async fn a_stream_that_falls_behind_the_ring_gets_a_fresh_screen_not_the_backlog
         .create_sh("read go; head -c 8388608 /dev/zero | tr '\\0' x; echo; echo all-done; read x")
         .await["session_id"]
         .clone();
-    let (_, mut stream) = AttachStream::open(&daemon.socket, &hello(&id))
-        .await
-        .unwrap();
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
-        panic!("the stream starts with the screen");
-    };
+    let (_, mut stream) = open_past_screen(&daemon, &hello(&id)).await;
     stream.send_input(b"go\n").await.unwrap();
     // Not reading while the program writes: its bytes leave the ring before we get them.
-    eventually("the program to finish writing", || {
-        let socket = daemon.socket.clone();
-        let id = id.clone();
-        async move {
-            let mut line = LineClient::connect(&socket).await;
-            let screen = line.ok("get_screen", json!({"session_id": id})).await;
-            screen["rows"]
-                .to_string()
-                .contains("all-done")
-                .then_some(())
-        }
-    })
-    .await;
+    screen_shows(&daemon, &id, "all-done").await;
     let (mut screens, mut bytes, mut tail) = (0, 0, Vec::new());
     while !String::from_utf8_lossy(&tail).contains("all-done") {
         match frame(&mut stream).await {
@@ -366,14 +338,12 @@ async fn a_streams_input_is_audited_at_most_once_a_second_summed_and_never_its_b
     let daemon = Daemon::start().await;
     let mut line = daemon.line().await;
     let id = line.create_cat().await["session_id"].clone();
-    let (_, mut stream) = AttachStream::open(&daemon.socket, &hello(&id))
-        .await
-        .unwrap();
+    let (_, mut stream) = open_past_screen(&daemon, &hello(&id)).await;
     let typing = std::time::Instant::now();
     for key in [b"s", b"e", b"c", b"r", b"t"] {
         stream.send_input(key).await.unwrap();
     }
-    output_until_after_screen(&mut stream, "secrt").await;
+    output_until(&mut stream, "secrt").await;
     let typed_within_a_second = typing.elapsed() < Duration::from_secs(1);
     stream.close(Duration::from_secs(10)).await;
 
@@ -417,12 +387,4 @@ async fn a_streams_input_is_audited_at_most_once_a_second_summed_and_never_its_b
         assert_eq!(rows.len(), 2, "the rest once, at the close: {rows:?}");
     }
     assert!(rows.iter().all(|row| !row.contains("secrt")), "{rows:?}");
-}
-
-/// The screen frame, then output until `needle`.
-async fn output_until_after_screen(stream: &mut AttachStream, needle: &str) {
-    let Some(ServerFrame::Screen { .. }) = frame(stream).await else {
-        panic!("the stream starts with the screen");
-    };
-    output_until(stream, needle).await;
 }

@@ -66,8 +66,9 @@ pub(super) async fn serve(
             return;
         }
     };
+    // Made from the descriptor on the relay, so the relay's reactor watches it.
     let served = crate::relay::spawn(async move {
-        match crate::relay::register(|| UnixStream::from_std(std)) {
+        match UnixStream::from_std(std) {
             Ok(stream) => serve_here(stream, peer, context, shutdown).await,
             Err(err) => tracing::warn!("attach stream cannot be watched: {err}"),
         }
@@ -134,35 +135,36 @@ async fn serve_here(
         client_id,
         peer,
     };
-    if answered.is_ok() {
+    let mut typed = InputTally::default();
+    let ended = if answered.is_ok() {
         tracing::debug!(session = %client.session.id(), client = %client.client_id, ?mode, "attach stream open");
         let (refusals, mut refused) = mpsc::channel(QUEUED_REFUSALS);
-        let mut typed = InputTally::default();
-        let ended = tokio::select! {
+        tokio::select! {
             ended = write_output(&mut writer, &client.session, since, &mut refused) => ended,
             ended = read_input(&mut reader, &client, &context, refusals, &mut typed) => ended,
             _ = shutdown.wait() => Ended::Daemon,
-        };
-        typed.audit(&client, &context);
-        let why = match &ended {
-            Ended::Session => "the session ended",
-            Ended::Client => "the client closed",
-            Ended::Malformed(_) => "unreadable input",
-            Ended::Daemon => "the daemon is stopping",
-        };
-        client.audit(
-            &context,
-            "detach",
-            format!("client={} stream closed: {why}", client.client_id),
-        );
-        if let Ended::Malformed(refused) = &ended {
-            let json = serde_json::to_vec(refused).expect("a refusal serialises");
-            let _ =
-                tokio::time::timeout(HELLO_TIMEOUT, write_frame(&mut writer, kind::ERROR, &json))
-                    .await;
         }
-        tracing::debug!(session = %client.session.id(), client = %client.client_id, ?ended, "attach stream closed");
+    } else {
+        Ended::Client
+    };
+    typed.audit(&client, &context);
+    let why = match &ended {
+        Ended::Session => "the session ended",
+        Ended::Client => "the client closed",
+        Ended::Malformed(_) => "unreadable input",
+        Ended::Daemon => "the daemon is stopping",
+    };
+    client.audit(
+        &context,
+        "detach",
+        format!("client={} stream closed: {why}", client.client_id),
+    );
+    if let Ended::Malformed(refused) = &ended {
+        let json = serde_json::to_vec(refused).expect("a refusal serialises");
+        let _ =
+            tokio::time::timeout(HELLO_TIMEOUT, write_frame(&mut writer, kind::ERROR, &json)).await;
     }
+    tracing::debug!(session = %client.session.id(), client = %client.client_id, ?ended, "attach stream closed");
     context
         .sessions
         .connection_closed(client.peer.connection, &client.client_id);

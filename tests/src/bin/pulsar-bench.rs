@@ -1550,23 +1550,13 @@ async fn memory(report: &mut Report) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let rss = daemon.rss_kib();
-        let per = (rss - base) as f64 / target as f64;
-        report.row(
-            &format!("daemon RSS per idle 80×24 shell session, {target} sessions"),
-            format!("{per:.1} KiB"),
-            format!("empty daemon {base} KiB; now {rss} KiB"),
-            "-".to_owned(),
-        );
-        let now = pss();
-        report.row(
-            &format!("daemon + keeper PSS per idle 80×24 shell session, {target} sessions"),
-            format!(
-                "{:.1} KiB",
-                now.saturating_sub(pss_base) as f64 / target as f64
-            ),
-            format!("no session {pss_base} KiB; now {now} KiB"),
-            "-".to_owned(),
+        per_session_rows(
+            report,
+            ["daemon RSS", "daemon + keeper PSS"]
+                .map(|of| format!("{of} per idle 80×24 shell session, {target} sessions")),
+            target,
+            (base, daemon.rss_kib()),
+            (pss_base, pss()),
         );
     }
     // Then with every screen hibernated.
@@ -1575,30 +1565,43 @@ async fn memory(report: &mut Report) {
         assert!(Instant::now() < deadline, "the screens never hibernated");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let rss = daemon.rss_kib();
+    let n = created.len();
+    per_session_rows(
+        report,
+        ["daemon RSS", "daemon + keeper PSS"]
+            .map(|of| format!("{of} per idle session, {n} sessions, screens hibernated")),
+        n,
+        (base, daemon.rss_kib()),
+        (pss_base, pss()),
+    );
+    daemon.stop();
+}
+
+/// Two rows, `labels` in order: the daemon's RSS growth from `rss` (empty, now) and the
+/// daemon and keeper's PSS growth from `pss` (no session, now), each divided by `sessions`.
+fn per_session_rows(
+    report: &mut Report,
+    labels: [String; 2],
+    sessions: usize,
+    (base, rss): (u64, u64),
+    (pss_base, pss): (u64, u64),
+) {
+    let [rss_label, pss_label] = labels;
     report.row(
-        &format!(
-            "daemon RSS per idle session, {} sessions, screens hibernated",
-            created.len()
-        ),
-        format!("{:.1} KiB", (rss - base) as f64 / created.len() as f64),
+        &rss_label,
+        format!("{:.1} KiB", (rss - base) as f64 / sessions as f64),
         format!("empty daemon {base} KiB; now {rss} KiB"),
         "-".to_owned(),
     );
-    let now = pss();
     report.row(
-        &format!(
-            "daemon + keeper PSS per idle session, {} sessions, screens hibernated",
-            created.len()
-        ),
+        &pss_label,
         format!(
             "{:.1} KiB",
-            now.saturating_sub(pss_base) as f64 / created.len() as f64
+            pss.saturating_sub(pss_base) as f64 / sessions as f64
         ),
-        format!("no session {pss_base} KiB; now {now} KiB"),
+        format!("no session {pss_base} KiB; now {pss} KiB"),
         "-".to_owned(),
     );
-    daemon.stop();
 }
 
 /// Sessions that each wrote ~200 KB and went idle: the daemon's memory while they are awake
