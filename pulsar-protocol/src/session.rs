@@ -31,7 +31,10 @@ pub enum SessionType {
     Serial(SerialSpec),
     /// An SSH shell (or command) on another host, owned by the daemon:
     /// `{"kind":"ssh","host":"build.example.org","user":"ci"}`.
-    Ssh(SshSpec),
+    ///
+    /// Boxed: an SSH spec is 184 bytes, a local one 72, and a daemon keeps one type per
+    /// session, most of them local.
+    Ssh(Box<SshSpec>),
 }
 
 /// How to start a local session.
@@ -203,10 +206,10 @@ impl SessionType {
                     password: None,
                     ..auth.clone()
                 });
-                SessionType::Ssh(SshSpec {
+                SessionType::Ssh(Box::new(SshSpec {
                     auth: auth.filter(|a| *a != SshAuth::default()),
-                    ..spec.clone()
-                })
+                    ..(**spec).clone()
+                }))
             }
             other => other.clone(),
         }
@@ -323,7 +326,7 @@ impl SessionType {
                 .map(SessionType::Serial)
                 .map_err(|err| D::Error::custom(format!("type (serial): {err}"))),
             "ssh" => serde_json::from_value(body)
-                .map(SessionType::Ssh)
+                .map(|spec| SessionType::Ssh(Box::new(spec)))
                 .map_err(|err| D::Error::custom(format!("type (ssh): {err}"))),
             _ => Err(D::Error::custom(format!(
                 "unknown session type `{kind}`; expected `local`, `serial` or `ssh`"
@@ -781,11 +784,11 @@ mod tests {
             serde_json::from_value(json!({"Ssh": {"host": "h", "port": 22}})).unwrap();
         assert_eq!(
             ty,
-            SessionType::Ssh(SshSpec {
+            SessionType::Ssh(Box::new(SshSpec {
                 host: "h".into(),
                 port: Some(22),
                 ..Default::default()
-            })
+            }))
         );
     }
 

@@ -5,8 +5,8 @@
 //! exit. Without a keeper this daemon spawns it itself, the same way (`pulsar_keeper::pty`:
 //! portable-pty's setsid, controlling terminal, login shell defaults), and reaps it. Either way Pulsar drives the master through
 //! its own non-blocking duplicate registered with tokio (`AsyncFd`), and learns of the exit
-//! through a pidfd, so a thousand idle sessions cost a thousand epoll registrations, not a
-//! thousand threads.
+//! through a pidfd in the one set every program's is watched from (`exits.rs`), so a
+//! thousand idle sessions cost a thousand epoll registrations, not a thousand threads.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -22,6 +22,7 @@ use pulsar_protocol::{AppliedLimits, LocalSpec, SessionUsage};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::exits::ExitWatch;
 use super::keeper::{Adoptable, Keeper};
 use super::limits::{Confinement, usage_from_proc};
 use super::{Backend, ExitStatus};
@@ -71,9 +72,9 @@ pub struct LocalBackend {
     pid: u32,
     /// The exit status, once known; set by the first `wait` to learn it.
     exit: Once<ExitStatus>,
-    /// Becomes readable when the program exits (absent if the kernel has no pidfd_open, or
-    /// the program was gone already).
-    pidfd: Option<AsyncFd<OwnedFd>>,
+    /// Says when the program exits (absent if the kernel has no pidfds, or the program was
+    /// gone already).
+    exit_watch: Option<ExitWatch>,
     parent: Parent,
     /// Its limits and control groups, if it has any.
     confinement: Option<Arc<Confinement>>,
@@ -305,9 +306,9 @@ impl LocalBackend {
         confinement: Option<Arc<Confinement>>,
     ) -> io::Result<Self> {
         let io = dup_nonblocking(master.as_raw_fd()).and_then(register)?;
-        let pidfd = match exit {
+        let exit_watch = match exit {
             Some(_) => None,
-            None => pidfd_open(pid).and_then(register).ok(),
+            None => ExitWatch::new(pid).ok(),
         };
         Ok(Self {
             io,
@@ -315,7 +316,7 @@ impl LocalBackend {
             master,
             pid,
             exit: Once::new(exit),
-            pidfd,
+            exit_watch,
             parent,
             confinement,
             cpu_sample: Mutex::new((std::time::Instant::now(), 0)),
@@ -435,6 +436,10 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn poll_ended(&self, cx: &mut std::task::Context<'_>) -> Option<std::task::Poll<()>> {
+        Some(self.exit_watch.as_ref()?.poll_exited(cx))
+    }
+
     async fn terminate(&self, grace: Duration) {
         if self.try_reap().is_some() {
             return;
@@ -494,24 +499,16 @@ impl LocalBackend {
             if let Some(status) = self.try_reap() {
                 return status;
             }
-            match &self.pidfd {
-                Some(pidfd) => {
+            match &self.exit_watch {
+                Some(watch) if !watch.has_exited() => {
                     tokio::select! {
-                        ready = pidfd.readable() => match ready {
-                            // Readable means exited; if the reap still found nothing, forget
-                            // the readiness so the next round waits instead of spinning.
-                            Ok(mut guard) => {
-                                if self.try_reap().is_none() {
-                                    guard.clear_ready();
-                                }
-                            }
-                            Err(_) => Box::pin(tokio::time::sleep(Duration::from_millis(50))).await,
-                        },
+                        () = watch.exited() => {}
                         _ = self.exit.wait() => {}
                     }
                 }
-                // Without pidfds, poll: rare (kernels before 5.3) and cheap.
-                None => Box::pin(tokio::time::sleep(Duration::from_millis(100))).await,
+                // Without pidfds, poll: rare (kernels before 5.3) and cheap. Also if the
+                // exit was seen and the reap still found nothing, which it should not.
+                _ => Box::pin(tokio::time::sleep(Duration::from_millis(100))).await,
             }
         }
     }
@@ -523,9 +520,9 @@ impl LocalBackend {
             if let Some(status) = self.exit.get() {
                 return status;
             }
-            if let Some(pidfd) = &self.pidfd {
-                // Readable once exited; from then on the keeper knows how (it reaps at once).
-                let _ = pidfd.readable().await;
+            if let Some(watch) = &self.exit_watch {
+                // Once it has exited, the keeper knows how (it reaps at once).
+                watch.exited().await;
             }
             match Box::pin(keeper.status(id)).await {
                 Ok(Some(exit)) => {
@@ -568,7 +565,7 @@ impl Drop for LocalBackend {
 /// Registers a descriptor this backend exclusively owns with the runtime's reactor.
 fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // Watched by the relay's reactor: the pump that reads it runs there.
-    // SAFETY: `fd` is a fresh descriptor (a dup or a pidfd) owned only by the returned
+    // SAFETY: `fd` is a fresh descriptor (a dup of the master) owned only by the returned
     // AsyncFd, which deregisters it before closing it.
     crate::relay::register(|| unsafe { AsyncFd::register(fd) }).map_err(io::Error::from)
 }
@@ -588,17 +585,6 @@ fn dup_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
         }
         Ok(owned)
     }
-}
-
-/// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits.
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: the syscall takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Reads on after the first `n` bytes of `buf` while the terminal has more, up to a full

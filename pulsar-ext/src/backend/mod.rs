@@ -8,6 +8,7 @@
 
 mod ended;
 mod error;
+mod exits;
 mod keeper;
 mod limits;
 mod local;
@@ -88,6 +89,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Resolves once the far end has ended, with how it ended.
     async fn wait(&self) -> ExitStatus;
+
+    /// Ready once the far end has ended (or is about to: [`Self::wait`] then returns soon),
+    /// for the session's reader, which waits for the end for the program's whole life: a
+    /// poll, so that it holds no boxed `wait` future through it (229 bytes a local session).
+    /// Only that reader calls it. `None` when this backend has no such signal: the reader
+    /// then waits on [`Self::wait`] from the start.
+    fn poll_ended(&self, _cx: &mut std::task::Context<'_>) -> Option<std::task::Poll<()>> {
+        None
+    }
 
     /// Asks the far end to end (SIGHUP to a local process group); after `grace`, forces it
     /// (SIGKILL). Returns once asked; [`Backend::wait`] reports the end.

@@ -125,7 +125,7 @@ pub(super) fn session_type(kind: &StoredKind) -> SessionType {
             auth,
             accept_new_host_key,
             known_hosts,
-        } => SessionType::Ssh(SshSpec {
+        } => SessionType::Ssh(Box::new(SshSpec {
             host,
             port,
             user,
@@ -137,7 +137,7 @@ pub(super) fn session_type(kind: &StoredKind) -> SessionType {
             }),
             accept_new_host_key,
             known_hosts,
-        }),
+        })),
     }
 }
 

@@ -67,19 +67,23 @@ impl ReadBuffer {
 /// Runs the pump of `session` to the end of its output.
 ///
 /// Its future is what an idle session's task holds, so it is kept small (368 bytes in a
-/// debug build, from 632): the drain deadline (after the end) and a rate-limited read, each
-/// with a timer of 112 bytes, are boxed when they happen.
+/// debug build, from 632): the drain deadline (after the end), a rate-limited read (each
+/// with a timer of 112 bytes) and the backend's `wait` are boxed when they happen.
 pub(super) async fn pump(session: Arc<Session>) {
     let backend = session.backend();
     let mut buffer = ReadBuffer::new();
-    let wait = backend.wait();
-    tokio::pin!(wait);
+    // How the program ended, asked for once its end is near (a backend that cannot say when
+    // is asked at once): an idle session holds no boxed future through its life.
+    let mut wait = match std::future::poll_fn(|cx| Poll::Ready(backend.poll_ended(cx))).await {
+        None | Some(Poll::Ready(())) => Some(backend.wait()),
+        Some(Poll::Pending) => None,
+    };
     let mut status: Option<ExitStatus> = None;
     let mut drain_deadline: Option<Pin<Box<Sleep>>> = None;
     loop {
         tokio::select! {
             // The daemon stops and the program lives on: unread output waits in the kernel.
-            () = session.pump_stop_requested() => return,
+            () = std::future::poll_fn(|cx| session.poll_pump_stop(cx)) => return,
             read = read_within_rate(&session, &*backend, &mut buffer, status.is_some()) => match read {
                 Ok(0) => break,
                 Ok(n) => {
@@ -98,7 +102,10 @@ pub(super) async fn pump(session: Arc<Session>) {
                     break;
                 }
             },
-            exited = &mut wait, if status.is_none() => {
+            () = std::future::poll_fn(|cx| backend.poll_ended(cx).unwrap_or(Poll::Pending)),
+                if wait.is_none() => wait = Some(backend.wait()),
+            exited = async { wait.as_mut().expect("asked for").await },
+                if wait.is_some() && status.is_none() => {
                 status = Some(exited);
                 drain_deadline = Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_EXIT)));
             }

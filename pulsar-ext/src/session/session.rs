@@ -2,11 +2,12 @@
 //! files of their own (`output`, `clients`, `pump`, `view`); this type ties them together.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::task::AtomicWaker;
 use pulsar_protocol::{
     ClientMode, ResizePolicy, SessionEvent, SessionId, SessionLimits, SessionState, SessionType,
 };
@@ -56,8 +57,11 @@ pub struct Session {
     observer: OnceLock<Arc<dyn SessionObserver>>,
     /// The pump task, to stop it when the daemon stops but the program lives on.
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Tells the pump to stop (see [`Session::stop_pump`]).
-    pump_stop: tokio::sync::Notify,
+    /// Asks the pump to stop (see [`Session::stop_pump`]), waking it through `pump_waker`:
+    /// polled, so that the pump's future (all an idle session's task holds) keeps no
+    /// `Notified` waiting in it.
+    pump_stop: AtomicBool,
+    pump_waker: AtomicWaker,
     /// The daemon-wide event stream; set once the manager has taken the session in.
     events: OnceLock<Events>,
     /// Bells, titles and prompt marks in the output, scanned by the pump (so never
@@ -68,8 +72,9 @@ pub struct Session {
     recording: Mutex<Option<Box<Recording>>>,
     /// Recordings started so far: tells a late stop report from an old recording apart.
     recordings: AtomicU64,
-    /// The limits asked for (the daemon's defaults filled in), as saved.
-    limits: SessionLimits,
+    /// The limits asked for (the daemon's defaults filled in), as saved; none when empty.
+    /// Boxed: most sessions have none, and the limits are 72 bytes.
+    limits: Option<Box<SessionLimits>>,
     /// The output rate limit the pump reads at, if any.
     /// Boxed: most sessions have none.
     rate: Option<Box<OutputRate>>,
@@ -144,7 +149,8 @@ impl Session {
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
             observer: OnceLock::new(),
             pump: Mutex::new(None),
-            pump_stop: tokio::sync::Notify::new(),
+            pump_stop: AtomicBool::new(false),
+            pump_waker: AtomicWaker::new(),
             events: OnceLock::new(),
             marks: Mutex::new(OutputMarks::default()),
             recording: Mutex::new(None),
@@ -152,7 +158,7 @@ impl Session {
             rate: limits
                 .output_bytes_per_sec
                 .map(|per_sec| Box::new(OutputRate::new(per_sec, FLOOD_BUFFER))),
-            limits,
+            limits: (!limits.is_empty()).then(|| Box::new(limits)),
         })
     }
 
@@ -174,6 +180,7 @@ impl Session {
             if pump_slot.is_some() {
                 return;
             }
+            self.pump_stop.store(false, Ordering::Release);
             *pump_slot = Some(crate::relay::spawn(pump(Arc::clone(self))));
         }
         if let Some(link) = self.backend().link_state() {
@@ -181,10 +188,20 @@ impl Session {
         }
     }
 
-    /// Asked by [`Self::stop_pump`]: the pump returns at its next wait, never between reading
-    /// a chunk and handing it to the ring, the screen model and the recording.
-    pub(super) async fn pump_stop_requested(&self) {
-        self.pump_stop.notified().await;
+    /// Ready once [`Self::stop_pump`] has asked: the pump returns at its next wait, never
+    /// between reading a chunk and handing it to the ring, the screen model and the
+    /// recording. For the pump alone (one waker).
+    pub(super) fn poll_pump_stop(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.pump_stop.load(Ordering::Acquire) {
+            return std::task::Poll::Ready(());
+        }
+        self.pump_waker.register(cx.waker());
+        // Asked between the look and the registration: its wake found no waker.
+        if self.pump_stop.load(Ordering::Acquire) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     }
 
     /// True when the program lives on after this daemon (held by the keeper).
@@ -201,7 +218,8 @@ impl Session {
             // Not an abort: a pump cancelled between publishing a chunk and digesting it left
             // that chunk out of the screen model and so out of the last save (an upgrade lost
             // it). The pump runs on the relay, so it may be in the middle of a chunk now.
-            self.pump_stop.notify_one();
+            self.pump_stop.store(true, Ordering::Release);
+            self.pump_waker.wake();
             let _ = task.await;
         }
         // Everything read is in the file before the daemon goes; the recording stays on
@@ -244,7 +262,7 @@ impl Session {
 
     /// Its limits, as asked (the daemon's defaults filled in).
     pub fn limits(&self) -> SessionLimits {
-        self.limits
+        self.limits.as_deref().copied().unwrap_or_default()
     }
 
     pub(super) fn rate(&self) -> Option<&OutputRate> {
