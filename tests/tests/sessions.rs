@@ -358,6 +358,54 @@ async fn exit_code_is_reported_to_info_and_subscribers() {
 }
 
 #[tokio::test]
+async fn a_program_that_exits_while_a_background_job_holds_the_terminal_ends_its_session() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client().await;
+    // The job keeps the terminal open (no end of output): only the program's exit, seen
+    // through its pidfd, can end the session.
+    let id = client
+        .create_session(
+            None,
+            command(&[
+                "/bin/sh",
+                "-c",
+                "sleep 300 & echo job:$!:up; read x; exit 5",
+            ]),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let printed = read_until(&client, id, ":up").await;
+    client
+        .send_input(id, Base64Data::from("go\n"), None)
+        .await
+        .unwrap();
+    let info = eventually("the session to stop", || {
+        let client = &client;
+        async move {
+            let info = client.get_session(id).await.unwrap();
+            (info.state == SessionState::Stopped).then_some(info)
+        }
+    })
+    .await;
+    assert_eq!((info.exit_code, info.exit_signal), (Some(5), None));
+    // The job is the test's to end: it outlives the session's program by design.
+    let job: i32 = printed
+        .split("job:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|pid| pid.parse().ok())
+        .expect("the job's pid");
+    // SAFETY: kill sends a signal to the job this test started.
+    unsafe { libc::kill(job, libc::SIGKILL) };
+}
+
+#[tokio::test]
 async fn stopped_session_history_stays_readable() {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;

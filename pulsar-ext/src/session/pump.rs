@@ -1,9 +1,10 @@
 //! The session's pump: the single reader of its backend. Backend → output log, until the
 //! output ends and the process is reaped; then the exit is published, once.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -64,27 +65,64 @@ impl ReadBuffer {
     }
 }
 
+/// Where the pump is on the way to the program's end.
+enum End<'a> {
+    /// The program runs; its end is watched by polling the backend.
+    Running,
+    /// The end is seen (or the backend cannot say when it comes): how it ended is asked for.
+    Asking(Pin<Box<dyn Future<Output = ExitStatus> + Send + 'a>>),
+    /// The program has ended: output still in flight is drained until the deadline.
+    Draining(ExitStatus, Pin<Box<Sleep>>),
+}
+
+impl<'a> End<'a> {
+    /// Moves on as far as it can; ready once the drain deadline has passed.
+    fn poll(&mut self, cx: &mut Context<'_>, backend: &'a dyn Backend) -> Poll<()> {
+        loop {
+            match self {
+                End::Running => match backend.poll_ended(cx) {
+                    Some(Poll::Pending) => return Poll::Pending,
+                    None | Some(Poll::Ready(())) => *self = End::Asking(backend.wait()),
+                },
+                End::Asking(wait) => match wait.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(status) => {
+                        *self =
+                            End::Draining(status, Box::pin(tokio::time::sleep(DRAIN_AFTER_EXIT)))
+                    }
+                },
+                End::Draining(_, deadline) => return deadline.as_mut().poll(cx),
+            }
+        }
+    }
+
+    /// How the program ended, once known.
+    fn status(&self) -> Option<ExitStatus> {
+        match self {
+            End::Draining(status, _) => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the pump of `session` to the end of its output.
 ///
-/// Its future is what an idle session's task holds, so it is kept small (368 bytes in a
-/// debug build, from 632): the drain deadline (after the end), a rate-limited read (each
-/// with a timer of 112 bytes) and the backend's `wait` are boxed when they happen.
+/// Its future is what an idle session's task holds, so it is kept small (312 bytes in a
+/// release build, from 368 in a debug build, and 632 before that): the drain deadline
+/// (after the end), a rate-limited read (each with a timer of 112 bytes) and the backend's
+/// `wait` are boxed when they happen, and the program's end and the pump's stop are
+/// polled, not awaited.
 pub(super) async fn pump(session: Arc<Session>) {
     let backend = session.backend();
     let mut buffer = ReadBuffer::new();
-    // How the program ended, asked for once its end is near (a backend that cannot say when
-    // is asked at once): an idle session holds no boxed future through its life.
-    let mut wait = match std::future::poll_fn(|cx| Poll::Ready(backend.poll_ended(cx))).await {
-        None | Some(Poll::Ready(())) => Some(backend.wait()),
-        Some(Poll::Pending) => None,
-    };
-    let mut status: Option<ExitStatus> = None;
-    let mut drain_deadline: Option<Pin<Box<Sleep>>> = None;
+    // How the program ended is asked for once its end is near (a backend that cannot say
+    // when is asked at once): an idle session holds no boxed future through its life.
+    let mut end = End::Running;
     loop {
         tokio::select! {
             // The daemon stops and the program lives on: unread output waits in the kernel.
             () = std::future::poll_fn(|cx| session.poll_pump_stop(cx)) => return,
-            read = read_within_rate(&session, &*backend, &mut buffer, status.is_some()) => match read {
+            read = read_within_rate(&session, &*backend, &mut buffer, end.status().is_some()) => match read {
                 Ok(0) => break,
                 Ok(n) => {
                     let at = session.publish_output(&buffer.0[..n]);
@@ -102,18 +140,10 @@ pub(super) async fn pump(session: Arc<Session>) {
                     break;
                 }
             },
-            () = std::future::poll_fn(|cx| backend.poll_ended(cx).unwrap_or(Poll::Pending)),
-                if wait.is_none() => wait = Some(backend.wait()),
-            exited = async { wait.as_mut().expect("asked for").await },
-                if wait.is_some() && status.is_none() => {
-                status = Some(exited);
-                drain_deadline = Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_EXIT)));
-            }
-            () = async { drain_deadline.as_mut().expect("set with the status").await },
-                if status.is_some() => break,
+            () = std::future::poll_fn(|cx| end.poll(cx, &*backend)) => break,
         }
     }
-    let status = match status {
+    let status = match end.status() {
         Some(status) => status,
         None => backend.wait().await,
     };
