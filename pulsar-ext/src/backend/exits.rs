@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -31,6 +31,10 @@ struct Watcher {
     waiting: Mutex<HashMap<u64, Arc<Cell>>>,
     /// Tokens are never reused, so an event for an entry just removed finds nothing.
     next: AtomicU64,
+    /// Set if its thread stopped: no new watch is taken (the backend then polls), and every
+    /// cell was set, so that each waiter looks for itself (a reap that finds the program
+    /// still running sends it back to polling).
+    stopped: AtomicBool,
 }
 
 /// What a watched program's waiters wait on.
@@ -41,18 +45,26 @@ struct Cell {
     poller: AtomicWaker,
 }
 
-/// The watcher, started by the first watch (or why it could not be).
-static WATCHER: OnceLock<Result<Watcher, String>> = OnceLock::new();
+impl Cell {
+    fn fire(&self) {
+        self.exited.set(());
+        self.poller.wake();
+    }
+}
+
+/// The daemon's watcher, started by the first watch (or why it could not be).
+static WATCHER: OnceLock<Result<&'static Watcher, String>> = OnceLock::new();
 
 fn watcher() -> io::Result<&'static Watcher> {
     WATCHER
         .get_or_init(|| Watcher::start().map_err(|err| err.to_string()))
-        .as_ref()
+        .clone()
         .map_err(|reason| io::Error::other(format!("the exit watcher did not start: {reason}")))
 }
 
 impl Watcher {
-    fn start() -> io::Result<Self> {
+    /// A watcher and its thread, for the life of the process.
+    fn start() -> io::Result<&'static Self> {
         // SAFETY: epoll_create1 takes flags and returns a new descriptor or -1.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -60,53 +72,67 @@ impl Watcher {
         }
         // SAFETY: the kernel just returned this descriptor to us.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let raw = epoll.as_raw_fd();
-        std::thread::Builder::new()
-            .name("pulsar-exits".to_owned())
-            .spawn(move || run(raw))?;
-        Ok(Self {
+        let watcher: &'static Self = Box::leak(Box::new(Self {
             epoll,
             waiting: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
-        })
+            stopped: AtomicBool::new(false),
+        }));
+        std::thread::Builder::new()
+            .name("pulsar-exits".to_owned())
+            .spawn(move || watcher.run())?;
+        Ok(watcher)
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Cell>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// The watcher's thread: sets the cell of every program whose pidfd became readable. Its
-/// entries are one-shot: each reports once and stays in the set, silent, until unwatched.
-fn run(epoll: RawFd) {
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-    loop {
-        // SAFETY: `events` is valid for EVENTS entries; the descriptor is the static
-        // watcher's, never closed.
-        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as i32, -1) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
+    /// The thread: sets the cell of every program whose pidfd became readable. Entries are
+    /// one-shot: each reports once and stays in the set, silent, until unwatched.
+    fn run(&self) {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        loop {
+            // SAFETY: `events` is valid for EVENTS entries; the descriptor lives as long as
+            // the watcher, for the life of the process.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    EVENTS as i32,
+                    -1,
+                )
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!("the exit watcher stopped: {err}; exits are found by polling");
+                self.stop();
+                return;
             }
-            tracing::error!("the exit watcher stopped: {err}; exits are found by polling");
-            return;
+            for event in &events[..n as usize] {
+                if let Some(cell) = self.waiting().remove(&event.u64) {
+                    cell.fire();
+                }
+            }
         }
-        let Some(Ok(watcher)) = WATCHER.get() else {
-            continue;
-        };
-        for event in &events[..n as usize] {
-            let token = event.u64;
-            if let Some(cell) = watcher.waiting().remove(&token) {
-                cell.exited.set(());
-                cell.poller.wake();
-            }
+    }
+
+    /// No more watching: every waiter is sent to look for itself, and new watches are
+    /// refused.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        for (_, cell) in self.waiting().drain() {
+            cell.fire();
         }
     }
 }
 
 /// A program watched for its exit; unwatched when dropped.
 pub(crate) struct ExitWatch {
+    watcher: &'static Watcher,
     pidfd: OwnedFd,
     token: u64,
     cell: Arc<Cell>,
@@ -125,7 +151,13 @@ impl ExitWatch {
     /// Watches process `pid` (a child of this process or not). Fails if it is gone already
     /// (`ESRCH`), or the kernel has no pidfds (before 5.3).
     pub fn new(pid: u32) -> io::Result<Self> {
-        let watcher = watcher()?;
+        Self::new_in(watcher()?, pid)
+    }
+
+    fn new_in(watcher: &'static Watcher, pid: u32) -> io::Result<Self> {
+        if watcher.stopped.load(Ordering::Acquire) {
+            return Err(io::Error::other("the exit watcher has stopped"));
+        }
         let pidfd = pidfd_open(pid)?;
         let token = watcher.next.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(Cell {
@@ -151,20 +183,30 @@ impl ExitWatch {
             watcher.waiting().remove(&token);
             return Err(err);
         }
-        Ok(Self { pidfd, token, cell })
+        // Stopped while this one was added: its cell may have missed the drain.
+        if watcher.stopped.load(Ordering::Acquire) {
+            cell.fire();
+        }
+        Ok(Self {
+            watcher,
+            pidfd,
+            token,
+            cell,
+        })
     }
 
-    /// Whether the program is known to have exited.
+    /// Whether the program is known to have exited (or the watcher stopped, and the caller
+    /// must look for itself: a reap that finds the program running means it must poll).
     pub fn has_exited(&self) -> bool {
         self.cell.exited.get().is_some()
     }
 
-    /// Resolves once the program has exited (at once if it has).
+    /// Resolves once the program has exited (at once if it has), or the watcher stopped.
     pub async fn exited(&self) {
         self.cell.exited.wait().await
     }
 
-    /// Ready once the program has exited. For one poller only (the session's reader): each
+    /// Ready once the program has exited, or the watcher stopped. For one poller only (the session's reader): each
     /// poll replaces the waker of the one before.
     pub fn poll_exited(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.has_exited() {
@@ -182,18 +224,16 @@ impl ExitWatch {
 
 impl Drop for ExitWatch {
     fn drop(&mut self) {
-        if let Ok(watcher) = watcher() {
-            // SAFETY: both descriptors are open; a DEL ignores its event argument.
-            unsafe {
-                libc::epoll_ctl(
-                    watcher.epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    self.pidfd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                );
-            }
-            watcher.waiting().remove(&self.token);
+        // SAFETY: both descriptors are open; a DEL ignores its event argument.
+        unsafe {
+            libc::epoll_ctl(
+                self.watcher.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                self.pidfd.as_raw_fd(),
+                std::ptr::null_mut(),
+            );
         }
+        self.watcher.waiting().remove(&self.token);
     }
 }
 
@@ -277,9 +317,25 @@ mod tests {
         let mut child = sleeper();
         let watch = ExitWatch::new(child.id()).unwrap();
         let token = watch.token;
-        assert!(watcher().unwrap().waiting().contains_key(&token));
+        assert!(watch.watcher.waiting().contains_key(&token));
         drop(watch);
         assert!(!watcher().unwrap().waiting().contains_key(&token));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stopped_watcher_sends_its_waiters_to_look_and_takes_no_more_watches() {
+        // A watcher of the test's own: the daemon's stays as it is.
+        let watcher = Watcher::start().unwrap();
+        let mut child = sleeper();
+        let watch = ExitWatch::new_in(watcher, child.id()).unwrap();
+        assert!(!watch.has_exited());
+        watcher.stop();
+        tokio::time::timeout(Duration::from_secs(10), watch.exited())
+            .await
+            .expect("the waiter was sent to look");
+        assert!(ExitWatch::new_in(watcher, child.id()).is_err());
         child.kill().unwrap();
         child.wait().unwrap();
     }
