@@ -113,7 +113,9 @@ impl Watcher {
                 return;
             }
             for event in &events[..n as usize] {
-                if let Some(cell) = self.waiting().remove(&event.u64) {
+                // A copy: epoll_event is packed.
+                let token = event.u64;
+                if let Some(cell) = self.waiting().remove(&token) {
                     cell.fire();
                 }
             }
