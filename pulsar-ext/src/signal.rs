@@ -1,5 +1,6 @@
 //! Two small publish-and-wake cells for what every session (and local backend) publishes and
-//! its readers follow: the output's head ([`Head`]) and the end ([`Once`]).
+//! its readers follow: the output's head ([`Head`]) and the end ([`Once`]); and the poll of a
+//! condition that has one poller ([`poll_for_one`]), which keeps no future waiting.
 //!
 //! Each is its value and a [`Notify`] (32 bytes), kept inside its owner, where a tokio
 //! `watch` channel allocates ~350 bytes of shared state apart (eight `Notify`s to spread its
@@ -12,7 +13,9 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 /// A value that only grows (the output's head offset), with a wake-up on every change.
@@ -98,6 +101,25 @@ impl<T: Copy> Once<T> {
             }
             notified.await;
         }
+    }
+}
+
+/// Polls a condition for its one poller, whose waker `waker` keeps: ready once `is_set`. The
+/// condition is looked at again after the registration, so a setter that raises it and then
+/// wakes `waker` between the first look and the registration is not missed.
+pub(crate) fn poll_for_one(
+    waker: &AtomicWaker,
+    cx: &mut Context<'_>,
+    is_set: impl Fn() -> bool,
+) -> Poll<()> {
+    if is_set() {
+        return Poll::Ready(());
+    }
+    waker.register(cx.waker());
+    if is_set() {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
 

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
-use crate::signal::Once;
+use crate::signal::{Once, poll_for_one};
 
 /// Events taken per `epoll_wait`: exits come one at a time, rarely many at once.
 const EVENTS: usize = 32;
@@ -208,19 +208,10 @@ impl ExitWatch {
         self.cell.exited.wait().await
     }
 
-    /// Ready once the program has exited, or the watcher stopped. For one poller only (the session's reader): each
-    /// poll replaces the waker of the one before.
+    /// Ready once the program has exited, or the watcher stopped. For one poller only (the
+    /// session's reader): each poll replaces the waker of the one before.
     pub fn poll_exited(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.has_exited() {
-            return Poll::Ready(());
-        }
-        self.cell.poller.register(cx.waker());
-        // Set between the look and the registration: its wake found no waker.
-        if self.has_exited() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        poll_for_one(&self.cell.poller, cx, || self.has_exited())
     }
 }
 

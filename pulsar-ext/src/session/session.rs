@@ -192,16 +192,9 @@ impl Session {
     /// between reading a chunk and handing it to the ring, the screen model and the
     /// recording. For the pump alone (one waker).
     pub(super) fn poll_pump_stop(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.pump_stop.load(Ordering::Acquire) {
-            return std::task::Poll::Ready(());
-        }
-        self.pump_waker.register(cx.waker());
-        // Asked between the look and the registration: its wake found no waker.
-        if self.pump_stop.load(Ordering::Acquire) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
+        crate::signal::poll_for_one(&self.pump_waker, cx, || {
+            self.pump_stop.load(Ordering::Acquire)
+        })
     }
 
     /// True when the program lives on after this daemon (held by the keeper).

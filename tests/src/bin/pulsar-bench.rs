@@ -1537,15 +1537,9 @@ async fn memory(report: &mut Report) {
     // any first session touches are a fixed cost, not a per-session one (and a tmux server,
     // measured the same way, has served a session before it can be measured at all).
     let first = create_80x24(&client, &["/bin/sh"]).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get_session(first).await.unwrap().output_offset == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "a shell never printed its prompt"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_prompt(&client, first).await;
     client.terminate_session(first).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
     while client.get_session(first).await.unwrap().state != pulsar_protocol::SessionState::Stopped {
         assert!(Instant::now() < deadline, "the first shell never ended");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1560,14 +1554,7 @@ async fn memory(report: &mut Report) {
         }
         // Every shell has drawn its prompt (so its screen rows exist) before measuring.
         for id in &created {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while client.get_session(*id).await.unwrap().output_offset == 0 {
-                assert!(
-                    Instant::now() < deadline,
-                    "a shell never printed its prompt"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            wait_for_prompt(&client, *id).await;
         }
         per_session_rows(
             report,
@@ -1577,17 +1564,14 @@ async fn memory(report: &mut Report) {
             (base, daemon.rss_kib()),
             (pss_base, pss()),
         );
-        let now = pss();
-        report.row(
+        pss_row(
+            report,
             &format!(
                 "daemon + keeper PSS per idle 80×24 shell session, {target} sessions, from a cold daemon (no session ever)"
             ),
-            format!(
-                "{:.1} KiB",
-                now.saturating_sub(pss_cold) as f64 / target as f64
-            ),
-            format!("cold daemon {pss_cold} KiB; now {now} KiB"),
-            "-".to_owned(),
+            target,
+            (pss_cold, pss()),
+            "cold daemon",
         );
     }
     // Then with every screen hibernated.
@@ -1624,15 +1608,38 @@ fn per_session_rows(
         format!("empty daemon {base} KiB; now {rss} KiB"),
         "-".to_owned(),
     );
+    pss_row(report, &pss_label, sessions, (pss_base, pss), "no session");
+}
+
+/// A row of the PSS growth from `base` (named `base_name`) to `now`, divided by `sessions`.
+fn pss_row(
+    report: &mut Report,
+    label: &str,
+    sessions: usize,
+    (base, now): (u64, u64),
+    base_name: &str,
+) {
     report.row(
-        &pss_label,
+        label,
         format!(
             "{:.1} KiB",
-            pss.saturating_sub(pss_base) as f64 / sessions as f64
+            now.saturating_sub(base) as f64 / sessions as f64
         ),
-        format!("no session {pss_base} KiB; now {pss} KiB"),
+        format!("{base_name} {base} KiB; now {now} KiB"),
         "-".to_owned(),
     );
+}
+
+/// Waits until session `id` (a shell) has printed its prompt.
+async fn wait_for_prompt(client: &PulsarClient, id: SessionId) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get_session(id).await.unwrap().output_offset == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a shell never printed its prompt"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Sessions that each wrote ~200 KB and went idle: the daemon's memory while they are awake
