@@ -89,8 +89,9 @@ pub struct Config {
     pub ssh_config: PathBuf,
     /// Seconds without output after which a session's screen model is hibernated (kept as its
     /// exact serialization, a few hundred bytes, until the next output or attach) and its
-    /// saved scrollback released to the database (read back on a read or the next output);
-    /// 0: never. Checked at every cleanup tick.
+    /// saved scrollback released to the database (read back on a read or the next output),
+    /// and a local session's pump parked (no task; its terminal watched from one shared set
+    /// until the next output or the end); 0: never. Checked at every cleanup tick.
     pub hibernate_after_secs: u64,
     /// Whether local sessions are held by a keeper process, so that they outlive the daemon
     /// (a stop, a crash, an upgrade). Off: they end with the daemon and are respawned.

@@ -17,6 +17,10 @@ pub struct Status {
     /// Sessions whose screen model is hibernated now (idle for `hibernate_after_secs`).
     #[serde(default)]
     pub num_hibernated: usize,
+    /// Sessions whose output reader is parked now (idle for `hibernate_after_secs`: no task,
+    /// their terminal watched from one shared set until it has output or the program ends).
+    #[serde(default)]
+    pub num_parked: usize,
     /// Scrollback bytes that hibernated sessions have given back to the database (which
     /// holds them as saved); read back when a client reads them or the session writes.
     #[serde(default)]

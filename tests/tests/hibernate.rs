@@ -38,6 +38,106 @@ async fn an_idle_screen_hibernates_and_wakes_exactly_as_it_was() {
     assert!(rows.iter().any(|r| r.contains("woke-42")), "{rows:?}");
 }
 
+#[tokio::test]
+async fn a_parked_session_wakes_on_its_programs_own_output() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let flag = daemon.dir.path().join("go");
+    // Silent while it waits: no output, no input, nothing but the file to wake it.
+    let script = format!(
+        "echo ready; while [ ! -e {} ]; do sleep 0.05; done; echo later-$((6*7)); read x",
+        flag.display()
+    );
+    let id = line.create_sh(&script).await["session_id"].clone();
+    line.read_output_until(&id, "ready").await;
+    status_becomes(&daemon, "num_parked", 1).await;
+    std::fs::write(&flag, b"").unwrap();
+    line.read_output_until(&id, "later-42").await;
+    screen_shows(&daemon, &id, "later-42").await;
+}
+
+#[tokio::test]
+async fn a_parked_session_wakes_on_input_and_echoes_it() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let id = line
+        .create_sh("echo ready; read x; echo got-$x; read y")
+        .await["session_id"]
+        .clone();
+    line.read_output_until(&id, "ready").await;
+    status_becomes(&daemon, "num_parked", 1).await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"abc\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "got-abc").await;
+    // Idle again, it parks again, and wakes again.
+    status_becomes(&daemon, "num_parked", 1).await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"def\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "def").await;
+}
+
+#[tokio::test]
+async fn a_parked_sessions_program_ending_ends_the_session_with_its_status() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let created = line.create_sh("echo ready; exec sleep 600").await;
+    let (id, pid) = (
+        created["session_id"].clone(),
+        created["pid"].as_u64().expect("a pid"),
+    );
+    line.read_output_until(&id, "ready").await;
+    status_becomes(&daemon, "num_parked", 1).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let info = eventually("the session to stop", || {
+        let (socket, id) = (daemon.socket.clone(), id.clone());
+        async move {
+            let info = try_call(&socket, "get_session", json!({"session_id": id}))?;
+            (info["state"] == "stopped").then_some(info)
+        }
+    })
+    .await;
+    assert_eq!(info["exit_signal"], 9, "{info}");
+    status_becomes(&daemon, "num_parked", 0).await;
+}
+
+#[tokio::test]
+async fn a_parked_session_lives_on_through_a_daemon_restart() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let created = line
+        .create_sh("echo ready; read x; echo got-$x; read y")
+        .await;
+    let (id, pid) = (created["session_id"].clone(), created["pid"].clone());
+    line.read_output_until(&id, "ready").await;
+    status_becomes(&daemon, "num_parked", 1).await;
+    drop(line);
+    // A graceful stop with the pump parked: nothing to wait for, the program lives on.
+    let daemon = daemon.restart(&[]).await;
+    let mut line = daemon.line().await;
+    let info = line.ok("get_session", json!({"session_id": id})).await;
+    assert_eq!(
+        (info["state"].as_str(), &info["pid"]),
+        (Some("detached"), &pid),
+        "{info}"
+    );
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"abc\n")}),
+    )
+    .await;
+    line.read_output_until(&id, "got-abc").await;
+}
+
 /// A daemon whose idle sessions hibernate within a second or two, saving output every 100 ms.
 async fn sleepy_daemon(extra: &[(&str, &str)]) -> Daemon {
     let mut settings = vec![

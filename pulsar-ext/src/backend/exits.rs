@@ -9,13 +9,17 @@
 //! session's reader polls the cell ([`ExitWatch::poll_exited`]) rather than holding a future
 //! on it. The thread needs no runtime, so the same watch serves the relay, the request
 //! runtime and unit tests' runtimes alike.
+//!
+//! The same set watches the terminals of parked sessions ([`ReadyWatch`]): a session quiet
+//! long enough gives up its pump's task and its terminal's tokio registration, and the
+//! watcher wakes it when the terminal has something to read again.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -27,14 +31,33 @@ const EVENTS: usize = 32;
 /// The epoll set and who is waiting on each of its entries.
 struct Watcher {
     epoll: OwnedFd,
-    /// The cell of each watched program, by the token its epoll entry carries.
-    waiting: Mutex<HashMap<u64, Arc<Cell>>>,
+    /// Who waits on each entry, by the token the entry carries.
+    waiting: Mutex<HashMap<u64, Waiter>>,
     /// Tokens are never reused, so an event for an entry just removed finds nothing.
     next: AtomicU64,
     /// Set if its thread stopped: no new watch is taken (the backend then polls), and every
     /// cell was set, so that each waiter looks for itself (a reap that finds the program
     /// still running sends it back to polling).
     stopped: AtomicBool,
+}
+
+/// Who waits on an entry of the set.
+enum Waiter {
+    /// The waiters on a program's exit.
+    Exit(Arc<Cell>),
+    /// A parked terminal's owner, woken once it is readable (or hung up).
+    Ready(Waker),
+}
+
+impl Waiter {
+    /// Tells the waiter its entry reported. Never called with the map locked: a woken
+    /// session unwatches its terminal, which takes the lock.
+    fn fire(self) {
+        match self {
+            Waiter::Exit(cell) => cell.fire(),
+            Waiter::Ready(waker) => waker.wake(),
+        }
+    }
 }
 
 /// What a watched program's waiters wait on.
@@ -84,12 +107,13 @@ impl Watcher {
         Ok(watcher)
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Cell>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The thread: sets the cell of every program whose pidfd became readable. Entries are
-    /// one-shot: each reports once and stays in the set, silent, until unwatched.
+    /// The thread: sets the cell of every program whose pidfd became readable, and wakes the
+    /// owner of every parked terminal that did. Entries are one-shot: each reports once and
+    /// stays in the set, silent, until unwatched.
     fn run(&self) {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         loop {
@@ -115,19 +139,56 @@ impl Watcher {
             for event in &events[..n as usize] {
                 // A copy: epoll_event is packed.
                 let token = event.u64;
-                if let Some(cell) = self.waiting().remove(&token) {
-                    cell.fire();
+                let waiter = self.waiting().remove(&token);
+                if let Some(waiter) = waiter {
+                    waiter.fire();
                 }
             }
         }
+    }
+
+    /// Adds `fd` to the set for one report of input (or hang-up) to `waiter`; its token.
+    fn add(&self, fd: RawFd, waiter: Waiter) -> io::Result<u64> {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        self.waiting().insert(token, waiter);
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open; `event` is a valid epoll_event.
+        let added =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if added < 0 {
+            let err = io::Error::last_os_error();
+            self.waiting().remove(&token);
+            return Err(err);
+        }
+        Ok(token)
+    }
+
+    /// Takes `fd`'s entry (`token`) out of the set; its waiter is dropped unwoken.
+    fn remove(&self, fd: RawFd, token: u64) {
+        // SAFETY: the epoll descriptor lives for the process; `fd` is still open (the
+        // callers' contract); a DEL ignores its event argument.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            );
+        }
+        let waiter = self.waiting().remove(&token);
+        drop(waiter);
     }
 
     /// No more watching: every waiter is sent to look for itself, and new watches are
     /// refused.
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        for (_, cell) in self.waiting().drain() {
-            cell.fire();
+        let waiters: Vec<Waiter> = self.waiting().drain().map(|(_, waiter)| waiter).collect();
+        for waiter in waiters {
+            waiter.fire();
         }
     }
 }
@@ -161,30 +222,11 @@ impl ExitWatch {
             return Err(io::Error::other("the exit watcher has stopped"));
         }
         let pidfd = pidfd_open(pid)?;
-        let token = watcher.next.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(Cell {
             exited: Once::new(None),
             poller: AtomicWaker::new(),
         });
-        watcher.waiting().insert(token, Arc::clone(&cell));
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
-            u64: token,
-        };
-        // SAFETY: both descriptors are open; `event` is a valid epoll_event.
-        let added = unsafe {
-            libc::epoll_ctl(
-                watcher.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                pidfd.as_raw_fd(),
-                &mut event,
-            )
-        };
-        if added < 0 {
-            let err = io::Error::last_os_error();
-            watcher.waiting().remove(&token);
-            return Err(err);
-        }
+        let token = watcher.add(pidfd.as_raw_fd(), Waiter::Exit(Arc::clone(&cell)))?;
         // Stopped while this one was added: its cell may have missed the drain.
         if watcher.stopped.load(Ordering::Acquire) {
             cell.fire();
@@ -217,16 +259,45 @@ impl ExitWatch {
 
 impl Drop for ExitWatch {
     fn drop(&mut self) {
-        // SAFETY: both descriptors are open; a DEL ignores its event argument.
-        unsafe {
-            libc::epoll_ctl(
-                self.watcher.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                self.pidfd.as_raw_fd(),
-                std::ptr::null_mut(),
-            );
+        self.watcher.remove(self.pidfd.as_raw_fd(), self.token);
+    }
+}
+
+/// A parked terminal watched until it is readable or hangs up: its owner's waker is woken
+/// once, from the watcher's thread. Unwatched when dropped, which must happen before its
+/// descriptor is closed (the set would otherwise go on watching the terminal's file through
+/// any other descriptor of it).
+pub(crate) struct ReadyWatch {
+    watcher: &'static Watcher,
+    fd: RawFd,
+    token: u64,
+}
+
+impl ReadyWatch {
+    /// Watches `fd` for input, waking `waker` once there is some (at once if there is some
+    /// now). Fails if the watcher has stopped or the descriptor cannot be watched; the caller
+    /// then goes on reading it as before.
+    pub fn new(fd: RawFd, waker: Waker) -> io::Result<Self> {
+        Self::new_in(watcher()?, fd, waker)
+    }
+
+    fn new_in(watcher: &'static Watcher, fd: RawFd, waker: Waker) -> io::Result<Self> {
+        if watcher.stopped.load(Ordering::Acquire) {
+            return Err(io::Error::other("the exit watcher has stopped"));
         }
-        self.watcher.waiting().remove(&self.token);
+        let token = watcher.add(fd, Waiter::Ready(waker))?;
+        // Stopped while this one was added: its waker may have missed the drain.
+        if watcher.stopped.load(Ordering::Acquire) {
+            watcher.remove(fd, token);
+            return Err(io::Error::other("the exit watcher has stopped"));
+        }
+        Ok(Self { watcher, fd, token })
+    }
+}
+
+impl Drop for ReadyWatch {
+    fn drop(&mut self) {
+        self.watcher.remove(self.fd, self.token);
     }
 }
 
@@ -331,6 +402,105 @@ mod tests {
         assert!(ExitWatch::new_in(watcher, child.id()).is_err());
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// A waker that reports each wake on a channel.
+    struct Reporter(Mutex<std::sync::mpsc::Sender<()>>);
+
+    impl std::task::Wake for Reporter {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.lock().unwrap().send(());
+        }
+    }
+
+    fn reporter() -> (Waker, std::sync::mpsc::Receiver<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Waker::from(Arc::new(Reporter(Mutex::new(tx)))), rx)
+    }
+
+    fn pipe() -> (OwnedFd, std::fs::File) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 returns.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both were just returned to us.
+        unsafe {
+            (
+                OwnedFd::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
+    }
+
+    #[test]
+    fn a_ready_watch_wakes_its_owner_once_the_descriptor_has_input() {
+        use std::io::Write;
+        let (read, mut write) = pipe();
+        let (waker, woken) = reporter();
+        let watch = ReadyWatch::new(read.as_raw_fd(), waker).unwrap();
+        assert!(
+            woken.recv_timeout(Duration::from_millis(100)).is_err(),
+            "no input yet"
+        );
+        write.write_all(b"x").unwrap();
+        woken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("woken by the input");
+        // One report only, though the input is still there.
+        assert!(woken.recv_timeout(Duration::from_millis(100)).is_err());
+        drop(watch);
+    }
+
+    #[test]
+    fn a_ready_watch_wakes_at_once_for_input_already_there() {
+        use std::io::Write;
+        let (read, mut write) = pipe();
+        write.write_all(b"x").unwrap();
+        let (waker, woken) = reporter();
+        let _watch = ReadyWatch::new(read.as_raw_fd(), waker).unwrap();
+        woken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("woken by the input");
+    }
+
+    #[test]
+    fn a_ready_watch_wakes_its_owner_when_the_other_end_hangs_up() {
+        let (read, write) = pipe();
+        let (waker, woken) = reporter();
+        let _watch = ReadyWatch::new(read.as_raw_fd(), waker).unwrap();
+        drop(write);
+        woken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("woken by the hang-up");
+    }
+
+    #[test]
+    fn a_dropped_ready_watch_leaves_nothing_and_never_wakes() {
+        use std::io::Write;
+        let (read, mut write) = pipe();
+        let (waker, woken) = reporter();
+        let watch = ReadyWatch::new(read.as_raw_fd(), waker).unwrap();
+        let token = watch.token;
+        drop(watch);
+        assert!(!watcher().unwrap().waiting().contains_key(&token));
+        write.write_all(b"x").unwrap();
+        assert!(woken.recv_timeout(Duration::from_millis(200)).is_err());
+        // The descriptor can be watched again (the old entry left the set).
+        let (waker, woken) = reporter();
+        let _again = ReadyWatch::new(read.as_raw_fd(), waker).unwrap();
+        woken.recv_timeout(Duration::from_secs(10)).expect("woken");
+    }
+
+    #[test]
+    fn a_stopped_watcher_wakes_every_parked_owner_and_takes_no_more() {
+        let watcher = Watcher::start().unwrap();
+        let (read, _write) = pipe();
+        let (waker, woken) = reporter();
+        let _watch = ReadyWatch::new_in(watcher, read.as_raw_fd(), waker.clone()).unwrap();
+        watcher.stop();
+        woken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("sent to look for itself");
+        assert!(ReadyWatch::new_in(watcher, read.as_raw_fd(), waker).is_err());
     }
 
     #[test]

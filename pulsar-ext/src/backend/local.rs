@@ -6,12 +6,15 @@
 //! portable-pty's setsid, controlling terminal, login shell defaults), and reaps it. Either way Pulsar drives the master through
 //! its own non-blocking duplicate registered with tokio (`AsyncFd`), and learns of the exit
 //! through a pidfd in the one set every program's is watched from (`exits.rs`), so a
-//! thousand idle sessions cost a thousand epoll registrations, not a thousand threads.
+//! thousand idle sessions cost a thousand epoll registrations, not a thousand threads. A
+//! parked terminal (its session asleep, see [`Backend::park`]) gives up its tokio
+//! registration for an entry in that same set, which wakes its session on the next output.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +25,7 @@ use pulsar_protocol::{AppliedLimits, LocalSpec, SessionUsage};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::exits::ExitWatch;
+use super::exits::{ExitWatch, ReadyWatch};
 use super::keeper::{Adoptable, Keeper};
 use super::limits::{Confinement, usage_from_proc};
 use super::{Backend, ExitStatus};
@@ -63,8 +66,10 @@ fn limit_hint(reason: &str) -> &'static str {
 
 /// A program running in a PTY whose master this daemon holds (a copy of it, with a keeper).
 pub struct LocalBackend {
+    /// How `fd` is watched. Before `fd`: its registration and watch go before it closes.
+    io: Mutex<Io>,
     /// Non-blocking duplicate of the master, for reads and writes.
-    io: AsyncFd<OwnedFd>,
+    fd: OwnedFd,
     /// Serialises writers so one `write_all` is never interleaved with another.
     write_lock: AsyncMutex<()>,
     /// The master, for resizing and finding the foreground process group.
@@ -80,6 +85,15 @@ pub struct LocalBackend {
     confinement: Option<Arc<Confinement>>,
     /// The previous CPU reading, for the usage of a program without a group.
     cpu_sample: Mutex<(std::time::Instant, u64)>,
+}
+
+/// How the terminal is watched: registered with tokio's reactor while its session's pump
+/// runs (and whenever a writer needs it), or, parked, in the exit watcher's set while the
+/// session sleeps (a `ScheduledIo` of 256 bytes, 128-aligned, given up per idle session).
+#[derive(Default)]
+struct Io {
+    registered: Option<AsyncFd<RawFd>>,
+    parked: Option<ReadyWatch>,
 }
 
 /// Who the program's parent is, and so who reaps it.
@@ -305,13 +319,18 @@ impl LocalBackend {
         parent: Parent,
         confinement: Option<Arc<Confinement>>,
     ) -> io::Result<Self> {
-        let io = dup_nonblocking(master.as_raw_fd()).and_then(register)?;
+        let fd = dup_nonblocking(master.as_raw_fd())?;
+        let io = Mutex::new(Io {
+            registered: Some(register(fd.as_raw_fd())?),
+            parked: None,
+        });
         let exit_watch = match exit {
             Some(_) => None,
             None => ExitWatch::new(pid).ok(),
         };
         Ok(Self {
             io,
+            fd,
             write_lock: AsyncMutex::new(()),
             master,
             pid,
@@ -321,6 +340,27 @@ impl LocalBackend {
             confinement,
             cpu_sample: Mutex::new((std::time::Instant::now(), 0)),
         })
+    }
+
+    fn io(&self) -> MutexGuard<'_, Io> {
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Polls `op` on the terminal's registration, registering it again if it was parked.
+    /// The lock is held for the poll only, never across a wait, so parking (which drops the
+    /// registration) cannot pull it from under a waiter: a waiter polls again and finds
+    /// the new one.
+    fn poll_io<T>(
+        &self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&AsyncFd<RawFd>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let mut io = self.io();
+        let registered = match &mut io.registered {
+            Some(registered) => registered,
+            slot => slot.insert(register(self.fd.as_raw_fd())?),
+        };
+        op(registered, cx)
     }
 
     /// The exit status if known; for this daemon's own child, reaps it if it has exited.
@@ -366,49 +406,103 @@ impl LocalBackend {
 #[async_trait]
 impl Backend for LocalBackend {
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut guard = self.io.readable().await?;
-            match guard.try_io(|fd| sys_read(fd.as_raw_fd(), buf)) {
-                Ok(Ok(0)) => return Ok(0),
-                Ok(Ok(n)) => {
-                    let (n, drained) = drain(guard.get_inner().as_raw_fd(), buf, n);
-                    if drained {
-                        guard.clear_ready();
+        std::future::poll_fn(|cx| {
+            self.poll_io(cx, |fd, cx| {
+                loop {
+                    let mut guard = ready!(fd.poll_read_ready(cx))?;
+                    match guard.try_io(|fd| sys_read(fd.as_raw_fd(), buf)) {
+                        Ok(Ok(0)) => return Poll::Ready(Ok(0)),
+                        Ok(Ok(n)) => {
+                            let (n, drained) = drain(fd.as_raw_fd(), buf, n);
+                            if drained {
+                                guard.clear_ready();
+                            }
+                            return Poll::Ready(Ok(n));
+                        }
+                        // Linux reports EIO on the master once every slave fd is closed: the end.
+                        Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => {
+                            return Poll::Ready(Ok(0));
+                        }
+                        Ok(Err(err)) => return Poll::Ready(Err(err)),
+                        Err(_would_block) => continue,
                     }
-                    return Ok(n);
                 }
-                // Linux reports EIO on the master once every slave fd is closed: the end.
-                Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => return Ok(0),
-                Ok(Err(err)) => return Err(err),
-                Err(_would_block) => continue,
-            }
-        }
+            })
+        })
+        .await
     }
 
-    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
         // The readiness stays set (the read that follows clears it); an error is left for
         // that read to report.
-        self.io.poll_read_ready(cx).map(|_| ())
+        self.poll_io(cx, |fd, cx| fd.poll_read_ready(cx).map_ok(drop))
+            .map(drop)
     }
 
     async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         let _writer = self.write_lock.lock().await;
         while !data.is_empty() {
-            let mut guard = self.io.writable().await?;
-            match guard.try_io(|fd| sys_write(fd.as_raw_fd(), data)) {
-                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(Ok(n)) => data = &data[n..],
-                Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => {
+            let written = std::future::poll_fn(|cx| {
+                self.poll_io(cx, |fd, cx| {
+                    loop {
+                        let mut guard = ready!(fd.poll_write_ready(cx))?;
+                        if let Ok(result) = guard.try_io(|fd| sys_write(fd.as_raw_fd(), data)) {
+                            return Poll::Ready(result);
+                        }
+                    }
+                })
+            })
+            .await;
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => data = &data[n..],
+                Err(err) if err.raw_os_error() == Some(libc::EIO) => {
                     return Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
                         "the terminal has closed",
                     ));
                 }
-                Ok(Err(err)) => return Err(err),
-                Err(_would_block) => continue,
+                Err(err) => return Err(err),
             }
         }
         Ok(())
+    }
+
+    fn park(&self, waker: &Waker) -> bool {
+        // Without a watch on its exit, the pump waits on `wait` and cannot let go.
+        let Some(exit_watch) = &self.exit_watch else {
+            return false;
+        };
+        // A writer waiting for room polls the registration: it stays while one writes.
+        let Ok(_no_writer) = self.write_lock.try_lock() else {
+            return false;
+        };
+        // The end wakes the session too; a program that has ended is not parked.
+        if exit_watch
+            .poll_exited(&mut Context::from_waker(waker))
+            .is_ready()
+        {
+            return false;
+        }
+        let mut io = self.io();
+        io.parked = None;
+        match ReadyWatch::new(self.fd.as_raw_fd(), waker.clone()) {
+            Ok(watch) => {
+                // Watched from the set before the registration goes: output that comes in
+                // between finds the watch (level-triggered), never neither.
+                io.parked = Some(watch);
+                io.registered = None;
+                true
+            }
+            Err(err) => {
+                tracing::debug!(pid = self.pid, "the terminal stays registered: {err}");
+                false
+            }
+        }
+    }
+
+    fn unpark(&self) {
+        self.io().parked = None;
     }
 
     fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
@@ -562,11 +656,13 @@ impl Drop for LocalBackend {
     }
 }
 
-/// Registers a descriptor this backend exclusively owns with the runtime's reactor.
-fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // Watched by the relay's reactor: the pump that reads it runs there.
-    // SAFETY: `fd` is a fresh descriptor (a dup of the master) owned only by the returned
-    // AsyncFd, which deregisters it before closing it.
+/// Registers the backend's own descriptor with the relay's reactor (the pump that reads it
+/// runs there). The backend holds one registration of it at a time, dropped before the
+/// descriptor closes.
+fn register(fd: RawFd) -> io::Result<AsyncFd<RawFd>> {
+    // SAFETY: `fd` is the backend's own descriptor (a dup of the master), which outlives the
+    // registration: `LocalBackend::io` drops before `LocalBackend::fd`, and nothing else
+    // closes it.
     crate::relay::register(|| unsafe { AsyncFd::register(fd) }).map_err(io::Error::from)
 }
 

@@ -99,6 +99,19 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Parks the reader's watch on the far end while its session sleeps: what watching it
+    /// costs per session (a local terminal's reactor registration) is given up, and `waker`
+    /// is woken once, when there is output or the far end ends (at once if either is so
+    /// now). The reader's task may then end; the waker starts it again, and its first read
+    /// or [`Self::poll_readable`] watches as before. False when this backend cannot park,
+    /// or cannot now (a writer waits): nothing changed, the reader goes on.
+    fn park(&self, _waker: &std::task::Waker) -> bool {
+        false
+    }
+
+    /// Drops what [`Self::park`] left watching (the reader is back, or stopped for good).
+    fn unpark(&self) {}
+
     /// Asks the far end to end (SIGHUP to a local process group); after `grace`, forces it
     /// (SIGKILL). Returns once asked; [`Backend::wait`] reports the end.
     async fn terminate(&self, grace: Duration);

@@ -206,6 +206,7 @@ impl PulsarApiServer for Handlers {
             num_sessions: self.sessions.len(),
             num_clients: self.sessions.num_clients(),
             num_hibernated: self.sessions.num_hibernated(),
+            num_parked: self.sessions.num_parked(),
             scrollback_released_bytes: self.sessions.released_scrollback_bytes(),
             pid: std::process::id(),
             database: Some(self.database_status()),

@@ -621,14 +621,28 @@ impl SessionManager {
         }
     }
 
-    /// Hibernates the screen models of sessions with no output for `idle`: returns how many
-    /// went to sleep now and the bytes they hold.
+    /// Hibernates the screen models of sessions with no output for `idle`, and asks their
+    /// pumps to park (the task and the terminal's registration given up until the next
+    /// output or the end): returns how many screens went to sleep now and the bytes they
+    /// hold.
     pub fn hibernate_idle(&self, idle: Duration) -> (usize, usize) {
         let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
         sessions
             .iter()
-            .filter_map(|s| s.hibernate_if_idle(idle))
+            .filter_map(|s| {
+                s.park_if_idle(idle);
+                s.hibernate_if_idle(idle)
+            })
             .fold((0, 0), |(n, bytes), held| (n + 1, bytes + held))
+    }
+
+    /// Sessions whose pump is parked now.
+    pub fn num_parked(&self) -> usize {
+        self.read()
+            .sessions
+            .values()
+            .filter(|s| s.is_parked())
+            .count()
     }
 
     /// Sessions whose screen model sleeps now.

@@ -3,14 +3,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Sleep;
 
 use super::rate::OutputRate;
+use super::session::{PUMP_PARK, PUMP_STOP};
 use super::{Exit, Session};
 use crate::backend::{Backend, ExitStatus};
 
@@ -61,6 +62,45 @@ impl ReadBuffer {
             self.0.shrink_to_fit();
         } else if len <= IDLE_BUFFER && n < len {
             self.0 = Vec::new();
+        }
+    }
+}
+
+/// A session's pump: running as a task, or parked (its session idle, the backend watching
+/// for output or the end from a shared set, see [`Backend::park`]).
+pub(super) enum PumpTask {
+    /// Not started, or stopped.
+    None,
+    Running(tokio::task::JoinHandle<()>),
+    /// No task: [`Resume`] starts one again when output or the end comes.
+    Parked,
+}
+
+/// The waker a parked pump leaves with its backend: starts the pump again, on the runtime
+/// it ran on. Woken from the exit watcher's thread, which has no runtime of its own.
+pub(super) struct Resume {
+    session: Weak<Session>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Resume {
+    /// The waker for `session`'s pump, called from that pump (on its runtime).
+    pub(super) fn waker(session: &Arc<Session>) -> Waker {
+        Waker::from(Arc::new(Self {
+            session: Arc::downgrade(session),
+            runtime: tokio::runtime::Handle::current(),
+        }))
+    }
+}
+
+impl Wake for Resume {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(session) = self.session.upgrade() {
+            session.resume_pump(&self.runtime);
         }
     }
 }
@@ -120,8 +160,18 @@ pub(super) async fn pump(session: Arc<Session>) {
     let mut end = End::Running;
     loop {
         tokio::select! {
-            // The daemon stops and the program lives on: unread output waits in the kernel.
-            () = std::future::poll_fn(|cx| session.poll_pump_stop(cx)) => return,
+            signal = std::future::poll_fn(|cx| session.poll_pump_signal(cx)) => {
+                // The daemon stops and the program lives on: unread output waits in the kernel.
+                if signal & PUMP_STOP != 0 {
+                    return;
+                }
+                // Idle for long: the task goes, until output or the end wakes the session.
+                // A program seen to end is not parked: its end is on its way.
+                debug_assert!(signal & PUMP_PARK != 0);
+                if matches!(end, End::Running) && session.park_pump(&*backend) {
+                    return;
+                }
+            }
             read = read_within_rate(&session, &*backend, &mut buffer, end.status().is_some()) => match read {
                 Ok(0) => break,
                 Ok(n) => {

@@ -2,7 +2,7 @@
 //! files of their own (`output`, `clients`, `pump`, `view`); this type ties them together.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use super::clients::{ClientOwner, ClientTable};
 use super::events::Events;
 use super::marks::{Mark, OutputMarks};
 use super::output::{OutputLog, SavedSlice};
-use super::pump::{DRAIN_AFTER_EXIT, FLOOD_BUFFER, pump};
+use super::pump::{DRAIN_AFTER_EXIT, FLOOD_BUFFER, PumpTask, Resume, pump};
 use super::rate::OutputRate;
 use super::reader::Control;
 use super::recording::{Recorded, Recording, RecordingSpec, RecordingState};
@@ -34,6 +34,11 @@ pub struct Exit {
     /// When the end was seen.
     pub at: DateTime<Utc>,
 }
+
+/// [`Session::poll_pump_signal`]: the pump is to stop.
+pub(super) const PUMP_STOP: u8 = 1;
+/// [`Session::poll_pump_signal`]: the pump is to park, if it can.
+pub(super) const PUMP_PARK: u8 = 2;
 
 /// A session. Shared as `Arc<Session>` by the manager, the pump and readers.
 pub struct Session {
@@ -55,12 +60,14 @@ pub struct Session {
     clients: Mutex<ClientTable>,
     /// Told of changes worth persisting; set once the manager has taken the session in.
     observer: OnceLock<Arc<dyn SessionObserver>>,
-    /// The pump task, to stop it when the daemon stops but the program lives on.
-    pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Asks the pump to stop (see [`Session::stop_pump`]), waking it through `pump_waker`:
-    /// polled, so that the pump's future (all an idle session's task holds) keeps no
+    /// The pump's task (to stop it when the daemon stops but the program lives on), or that
+    /// it is parked.
+    pump: Mutex<PumpTask>,
+    /// Asks the pump to stop ([`PUMP_STOP`], see [`Session::stop_pump`]) or to park
+    /// ([`PUMP_PARK`], see [`Session::park_if_idle`]), waking it through `pump_waker`:
+    /// polled, so that the pump's future (all a running session's task holds) keeps no
     /// `Notified` waiting in it.
-    pump_stop: AtomicBool,
+    pump_signal: AtomicU8,
     pump_waker: AtomicWaker,
     /// The daemon-wide event stream; set once the manager has taken the session in.
     events: OnceLock<Events>,
@@ -148,8 +155,8 @@ impl Session {
             last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             clients: Mutex::new(ClientTable::new(size, resize_policy)),
             observer: OnceLock::new(),
-            pump: Mutex::new(None),
-            pump_stop: AtomicBool::new(false),
+            pump: Mutex::new(PumpTask::None),
+            pump_signal: AtomicU8::new(0),
             pump_waker: AtomicWaker::new(),
             events: OnceLock::new(),
             marks: Mutex::new(OutputMarks::default()),
@@ -176,25 +183,83 @@ impl Session {
             return;
         }
         {
-            let mut pump_slot = self.pump.lock().unwrap_or_else(|e| e.into_inner());
-            if pump_slot.is_some() {
+            let mut pump_slot = self.pump_task();
+            if !matches!(*pump_slot, PumpTask::None) {
                 return;
             }
-            self.pump_stop.store(false, Ordering::Release);
-            *pump_slot = Some(crate::relay::spawn(pump(Arc::clone(self))));
+            self.pump_signal.store(0, Ordering::Release);
+            *pump_slot = PumpTask::Running(crate::relay::spawn(pump(Arc::clone(self))));
         }
         if let Some(link) = self.backend().link_state() {
             tokio::spawn(follow_link(Arc::downgrade(self), link));
         }
     }
 
-    /// Ready once [`Self::stop_pump`] has asked: the pump returns at its next wait, never
-    /// between reading a chunk and handing it to the ring, the screen model and the
-    /// recording. For the pump alone (one waker).
-    pub(super) fn poll_pump_stop(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn pump_task(&self) -> MutexGuard<'_, PumpTask> {
+        self.pump.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ready with what was asked ([`PUMP_STOP`], [`PUMP_PARK`], or both) once [`Self::stop_pump`] or
+    /// [`Self::park_if_idle`] has asked: the pump does it at its next wait, never between
+    /// reading a chunk and handing it to the ring, the screen model and the recording. For
+    /// the pump alone (one waker).
+    pub(super) fn poll_pump_signal(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<u8> {
         crate::signal::poll_for_one(&self.pump_waker, cx, || {
-            self.pump_stop.load(Ordering::Acquire)
+            self.pump_signal.load(Ordering::Acquire) != 0
         })
+        // A request to park is taken as it is seen (it is made again while the session
+        // stays idle); a stop stays until the pump is started again.
+        .map(|()| self.pump_signal.fetch_and(!PUMP_PARK, Ordering::AcqRel))
+    }
+
+    /// Asks the pump to park if nothing was written for `idle` (see [`Self::park_pump`]);
+    /// true if it was asked.
+    pub(super) fn park_if_idle(&self, idle: Duration) -> bool {
+        let quiet_ms = Utc::now().timestamp_millis() - self.last_active_ms();
+        if quiet_ms < idle.as_millis() as i64 || !matches!(*self.pump_task(), PumpTask::Running(_))
+        {
+            return false;
+        }
+        self.pump_signal.fetch_or(PUMP_PARK, Ordering::AcqRel);
+        self.pump_waker.wake();
+        true
+    }
+
+    /// The pump, asked to park and idle: gives up its task, and the backend what watching
+    /// the program costs, until output or the end comes ([`Backend::park`]), when the pump
+    /// is started again ([`Self::resume_pump`]). True if it parked (the pump then returns);
+    /// false if it stays (a stop asked meanwhile, a backend that cannot park now).
+    pub(super) fn park_pump(self: &Arc<Self>, backend: &dyn Backend) -> bool {
+        let mut pump_slot = self.pump_task();
+        if self.pump_signal.load(Ordering::Acquire) & PUMP_STOP != 0
+            || !matches!(*pump_slot, PumpTask::Running(_))
+        {
+            return false;
+        }
+        if !backend.park(&Resume::waker(self)) {
+            return false;
+        }
+        // Its own handle: the task ends as soon as the pump returns.
+        *pump_slot = PumpTask::Parked;
+        tracing::debug!(session = %self.id, "idle: the pump parked");
+        true
+    }
+
+    /// A parked pump's wake-up (output, or the program's end): starts it again on
+    /// `runtime`, the one it ran on. Nothing if it is not parked (woken twice, or stopped).
+    pub(super) fn resume_pump(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+        let mut pump_slot = self.pump_task();
+        if !matches!(*pump_slot, PumpTask::Parked) {
+            return;
+        }
+        self.backend().unpark();
+        *pump_slot = PumpTask::Running(runtime.spawn(pump(Arc::clone(self))));
+        tracing::debug!(session = %self.id, "the pump is back");
+    }
+
+    /// True while its pump is parked.
+    pub fn is_parked(&self) -> bool {
+        matches!(*self.pump_task(), PumpTask::Parked)
     }
 
     /// True when the program lives on after this daemon (held by the keeper).
@@ -206,12 +271,23 @@ impl Session {
     /// the program lives on): unread output waits in the kernel for the next daemon, and
     /// everything read so far is in the output log. Returns once the pump has stopped.
     pub(super) async fn stop_pump(&self) {
-        let task = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = {
+            let mut pump_slot = self.pump_task();
+            self.pump_signal.fetch_or(PUMP_STOP, Ordering::AcqRel);
+            match std::mem::replace(&mut *pump_slot, PumpTask::None) {
+                PumpTask::Running(task) => Some(task),
+                // Nothing runs; its watch goes (a wake-up now finds no parked pump).
+                PumpTask::Parked => {
+                    self.backend().unpark();
+                    None
+                }
+                PumpTask::None => None,
+            }
+        };
         if let Some(task) = task {
             // Not an abort: a pump cancelled between publishing a chunk and digesting it left
             // that chunk out of the screen model and so out of the last save (an upgrade lost
             // it). The pump runs on the relay, so it may be in the middle of a chunk now.
-            self.pump_stop.store(true, Ordering::Release);
             self.pump_waker.wake();
             let _ = task.await;
         }
