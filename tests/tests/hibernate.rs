@@ -84,20 +84,42 @@ async fn a_parked_session_wakes_on_input_and_echoes_it() {
 
 #[tokio::test]
 async fn a_parked_sessions_program_ending_ends_the_session_with_its_status() {
-    let daemon = sleepy_daemon(&[]).await;
+    parked_program_ends(&[]).await;
+}
+
+#[tokio::test]
+async fn a_parked_session_of_a_daemon_without_keeper_ends_with_its_program() {
+    parked_program_ends(&[("KEEPER", "false")]).await;
+}
+
+/// A parked session's program is killed while a background job of it keeps the terminal
+/// open: only the program's exit (no hang-up, no output) can wake the session, which then
+/// stops with the program's status.
+async fn parked_program_ends(settings: &[(&str, &str)]) {
+    let daemon = sleepy_daemon(settings).await;
     let mut line = daemon.line().await;
-    let created = line.create_sh("echo ready; exec sleep 600").await;
+    let created = line
+        .create_sh("sleep 600 & echo job:$!:up; exec sleep 600")
+        .await;
     let (id, pid) = (
         created["session_id"].clone(),
         created["pid"].as_u64().expect("a pid"),
     );
-    line.read_output_until(&id, "ready").await;
+    let printed = line.read_output_until(&id, ":up").await;
+    let job: i32 = printed
+        .split("job:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no job pid in {printed:?}"));
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
     status_becomes(&daemon, "num_parked", 1).await;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill(pid as i32);
     let info = eventually("the session to stop", || {
         let (socket, id) = (daemon.socket.clone(), id.clone());
         async move {
@@ -106,8 +128,33 @@ async fn a_parked_sessions_program_ending_ends_the_session_with_its_status() {
         }
     })
     .await;
+    // The job is the test's to end, before anything can fail.
+    kill(job);
     assert_eq!(info["exit_signal"], 9, "{info}");
     status_becomes(&daemon, "num_parked", 0).await;
+}
+
+#[tokio::test]
+async fn silent_input_to_a_parked_session_reaches_its_program_and_output_still_wakes_it() {
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    let flag = daemon.dir.path().join("go");
+    // No echo: the input itself writes nothing back, so the session stays parked until the
+    // program writes.
+    let script = format!(
+        "stty -echo; echo ready; read x; while [ ! -e {} ]; do sleep 0.05; done; echo got-$x",
+        flag.display()
+    );
+    let id = line.create_sh(&script).await["session_id"].clone();
+    line.read_output_until(&id, "ready").await;
+    status_becomes(&daemon, "num_parked", 1).await;
+    line.ok(
+        "send_input",
+        json!({"session_id": id, "data": b64(b"abc\n")}),
+    )
+    .await;
+    std::fs::write(&flag, b"").unwrap();
+    line.read_output_until(&id, "got-abc").await;
 }
 
 #[tokio::test]

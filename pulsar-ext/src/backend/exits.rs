@@ -250,6 +250,11 @@ impl ExitWatch {
         self.cell.exited.wait().await
     }
 
+    /// Drops the poller's waker (its reader is gone; the next one leaves its own).
+    pub fn forget_poller(&self) {
+        drop(self.cell.poller.take());
+    }
+
     /// Ready once the program has exited, or the watcher stopped. For one poller only (the
     /// session's reader): each poll replaces the waker of the one before.
     pub fn poll_exited(&self, cx: &mut Context<'_>) -> Poll<()> {

@@ -347,9 +347,12 @@ impl LocalBackend {
     }
 
     /// Polls `op` on the terminal's registration, registering it again if it was parked.
-    /// The lock is held for the poll only, never across a wait, so parking (which drops the
-    /// registration) cannot pull it from under a waiter: a waiter polls again and finds
-    /// the new one.
+    ///
+    /// Dropping a registration drops the wakers waiting on it unwoken, so it is dropped
+    /// ([`Backend::park`]) only when nobody can be waiting on it: its two kinds of callers
+    /// are the pump, the only reader, which is the one that parks (and so waits on nothing
+    /// then), and writers, which hold `write_lock` through their whole wait ([`Self::poll_write`]),
+    /// which parking must take first.
     fn poll_io<T>(
         &self,
         cx: &mut Context<'_>,
@@ -361,6 +364,24 @@ impl LocalBackend {
             slot => slot.insert(register(self.fd.as_raw_fd())?),
         };
         op(registered, cx)
+    }
+
+    /// One write of `data` once the terminal has room; only under `write_lock` (`_writer`),
+    /// which keeps the registration from being parked while this waits on it.
+    fn poll_write(
+        &self,
+        _writer: &tokio::sync::MutexGuard<'_, ()>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, |fd, cx| {
+            loop {
+                let mut guard = ready!(fd.poll_write_ready(cx))?;
+                if let Ok(result) = guard.try_io(|fd| sys_write(fd.as_raw_fd(), data)) {
+                    return Poll::Ready(result);
+                }
+            }
+        })
     }
 
     /// The exit status if known; for this daemon's own child, reaps it if it has exited.
@@ -440,19 +461,9 @@ impl Backend for LocalBackend {
     }
 
     async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
-        let _writer = self.write_lock.lock().await;
+        let writer = self.write_lock.lock().await;
         while !data.is_empty() {
-            let written = std::future::poll_fn(|cx| {
-                self.poll_io(cx, |fd, cx| {
-                    loop {
-                        let mut guard = ready!(fd.poll_write_ready(cx))?;
-                        if let Ok(result) = guard.try_io(|fd| sys_write(fd.as_raw_fd(), data)) {
-                            return Poll::Ready(result);
-                        }
-                    }
-                })
-            })
-            .await;
+            let written = std::future::poll_fn(|cx| self.poll_write(&writer, cx, data)).await;
             match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => data = &data[n..],
@@ -465,7 +476,18 @@ impl Backend for LocalBackend {
                 Err(err) => return Err(err),
             }
         }
+        // Written to a parked terminal (registered again for it): the registration goes
+        // again, unless the pump is back and reads it.
+        let mut io = self.io();
+        if io.parked.is_some() {
+            io.registered = None;
+        }
+        drop(writer);
         Ok(())
+    }
+
+    fn parks(&self) -> bool {
+        self.exit_watch.is_some()
     }
 
     fn park(&self, waker: &Waker) -> bool {
@@ -503,6 +525,10 @@ impl Backend for LocalBackend {
 
     fn unpark(&self) {
         self.io().parked = None;
+        // The exit cell's waker is the parked pump's too: the next pump leaves its own.
+        if let Some(exit_watch) = &self.exit_watch {
+            exit_watch.forget_poller();
+        }
     }
 
     fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {

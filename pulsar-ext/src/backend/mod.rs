@@ -109,6 +109,11 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Self::park`] can ever succeed (a backend that never parks is not asked to).
+    fn parks(&self) -> bool {
+        false
+    }
+
     /// Drops what [`Self::park`] left watching (the reader is back, or stopped for good).
     fn unpark(&self) {}
 

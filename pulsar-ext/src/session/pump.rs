@@ -77,7 +77,10 @@ pub(super) enum PumpTask {
 }
 
 /// The waker a parked pump leaves with its backend: starts the pump again, on the runtime
-/// it ran on. Woken from the exit watcher's thread, which has no runtime of its own.
+/// it ran on. Woken from the exit watcher's thread, which has no runtime of its own, or
+/// inline by the very registration that parks (an `AtomicWaker` wakes the waker it is given
+/// if a wake-up raced with it), while the pump's slot is locked: so a wake-up never resumes
+/// inline, but spawns the resumption on that runtime, which takes the slot in turn.
 pub(super) struct Resume {
     session: Weak<Session>,
     runtime: tokio::runtime::Handle,
@@ -100,7 +103,9 @@ impl Wake for Resume {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(session) = self.session.upgrade() {
-            session.resume_pump(&self.runtime);
+            let runtime = self.runtime.clone();
+            self.runtime
+                .spawn(async move { session.resume_pump(&runtime) });
         }
     }
 }

@@ -216,7 +216,10 @@ impl Session {
     /// true if it was asked.
     pub(super) fn park_if_idle(&self, idle: Duration) -> bool {
         let quiet_ms = Utc::now().timestamp_millis() - self.last_active_ms();
-        if quiet_ms < idle.as_millis() as i64 || !matches!(*self.pump_task(), PumpTask::Running(_))
+        if quiet_ms < idle.as_millis() as i64
+            || self.exit.get().is_some()
+            || !matches!(*self.pump_task(), PumpTask::Running(_))
+            || !self.backend().parks()
         {
             return false;
         }
