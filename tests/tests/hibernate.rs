@@ -302,3 +302,36 @@ async fn scrollback_is_kept_in_memory_when_output_is_not_saved() {
     let (all, _) = all_output(&mut line, &id).await;
     assert!(String::from_utf8_lossy(&all).contains("end-of-seq"));
 }
+
+#[tokio::test]
+async fn sessions_that_park_and_wake_over_and_over_lose_no_output() {
+    const SESSIONS: usize = 12;
+    let daemon = sleepy_daemon(&[]).await;
+    let mut line = daemon.line().await;
+    // Quiet between lines for longer than the idle time and a cleanup tick: each parks in
+    // every gap, and its next line wakes it.
+    let script = "i=0; while [ $i -lt 3 ]; do sleep 2.2; echo n$i; i=$((i+1)); done; echo fin-$((6*7)); read x";
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        ids.push(line.create_sh(script).await["session_id"].clone());
+    }
+    // Parked in the first gap (before any output)...
+    eventually("sessions to park", || {
+        let socket = daemon.socket.clone();
+        async move {
+            let status = try_call(&socket, "get_status", json!({}))?;
+            (status["num_parked"].as_u64()? > 0).then_some(())
+        }
+    })
+    .await;
+    // ...and every line of every session came through, once.
+    for id in &ids {
+        line.read_output_until(id, "fin-42").await;
+        let (all, _) = all_output(&mut line, id).await;
+        let text = String::from_utf8_lossy(&all).into_owned();
+        for needle in ["n0", "n1", "n2", "fin-42"] {
+            assert_eq!(text.matches(needle).count(), 1, "{id}: {text:?}");
+        }
+    }
+    status_becomes(&daemon, "num_parked", SESSIONS as u64).await;
+}
