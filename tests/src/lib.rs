@@ -759,6 +759,17 @@ pub fn rpc_data(err: &jsonrpsee::core::client::Error) -> Value {
     }
 }
 
+/// The pid of a background job that a session's script printed as `job:PID:up`
+/// (`sleep 300 & echo job:$!:up`), from the output read so far.
+pub fn job_pid(printed: &str) -> i32 {
+    printed
+        .split("job:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no job pid in {printed:?}"))
+}
+
 /// True once `pid` is gone: no such process, or a zombie nobody has reaped yet.
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

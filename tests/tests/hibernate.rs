@@ -106,12 +106,7 @@ async fn parked_program_ends(settings: &[(&str, &str)]) {
         created["pid"].as_u64().expect("a pid"),
     );
     let printed = line.read_output_until(&id, ":up").await;
-    let job: i32 = printed
-        .split("job:")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no job pid in {printed:?}"));
+    let job = job_pid(&printed);
     let kill = |pid: i32| {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

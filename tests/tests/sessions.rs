@@ -395,12 +395,7 @@ async fn a_program_that_exits_while_a_background_job_holds_the_terminal_ends_its
     .await;
     // The job is the test's to end, before anything can fail: it outlives the session's
     // program by design.
-    let job: i32 = printed
-        .split("job:")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|pid| pid.parse().ok())
-        .expect("the job's pid");
+    let job = job_pid(&printed);
     // SAFETY: kill sends a signal to the job this test started.
     unsafe { libc::kill(job, libc::SIGKILL) };
     assert_eq!((info.exit_code, info.exit_signal), (Some(5), None));

@@ -90,7 +90,6 @@ pub struct LocalBackend {
 /// How the terminal is watched: registered with tokio's reactor while its session's pump
 /// runs (and whenever a writer needs it), or, parked, in the exit watcher's set while the
 /// session sleeps (a `ScheduledIo` of 256 bytes, 128-aligned, given up per idle session).
-#[derive(Default)]
 struct Io {
     registered: Option<AsyncFd<RawFd>>,
     parked: Option<ReadyWatch>,
@@ -366,6 +365,32 @@ impl LocalBackend {
         op(registered, cx)
     }
 
+    /// One read into `buf` once the terminal has output, drained (see [`drain`]); `Ok(0)`
+    /// at its end. For the pump, the only reader.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, |fd, cx| {
+            loop {
+                let mut guard = ready!(fd.poll_read_ready(cx))?;
+                match guard.try_io(|fd| sys_read(fd.as_raw_fd(), buf)) {
+                    Ok(Ok(0)) => return Poll::Ready(Ok(0)),
+                    Ok(Ok(n)) => {
+                        let (n, drained) = drain(fd.as_raw_fd(), buf, n);
+                        if drained {
+                            guard.clear_ready();
+                        }
+                        return Poll::Ready(Ok(n));
+                    }
+                    // Linux reports EIO on the master once every slave fd is closed: the end.
+                    Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => {
+                        return Poll::Ready(Ok(0));
+                    }
+                    Ok(Err(err)) => return Poll::Ready(Err(err)),
+                    Err(_would_block) => continue,
+                }
+            }
+        })
+    }
+
     /// One write of `data` once the terminal has room; only under `write_lock` (`_writer`),
     /// which keeps the registration from being parked while this waits on it.
     fn poll_write(
@@ -427,30 +452,7 @@ impl LocalBackend {
 #[async_trait]
 impl Backend for LocalBackend {
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| {
-            self.poll_io(cx, |fd, cx| {
-                loop {
-                    let mut guard = ready!(fd.poll_read_ready(cx))?;
-                    match guard.try_io(|fd| sys_read(fd.as_raw_fd(), buf)) {
-                        Ok(Ok(0)) => return Poll::Ready(Ok(0)),
-                        Ok(Ok(n)) => {
-                            let (n, drained) = drain(fd.as_raw_fd(), buf, n);
-                            if drained {
-                                guard.clear_ready();
-                            }
-                            return Poll::Ready(Ok(n));
-                        }
-                        // Linux reports EIO on the master once every slave fd is closed: the end.
-                        Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => {
-                            return Poll::Ready(Ok(0));
-                        }
-                        Ok(Err(err)) => return Poll::Ready(Err(err)),
-                        Err(_would_block) => continue,
-                    }
-                }
-            })
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_read(cx, buf)).await
     }
 
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {

@@ -103,9 +103,7 @@ impl Wake for Resume {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(session) = self.session.upgrade() {
-            let runtime = self.runtime.clone();
-            self.runtime
-                .spawn(async move { session.resume_pump(&runtime) });
+            self.runtime.spawn(async move { session.resume_pump() });
         }
     }
 }

@@ -212,20 +212,22 @@ impl Session {
         .map(|()| self.pump_signal.fetch_and(!PUMP_PARK, Ordering::AcqRel))
     }
 
-    /// Asks the pump to park if nothing was written for `idle` (see [`Self::park_pump`]);
-    /// true if it was asked.
-    pub(super) fn park_if_idle(&self, idle: Duration) -> bool {
-        let quiet_ms = Utc::now().timestamp_millis() - self.last_active_ms();
-        if quiet_ms < idle.as_millis() as i64
+    /// Asks the pump to park if nothing was written for `idle` (see [`Self::park_pump`]).
+    pub(super) fn park_if_idle(&self, idle: Duration) {
+        if !self.quiet_for(idle)
             || self.exit.get().is_some()
             || !matches!(*self.pump_task(), PumpTask::Running(_))
             || !self.backend().parks()
         {
-            return false;
+            return;
         }
         self.pump_signal.fetch_or(PUMP_PARK, Ordering::AcqRel);
         self.pump_waker.wake();
-        true
+    }
+
+    /// Whether nothing was written for `idle`.
+    fn quiet_for(&self, idle: Duration) -> bool {
+        Utc::now().timestamp_millis() - self.last_active_ms() >= idle.as_millis() as i64
     }
 
     /// The pump, asked to park and idle: gives up its task, and the backend what watching
@@ -248,15 +250,16 @@ impl Session {
         true
     }
 
-    /// A parked pump's wake-up (output, or the program's end): starts it again on
-    /// `runtime`, the one it ran on. Nothing if it is not parked (woken twice, or stopped).
-    pub(super) fn resume_pump(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+    /// A parked pump's wake-up (output, or the program's end): starts it again on the
+    /// current runtime, the one it ran on ([`Resume`] runs this there). Nothing if it is not
+    /// parked (woken twice, or stopped).
+    pub(super) fn resume_pump(self: &Arc<Self>) {
         let mut pump_slot = self.pump_task();
         if !matches!(*pump_slot, PumpTask::Parked) {
             return;
         }
         self.backend().unpark();
-        *pump_slot = PumpTask::Running(runtime.spawn(pump(Arc::clone(self))));
+        *pump_slot = PumpTask::Running(tokio::spawn(pump(Arc::clone(self))));
         tracing::debug!(session = %self.id, "the pump is back");
     }
 
@@ -716,8 +719,7 @@ impl Session {
     /// Hibernates the screen model if nothing was written for `idle`; the bytes it then
     /// holds, or `None` when it stays awake (or already slept).
     pub(super) fn hibernate_if_idle(&self, idle: Duration) -> Option<usize> {
-        let quiet_ms = Utc::now().timestamp_millis() - self.last_active_ms();
-        if quiet_ms < idle.as_millis() as i64 || self.output.is_hibernated() {
+        if !self.quiet_for(idle) || self.output.is_hibernated() {
             return None;
         }
         Some(self.output.hibernate())
