@@ -89,10 +89,14 @@ pub struct Config {
     pub ssh_config: PathBuf,
     /// Seconds without output after which a session's screen model is hibernated (kept as its
     /// exact serialization, a few hundred bytes, until the next output or attach) and its
-    /// saved scrollback released to the database (read back on a read or the next output),
-    /// and a local session's pump parked (no task; its terminal watched from one shared set
-    /// until the next output or the end); 0: never. Checked at every cleanup tick.
+    /// saved scrollback released to the database (read back on a read or the next output);
+    /// 0: never. Checked at every cleanup tick.
     pub hibernate_after_secs: u64,
+    /// Milliseconds without output or input after which a local session's pump is parked:
+    /// no task of its own, its terminal watched from one set shared by every parked session
+    /// until it has output or the program ends (the first output after costs one wake-up
+    /// more); 0: never. Checked every half of it (at least every 50 ms, at most every second).
+    pub park_after_ms: u64,
     /// Whether local sessions are held by a keeper process, so that they outlive the daemon
     /// (a stop, a crash, an upgrade). Off: they end with the daemon and are respawned.
     pub keeper: bool,
@@ -197,6 +201,7 @@ const KEYS: &[&str] = &[
     "ssh_reconnect_max_backoff_ms",
     "ssh_config",
     "hibernate_after_secs",
+    "park_after_ms",
     "keeper",
     "keeper_socket",
     "keeper_binary",
@@ -289,6 +294,7 @@ impl Config {
             ssh_reconnect_max_backoff_ms: 30_000,
             ssh_config: PathBuf::from("~/.ssh/config"),
             hibernate_after_secs: 60,
+            park_after_ms: 2000,
             keeper: true,
             keeper_socket: PathBuf::new(),
             keeper_binary: PathBuf::new(),

@@ -73,6 +73,8 @@ pub struct Daemon {
     trigger: ShutdownTrigger,
     accept_loop: JoinHandle<SocketListener>,
     cleanup: JoinHandle<()>,
+    /// Parks idle pumps; none when `park_after_ms` is 0.
+    parking: Option<JoinHandle<()>>,
     checkpoint: JoinHandle<()>,
     sessions: Arc<SessionManager>,
     store: Store,
@@ -279,6 +281,13 @@ impl Daemon {
                 .then(|| Duration::from_secs(config.hibernate_after_secs)),
             shutdown.clone(),
         ));
+        let parking = (config.park_after_ms > 0).then(|| {
+            tokio::spawn(park_task(
+                Arc::clone(&sessions),
+                Duration::from_millis(config.park_after_ms),
+                shutdown.clone(),
+            ))
+        });
         let checkpoint = tokio::spawn(checkpoint_task(
             Arc::clone(&sessions),
             Arc::clone(&checkpointer),
@@ -295,6 +304,7 @@ impl Daemon {
             trigger,
             accept_loop,
             cleanup,
+            parking,
             checkpoint,
             sessions,
             store,
@@ -355,6 +365,9 @@ impl Daemon {
         // Anything that completes from here on is refused and ended, never half-saved.
         self.sessions.close();
         let _ = self.cleanup.await;
+        if let Some(parking) = self.parking {
+            let _ = parking.await;
+        }
         let _ = self.checkpoint.await;
         if terminate {
             self.checkpointer.checkpoint(&self.sessions);
@@ -480,6 +493,21 @@ async fn cleanup_task(
                     }
                 }
             }
+            _ = shutdown.wait() => break,
+        }
+    }
+}
+
+/// Every half of `idle` (at least every 50 ms, at most every second), parks the pump of each
+/// local session that has had no output or input for `idle`: an idle session then holds no
+/// task and no reactor registration of its own (see `Session::park_if_idle`).
+async fn park_task(sessions: Arc<SessionManager>, idle: Duration, mut shutdown: Shutdown) {
+    let every = (idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => sessions.park_idle(idle),
             _ = shutdown.wait() => break,
         }
     }

@@ -57,21 +57,35 @@ async fn a_parked_session_wakes_on_its_programs_own_output() {
 }
 
 #[tokio::test]
+async fn an_idle_session_parks_on_its_own_timer_while_its_screen_stays_awake() {
+    let daemon =
+        Daemon::start_with(&[("PARK_AFTER_MS", "300"), ("HIBERNATE_AFTER_SECS", "0")]).await;
+    let mut line = daemon.line().await;
+    let id = echo_session(&mut line).await;
+    status_becomes(&daemon, "num_parked", 1).await;
+    let status = try_call(&daemon.socket, "get_status", json!({})).unwrap();
+    assert_eq!(status["num_hibernated"], 0, "{status}");
+    echoes(&mut line, &id, "abc").await;
+}
+
+#[tokio::test]
+async fn with_parking_off_a_hibernated_session_keeps_its_pump() {
+    let daemon = sleepy_daemon(&[("PARK_AFTER_MS", "0")]).await;
+    let mut line = daemon.line().await;
+    let id = echo_session(&mut line).await;
+    status_becomes(&daemon, "num_hibernated", 1).await;
+    let status = try_call(&daemon.socket, "get_status", json!({})).unwrap();
+    assert_eq!(status["num_parked"], 0, "{status}");
+    echoes(&mut line, &id, "abc").await;
+}
+
+#[tokio::test]
 async fn a_parked_session_wakes_on_input_and_echoes_it() {
     let daemon = sleepy_daemon(&[]).await;
     let mut line = daemon.line().await;
-    let id = line
-        .create_sh("echo ready; read x; echo got-$x; read y")
-        .await["session_id"]
-        .clone();
-    line.read_output_until(&id, "ready").await;
+    let id = echo_session(&mut line).await;
     status_becomes(&daemon, "num_parked", 1).await;
-    line.ok(
-        "send_input",
-        json!({"session_id": id, "data": b64(b"abc\n")}),
-    )
-    .await;
-    line.read_output_until(&id, "got-abc").await;
+    echoes(&mut line, &id, "abc").await;
     // Idle again, it parks again, and wakes again.
     status_becomes(&daemon, "num_parked", 1).await;
     line.ok(
@@ -180,10 +194,30 @@ async fn a_parked_session_lives_on_through_a_daemon_restart() {
     line.read_output_until(&id, "got-abc").await;
 }
 
-/// A daemon whose idle sessions hibernate within a second or two, saving output every 100 ms.
+/// A shell that has printed "ready" and answers a line `X` with "got-X", then one more.
+async fn echo_session(line: &mut LineClient) -> Value {
+    let created = line
+        .create_sh("echo ready; read x; echo got-$x; read y")
+        .await;
+    let id = created["session_id"].clone();
+    line.read_output_until(&id, "ready").await;
+    id
+}
+
+/// Types `text` and a newline into [`echo_session`]'s shell and waits for its answer.
+async fn echoes(line: &mut LineClient, id: &Value, text: &str) {
+    let data = b64(format!("{text}\n").as_bytes());
+    line.ok("send_input", json!({"session_id": id, "data": data}))
+        .await;
+    line.read_output_until(id, &format!("got-{text}")).await;
+}
+
+/// A daemon whose idle sessions park within a second and hibernate within a second or two,
+/// saving output every 100 ms.
 async fn sleepy_daemon(extra: &[(&str, &str)]) -> Daemon {
     let mut settings = vec![
         ("HIBERNATE_AFTER_SECS", "1"),
+        ("PARK_AFTER_MS", "500"),
         ("CLEANUP_INTERVAL_SECS", "1"),
         ("PERSIST_INTERVAL_MS", "100"),
     ];

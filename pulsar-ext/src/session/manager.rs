@@ -621,19 +621,22 @@ impl SessionManager {
         }
     }
 
-    /// Hibernates the screen models of sessions with no output for `idle`, and asks their
-    /// pumps to park (the task and the terminal's registration given up until the next
-    /// output or the end): returns how many screens went to sleep now and the bytes they
-    /// hold.
+    /// Hibernates the screen models of sessions with no output for `idle`: returns how many
+    /// screens went to sleep now and the bytes they hold.
     pub fn hibernate_idle(&self, idle: Duration) -> (usize, usize) {
         let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
         sessions
             .iter()
-            .filter_map(|s| {
-                s.park_if_idle(idle);
-                s.hibernate_if_idle(idle)
-            })
+            .filter_map(|s| s.hibernate_if_idle(idle))
             .fold((0, 0), |(n, bytes), held| (n + 1, bytes + held))
+    }
+
+    /// Asks the pump of every session quiet for `idle` to park ([`Session::park_if_idle`]).
+    pub fn park_idle(&self, idle: Duration) {
+        let sessions: Vec<Arc<Session>> = self.read().sessions.values().cloned().collect();
+        for session in sessions {
+            session.park_if_idle(idle);
+        }
     }
 
     /// Sessions whose pump is parked now.
