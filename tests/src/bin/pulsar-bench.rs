@@ -318,9 +318,18 @@ async fn attach_throughput(report: &mut Report) {
 async fn attach_echo(report: &mut Report) {
     const N: usize = 1000;
     const WARM_UP: usize = 50;
+    // Keys typed after a quiet long enough for the session's pump to park.
+    const AFTER_PARK: usize = 30;
     let bare_echo = BarePtyEcho::start();
-    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn")]).await;
+    // Parking soon, so that the keys after a park are quick to sample (the keys of the main
+    // run come well inside it); `PULSAR_BENCH_PARK_AFTER_MS=0`: parking off, the same keys
+    // each after 600 ms of quiet, for the cost of the quiet alone.
+    let park_after = std::env::var("PULSAR_BENCH_PARK_AFTER_MS").unwrap_or_else(|_| "300".into());
+    let parks = park_after != "0";
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn"), ("PARK_AFTER_MS", &park_after)]).await;
     let client = daemon.client().await;
+    let status_client = daemon.client().await;
+    let runtime = tokio::runtime::Handle::current();
     let id = create_80x24(
         &client,
         &["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"],
@@ -328,7 +337,7 @@ async fn attach_echo(report: &mut Report) {
     .await;
     pulsar_e2e::read_until(&client, id, "R").await;
     let socket = daemon.socket.clone();
-    let (pairs, dtach_pairs) = tokio::task::spawn_blocking(move || {
+    let (pairs, dtach_pairs, parked_pairs) = tokio::task::spawn_blocking(move || {
         let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
         let dtach = Dtach::start_after("stty raw -echo;", "exec cat");
         let mut dtach_client = dtach.as_ref().map(Dtach::attach_for_echo);
@@ -355,9 +364,31 @@ async fn attach_echo(report: &mut Report) {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let mut parked_pairs = EchoPairs::default();
+        for _ in 0..AFTER_PARK {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while parks
+                && runtime
+                    .block_on(status_client.get_status())
+                    .unwrap()
+                    .num_parked
+                    == 0
+            {
+                assert!(Instant::now() < deadline, "the typing session never parked");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !parks {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            let baseline = bare_echo.sample();
+            parked_pairs.push(
+                baseline,
+                echo_once("pulsar attach", &mut reader, &mut writer),
+            );
+        }
         let _ = child.kill();
         let _ = child.wait();
-        (pairs, dtach_pairs)
+        (pairs, dtach_pairs, parked_pairs)
     })
     .await
     .unwrap();
@@ -377,6 +408,20 @@ async fn attach_echo(report: &mut Report) {
             &format!("added echo latency through `dtach -a` p50 / p99, per key ({N} pairs)"),
         );
     }
+    let after = if parks {
+        "the session's pump parked (quiet for `park_after_ms`)"
+    } else {
+        "600 ms of quiet, parking off"
+    };
+    parked_pairs.report(
+        report,
+        &format!(
+            "keystroke echo through `pulsar attach`, the first key after {after}, p50 / p99 ({AFTER_PARK} keys, each after a bare PTY key)"
+        ),
+        &format!(
+            "added echo latency of the first key after {after} p50 / p99, per key ({AFTER_PARK} pairs)"
+        ),
+    );
     daemon.stop();
 }
 
