@@ -32,35 +32,65 @@ pub(crate) struct TableFull {
 /// The client table, terminal size and resize policy of one session.
 #[derive(Debug)]
 pub(crate) struct ClientTable {
+    /// The clients and cursors: made by the first attach or remembered cursor and dropped
+    /// once both are empty again (two maps are 96 bytes, and most idle sessions have none).
+    maps: Option<Box<Maps>>,
+    size: (u16, u16),
+    policy: ResizePolicy,
+}
+
+/// The clients attached, and where readers without a `since` continue.
+#[derive(Debug, Default)]
+struct Maps {
     clients: HashMap<String, Client>,
     /// Where each client's `receive_output` continues when it gives no `since`, with when
     /// it was last used (a tick of `clock`).
     cursors: HashMap<String, (u64, u64)>,
     clock: u64,
-    size: (u16, u16),
-    policy: ResizePolicy,
 }
 
 impl ClientTable {
     /// An empty table for a terminal of `size` governed by `policy`.
     pub fn new(size: (u16, u16), policy: ResizePolicy) -> Self {
         Self {
-            clients: HashMap::new(),
-            cursors: HashMap::new(),
-            clock: 0,
+            maps: None,
             size,
             policy,
         }
     }
 
+    /// The clients attached, by id.
+    fn clients(&self) -> impl Iterator<Item = (&String, &Client)> {
+        self.maps.iter().flat_map(|maps| maps.clients.iter())
+    }
+
+    fn client(&self, client_id: &str) -> Option<&Client> {
+        self.maps.as_ref()?.clients.get(client_id)
+    }
+
+    fn maps_mut(&mut self) -> &mut Maps {
+        self.maps.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the maps once nothing is in them.
+    fn tidy(&mut self) {
+        if self
+            .maps
+            .as_ref()
+            .is_some_and(|maps| maps.clients.is_empty() && maps.cursors.is_empty())
+        {
+            self.maps = None;
+        }
+    }
+
     /// Clients attached now.
     pub fn len(&self) -> usize {
-        self.clients.len()
+        self.maps.as_ref().map_or(0, |maps| maps.clients.len())
     }
 
     /// True when no client is attached.
     pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
+        self.len() == 0
     }
 
     /// The terminal's size now.
@@ -87,10 +117,10 @@ impl ClientTable {
         mode: ClientMode,
         max: usize,
     ) -> Result<(), TableFull> {
-        if !self.clients.contains_key(client_id) && self.clients.len() >= max {
+        if self.client(client_id).is_none() && self.len() >= max {
             return Err(TableFull { max });
         }
-        self.clients.insert(
+        self.maps_mut().clients.insert(
             client_id.to_owned(),
             Client {
                 owner,
@@ -104,20 +134,21 @@ impl ClientTable {
     /// Unregisters `client_id` and forgets its cursor. `None` if it was not attached;
     /// otherwise the size the policy now gives, if any.
     pub fn detach(&mut self, client_id: &str) -> Option<Option<(u16, u16)>> {
-        self.clients.remove(client_id)?;
-        self.cursors.remove(client_id);
+        let maps = self.maps.as_mut()?;
+        maps.clients.remove(client_id)?;
+        maps.cursors.remove(client_id);
+        self.tidy();
         Some(self.policy_size(None))
     }
 
     /// The mode `client_id` is attached in, if it is.
     pub fn mode_of(&self, client_id: &str) -> Option<ClientMode> {
-        self.clients.get(client_id).map(|c| c.mode)
+        self.client(client_id).map(|c| c.mode)
     }
 
     /// The clients `owner` attached, with their modes.
     pub fn owned_by(&self, owner: ClientOwner) -> Vec<(String, ClientMode)> {
-        self.clients
-            .iter()
+        self.clients()
             .filter(|(_, c)| c.owner == owner)
             .map(|(id, c)| (id.clone(), c.mode))
             .collect()
@@ -132,16 +163,18 @@ impl ClientTable {
         cursor_key: &str,
     ) -> (usize, Option<(u16, u16)>) {
         let gone: Vec<String> = self
-            .clients
-            .iter()
+            .clients()
             .filter(|(_, c)| c.owner == owner)
             .map(|(id, _)| id.clone())
             .collect();
-        for id in &gone {
-            self.clients.remove(id);
-            self.cursors.remove(id);
+        if let Some(maps) = self.maps.as_mut() {
+            for id in &gone {
+                maps.clients.remove(id);
+                maps.cursors.remove(id);
+            }
+            maps.cursors.remove(cursor_key);
         }
-        self.cursors.remove(cursor_key);
+        self.tidy();
         let target = if gone.is_empty() {
             None
         } else {
@@ -153,12 +186,12 @@ impl ClientTable {
     /// True when `client_id` (or, for an unattached id, every client `owner` attached here)
     /// is read-only. An unattached id of a connection that attached nothing may act.
     pub fn is_read_only(&self, client_id: &str, owner: ClientOwner) -> bool {
-        match self.clients.get(client_id) {
+        match self.client(client_id) {
             Some(client) => client.mode == ClientMode::ReadOnly,
             None => {
                 let mut mine = self
-                    .clients
-                    .values()
+                    .clients()
+                    .map(|(_, c)| c)
                     .filter(|c| c.owner == owner)
                     .peekable();
                 mine.peek().is_some() && mine.all(|c| c.mode == ClientMode::ReadOnly)
@@ -169,7 +202,11 @@ impl ClientTable {
     /// Records `client_id`'s request for `size` (an unattached id counts only as the latest
     /// request) and returns the size the policy gives.
     pub fn request_size(&mut self, client_id: &str, size: (u16, u16)) -> Option<(u16, u16)> {
-        if let Some(client) = self.clients.get_mut(client_id) {
+        if let Some(client) = self
+            .maps
+            .as_mut()
+            .and_then(|maps| maps.clients.get_mut(client_id))
+        {
             client.size = Some(size);
         }
         self.policy_size(Some(size))
@@ -179,8 +216,8 @@ impl ClientTable {
     /// never count.
     fn policy_size(&self, requested: Option<(u16, u16)>) -> Option<(u16, u16)> {
         let sizes = self
-            .clients
-            .values()
+            .clients()
+            .map(|(_, c)| c)
             .filter(|c| c.mode == ClientMode::Interactive)
             .filter_map(|c| c.size);
         match self.policy {
@@ -196,9 +233,10 @@ impl ClientTable {
 
     /// Where `key`'s last `receive_output` ended.
     pub fn cursor(&mut self, key: &str) -> Option<u64> {
-        self.clock += 1;
-        let now = self.clock;
-        self.cursors.get_mut(key).map(|(offset, used)| {
+        let maps = self.maps.as_mut()?;
+        maps.clock += 1;
+        let now = maps.clock;
+        maps.cursors.get_mut(key).map(|(offset, used)| {
             *used = now;
             *offset
         })
@@ -207,24 +245,25 @@ impl ClientTable {
     /// Remembers that `key`'s next `receive_output` continues at `offset`, forgetting the
     /// least recently used cursor when there are [`MAX_CURSORS`].
     pub fn remember_cursor(&mut self, key: &str, offset: u64) {
-        self.clock += 1;
-        if !self.cursors.contains_key(key) && self.cursors.len() >= MAX_CURSORS {
-            let oldest = self
+        let maps = self.maps_mut();
+        maps.clock += 1;
+        if !maps.cursors.contains_key(key) && maps.cursors.len() >= MAX_CURSORS {
+            let oldest = maps
                 .cursors
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
-                self.cursors.remove(&oldest);
+                maps.cursors.remove(&oldest);
             }
         }
-        self.cursors.insert(key.to_owned(), (offset, self.clock));
+        maps.cursors.insert(key.to_owned(), (offset, maps.clock));
     }
 
     /// Cursors remembered now.
     #[cfg(test)]
     fn cursor_count(&self) -> usize {
-        self.cursors.len()
+        self.maps.as_ref().map_or(0, |maps| maps.cursors.len())
     }
 }
 
@@ -237,6 +276,22 @@ mod tests {
 
     fn table(policy: ResizePolicy) -> ClientTable {
         ClientTable::new((80, 24), policy)
+    }
+
+    #[test]
+    fn a_table_holds_no_maps_until_used_and_none_once_emptied_again() {
+        let mut t = table(ResizePolicy::Latest);
+        assert!(t.maps.is_none());
+        t.attach("a", ME, ClientMode::Interactive, 8).unwrap();
+        t.remember_cursor("a", 10);
+        t.remember_cursor("reader", 20);
+        assert!(t.maps.is_some());
+        t.detach("a").unwrap();
+        assert!(t.maps.is_some(), "the reader's cursor is still remembered");
+        assert_eq!(t.cursor("reader"), Some(20));
+        t.detach_owner(ME, "reader");
+        assert!(t.maps.is_none());
+        assert_eq!(t.cursor("reader"), None);
     }
 
     #[test]
