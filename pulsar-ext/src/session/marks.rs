@@ -48,6 +48,14 @@ pub(super) struct OutputMarks {
     osc: Vec<u8>,
     osc_too_long: bool,
     title: String,
+    /// What shell-integration marks have begun, made by the first `B` mark and dropped once
+    /// nothing is begun (64 bytes that a session whose shell sends no marks never needs).
+    integration: Option<Box<Integration>>,
+}
+
+/// Between shell-integration marks.
+#[derive(Debug, Default)]
+struct Integration {
     /// Text typed since the `B` mark, until `C`.
     typing: Option<Vec<u8>>,
     /// The command line and start of the command running since `C`.
@@ -62,7 +70,7 @@ impl OutputMarks {
         while !rest.is_empty() {
             // Plain text with no command line being typed holds nothing to see up to the next
             // BEL or ESC: skip it whole (most output is such text).
-            if self.state == State::Ground && self.typing.is_none() {
+            if self.state == State::Ground && self.typing().is_none() {
                 match memchr::memchr2(0x07, 0x1b, rest) {
                     Some(at) => rest = &rest[at..],
                     None => return,
@@ -83,12 +91,12 @@ impl OutputMarks {
                 }
                 ESC => self.state = State::Escape,
                 0x08 => {
-                    if let Some(typing) = &mut self.typing {
+                    if let Some(typing) = self.typing() {
                         typing.pop();
                     }
                 }
                 b'\t' | 0x20..=0x7e | 0x80.. => {
-                    if let Some(typing) = &mut self.typing
+                    if let Some(typing) = self.typing()
                         && typing.len() < MAX_COMMAND_LINE
                     {
                         typing.push(byte);
@@ -140,6 +148,22 @@ impl OutputMarks {
         }
     }
 
+    /// The command line being typed, if a `B` mark began one.
+    fn typing(&mut self) -> Option<&mut Vec<u8>> {
+        self.integration.as_mut()?.typing.as_mut()
+    }
+
+    /// Drops the integration state once nothing is begun.
+    fn tidy(&mut self) {
+        if self
+            .integration
+            .as_ref()
+            .is_some_and(|i| i.typing.is_none() && i.running.is_none())
+        {
+            self.integration = None;
+        }
+    }
+
     /// The byte after an ESC.
     fn escape(&mut self, byte: u8) {
         self.state = match byte {
@@ -185,19 +209,27 @@ impl OutputMarks {
     fn prompt_mark(&mut self, mark: &[u8], now: Instant, found: &mut impl FnMut(Mark)) {
         let mut fields = mark.split(|&b| b == b';');
         match fields.next() {
-            Some(b"A") => self.typing = None,
-            Some(b"B") => self.typing = Some(Vec::new()),
+            Some(b"A") => {
+                if let Some(integration) = &mut self.integration {
+                    integration.typing = None;
+                }
+            }
+            Some(b"B") => {
+                self.integration.get_or_insert_with(Box::default).typing = Some(Vec::new());
+            }
             Some(b"C") => {
-                let command_line = self
+                let integration = self.integration.get_or_insert_with(Box::default);
+                let command_line = integration
                     .typing
                     .take()
                     .map(|typed| String::from_utf8_lossy(&typed).trim().to_owned())
                     .filter(|line| !line.is_empty());
-                self.running = Some((command_line, now));
+                integration.running = Some((command_line, now));
             }
             Some(b"D") => {
                 // A `D` without a `C` closes a prompt where nothing ran (an empty line).
-                if let Some((command_line, started)) = self.running.take() {
+                let running = self.integration.as_mut().and_then(|i| i.running.take());
+                if let Some((command_line, started)) = running {
                     let exit_code = fields
                         .next()
                         .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok());
@@ -210,6 +242,7 @@ impl OutputMarks {
             }
             _ => {}
         }
+        self.tidy();
     }
 }
 
@@ -241,6 +274,21 @@ mod tests {
                 Mark::Title("next".into())
             ]
         );
+    }
+
+    #[test]
+    fn integration_state_is_held_only_between_a_begun_mark_and_its_end() {
+        let now = Instant::now();
+        let mut scanner = OutputMarks::default();
+        let mut ignore = |_| {};
+        scanner.feed(b"\x1b]2;title\x07$ plain\x07", now, &mut ignore);
+        assert!(scanner.integration.is_none());
+        scanner.feed(b"\x1b]133;A\x07$ \x1b]133;B\x07ls", now, &mut ignore);
+        assert!(scanner.integration.is_some(), "typing");
+        scanner.feed(b"\x1b]133;C\x07out\n", now, &mut ignore);
+        assert!(scanner.integration.is_some(), "running");
+        scanner.feed(b"\x1b]133;D;0\x07", now, &mut ignore);
+        assert!(scanner.integration.is_none());
     }
 
     #[test]

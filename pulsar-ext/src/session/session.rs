@@ -973,9 +973,9 @@ mod size_tests {
     }
 
     #[test]
-    fn a_session_is_at_most_960_bytes() {
+    fn a_session_is_at_most_704_bytes() {
         assert!(
-            size_of::<Session>() <= 960,
+            size_of::<Session>() <= 704,
             "{} bytes",
             size_of::<Session>()
         );
