@@ -48,7 +48,7 @@ pub(super) struct OutputMarks {
     osc: Vec<u8>,
     osc_too_long: bool,
     title: String,
-    /// What shell-integration marks have begun, made by the first `B` mark and dropped once
+    /// What shell-integration marks have begun, made by a `B` or `C` mark and dropped once
     /// nothing is begun (64 bytes that a session whose shell sends no marks never needs).
     integration: Option<Box<Integration>>,
 }
