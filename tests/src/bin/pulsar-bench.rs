@@ -336,62 +336,88 @@ async fn attach_echo(report: &mut Report) {
     )
     .await;
     pulsar_e2e::read_until(&client, id, "R").await;
+    // The daemon's share alone: a session of its own (an echo reaches every client of a
+    // session), typed into from this process.
+    let raw_id = create_80x24(
+        &client,
+        &["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"],
+    )
+    .await;
+    pulsar_e2e::read_until(&client, raw_id, "R").await;
     let socket = daemon.socket.clone();
-    let (pairs, dtach_pairs, parked_pairs) = tokio::task::spawn_blocking(move || {
-        let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
-        let dtach = Dtach::start_after("stty raw -echo;", "exec cat");
-        let mut dtach_client = dtach.as_ref().map(Dtach::attach_for_echo);
-        for _ in 0..WARM_UP {
-            echo_once("pulsar attach", &mut reader, &mut writer);
-            if let Some((_, reader, writer)) = &mut dtach_client {
-                echo_once("dtach -a", reader, writer);
+    let (pairs, dtach_pairs, raw_pairs, dtach_raw_pairs, parked_pairs) =
+        tokio::task::spawn_blocking(move || {
+            let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
+            let dtach = Dtach::start_after("stty raw -echo;", "exec cat");
+            let mut dtach_client = dtach.as_ref().map(Dtach::attach_for_echo);
+            let mut raw = RawEcho::pulsar(&socket, raw_id);
+            let dtach_raw_master = Dtach::start_after("stty raw -echo;", "exec cat");
+            let mut dtach_raw = dtach_raw_master.as_ref().map(Dtach::raw_for_echo);
+            for _ in 0..WARM_UP {
+                echo_once("pulsar attach", &mut reader, &mut writer);
+                if let Some((_, reader, writer)) = &mut dtach_client {
+                    echo_once("dtach -a", reader, writer);
+                }
+                raw.echo_once();
+                if let Some(dtach_raw) = &mut dtach_raw {
+                    dtach_raw.echo_once();
+                }
             }
-        }
-        let mut pairs = EchoPairs::default();
-        let mut dtach_pairs = EchoPairs::default();
-        for _ in 0..N {
-            let baseline = bare_echo.sample();
-            pairs.push(
-                baseline,
-                echo_once("pulsar attach", &mut reader, &mut writer),
-            );
-            if let Some((_, reader, writer)) = &mut dtach_client {
+            let mut pairs = EchoPairs::default();
+            let mut dtach_pairs = EchoPairs::default();
+            let mut raw_pairs = EchoPairs::default();
+            let mut dtach_raw_pairs = EchoPairs::default();
+            for _ in 0..N {
                 let baseline = bare_echo.sample();
-                dtach_pairs.push(baseline, echo_once("dtach -a", reader, writer));
+                pairs.push(
+                    baseline,
+                    echo_once("pulsar attach", &mut reader, &mut writer),
+                );
+                if let Some((_, reader, writer)) = &mut dtach_client {
+                    let baseline = bare_echo.sample();
+                    dtach_pairs.push(baseline, echo_once("dtach -a", reader, writer));
+                }
+                let baseline = bare_echo.sample();
+                raw_pairs.push(baseline, raw.echo_once());
+                if let Some(dtach_raw) = &mut dtach_raw {
+                    let baseline = bare_echo.sample();
+                    dtach_raw_pairs.push(baseline, dtach_raw.echo_once());
+                }
             }
-        }
-        for (child, _, _) in dtach_client.iter_mut() {
+            drop(raw);
+            drop(dtach_raw);
+            for (child, _, _) in dtach_client.iter_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let mut parked_pairs = EchoPairs::default();
+            for _ in 0..AFTER_PARK {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while parks
+                    && runtime
+                        .block_on(status_client.get_status())
+                        .unwrap()
+                        .num_parked
+                        == 0
+                {
+                    assert!(Instant::now() < deadline, "the typing session never parked");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if !parks {
+                    std::thread::sleep(Duration::from_millis(600));
+                }
+                let baseline = bare_echo.sample();
+                parked_pairs.push(
+                    baseline,
+                    echo_once("pulsar attach", &mut reader, &mut writer),
+                );
+            }
             let _ = child.kill();
             let _ = child.wait();
-        }
-        let mut parked_pairs = EchoPairs::default();
-        for _ in 0..AFTER_PARK {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while parks
-                && runtime
-                    .block_on(status_client.get_status())
-                    .unwrap()
-                    .num_parked
-                    == 0
-            {
-                assert!(Instant::now() < deadline, "the typing session never parked");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !parks {
-                std::thread::sleep(Duration::from_millis(600));
-            }
-            let baseline = bare_echo.sample();
-            parked_pairs.push(
-                baseline,
-                echo_once("pulsar attach", &mut reader, &mut writer),
-            );
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        (pairs, dtach_pairs, parked_pairs)
-    })
-    .await
-    .unwrap();
+            (pairs, dtach_pairs, raw_pairs, dtach_raw_pairs, parked_pairs)
+        })
+        .await
+        .unwrap();
     pairs.report(
         report,
         &format!(
@@ -406,6 +432,22 @@ async fn attach_echo(report: &mut Report) {
                 "the same through `dtach -a` in a PTY (one relay hop, no screen model), p50 / p99 ({N} keys, interleaved with Pulsar's)"
             ),
             &format!("added echo latency through `dtach -a` p50 / p99, per key ({N} pairs)"),
+        );
+    }
+    raw_pairs.report(
+        report,
+        &format!(
+            "the daemon's share: a key as an input frame on an attach stream from the bench (no client program, no outer PTY) to its output frame, p50 / p99 ({N} keys, interleaved)"
+        ),
+        &format!("added echo latency of the daemon alone p50 / p99, per key ({N} pairs)"),
+    );
+    if !dtach_raw_pairs.ours.is_empty() {
+        dtach_raw_pairs.report(
+            report,
+            &format!(
+                "the same for dtach's master: a key as a packet on its socket from the bench to its echo, p50 / p99 ({N} keys, interleaved)"
+            ),
+            &format!("added echo latency of dtach's master alone p50 / p99, per key ({N} pairs)"),
         );
     }
     let after = if parks {
@@ -447,6 +489,143 @@ fn echo_once(
                 "{what}: {echoes} echoes of one key, the measure is out of step: {:?}",
                 String::from_utf8_lossy(&buf[..n])
             ),
+        }
+    }
+}
+
+/// A key's echo timed from this process's own end of a socket, without a client program or
+/// an outer terminal: what the daemon (or dtach's master) adds on its own.
+struct RawEcho {
+    stream: StdUnixStream,
+    /// The key as the server takes it.
+    key: Vec<u8>,
+    /// Pulsar's attach stream frames its output; dtach's master sends it as it is.
+    framed: bool,
+    /// Bytes read and not yet looked at (framed: a frame's start).
+    read: Vec<u8>,
+}
+
+impl RawEcho {
+    /// An attach stream to `id`, read once its first key has echoed (its screen skipped).
+    fn pulsar(socket: &Path, id: SessionId) -> Self {
+        use pulsar_protocol::stream::{MAGIC, StreamHello, header, kind};
+        let mut stream = StdUnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let hello = StreamHello {
+            session_id: id,
+            client_id: None,
+            mode: None,
+            cols: Some(80),
+            rows: Some(24),
+            since: None,
+        };
+        let mut line = vec![MAGIC];
+        serde_json::to_writer(&mut line, &hello).unwrap();
+        line.push(b'\n');
+        stream.write_all(&line).unwrap();
+        let mut key = header(kind::INPUT, 1).to_vec();
+        key.push(b'k');
+        let mut echo = Self {
+            stream,
+            key,
+            framed: true,
+            read: Vec::new(),
+        };
+        // The answer line, then whatever comes before the first key's echo.
+        while !echo.read.contains(&b'\n') {
+            echo.fill();
+        }
+        let end = echo.read.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let answer = String::from_utf8_lossy(&echo.read[..end]).into_owned();
+        assert!(answer.contains("\"result\""), "attach refused: {answer}");
+        echo.read.drain(..end);
+        echo.first_key();
+        echo
+    }
+
+    /// A client of dtach's master on its socket, as `dtach -a` is (an attach packet), read
+    /// once its first key has echoed.
+    fn dtach(socket: &Path) -> Self {
+        // dtach's packet: its type, the length used, and 8 bytes (a `struct winsize`).
+        const PACKET: usize = 10;
+        const MSG_PUSH: u8 = 0;
+        const MSG_ATTACH: u8 = 1;
+        let mut stream = StdUnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut attach = [0u8; PACKET];
+        attach[0] = MSG_ATTACH;
+        stream.write_all(&attach).unwrap();
+        let mut key = vec![0u8; PACKET];
+        key[0] = MSG_PUSH;
+        key[1] = 1;
+        key[2] = b'k';
+        let mut echo = Self {
+            stream,
+            key,
+            framed: false,
+            read: Vec::new(),
+        };
+        echo.first_key();
+        echo
+    }
+
+    /// Reads once more into `read`.
+    fn fill(&mut self) {
+        let mut buf = [0u8; 4096];
+        let n = self.stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the echo's server closed the connection");
+        self.read.extend_from_slice(&buf[..n]);
+    }
+
+    /// Types one key and skips everything until its echo (the first output may be a screen).
+    fn first_key(&mut self) {
+        self.stream.write_all(&self.key).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.output_ks() == 0 {
+            assert!(Instant::now() < deadline, "the first key never echoed");
+            self.fill();
+        }
+    }
+
+    /// How many echoed keys the output read so far holds, taking it (framed: whole frames
+    /// only; a screen frame's bytes are not output and are not counted).
+    fn output_ks(&mut self) -> usize {
+        use pulsar_protocol::stream::{HEADER_LEN, kind};
+        if !self.framed {
+            let ks = self.read.iter().filter(|&&b| b == b'k').count();
+            self.read.clear();
+            return ks;
+        }
+        let mut ks = 0;
+        while self.read.len() >= HEADER_LEN {
+            let len = u32::from_le_bytes(self.read[1..HEADER_LEN].try_into().unwrap()) as usize;
+            if self.read.len() < HEADER_LEN + len {
+                break;
+            }
+            if self.read[0] == kind::OUTPUT {
+                let payload = &self.read[HEADER_LEN..HEADER_LEN + len];
+                ks += payload.iter().filter(|&&b| b == b'k').count();
+            }
+            self.read.drain(..HEADER_LEN + len);
+        }
+        ks
+    }
+
+    /// One key, timed until its echo is back.
+    fn echo_once(&mut self) -> Duration {
+        let start = Instant::now();
+        self.stream.write_all(&self.key).unwrap();
+        loop {
+            self.fill();
+            match self.output_ks() {
+                0 => {}
+                1 => return start.elapsed(),
+                echoes => panic!("{echoes} echoes of one key on a raw stream"),
+            }
         }
     }
 }
@@ -519,6 +698,11 @@ impl Dtach {
         writer.write_all(b"S").unwrap();
         read_to_mark(&mut reader, b"S");
         (child, reader, writer)
+    }
+
+    /// [`RawEcho::dtach`] on this master's socket.
+    fn raw_for_echo(&self) -> RawEcho {
+        RawEcho::dtach(&self.dir.path().join("sock"))
     }
 
     /// Bytes per second of its program (a [`script_until_mark`]), shown by `dtach -a`,
