@@ -452,7 +452,9 @@ impl Keys {
         );
         // SAFETY: the descriptor was just opened and is owned only by the AsyncFd, which
         // deregisters it before closing it.
-        match own.map(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }) {
+        match own.map(|fd| unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }) {
             Ok(Ok(fd)) => Keys::Here(fd),
             _ => Keys::Thread(spawn_stdin_reader()),
         }
@@ -472,7 +474,15 @@ impl Keys {
                 .try_io(|fd| rustix::io::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from))
             {
                 Ok(Ok(0)) => return None,
-                Ok(Ok(n)) => return Some(buf[..n].to_vec()),
+                Ok(Ok(n)) => {
+                    // A short read took all there was: the readiness goes now, not after
+                    // another read that finds nothing (keys typed since woke it again, with a
+                    // newer tick that this leaves in place).
+                    if n < buf.len() {
+                        ready.clear_ready();
+                    }
+                    return Some(buf[..n].to_vec());
+                }
                 Ok(Err(err)) if err.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(Err(_)) => return None,
                 Err(_would_block) => {}

@@ -87,9 +87,14 @@ pub struct LocalBackend {
     cpu_sample: Mutex<(std::time::Instant, u64)>,
 }
 
-/// How the terminal is watched: registered with tokio's reactor while its session's pump
-/// runs (and whenever a writer needs it), or, parked, in the exit watcher's set while the
-/// session sleeps (a `ScheduledIo` of 256 bytes, 128-aligned, given up per idle session).
+/// How the terminal is watched for output: registered with tokio's reactor while its
+/// session's pump runs, or, parked, in the exit watcher's set while the session sleeps (a
+/// `ScheduledIo` of 256 bytes, 128-aligned, given up per idle session).
+///
+/// The registration is for reads only. One that also watched for room would wake the relay
+/// each time the program reads its input (the kernel says so on every read): once more per
+/// keystroke, in the middle of its echo. A writer that finds the terminal full watches for
+/// room on a registration of its own ([`LocalBackend::poll_write`]).
 struct Io {
     registered: Option<AsyncFd<RawFd>>,
     parked: Option<ReadyWatch>,
@@ -348,10 +353,8 @@ impl LocalBackend {
     /// Polls `op` on the terminal's registration, registering it again if it was parked.
     ///
     /// Dropping a registration drops the wakers waiting on it unwoken, so it is dropped
-    /// ([`Backend::park`]) only when nobody can be waiting on it: its two kinds of callers
-    /// are the pump, the only reader, which is the one that parks (and so waits on nothing
-    /// then), and writers, which hold `write_lock` through their whole wait ([`Self::poll_write`]),
-    /// which parking must take first.
+    /// ([`Backend::park`]) only when nobody can be waiting on it: its one caller is the pump,
+    /// the only reader, which is the one that parks (and so waits on nothing then).
     fn poll_io<T>(
         &self,
         cx: &mut Context<'_>,
@@ -365,14 +368,23 @@ impl LocalBackend {
         op(registered, cx)
     }
 
-    /// One read into `buf` once the terminal has output, drained (see [`drain`]); `Ok(0)`
-    /// at its end. For the pump, the only reader.
+    /// One read into `buf` once the terminal has output, drained (see [`drain`]) unless
+    /// it was light; `Ok(0)` at its end. For the pump, the only reader.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         self.poll_io(cx, |fd, cx| {
             loop {
                 let mut guard = ready!(fd.poll_read_ready(cx))?;
                 match guard.try_io(|fd| sys_read(fd.as_raw_fd(), buf)) {
                     Ok(Ok(0)) => return Poll::Ready(Ok(0)),
+                    // Less than the line discipline holds when full: all there was. The
+                    // readiness goes without a read that finds nothing (it was one more
+                    // system call between a keystroke's echo and its client). Output that
+                    // came after the read woke the registration again, with a newer tick,
+                    // which clearing this event's readiness leaves in place.
+                    Ok(Ok(n)) if n < LIGHT_READ.min(buf.len()) => {
+                        guard.clear_ready();
+                        return Poll::Ready(Ok(n));
+                    }
                     Ok(Ok(n)) => {
                         let (n, drained) = drain(fd.as_raw_fd(), buf, n);
                         if drained {
@@ -391,22 +403,30 @@ impl LocalBackend {
         })
     }
 
-    /// One write of `data` once the terminal has room; only under `write_lock` (`_writer`),
-    /// which keeps the registration from being parked while this waits on it.
+    /// One write of `data`, at once if the terminal has room, else once it has: a full
+    /// terminal is watched for room on `room`, a registration of a duplicate descriptor made
+    /// for this `write_all` (the terminal's own registration is for reads, see [`Io`]).
     fn poll_write(
         &self,
-        _writer: &tokio::sync::MutexGuard<'_, ()>,
+        room: &mut Option<AsyncFd<OwnedFd>>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, |fd, cx| {
-            loop {
-                let mut guard = ready!(fd.poll_write_ready(cx))?;
-                if let Ok(result) = guard.try_io(|fd| sys_write(fd.as_raw_fd(), data)) {
-                    return Poll::Ready(result);
+        loop {
+            let Some(watch) = room else {
+                match sys_write(self.fd.as_raw_fd(), data) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        *room = Some(register_for_room(&self.fd)?);
+                        continue;
+                    }
+                    result => return Poll::Ready(result),
                 }
+            };
+            let mut guard = ready!(watch.poll_write_ready(cx))?;
+            if let Ok(result) = guard.try_io(|fd| sys_write(fd.as_raw_fd(), data)) {
+                return Poll::Ready(result);
             }
-        })
+        }
     }
 
     /// The exit status if known; for this daemon's own child, reaps it if it has exited.
@@ -463,9 +483,11 @@ impl Backend for LocalBackend {
     }
 
     async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
-        let writer = self.write_lock.lock().await;
+        let _writer = self.write_lock.lock().await;
+        // Made only if the terminal fills up; goes with this write.
+        let mut room = None;
         while !data.is_empty() {
-            let written = std::future::poll_fn(|cx| self.poll_write(&writer, cx, data)).await;
+            let written = std::future::poll_fn(|cx| self.poll_write(&mut room, cx, data)).await;
             match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => data = &data[n..],
@@ -478,13 +500,6 @@ impl Backend for LocalBackend {
                 Err(err) => return Err(err),
             }
         }
-        // Written to a parked terminal (registered again for it): the registration goes
-        // again, unless the pump is back and reads it.
-        let mut io = self.io();
-        if io.parked.is_some() {
-            io.registered = None;
-        }
-        drop(writer);
         Ok(())
     }
 
@@ -495,10 +510,6 @@ impl Backend for LocalBackend {
     fn park(&self, waker: &Waker) -> bool {
         // Without a watch on its exit, the pump waits on `wait` and cannot let go.
         let Some(exit_watch) = &self.exit_watch else {
-            return false;
-        };
-        // A writer waiting for room polls the registration: it stays while one writes.
-        let Ok(_no_writer) = self.write_lock.try_lock() else {
             return false;
         };
         // The end wakes the session too; a program that has ended is not parked.
@@ -685,13 +696,29 @@ impl Drop for LocalBackend {
 }
 
 /// Registers the backend's own descriptor with the relay's reactor (the pump that reads it
-/// runs there). The backend holds one registration of it at a time, dropped before the
-/// descriptor closes.
+/// runs there), for reads (see [`Io`]). The backend holds one registration of it at a
+/// time, dropped before the descriptor closes.
 fn register(fd: RawFd) -> io::Result<AsyncFd<RawFd>> {
     // SAFETY: `fd` is the backend's own descriptor (a dup of the master), which outlives the
     // registration: `LocalBackend::io` drops before `LocalBackend::fd`, and nothing else
     // closes it.
-    crate::relay::register(|| unsafe { AsyncFd::register(fd) }).map_err(io::Error::from)
+    crate::relay::register(|| unsafe {
+        AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    })
+    .map_err(io::Error::from)
+}
+
+/// A registration watching the terminal for room, on a duplicate of `fd` that it owns (one
+/// descriptor cannot be registered twice with the same reactor). Edge-triggered, it sees the
+/// room the terminal had already when it is made.
+fn register_for_room(fd: &OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    let dup = fd.try_clone()?;
+    // SAFETY: the descriptor is owned by the registration, which deregisters it before
+    // closing it.
+    crate::relay::register(|| unsafe {
+        AsyncFd::register_with_interest(dup, tokio::io::Interest::WRITABLE)
+    })
+    .map_err(io::Error::from)
 }
 
 /// `fcntl(F_DUPFD_CLOEXEC)` + `O_NONBLOCK`: children spawned later must not inherit it.
@@ -711,11 +738,15 @@ fn dup_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
     }
 }
 
+/// A first read below this is light output (the line discipline had less than it holds),
+/// not drained: a keystroke's echo, a prompt.
+const LIGHT_READ: usize = 2048;
+
 /// Reads on after the first `n` bytes of `buf` while the terminal has more, up to a full
 /// buffer. A PTY master hands out at most ~4 KiB a read (the line discipline's buffer), which
 /// under a flood meant one pump turn, one published head and one event per 4 KiB; a drained
 /// read takes what the kernel already holds (~64 KiB, measured) in one turn. Light output
-/// costs one more `read` that finds nothing. Returns the bytes now in `buf` and whether the
+/// (below [`LIGHT_READ`]) is not drained. Returns the bytes now in `buf` and whether the
 /// terminal was found empty (its readiness may then be cleared); an error after the first
 /// bytes is left for the next read to report.
 fn drain(fd: RawFd, buf: &mut [u8], mut n: usize) -> (usize, bool) {
@@ -793,6 +824,64 @@ mod tests {
         // Not "found empty": the next read reports the end itself.
         assert_eq!(drain(read.as_raw_fd(), &mut buf, 0), (100, false));
         assert_eq!(sys_read(read.as_raw_fd(), &mut buf).unwrap(), 0);
+    }
+
+    /// Reads `backend` until its output holds `needle` (or ends), within ten seconds.
+    async fn read_until(backend: &LocalBackend, needle: &str) -> String {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !String::from_utf8_lossy(&seen).contains(needle) {
+                let n = backend.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the output ended before {needle:?}: {seen:?}");
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in the output: {seen:?}"));
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_write_larger_than_the_terminal_holds_waits_for_room_and_arrives_whole() {
+        // The program reads nothing for a while, so the write fills the terminal and waits.
+        let spec = LocalSpec {
+            command: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "stty raw -echo; echo R; sleep 0.3; head -c 300000 | wc -c".into(),
+            ]),
+            cwd: None,
+            env: Default::default(),
+        };
+        let backend = LocalBackend::spawn(&spec, 80, 24, &[], None).unwrap();
+        read_until(&backend, "R").await;
+        let written = tokio::time::timeout(
+            Duration::from_secs(10),
+            backend.write_all(&vec![b'a'; 300_000]),
+        )
+        .await;
+        assert!(matches!(written, Ok(Ok(()))), "{written:?}");
+        read_until(&backend, "300000").await;
+        assert_eq!(backend.wait().await.code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_short_read_of_light_output_leaves_the_next_output_to_wake_the_reader() {
+        // Each line is a light read that clears the readiness without a read finding
+        // nothing: the next line must still wake the reader.
+        let spec = LocalSpec {
+            command: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "for i in 1 2 3 4 5; do echo line$i; sleep 0.05; done".into(),
+            ]),
+            cwd: None,
+            env: Default::default(),
+        };
+        let backend = LocalBackend::spawn(&spec, 80, 24, &[], None).unwrap();
+        read_until(&backend, "line5").await;
+        assert_eq!(backend.wait().await.code, Some(0));
     }
 
     #[test]
