@@ -16,6 +16,7 @@ mod forward;
 mod limits;
 mod session;
 mod session_event;
+pub mod socket;
 mod status;
 pub mod stream;
 mod transfer;

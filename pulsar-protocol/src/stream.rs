@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedReadHalf;
 
+use crate::socket::{Socket, SocketReader, SocketWriter};
 use crate::{ClientMode, SessionId};
 
 /// The first byte of an attach stream connection (JSON starts with `{`, `[` or whitespace,
@@ -405,20 +405,42 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+impl<R> FrameReader<R> {
+    /// [`FrameReader::try_frame`], reading with `try_read_buf`.
+    fn try_frame_with(
+        &mut self,
+        try_read_buf: impl FnOnce(&R, &mut Vec<u8>) -> io::Result<usize>,
+    ) -> io::Result<Option<(u8, Vec<u8>)>>
+    where
+        R: AsyncRead + Unpin,
+    {
+        if let Some(frame) = self.buffered()? {
+            return Ok(Some(frame));
+        }
+        self.make_room();
+        match try_read_buf(&self.reader, &mut self.buf) {
+            Ok(_) => self.buffered(),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
 impl FrameReader<OwnedReadHalf> {
     /// The next frame if it can be had without waiting: from what was read already, or from
     /// what the socket holds while the runtime knows it to be readable (a read that came
     /// back short makes it wait for the reactor's next word).
     pub fn try_frame(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
-        if let Some(frame) = self.buffered()? {
-            return Ok(Some(frame));
-        }
-        self.make_room();
-        match self.reader.try_read_buf(&mut self.buf) {
-            Ok(_) => self.buffered(),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(err) => Err(err),
-        }
+        self.try_frame_with(|reader, buf| reader.try_read_buf(buf))
+    }
+}
+
+impl FrameReader<SocketReader> {
+    /// The next frame if it can be had without waiting: from what was read already, or from
+    /// what the socket holds while the runtime knows it to be readable (a read that came
+    /// back short makes it wait for the reactor's next word).
+    pub fn try_frame(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        self.try_frame_with(|reader, buf| reader.try_read_buf(buf))
     }
 }
 
@@ -453,8 +475,8 @@ const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
 /// A client's end of an attach stream.
 #[derive(Debug)]
 pub struct AttachStream {
-    reader: FrameReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: FrameReader<SocketReader>,
+    writer: SocketWriter,
 }
 
 impl AttachStream {
@@ -463,7 +485,7 @@ impl AttachStream {
         path: &Path,
         hello: &StreamHello,
     ) -> Result<(StreamAccepted, Self), OpenError> {
-        let stream = UnixStream::connect(path)
+        let stream = Socket::connect(path)
             .await
             .map_err(|source| OpenError::NotRunning {
                 path: path.to_owned(),
@@ -473,7 +495,7 @@ impl AttachStream {
             path: path.to_owned(),
             reason,
         };
-        let (read, mut writer) = stream.into_split();
+        let (read, mut writer) = stream.split();
         let mut line = vec![MAGIC];
         serde_json::to_writer(&mut line, hello).map_err(|err| handshake(err.to_string()))?;
         line.push(b'\n');
@@ -605,11 +627,11 @@ mod tests {
 
     #[tokio::test]
     async fn frames_already_read_are_had_without_waiting_and_a_cut_one_is_not() {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        let (read, _write) = ours.into_split();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (read, _write) = Socket::from_std(ours).unwrap().split();
         let mut reader = FrameReader::new(read, 1024);
         assert_eq!(reader.try_frame().unwrap(), None, "nothing sent yet");
-        let (_, mut daemon) = theirs.into_split();
+        let (_, mut daemon) = Socket::from_std(theirs).unwrap().split();
         let mut wire = frame(kind::OUTPUT, b"one");
         wire.extend(frame(kind::OUTPUT, b"two"));
         wire.extend(&frame(kind::OUTPUT, b"cut")[..4]);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use jsonrpsee::types::ErrorObjectOwned;
 use pulsar_protocol::error as code;
+use pulsar_protocol::socket::{Socket, SocketReader, SocketWriter};
 use pulsar_protocol::stream::{
     ClientFrame, FrameReader, FrameTooLong, StreamAccepted, StreamAnswer, StreamError, StreamExit,
     StreamHello, kind, size_payload, write_frame,
@@ -19,7 +20,6 @@ use pulsar_protocol::stream::{
 use pulsar_protocol::{ClientMode, SessionId};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::Peer;
@@ -48,18 +48,16 @@ pub(crate) struct StreamContext {
 }
 
 /// Serves one attach stream whose first byte was [`pulsar_protocol::stream::MAGIC`], on the
-/// relay (the descriptor moves to the relay's reactor, so its readiness wakes a relay thread).
+/// relay (the descriptor moves to the relay's reactor, so its readiness wakes a relay thread;
+/// for reads only, see [`pulsar_protocol::socket`]: a client reading its output no longer
+/// wakes the relay).
 pub(super) async fn serve(
     stream: UnixStream,
     peer: Peer,
     context: Arc<StreamContext>,
     shutdown: Shutdown,
 ) {
-    let moved = stream.into_std().and_then(|std| {
-        std.set_nonblocking(true)?;
-        Ok(std)
-    });
-    let std = match moved {
+    let std = match stream.into_std() {
         Ok(std) => std,
         Err(err) => {
             tracing::debug!(connection = peer.connection, "attach stream lost: {err}");
@@ -68,7 +66,7 @@ pub(super) async fn serve(
     };
     // Made from the descriptor on the relay, so the relay's reactor watches it.
     let served = crate::relay::spawn(async move {
-        match UnixStream::from_std(std) {
+        match Socket::from_std(std) {
             Ok(stream) => serve_here(stream, peer, context, shutdown).await,
             Err(err) => tracing::warn!("attach stream cannot be watched: {err}"),
         }
@@ -77,12 +75,12 @@ pub(super) async fn serve(
 }
 
 async fn serve_here(
-    stream: UnixStream,
+    stream: Socket,
     peer: Peer,
     context: Arc<StreamContext>,
     mut shutdown: Shutdown,
 ) {
-    let (read, mut writer) = stream.into_split();
+    let (read, mut writer) = stream.split();
     let mut reader = FrameReader::new(read, context.max_input_bytes);
     let line = tokio::select! {
         line = tokio::time::timeout(HELLO_TIMEOUT, reader.line()) => line,
@@ -298,7 +296,7 @@ enum Ended {
 /// Writes the session's output from `since` (or from a fresh screen) until it ends, with
 /// refusals of the client's frames in between.
 async fn write_output(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut SocketWriter,
     session: &Arc<Session>,
     since: Option<u64>,
     refused: &mut mpsc::Receiver<StreamError>,
@@ -354,7 +352,7 @@ async fn write_output(
 }
 
 /// Writes a screen frame of the session's current screen; the reader that follows it.
-async fn screen(writer: &mut OwnedWriteHalf, session: &Arc<Session>) -> Option<OutputReader> {
+async fn screen(writer: &mut SocketWriter, session: &Arc<Session>) -> Option<OutputReader> {
     let snapshot = session.snapshot(0);
     let mut payload = Vec::with_capacity(8 + snapshot.data.as_bytes().len());
     payload.extend_from_slice(&snapshot.offset.to_le_bytes());
@@ -367,7 +365,7 @@ async fn screen(writer: &mut OwnedWriteHalf, session: &Arc<Session>) -> Option<O
 /// for the audit), sizes to its resize policy. Refusals go to the output loop, which writes
 /// them.
 async fn read_input(
-    reader: &mut FrameReader<OwnedReadHalf>,
+    reader: &mut FrameReader<SocketReader>,
     client: &Client,
     context: &StreamContext,
     refusals: mpsc::Sender<StreamError>,
