@@ -159,9 +159,10 @@ impl AlternateScreenTracker {
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             // Plain text is most of any output: skip straight to the next byte that can start
-            // or cancel a sequence.
+            // or cancel a sequence (memchr's vector search: a byte at a time, this scan was
+            // the client's busiest code under a flood, 8 % of its time in `perf`).
             if self.state == Scan::Ground {
-                match bytes.iter().position(|&b| matches!(b, 0x18 | 0x1a | 0x1b)) {
+                match memchr::memchr3(0x18, 0x1a, 0x1b, bytes) {
                     Some(at) => bytes = &bytes[at..],
                     None => return,
                 }
