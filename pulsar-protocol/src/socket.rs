@@ -222,7 +222,10 @@ mod tests {
             .write_vectored(&[IoSlice::new(b"wor"), IoSlice::new(b"ld")])
             .await
             .unwrap();
-        assert_eq!(written, 5, "a socket with room takes both slices in one write");
+        assert_eq!(
+            written, 5,
+            "a socket with room takes both slices in one write"
+        );
         let mut buf = [0u8; 11];
         reader.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hello world");
