@@ -1,10 +1,11 @@
 //! `--exec-limited SPEC -- PROGRAM ARGS...`: the trampoline a confined program starts
 //! through. In its own process it joins the session's control groups and sets its resource
 //! limits and nice value, then execs the program, so no instruction of the program runs
-//! unconfined (portable-pty offers no hook between fork and exec).
+//! unconfined (and none of that work, which reads files and allocates, runs between fork and
+//! exec, where only async-signal-safe calls are allowed).
 //!
 //! `SPEC` is a [`SpawnLimits`] as JSON; `--login` instead of a program starts `$SHELL` as a
-//! login shell (`-bash`), as portable-pty does for a session without a command. On a failure
+//! login shell (`-bash`), as `pty` does for a session without a command. On a failure
 //! nothing is executed: the reason goes to the terminal and the exit code is 126.
 
 use std::ffi::OsString;

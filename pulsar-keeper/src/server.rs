@@ -10,12 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, getsockopt, listen,
@@ -28,6 +28,13 @@ use crate::wire::{self, Exit, Held, MAX_FDS, Reply, Request};
 
 /// With nothing held and no daemon connected for this long, the keeper exits.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
+/// How often children without a pidfd are looked at (and the longest wait of a turn).
+const SWEEP_EVERY_MS: u16 = 1000;
+/// The epoll token of the listener; a connection's is [`CONNECTION`] plus its descriptor, a
+/// pidfd's its descriptor alone.
+const LISTENER: u64 = 1 << 32;
+/// See [`LISTENER`].
+const CONNECTION: u64 = 1 << 33;
 
 /// One session the keeper holds.
 struct Kept {
@@ -78,11 +85,16 @@ impl Child {
 
 /// The keeper's state.
 struct Keeper {
+    /// Holds the listener, every connection and every live child's pidfd; a descriptor
+    /// leaves it when it is closed.
+    epoll: Epoll,
     listener: OwnedFd,
     connections: Vec<OwnedFd>,
     sessions: BTreeMap<String, Kept>,
     /// When it last held nothing with nobody connected.
     idle_since: Option<Instant>,
+    /// When children without a pidfd were last looked at.
+    last_sweep: Instant,
 }
 
 /// Runs the keeper on `socket` until it has been idle for a while (or is told to stop).
@@ -91,11 +103,15 @@ pub fn run(socket: &Path) -> io::Result<()> {
     // A daemon writing to a keeper that vanished must get EPIPE, not die.
     // SAFETY: setting a signal's disposition to ignore is always sound.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     let mut keeper = Keeper {
+        epoll,
         listener,
         connections: Vec::new(),
         sessions: BTreeMap::new(),
         idle_since: Some(Instant::now()),
+        last_sweep: Instant::now(),
     };
     eprintln!(
         "pulsar-keeper {} (pid {}) holding sessions on {}",
@@ -156,75 +172,90 @@ impl Keeper {
         } else {
             self.idle_since = None;
         }
-        // What to wait on: the listener, each connection, each live child's pidfd.
-        let pidfds: Vec<(String, RawFd)> = self
-            .sessions
-            .iter()
-            .filter_map(|(id, kept)| {
-                let child = kept.child.as_ref()?;
-                Some((id.clone(), child.pidfd.as_ref()?.as_raw_fd()))
-            })
-            .collect();
-        let (listen_ready, ready_connections, ready_children) = {
-            let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-            fds.extend(
-                self.connections
-                    .iter()
-                    .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
-            );
-            // SAFETY: the pidfds are owned by `self.sessions`, which is not changed while
-            // these borrows live.
-            fds.extend(pidfds.iter().map(|(_, fd)| {
-                PollFd::new(unsafe { BorrowedFd::borrow_raw(*fd) }, PollFlags::POLLIN)
-            }));
-            // Children without a pidfd (old kernels) are reaped by a sweep each second.
-            match poll(&mut fds, PollTimeout::from(1000u16)) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => return Ok(true),
-                Err(err) => return Err(err.into()),
-            }
-            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-            let n = self.connections.len();
-            (
-                ready(&fds[0]),
-                (0..n).filter(|&i| ready(&fds[1 + i])).collect::<Vec<_>>(),
-                (0..pidfds.len())
-                    .filter(|&i| ready(&fds[1 + n + i]))
-                    .map(|i| pidfds[i].0.clone())
-                    .collect::<Vec<_>>(),
-            )
+        // Every descriptor to wait on is in the epoll set already (the listener, each
+        // connection, each live child's pidfd), so a turn costs the same with one session
+        // held or thousands, and allocates nothing.
+        let mut events = [EpollEvent::empty(); 32];
+        let ready = match self
+            .epoll
+            .wait(&mut events, EpollTimeout::from(SWEEP_EVERY_MS))
+        {
+            Ok(n) => &events[..n],
+            Err(nix::errno::Errno::EINTR) => return Ok(true),
+            Err(err) => return Err(err.into()),
         };
-        for id in ready_children {
-            if let Some(child) = self.sessions.get_mut(&id).and_then(|k| k.child.as_mut()) {
-                child.reap();
-            }
+        // Children first: a request served in this turn sees every exit seen in it.
+        for event in ready.iter().filter(|e| e.data() < LISTENER) {
+            self.child_exited(event.data() as RawFd);
         }
-        for kept in self.sessions.values_mut() {
-            if let Some(child) = kept.child.as_mut().filter(|c| c.pidfd.is_none()) {
-                child.reap();
-            }
-        }
-        let mut closed = Vec::new();
-        for i in ready_connections {
-            match self.serve_one(i) {
-                Ok(true) => {}
-                Ok(false) => closed.push(i),
-                Err(err) => {
-                    eprintln!("pulsar-keeper: dropping a connection: {err}");
-                    closed.push(i);
+        // Children without a pidfd (old kernels) are reaped by a sweep each second.
+        if self.last_sweep.elapsed() >= Duration::from_millis(SWEEP_EVERY_MS.into()) {
+            self.last_sweep = Instant::now();
+            for kept in self.sessions.values_mut() {
+                if let Some(child) = kept.child.as_mut().filter(|c| c.pidfd.is_none()) {
+                    child.reap();
                 }
             }
+        }
+        let mut listen_ready = false;
+        for event in ready.iter().filter(|e| e.data() >= LISTENER) {
+            if event.data() == LISTENER {
+                listen_ready = true;
+                continue;
+            }
+            let fd = (event.data() - CONNECTION) as RawFd;
+            // Gone already if an earlier request of this turn told everything to stop.
+            let Some(i) = self.connections.iter().position(|c| c.as_raw_fd() == fd) else {
+                continue;
+            };
+            let keep = match self.serve_one(i) {
+                Ok(keep) => keep,
+                Err(err) => {
+                    eprintln!("pulsar-keeper: dropping a connection: {err}");
+                    false
+                }
+            };
             if self.stopping() {
                 return Ok(false);
             }
-        }
-        for i in closed.into_iter().rev() {
-            self.connections.remove(i);
+            if !keep {
+                // Closing it takes it out of the epoll set.
+                self.connections.remove(i);
+            }
         }
         if listen_ready {
             self.accept();
         }
         Ok(true)
+    }
+
+    /// The child whose pidfd is `pidfd` has exited: reaps it (closing the pidfd, which takes
+    /// it out of the epoll set). Rare, once per program, so found by a scan.
+    fn child_exited(&mut self, pidfd: RawFd) {
+        let child = self.sessions.values_mut().find_map(|kept| {
+            kept.child
+                .as_mut()
+                .filter(|c| c.pidfd.as_ref().is_some_and(|p| p.as_raw_fd() == pidfd))
+        });
+        if let Some(child) = child {
+            child.reap();
+        }
+    }
+
+    /// Watches `pidfd` for the exit of its program; `None` if it cannot be (then the
+    /// once-a-second sweep reaps the program).
+    fn watch_exit(&self, pidfd: OwnedFd) -> Option<OwnedFd> {
+        let token = pidfd.as_raw_fd() as u64;
+        match self
+            .epoll
+            .add(&pidfd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+        {
+            Ok(()) => Some(pidfd),
+            Err(err) => {
+                eprintln!("pulsar-keeper: cannot watch a program's exit ({err}); sweeping");
+                None
+            }
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -239,7 +270,16 @@ impl Keeper {
         let conn = unsafe { OwnedFd::from_raw_fd(raw) };
         let me = nix::unistd::geteuid().as_raw();
         match getsockopt(&conn, sockopt::PeerCredentials) {
-            Ok(cred) if cred.uid() == me => self.connections.push(conn),
+            Ok(cred) if cred.uid() == me => {
+                let token = CONNECTION + conn.as_raw_fd() as u64;
+                match self
+                    .epoll
+                    .add(&conn, EpollEvent::new(EpollFlags::EPOLLIN, token))
+                {
+                    Ok(()) => self.connections.push(conn),
+                    Err(err) => eprintln!("pulsar-keeper: refused a connection: {err}"),
+                }
+            }
             Ok(cred) => eprintln!(
                 "pulsar-keeper: refused a connection from uid {} (pid {})",
                 cred.uid(),
@@ -281,7 +321,7 @@ impl Keeper {
                 Ok((master, pid)) => {
                     // Held in full (its pidfd open) before the daemon hears of it: what a
                     // daemon sees after the reply is what the keeper holds.
-                    let pidfd = pidfd_open(pid).ok();
+                    let pidfd = pidfd_open(pid).ok().and_then(|fd| self.watch_exit(fd));
                     let groups = spawn
                         .limits
                         .as_ref()
@@ -356,11 +396,16 @@ impl Keeper {
                 wire::send(socket, &Reply::Done, &[])?;
             }
             Request::TerminateAll => {
+                // Every process of each session's terminal, background jobs in their own
+                // process groups included: nothing outlives an explicit shutdown.
+                let leaders: Vec<u32> = self
+                    .sessions
+                    .values()
+                    .filter_map(|kept| kept.child.as_ref().map(|c| c.pid))
+                    .collect();
+                kill_sessions(leaders, Signal::SIGKILL);
                 for kept in self.sessions.values_mut() {
                     if let Some(child) = kept.child.as_mut() {
-                        // Every process of the session's terminal, background jobs in their
-                        // own process groups included: nothing outlives an explicit shutdown.
-                        kill_session(child.pid, Signal::SIGKILL);
                         child.reap();
                     }
                 }
@@ -421,11 +466,15 @@ impl Keeper {
     }
 }
 
-/// Sends `signal` to every process in the session whose leader is `leader` (each program
-/// runs in a session of its own, made by the PTY spawn), found by the session id in
-/// `/proc/*/stat`.
-fn kill_session(leader: u32, signal: Signal) {
-    let _ = killpg(Pid::from_raw(leader as i32), signal);
+/// Sends `signal` to every process in the sessions whose leaders are `leaders` (each program
+/// runs in a session of its own, made by the PTY spawn), found by their session ids in one
+/// pass over `/proc/*/stat` (one pass for them all: a pass per session made ending 2000
+/// sessions take minutes).
+fn kill_sessions(mut leaders: Vec<u32>, signal: Signal) {
+    for &leader in &leaders {
+        let _ = killpg(Pid::from_raw(leader as i32), signal);
+    }
+    leaders.sort_unstable();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -445,7 +494,7 @@ fn kill_session(leader: u32, signal: Signal) {
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().nth(3))
             .and_then(|sid| sid.parse::<u32>().ok());
-        if session == Some(leader) {
+        if session.is_some_and(|sid| leaders.binary_search(&sid).is_ok()) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
         }
     }

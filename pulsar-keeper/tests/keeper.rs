@@ -20,13 +20,14 @@ struct Keeper {
 
 impl Keeper {
     fn start() -> Self {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_pulsar-keeper")))
+    }
+
+    /// Started by `command` (the keeper's binary, set up by the caller).
+    fn start_with(mut command: Command) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("keeper.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_pulsar-keeper"))
-            .arg("--socket")
-            .arg(&socket)
-            .spawn()
-            .unwrap();
+        let child = command.arg("--socket").arg(&socket).spawn().unwrap();
         let keeper = Self {
             child,
             socket,
@@ -151,6 +152,36 @@ fn the_exit_code_is_kept_until_asked() {
 }
 
 #[test]
+fn programs_that_exit_together_are_all_reaped_without_being_asked() {
+    let keeper = Keeper::start();
+    let client = keeper.client();
+    // More exits at once than one wait of the keeper's loop takes in.
+    let pids: Vec<u32> = (0..100)
+        .map(|i| spawn(&client, &format!("s{i}"), &["sh", "-c", "exit 7"]).0)
+        .collect();
+    // Reaped by the keeper on its own (no status asked): no zombie is left.
+    let zombie = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'))
+        })
+    };
+    poll("every program to be reaped", || {
+        (!pids.iter().any(zombie)).then_some(())
+    });
+    for i in 0..100 {
+        assert_eq!(
+            status(&client, &format!("s{i}")),
+            Some(Exit {
+                code: Some(7),
+                signal: None
+            }),
+            "session s{i}"
+        );
+    }
+}
+
+#[test]
 fn a_death_by_signal_is_reported_as_the_signal() {
     let keeper = Keeper::start();
     let client = keeper.client();
@@ -224,6 +255,111 @@ fn programs_inherit_no_other_sessions_descriptors() {
         .filter(|w| w.parse::<u32>().is_ok())
         .collect();
     assert!(fds.len() <= 4, "inherited descriptors: {out:?}");
+}
+
+#[test]
+fn a_descriptor_the_keeper_inherited_without_close_on_exec_does_not_reach_programs() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pulsar-keeper"));
+    // SAFETY: dup2 is async-signal-safe; fd 2 is open in the child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::dup2(2, 77) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let keeper = Keeper::start_with(command);
+    let client = keeper.client();
+    let (_, master) = spawn(
+        &client,
+        "a",
+        &["sh", "-c", "ls /proc/self/fd | tr '\\n' ' '; echo END"],
+    );
+    let out = read_until(&master, "END");
+    assert!(
+        !out.split_whitespace().any(|w| w == "77"),
+        "the program holds the keeper's fd 77: {out:?}"
+    );
+}
+
+fn spawn_error(client: &Client, argv: &[&str], env: &[(&str, &str)]) -> String {
+    let request = Request::Spawn(SpawnRequest {
+        id: "refused".to_owned(),
+        meta: String::new(),
+        command: Some(argv.iter().map(|s| (*s).to_owned()).collect()),
+        cwd: PathBuf::from("/"),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        cols: 80,
+        rows: 24,
+        limits: None,
+    });
+    match client.call(&request, &[]) {
+        Err(err) => err.to_string(),
+        Ok((reply, _)) => panic!("spawned: {reply:?}"),
+    }
+}
+
+#[test]
+fn a_program_not_in_path_is_refused_naming_the_path() {
+    let keeper = Keeper::start();
+    let message = spawn_error(
+        &keeper.client(),
+        &["no-such-program-here"],
+        &[("PATH", "/nowhere:/bin")],
+    );
+    assert_eq!(
+        message, "no-such-program-here is not in PATH (/nowhere:/bin)",
+        "{message}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_executable_is_refused_as_such() {
+    let keeper = Keeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script");
+    std::fs::write(&file, "echo hi\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = file.to_str().unwrap();
+    let message = spawn_error(&keeper.client(), &[path], &[]);
+    assert_eq!(message, format!("{path} is not executable"));
+}
+
+#[test]
+fn a_directory_is_refused_as_such() {
+    let keeper = Keeper::start();
+    let message = spawn_error(&keeper.client(), &["/tmp"], &[]);
+    assert_eq!(message, "/tmp is a directory");
+}
+
+#[test]
+fn without_a_command_the_login_shell_starts_as_a_login_shell() {
+    let keeper = Keeper::start();
+    let client = keeper.client();
+    let request = Request::Spawn(SpawnRequest {
+        id: "login".to_owned(),
+        meta: String::new(),
+        command: None,
+        cwd: PathBuf::from("/"),
+        env: vec![
+            ("SHELL".into(), "/bin/sh".into()),
+            ("ENV".into(), String::new()),
+        ],
+        cols: 80,
+        rows: 24,
+        limits: None,
+    });
+    let (reply, mut fds) = client.call(&request, &[]).unwrap();
+    assert!(matches!(reply, Reply::Spawned { .. }), "{reply:?}");
+    let master = fds.pop().expect("the master");
+    nix::unistd::write(&master, b"echo zero=$0 shell=$SHELL\n").unwrap();
+    let out = read_until(&master, "shell=/bin/sh\r");
+    assert!(out.contains("zero=-sh shell=/bin/sh"), "{out:?}");
 }
 
 #[test]

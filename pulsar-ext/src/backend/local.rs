@@ -3,7 +3,8 @@
 //! The program's parent is the keeper (`keeper.rs`) when there is one, so that it outlives
 //! this daemon: the keeper spawns it and hands back the PTY master, reaps it and reports its
 //! exit. Without a keeper this daemon spawns it itself, the same way (`pulsar_keeper::pty`:
-//! portable-pty's setsid, controlling terminal, login shell defaults), and reaps it. Either way Pulsar drives the master through
+//! setsid, controlling terminal, login shell defaults), and reaps it. Either way Pulsar
+//! drives the master through
 //! its own non-blocking duplicate registered with tokio (`AsyncFd`), and learns of the exit
 //! through a pidfd in the one set every program's is watched from (`exits.rs`), so a
 //! thousand idle sessions cost a thousand epoll registrations, not a thousand threads. A
@@ -53,7 +54,7 @@ pub enum SpawnError {
 
 /// What to add to a spawn failure's reason when descriptors ran out (EMFILE for this
 /// process or the keeper, ENFILE for the system), wherever on the way it happened: the
-/// reasons come as text from portable-pty, the keeper and the kernel alike.
+/// reasons come as text from the spawn, the keeper and the kernel alike.
 fn limit_hint(reason: &str) -> &'static str {
     if reason.contains("(os error 24)") {
         " (the open-files limit is reached: end some sessions or raise `ulimit -n`)"
