@@ -933,16 +933,19 @@ fn every_verb_has_help_with_examples_and_bad_usage_exits_2() {
 
 /// A private tmux server (socket in the test's temp dir) with one 100×30 pane running
 /// `/bin/sh` with the prompt `outer$ `. The server is killed when this is dropped, also when
-/// the test panics.
+/// the test panics, and also when its socket's directory is gone by then.
 struct Tmux {
     socket: PathBuf,
+    /// The server's pid, to end it without its socket.
+    server: Option<i32>,
 }
 
 impl Tmux {
     /// Starts the server in `dir`, with `env` added to the outer shell's environment.
     async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let tmux = Self {
+        let mut tmux = Self {
             socket: dir.join("tmux.sock"),
+            server: None,
         };
         let mut command = Command::new("tmux");
         command
@@ -968,6 +971,7 @@ impl Tmux {
         }
         let status = command.status().expect("tmux (scripts/test installs it)");
         assert!(status.success(), "tmux new-session failed");
+        tmux.server = tmux.format("#{pid}").parse().ok();
         tmux.wait_for("outer$").await;
         tmux
     }
@@ -1052,13 +1056,21 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
+        let killed = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
             .arg("kill-server")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .status()
+            .is_ok_and(|status| status.success());
+        // A test that dropped its daemon (and with it the directory of the socket) first.
+        if !killed && let Some(pid) = self.server {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
     }
 }
 
