@@ -1295,7 +1295,7 @@ impl Drop for TmuxServer {
 
 async fn session_create(report: &mut Report) {
     const N: usize = 200;
-    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn"), ("MAX_SESSIONS", "2000")]).await;
+    let daemon = Daemon::start_with(&[("LOG_LEVEL", "warn"), ("MAX_SESSIONS", "3000")]).await;
     let client = daemon.client().await;
     let Some(mut tmux) = TmuxServer::start() else {
         report.row(
@@ -1348,6 +1348,40 @@ async fn session_create(report: &mut Report) {
         format!("{:.0} / {:.0} µs", rpc.p50, rpc.p99),
         format!(
             "tmux -C control client, new-session -d {:.0} / {:.0} µs",
+            tmux_control.p50, tmux_control.p99
+        ),
+        format!(
+            "{:.2}× / {:.2}×",
+            rpc.p50 / tmux_control.p50,
+            rpc.p99 / tmux_control.p99
+        ),
+    );
+    // The same once each holds thousands: a spawn's cost must not grow with the sessions
+    // (the programs' terminals and pidfds) that the daemon and its keeper hold.
+    const HELD: usize = 1200;
+    for i in 2 * N..HELD {
+        client
+            .create_session(None, command(&["/bin/sh"]), None, None, None, None, None)
+            .await
+            .unwrap();
+        tmux.new_session_control(&format!("fill{i}"));
+    }
+    let (mut rpc, mut tmux_control) = (Vec::new(), Vec::new());
+    for i in 0..50 {
+        let start = Instant::now();
+        client
+            .create_session(None, command(&["/bin/sh"]), None, None, None, None, None)
+            .await
+            .unwrap();
+        rpc.push(start.elapsed());
+        tmux_control.push(tmux.new_session_control(&format!("more{i}")));
+    }
+    let (rpc, tmux_control) = (stats(rpc), stats(tmux_control));
+    report.row(
+        &format!("session create p50 / p99, on an open connection, {HELD} sessions held (50 more)"),
+        format!("{:.0} / {:.0} µs", rpc.p50, rpc.p99),
+        format!(
+            "tmux -C control client, {HELD} sessions held {:.0} / {:.0} µs",
             tmux_control.p50, tmux_control.p99
         ),
         format!(
@@ -1775,6 +1809,7 @@ async fn memory(report: &mut Report) {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let pss_base = pss();
+    let keeper_base = pss_kib(keeper_pid);
     let base = daemon.rss_kib();
     let mut created: Vec<SessionId> = Vec::new();
     for target in [100usize, 500, 1000] {
@@ -1801,6 +1836,15 @@ async fn memory(report: &mut Report) {
             target,
             (pss_cold, pss()),
             "cold daemon",
+        );
+        pss_row(
+            report,
+            &format!(
+                "of which the keeper's PSS per idle 80×24 shell session, {target} sessions (one session made and ended first)"
+            ),
+            target,
+            (keeper_base, pss_kib(keeper_pid)),
+            "no session",
         );
     }
     // Then with every screen hibernated and every pump parked.
