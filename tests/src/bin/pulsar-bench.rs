@@ -183,6 +183,138 @@ async fn main() {
     if wanted("transfer") {
         transfer(&mut report).await;
     }
+    if wanted("keeper") {
+        keeper_at_scale(&mut report);
+    }
+}
+
+/// A keeper alone (its binary on a socket of its own, this bench its only client), holding
+/// 0, 500, 1000 and 2000 programs (`sleep`) in PTYs: what a spawn and a status request cost
+/// with that many held, beside the same with none held; then ending everything it holds.
+fn keeper_at_scale(report: &mut Report) {
+    use pulsar_keeper::client::Client;
+    use pulsar_keeper::wire::{Reply, Request, SpawnRequest};
+
+    struct Kept {
+        child: std::process::Child,
+        client: Client,
+        _dir: tempfile::TempDir,
+    }
+    impl Drop for Kept {
+        fn drop(&mut self) {
+            let _ = self.client.call(&Request::TerminateAll, &[]);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+    let start = || {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("keeper.sock");
+        let child = Command::new(artifact("pulsar-keeper"))
+            .arg("--socket")
+            .arg(&socket)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = loop {
+            if let Ok(client) = Client::connect(&socket) {
+                break client;
+            }
+            assert!(Instant::now() < deadline, "the keeper never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Kept {
+            child,
+            client,
+            _dir: dir,
+        }
+    };
+    let spawn = |client: &Client, id: String, argv: &[&str]| {
+        let request = Request::Spawn(SpawnRequest {
+            id,
+            meta: String::new(),
+            command: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+            cwd: "/".into(),
+            env: Vec::new(),
+            cols: 80,
+            rows: 24,
+            limits: None,
+        });
+        let started = Instant::now();
+        let (reply, _master) = client.call(&request, &[]).unwrap();
+        assert!(matches!(reply, Reply::Spawned { .. }), "{reply:?}");
+        started.elapsed()
+    };
+    let hold = |kept: &Kept, from: usize, to: usize| {
+        for i in from..to {
+            spawn(&kept.client, format!("held-{i}"), &["sleep", "1000"]);
+        }
+    };
+    let measure = |kept: &Kept, tag: usize| {
+        let spawns: Vec<Duration> = (0..30)
+            .map(|i| spawn(&kept.client, format!("probe-{tag}-{i}"), &["true"]))
+            .collect();
+        let status = Request::Status {
+            id: format!("probe-{tag}-0"),
+        };
+        let statuses: Vec<Duration> = (0..300)
+            .map(|_| {
+                let started = Instant::now();
+                kept.client.call(&status, &[]).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        (stats(spawns), stats(statuses))
+    };
+    let kept = start();
+    let (spawn0, status0) = measure(&kept, 0);
+    let mut held = 0;
+    for target in [500usize, 1000, 2000] {
+        hold(&kept, held, target);
+        held = target;
+        let (spawn, status) = measure(&kept, target);
+        report.row(
+            &format!("keeper alone: a spawn p50 / p99 with {target} programs held"),
+            format!("{:.2} / {:.2} ms", spawn.p50 / 1000.0, spawn.p99 / 1000.0),
+            format!(
+                "none held {:.2} / {:.2} ms",
+                spawn0.p50 / 1000.0,
+                spawn0.p99 / 1000.0
+            ),
+            format!("{:.2}×", spawn.p50 / spawn0.p50),
+        );
+        report.row(
+            &format!("keeper alone: a status request p50 / p99 with {target} programs held"),
+            format!("{:.0} / {:.0} µs", status.p50, status.p99),
+            format!("none held {:.0} / {:.0} µs", status0.p50, status0.p99),
+            format!("{:.2}×", status.p50 / status0.p50),
+        );
+    }
+    // Ending everything: a keeper holding 200, then this one holding 2000.
+    let small = start();
+    hold(&small, 0, 200);
+    let timed_end = |kept: &Kept| {
+        let started = Instant::now();
+        // An error is the client's own timeout: no answer in time.
+        match kept.client.call(&Request::TerminateAll, &[]) {
+            Ok(_) => format!("{:.0} ms", started.elapsed().as_secs_f64() * 1000.0),
+            Err(err) => format!(
+                "no answer after {:.0} s ({err})",
+                started.elapsed().as_secs_f64()
+            ),
+        }
+    };
+    let end_small = timed_end(&small);
+    drop(small);
+    let end_all = timed_end(&kept);
+    drop(kept);
+    report.row(
+        &format!("keeper alone: ending everything (terminate_all) with {held} programs held"),
+        end_all,
+        format!("200 held {end_small}"),
+        "-".to_owned(),
+    );
 }
 
 /// The pause an attached client sees while the daemon is replaced (`upgrade_daemon`), with 1,
