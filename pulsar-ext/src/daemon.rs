@@ -432,22 +432,11 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Raises the soft open-files limit to the hard one: each session holds about three
 /// descriptors (PTY master, its non-blocking duplicate, a pidfd), and the common soft limit
-/// of 1024 would cap the daemon near 300 sessions.
+/// of 1024 would cap the daemon near 300 sessions. Programs (and the keeper) start with the
+/// limit the daemon started with.
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            let wanted = limit.rlim_max;
-            limit.rlim_cur = wanted;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                tracing::debug!(limit = wanted, "raised the open-files limit");
-            }
-        }
+    if let Some(limit) = pulsar_keeper::pty::raise_open_files_limit() {
+        tracing::debug!(limit, "raised the open-files limit");
     }
 }
 

@@ -157,13 +157,16 @@ impl Outgoing {
             .args(&args)
             .env(HANDOVER_FD_VAR, CHILD_FD.to_string())
             .stdin(std::process::Stdio::null());
-        // SAFETY: dup2 is async-signal-safe; it puts the channel at a fixed number without
-        // CLOEXEC (dup2 clears it), which is all the child inherits from us.
+        // SAFETY: dup2 and the limit's getrlimit/setrlimit are async-signal-safe; dup2 puts
+        // the channel at a fixed number without CLOEXEC (dup2 clears it), which is all the
+        // child inherits from us.
         unsafe {
             command.pre_exec(move || {
                 if libc::dup2(theirs_raw, CHILD_FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                // The new daemon starts as this one did, and raises its own.
+                pulsar_keeper::pty::restore_open_files_limit();
                 Ok(())
             });
         }

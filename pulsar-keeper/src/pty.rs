@@ -16,8 +16,62 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::wire::SpawnRequest;
+
+/// The soft open-files limit this process started with, before [`raise_open_files_limit`]
+/// raised its own; `u64::MAX` until then (nothing to restore).
+static STARTED_WITH_OPEN_FILES: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Raises this process's soft open-files limit to its hard limit (a daemon or keeper holds
+/// two or three descriptors a session, and the common soft limit of 1024 would cap it near
+/// 300 sessions), remembering the limit it started with for the programs it starts
+/// ([`restore_open_files_limit`]): a program in a session starts with the limit it would
+/// have had in a terminal, not the daemon's. The new limit, if it was raised.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        let _ = STARTED_WITH_OPEN_FILES.compare_exchange(
+            u64::MAX,
+            limit.rlim_cur,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if limit.rlim_cur >= limit.rlim_max {
+            return None;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some(limit.rlim_max)
+    }
+}
+
+/// Between fork and exec: puts the soft open-files limit back to what this process started
+/// with, if [`raise_open_files_limit`] raised it. Async-signal-safe.
+pub fn restore_open_files_limit() {
+    let soft = STARTED_WITH_OPEN_FILES.load(Ordering::Relaxed);
+    if soft == u64::MAX {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit (system calls) on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur > soft {
+            limit.rlim_cur = soft;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
 
 /// Starts `request`'s program in a new PTY: a CLOEXEC copy of the master and the pid. The
 /// caller reaps the child (waitpid on its pid, or its pidfd). The error is the bare reason
@@ -158,8 +212,10 @@ fn open_slave(m: libc::c_int) -> io::Result<OwnedFd> {
 
 /// In the child, between fork and exec (the slave is its standard input, output and error
 /// by now): signals at their defaults and unblocked, a session of its own, the slave its
-/// controlling terminal, and every other descriptor close-on-exec.
+/// controlling terminal, every other descriptor close-on-exec, and the open-files limit the
+/// parent started with.
 fn in_child() -> io::Result<()> {
+    restore_open_files_limit();
     // SAFETY: each of these is async-signal-safe and takes no pointer that outlives it.
     unsafe {
         for signal in [

@@ -552,3 +552,70 @@ async fn limits_hold_in_a_daemon_without_a_keeper_too() {
     })
     .await;
 }
+
+/// A daemon started with a soft open-files limit of 1000 (its hard limit left as it is).
+async fn daemon_started_with_1000_open_files(settings: &[(&str, &str)]) -> Daemon {
+    Daemon::start_configured(settings, |command| {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: getrlimit/setrlimit are async-signal-safe and touch a local struct only.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = 1000.min(limit.rlim_max);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .await
+}
+
+/// The soft and hard open-files limits of `pid`, from `/proc/PID/limits`.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("an open-files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+/// The session program's `ulimit -n`, from its output.
+async fn programs_open_files(settings: &[(&str, &str)]) -> (String, (String, String)) {
+    let daemon = daemon_started_with_1000_open_files(settings).await;
+    let client = daemon.client().await;
+    let id = start_program(&client, &["sh", "-c", "echo files=$(ulimit -n)=; read x"]).await;
+    let out = read_until(&client, id, "=\r\n").await;
+    let shown = out
+        .split("files=")
+        .nth(1)
+        .and_then(|rest| rest.split('=').next())
+        .unwrap_or_default()
+        .to_owned();
+    let pid = client.get_status().await.unwrap().pid;
+    (shown, open_files_limits(pid))
+}
+
+#[tokio::test]
+async fn a_kept_program_starts_with_the_open_files_limit_the_daemon_started_with() {
+    let (program, (daemon_soft, daemon_hard)) = programs_open_files(&[]).await;
+    assert_eq!(program, "1000");
+    // The daemon itself raised its own, where it could.
+    assert_eq!(daemon_soft, daemon_hard);
+}
+
+#[tokio::test]
+async fn without_a_keeper_a_program_starts_with_the_open_files_limit_the_daemon_started_with() {
+    let (program, (daemon_soft, daemon_hard)) = programs_open_files(&[("KEEPER", "false")]).await;
+    assert_eq!(program, "1000");
+    assert_eq!(daemon_soft, daemon_hard);
+}

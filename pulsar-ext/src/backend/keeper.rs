@@ -295,12 +295,15 @@ fn start(program: &Path, socket: &Path) -> io::Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
-    // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
+    // SAFETY: setsid and the limit's getrlimit/setrlimit are async-signal-safe; the closure
+    // touches nothing else.
     unsafe {
         command.pre_exec(|| {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            // The keeper raises its own and remembers this one for the programs.
+            pulsar_keeper::pty::restore_open_files_limit();
             Ok(())
         });
     }
