@@ -162,7 +162,15 @@ impl Outgoing {
         // child inherits from us.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(theirs_raw, CHILD_FD) < 0 {
+                // Already there, dup2 does nothing and the copy stays close-on-exec.
+                if theirs_raw == CHILD_FD {
+                    let flags = libc::fcntl(CHILD_FD, libc::F_GETFD);
+                    if flags < 0
+                        || libc::fcntl(CHILD_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(theirs_raw, CHILD_FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 // The new daemon starts as this one did, and raises its own.

@@ -28,8 +28,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Two descriptors a session held; its programs start with the limit it started with.
-    pulsar_keeper::pty::raise_open_files_limit();
     match pulsar_keeper::run(&socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

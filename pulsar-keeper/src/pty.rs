@@ -238,7 +238,8 @@ fn in_child() -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         // Descriptors the parent was given without close-on-exec (by whatever started it)
-        // must not reach the program. Before Linux 5.11, one at a time up to a bound.
+        // must not reach the program. Before Linux 5.11 (or where a filter refuses the
+        // call), those listed in /proc/self/fd, read without allocating.
         let all_from_3 = (3 as libc::c_uint, libc::c_uint::MAX);
         if libc::syscall(
             libc::SYS_close_range,
@@ -247,15 +248,62 @@ fn in_child() -> io::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         ) != 0
         {
-            for fd in 3..1 << 16 {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-                }
-            }
+            mark_listed_close_on_exec();
         }
     }
     Ok(())
+}
+
+/// Marks every descriptor from 3 on that `/proc/self/fd` lists close-on-exec: `open`,
+/// `getdents64` into a buffer on the stack, `fcntl`; async-signal-safe (no allocation).
+fn mark_listed_close_on_exec() {
+    const DIR: &CStr = c"/proc/self/fd";
+    // SAFETY: open/getdents64/fcntl/close are system calls on descriptors this function
+    // holds or was handed by the kernel; the records are read within the bytes it wrote.
+    unsafe {
+        let dir = libc::open(
+            DIR.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut at = 0usize;
+            while at + 19 < n as usize {
+                // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+                let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+                if reclen == 0 {
+                    break;
+                }
+                let mut fd: libc::c_int = 0;
+                let mut digits = 0;
+                for &b in buf[at + 19..at + reclen].iter().take_while(|&&b| b != 0) {
+                    if !b.is_ascii_digit() {
+                        digits = 0;
+                        break;
+                    }
+                    fd = fd
+                        .saturating_mul(10)
+                        .saturating_add(libc::c_int::from(b - b'0'));
+                    digits += 1;
+                }
+                if digits > 0 && fd > 2 && fd != dir {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                    }
+                }
+                at += reclen;
+            }
+        }
+        libc::close(dir);
+    }
 }
 
 /// The program `name` names, as it will be run from `dir`: found in `path` if it has no
@@ -375,4 +423,25 @@ fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<St
     // SAFETY: the entry's strings point into `buf`, NUL-terminated, still alive here.
     let text = unsafe { CStr::from_ptr(ptr) };
     text.to_str().ok().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_close_range_every_listed_descriptor_is_marked_close_on_exec() {
+        // Opened without close-on-exec, as a descriptor inherited from a careless parent is.
+        // SAFETY: open returns a new descriptor or -1; it is closed below.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        assert!(fd > 2);
+        // SAFETY: F_GETFD on the descriptor just opened.
+        let before = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_eq!(before & libc::FD_CLOEXEC, 0);
+        mark_listed_close_on_exec();
+        // SAFETY: as above; then closing the descriptor this test opened.
+        let after = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        unsafe { libc::close(fd) };
+        assert_eq!(after & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
 }

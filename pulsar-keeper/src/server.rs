@@ -99,6 +99,9 @@ struct Keeper {
 
 /// Runs the keeper on `socket` until it has been idle for a while (or is told to stop).
 pub fn run(socket: &Path) -> io::Result<()> {
+    // Two descriptors a session held, however the keeper was started (`pulsar-keeper`, or
+    // `pulsar-standalone --keeper`); its programs start with the limit it started with.
+    crate::pty::raise_open_files_limit();
     let listener = bind_private(socket)?;
     // A daemon writing to a keeper that vanished must get EPIPE, not die.
     // SAFETY: setting a signal's disposition to ignore is always sound.
@@ -237,8 +240,12 @@ impl Keeper {
                 .as_mut()
                 .filter(|c| c.pidfd.as_ref().is_some_and(|p| p.as_raw_fd() == pidfd))
         });
-        if let Some(child) = child {
-            child.reap();
+        if let Some(child) = child
+            && child.reap().is_none()
+        {
+            // Readable, yet not to be reaped (a tracer holds the exit): out of the epoll
+            // set, or it would wake every turn; the once-a-second sweep reaps it.
+            child.pidfd = None;
         }
     }
 
@@ -263,8 +270,16 @@ impl Keeper {
     }
 
     fn accept(&mut self) {
-        let Ok(raw) = accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) else {
-            return;
+        let raw = match accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            Ok(raw) => raw,
+            Err(err @ (nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)) => {
+                // The connection waits in the backlog, and the listener stays readable:
+                // without a pause the loop would spin until a descriptor is free.
+                eprintln!("pulsar-keeper: cannot take a connection now: {err}");
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            }
+            Err(_) => return,
         };
         // SAFETY: accept4 just returned this descriptor.
         let conn = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -401,7 +416,9 @@ impl Keeper {
                 let leaders: Vec<u32> = self
                     .sessions
                     .values()
-                    .filter_map(|kept| kept.child.as_ref().map(|c| c.pid))
+                    .filter_map(|kept| kept.child.as_ref())
+                    .filter(|child| child.exit.is_none() || !pid_in_use(child.pid))
+                    .map(|child| child.pid)
                     .collect();
                 kill_sessions(leaders, Signal::SIGKILL);
                 for kept in self.sessions.values_mut() {
@@ -498,6 +515,15 @@ fn kill_sessions(mut leaders: Vec<u32>, signal: Signal) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
         }
     }
+}
+
+/// Whether a process `pid` exists. Asked of a leader already reaped: while its session has
+/// members the kernel keeps its pid from being reused, so a process with that pid now is
+/// someone else, whose group and session must not be signalled.
+fn pid_in_use(pid: u32) -> bool {
+    // SAFETY: signal 0 checks for the process without sending anything.
+    let found = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    found || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits (CLOEXEC).

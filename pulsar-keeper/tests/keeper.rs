@@ -284,6 +284,33 @@ fn a_descriptor_the_keeper_inherited_without_close_on_exec_does_not_reach_progra
     );
 }
 
+#[test]
+fn the_keeper_runs_at_its_hard_open_files_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pulsar-keeper"));
+    // SAFETY: getrlimit/setrlimit are async-signal-safe and touch a local struct only.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = 1000.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let keeper = Keeper::start_with(command);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", keeper.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "soft and hard: {line}");
+}
+
 fn spawn_error(client: &Client, argv: &[&str], env: &[(&str, &str)]) -> String {
     let request = Request::Spawn(SpawnRequest {
         id: "refused".to_owned(),
