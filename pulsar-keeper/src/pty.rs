@@ -240,11 +240,11 @@ fn in_child() -> io::Result<()> {
         // Descriptors the parent was given without close-on-exec (by whatever started it)
         // must not reach the program. Before Linux 5.11 (or where a filter refuses the
         // call), those listed in /proc/self/fd, read without allocating.
-        let all_from_3 = (3 as libc::c_uint, libc::c_uint::MAX);
+        let (first, last): (libc::c_uint, libc::c_uint) = (3, libc::c_uint::MAX);
         if libc::syscall(
             libc::SYS_close_range,
-            all_from_3.0,
-            all_from_3.1,
+            first,
+            last,
             libc::CLOSE_RANGE_CLOEXEC,
         ) != 0
         {

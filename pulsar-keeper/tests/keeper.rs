@@ -65,17 +65,26 @@ fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn spawn(client: &Client, id: &str, argv: &[&str]) -> (u32, OwnedFd) {
-    let request = Request::Spawn(SpawnRequest {
+/// A spawn of `command` (the login shell if `None`) as session `id`, in `/`, 80×24, with
+/// `env` added.
+fn spawn_request(id: &str, command: Option<&[&str]>, env: &[(&str, &str)]) -> Request {
+    Request::Spawn(SpawnRequest {
         id: id.to_owned(),
         meta: format!("meta of {id}"),
-        command: Some(argv.iter().map(|s| (*s).to_owned()).collect()),
+        command: command.map(|argv| argv.iter().map(|s| (*s).to_owned()).collect()),
         cwd: PathBuf::from("/"),
-        env: vec![("PULSAR_TEST".into(), "1".into())],
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         cols: 80,
         rows: 24,
         limits: None,
-    });
+    })
+}
+
+fn spawn(client: &Client, id: &str, argv: &[&str]) -> (u32, OwnedFd) {
+    let request = spawn_request(id, Some(argv), &[("PULSAR_TEST", "1")]);
     let (reply, mut fds) = client.call(&request, &[]).unwrap();
     let Reply::Spawned { pid, .. } = reply else {
         panic!("{reply:?}")
@@ -312,20 +321,7 @@ fn the_keeper_runs_at_its_hard_open_files_limit() {
 }
 
 fn spawn_error(client: &Client, argv: &[&str], env: &[(&str, &str)]) -> String {
-    let request = Request::Spawn(SpawnRequest {
-        id: "refused".to_owned(),
-        meta: String::new(),
-        command: Some(argv.iter().map(|s| (*s).to_owned()).collect()),
-        cwd: PathBuf::from("/"),
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        cols: 80,
-        rows: 24,
-        limits: None,
-    });
-    match client.call(&request, &[]) {
+    match client.call(&spawn_request("refused", Some(argv), env), &[]) {
         Err(err) => err.to_string(),
         Ok((reply, _)) => panic!("spawned: {reply:?}"),
     }
@@ -368,19 +364,7 @@ fn a_directory_is_refused_as_such() {
 fn without_a_command_the_login_shell_starts_as_a_login_shell() {
     let keeper = Keeper::start();
     let client = keeper.client();
-    let request = Request::Spawn(SpawnRequest {
-        id: "login".to_owned(),
-        meta: String::new(),
-        command: None,
-        cwd: PathBuf::from("/"),
-        env: vec![
-            ("SHELL".into(), "/bin/sh".into()),
-            ("ENV".into(), String::new()),
-        ],
-        cols: 80,
-        rows: 24,
-        limits: None,
-    });
+    let request = spawn_request("login", None, &[("SHELL", "/bin/sh"), ("ENV", "")]);
     let (reply, mut fds) = client.call(&request, &[]).unwrap();
     assert!(matches!(reply, Reply::Spawned { .. }), "{reply:?}");
     let master = fds.pop().expect("the master");

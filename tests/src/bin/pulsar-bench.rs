@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use pulsar_e2e::sshd::{Sshd, TEST_USER, sshd_available};
-use pulsar_e2e::{Daemon, artifact, command, read_until};
+use pulsar_e2e::{Daemon, artifact, command, read_until, start_program};
 use pulsar_protocol::{
     Base64Data, OutputEvent, PulsarApiClient as _, PulsarClient, SessionId, TransferApiClient as _,
 };
@@ -1475,52 +1475,45 @@ async fn session_create(report: &mut Report) {
         format!("tmux new-session -d {:.0} / {:.0} µs", tmux_cli.p50, tmux_cli.p99),
         format!("{:.2}× / {:.2}×", cli.p50 / tmux_cli.p50, cli.p99 / tmux_cli.p99),
     );
-    report.row(
-        &format!("session create p50 / p99, on an open connection: create_session ({N} sessions)"),
-        format!("{:.0} / {:.0} µs", rpc.p50, rpc.p99),
-        format!(
-            "tmux -C control client, new-session -d {:.0} / {:.0} µs",
-            tmux_control.p50, tmux_control.p99
-        ),
-        format!(
-            "{:.2}× / {:.2}×",
-            rpc.p50 / tmux_control.p50,
-            rpc.p99 / tmux_control.p99
-        ),
+    // `create_session` beside `new-session -d` typed into the `tmux -C` client.
+    let control_row = |report: &mut Report, label: String, rpc: Stats, tmux: Stats, at: &str| {
+        report.row(
+            &label,
+            format!("{:.0} / {:.0} µs", rpc.p50, rpc.p99),
+            format!(
+                "tmux -C control client, {at} {:.0} / {:.0} µs",
+                tmux.p50, tmux.p99
+            ),
+            format!("{:.2}× / {:.2}×", rpc.p50 / tmux.p50, rpc.p99 / tmux.p99),
+        );
+    };
+    control_row(
+        report,
+        format!("session create p50 / p99, on an open connection: create_session ({N} sessions)"),
+        rpc,
+        tmux_control,
+        "new-session -d",
     );
     // The same once each holds thousands: a spawn's cost must not grow with the sessions
     // (the programs' terminals and pidfds) that the daemon and its keeper hold.
     const HELD: usize = 1200;
     for i in 2 * N..HELD {
-        client
-            .create_session(None, command(&["/bin/sh"]), None, None, None, None, None)
-            .await
-            .unwrap();
+        start_program(&client, &["/bin/sh"]).await;
         tmux.new_session_control(&format!("fill{i}"));
     }
     let (mut rpc, mut tmux_control) = (Vec::new(), Vec::new());
     for i in 0..50 {
         let start = Instant::now();
-        client
-            .create_session(None, command(&["/bin/sh"]), None, None, None, None, None)
-            .await
-            .unwrap();
+        start_program(&client, &["/bin/sh"]).await;
         rpc.push(start.elapsed());
         tmux_control.push(tmux.new_session_control(&format!("more{i}")));
     }
-    let (rpc, tmux_control) = (stats(rpc), stats(tmux_control));
-    report.row(
-        &format!("session create p50 / p99, on an open connection, {HELD} sessions held (50 more)"),
-        format!("{:.0} / {:.0} µs", rpc.p50, rpc.p99),
-        format!(
-            "tmux -C control client, {HELD} sessions held {:.0} / {:.0} µs",
-            tmux_control.p50, tmux_control.p99
-        ),
-        format!(
-            "{:.2}× / {:.2}×",
-            rpc.p50 / tmux_control.p50,
-            rpc.p99 / tmux_control.p99
-        ),
+    control_row(
+        report,
+        format!("session create p50 / p99, on an open connection, {HELD} sessions held (50 more)"),
+        stats(rpc),
+        stats(tmux_control),
+        &format!("{HELD} sessions held"),
     );
     daemon.stop();
 }
