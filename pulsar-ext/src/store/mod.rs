@@ -221,8 +221,13 @@ impl Shared {
     }
 }
 
-/// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB).
-const WRITER_CACHE_KIB: i64 = -256;
+/// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB). What it
+/// holds is the sessions' rows that checkpoints update and the right edges of the output
+/// tables: it fills as sessions are made (~175 KB at 500 idle sessions, 0.35 KiB a
+/// session, with 256 KiB), and a miss is a read from the kernel's page cache. 64 KiB made
+/// writes under 100 streaming sessions ~20 % slower (p50); 128 KiB did not measurably
+/// (docs/benchmarks.md).
+const WRITER_CACHE_KIB: i64 = -128;
 
 /// What the WAL file is cut back to once a checkpoint has folded it in and it starts over
 /// (SQLite's `journal_size_limit`): a burst of writes no longer leaves the file at its
