@@ -1080,13 +1080,13 @@ impl Follower {
     }
 }
 
-/// A process's private memory (clean + dirty, shared with no other process), in KiB, from
-/// `/proc/PID/smaps_rollup`: what it costs by itself.
 /// Proportional set size (`smaps_rollup` Pss) of `pid`, in KiB: shared pages count shared.
 fn pss_kib(pid: u32) -> u64 {
     smaps_rollup_kib(pid, &["Pss:"])
 }
 
+/// A process's private memory (clean + dirty, shared with no other process), in KiB, from
+/// `/proc/PID/smaps_rollup`: what it costs by itself.
 fn private_kib(pid: u32) -> u64 {
     smaps_rollup_kib(pid, &["Private_Clean:", "Private_Dirty:"])
 }
@@ -1935,6 +1935,10 @@ async fn memory(report: &mut Report) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let pss_base = pss();
     let keeper_base = pss_kib(keeper_pid);
+    // Beside PSS, whose share of the libraries (libc, the loader) falls as more shells map
+    // them: the pages the daemon and its keeper hold alone.
+    let private = || private_kib(daemon_pid) + private_kib(keeper_pid);
+    let private_base = private();
     let base = daemon.rss_kib();
     let mut created: Vec<SessionId> = Vec::new();
     for target in [100usize, 500, 1000] {
@@ -1961,6 +1965,15 @@ async fn memory(report: &mut Report) {
             target,
             (pss_cold, pss()),
             "cold daemon",
+        );
+        pss_row(
+            report,
+            &format!(
+                "daemon + keeper private memory (no page shared) per idle 80×24 shell session, {target} sessions (one session made and ended first)"
+            ),
+            target,
+            (private_base, private()),
+            "no session",
         );
         pss_row(
             report,
