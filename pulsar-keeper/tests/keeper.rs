@@ -304,9 +304,13 @@ fn the_keeper_runs_at_its_hard_open_files_limit() {
                 rlim_cur: 0,
                 rlim_max: 0,
             };
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             limit.rlim_cur = 1000.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
