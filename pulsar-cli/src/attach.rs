@@ -1,15 +1,23 @@
 //! `pulsar attach`: the local terminal becomes the session's. Raw mode, then the session's
-//! attach stream (`pulsar_protocol::stream`): its screen, then its live output, raw bytes
-//! both ways on one connection; keystrokes and SIGWINCH go back on it. The detach key, the
-//! session's exit or the daemon going away end it, and the terminal is put back as it was on
-//! every one of those paths.
+//! attach stream (`pulsar_protocol::stream`), with the terminal handed to the daemon: it
+//! draws the screen, writes the live output and reads the keys (the detach key included)
+//! itself, and this process only tells it of SIGWINCH and waits for the terminal back. When
+//! the daemon does not take it (`--relay`, an older daemon, output redirected), the stream
+//! carries the screen and output here and the keys there, raw bytes both ways. The detach
+//! key, the session's exit or the daemon going away end it, and the terminal is put back as
+//! it was on every one of those paths.
 
 use std::io::Read as _;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
 
+use pulsar_protocol::alternate::{AlternateScreenTracker, LEAVE_ALTERNATE_SCREEN};
 use pulsar_protocol::error as code;
-use pulsar_protocol::stream::{AttachStream, OpenError, ServerFrame, StreamHello};
+use pulsar_protocol::stream::{
+    AttachStream, CLEAR_SCREEN, OpenError, ServerFrame, StreamHello, TerminalHandover,
+    TerminalReturned,
+};
 use pulsar_protocol::{ClientMode, PulsarClient};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -19,11 +27,7 @@ use crate::error::{Exit, Failure, Result};
 use crate::keys::DetachKey;
 use crate::resolve;
 use crate::rpc::Session;
-use crate::terminal::{self, AlternateScreenTracker, RawMode};
-
-/// Clears the terminal and homes the cursor before a screen is drawn (screens redraw a
-/// blank terminal).
-const CLEAR_SCREEN: &[u8] = b"\x1b[H\x1b[2J";
+use crate::terminal::{self, RawMode};
 
 /// How long a detach waits for the daemon to confirm before leaving anyway.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,6 +39,8 @@ pub struct Options {
     pub read_only: bool,
     /// The key that detaches.
     pub detach_key: DetachKey,
+    /// Keep the terminal here and relay its bytes, rather than hand it to the daemon.
+    pub relay: bool,
 }
 
 /// `pulsar attach TARGET`.
@@ -95,10 +101,7 @@ pub async fn attach(
             session.name
         ))
     })?;
-    let stream = open(socket, &session, options, None)
-        .await
-        .map_err(|err| open_failure(&session, err))?;
-
+    // Raw before the stream opens: a daemon that takes the terminal writes to it at once.
     let raw = RawMode::enter().map_err(|err| {
         Failure::error(format!(
             "attach to session {}: cannot switch the terminal to raw mode: {err}",
@@ -107,16 +110,26 @@ pub async fn attach(
     })?;
     let mut screen = Screen {
         tracker: AlternateScreenTracker::default(),
+        uncertain: false,
         raw: &raw,
     };
+    let handover = (!options.relay).then(terminal::handover).flatten();
+    let (stream, handed) = open(socket, &session, options, None, handover, &screen)
+        .await
+        .map_err(|err| open_failure(&session, err))?;
     let mut link = Link {
         socket,
         stream,
+        handed,
+        handover,
         next: None,
     };
+    link.opened(&mut screen);
     let end = pump(&mut link, &session, options, &mut signals, &mut screen).await;
-    if matches!(end, End::Detached) {
-        link.stream.close(DETACH_TIMEOUT).await;
+    if matches!(end, End::Detached)
+        && let Some(returned) = link.stream.close(DETACH_TIMEOUT).await
+    {
+        screen.returned(&returned);
     }
     drop(screen);
     drop(raw);
@@ -150,13 +163,16 @@ fn exit_description(code: Option<i32>, signal: Option<i32>) -> String {
 }
 
 /// Opens the session's attach stream, at this terminal's size unless read-only, continuing
-/// from `since` when the daemon still holds it.
+/// from `since` when the daemon still holds it, handing it `handover` (the terminal) when
+/// given. The stream, and whether the daemon took the terminal.
 async fn open(
     socket: &Path,
     session: &Session,
     options: Options,
     since: Option<u64>,
-) -> std::result::Result<AttachStream, OpenError> {
+    handover: Option<BorrowedFd<'static>>,
+    screen: &Screen<'_>,
+) -> std::result::Result<(AttachStream, bool), OpenError> {
     let size = (!options.read_only).then(terminal::size).flatten();
     let hello = StreamHello {
         session_id: session.id,
@@ -165,9 +181,16 @@ async fn open(
         cols: size.map(|(cols, _)| cols),
         rows: size.map(|(_, rows)| rows),
         since,
+        terminal: handover.map(|_| TerminalHandover {
+            detach_key: options.detach_key.byte(),
+            alternate_screen: screen.tracker.is_on() || screen.uncertain,
+        }),
     };
-    let (_accepted, stream) = AttachStream::open(socket, &hello).await?;
-    Ok(stream)
+    let (accepted, stream) = match handover {
+        Some(fd) => AttachStream::open_handing_over(socket, &hello, fd).await?,
+        None => AttachStream::open(socket, &hello).await?,
+    };
+    Ok((stream, accepted.terminal))
 }
 
 /// What the user is told when the attach stream cannot be opened.
@@ -191,7 +214,11 @@ fn open_failure(session: &Session, err: OpenError) -> Failure {
 
 /// The outer terminal's output side.
 struct Screen<'a> {
+    /// Whether the terminal is on the alternate screen, as far as this process knows.
     tracker: AlternateScreenTracker,
+    /// The daemon wrote to the terminal and did not say how it left it (it went away while
+    /// it had the terminal): the next redraw leaves the alternate screen first, in case.
+    uncertain: bool,
     raw: &'a RawMode,
 }
 
@@ -206,13 +233,21 @@ impl Screen<'_> {
     /// Clears the terminal and draws a screen.
     fn redraw(&mut self, screen: &[u8]) -> bool {
         // The screen re-enters the alternate screen itself when the program is on it.
-        if self.tracker.is_on() {
-            self.tracker.feed(b"\x1b[?1049l");
-            let _ = write_to_terminal(b"\x1b[?1049l");
+        if self.tracker.is_on() || self.uncertain {
+            self.tracker.feed(LEAVE_ALTERNATE_SCREEN);
+            let _ = write_to_terminal(LEAVE_ALTERNATE_SCREEN);
+            self.uncertain = false;
         }
         let mut bytes = CLEAR_SCREEN.to_vec();
         bytes.extend_from_slice(screen);
         self.write(&bytes)
+    }
+
+    /// The daemon gave the terminal back, as `returned` says it left it.
+    fn returned(&mut self, returned: &TerminalReturned) {
+        self.tracker.assume(returned.alternate_screen);
+        self.raw.set_alternate_screen(returned.alternate_screen);
+        self.uncertain = false;
     }
 }
 
@@ -277,6 +312,10 @@ enum Wake {
 struct Link<'a> {
     socket: &'a Path,
     stream: AttachStream,
+    /// The daemon has the terminal (it took it with this stream's hello).
+    handed: bool,
+    /// The terminal to hand over with each hello, unless relaying.
+    handover: Option<BorrowedFd<'static>>,
     /// The offset of the next output byte to show, once a screen has been drawn: where a
     /// new stream continues.
     next: Option<u64>,
@@ -287,6 +326,15 @@ struct Link<'a> {
 const RECONNECT_WINDOW: Duration = Duration::from_secs(8);
 
 impl Link<'_> {
+    /// A stream was opened: while the daemon has the terminal, where it stands and how it
+    /// looks are known only from the daemon's word when it gives it back.
+    fn opened(&mut self, screen: &mut Screen<'_>) {
+        if self.handed {
+            self.next = None;
+            screen.uncertain = true;
+        }
+    }
+
     /// Opens the stream again, from where this terminal is (after a crash the daemon may
     /// have kept less than that, and then it sends a fresh screen). `Err` with the attach's
     /// end when the daemon does not come back or the session is gone.
@@ -294,13 +342,25 @@ impl Link<'_> {
         &mut self,
         session: &Session,
         options: Options,
+        screen: &mut Screen<'_>,
     ) -> std::result::Result<(), End> {
         let deadline = tokio::time::Instant::now() + RECONNECT_WINDOW;
         let mut pause = Duration::from_millis(10);
         loop {
-            match open(self.socket, session, options, self.next).await {
-                Ok(stream) => {
+            match open(
+                self.socket,
+                session,
+                options,
+                self.next,
+                self.handover,
+                screen,
+            )
+            .await
+            {
+                Ok((stream, handed)) => {
                     self.stream = stream;
+                    self.handed = handed;
+                    self.opened(screen);
                     return Ok(());
                 }
                 Err(OpenError::NotRunning { .. } | OpenError::Handshake { .. }) => {}
@@ -330,11 +390,12 @@ async fn pump(
     signals: &mut Signals,
     screen: &mut Screen<'_>,
 ) -> End {
-    let mut keys = Keys::open();
+    // Opened when first needed: while the daemon has the terminal it reads the keys.
+    let mut keys: Option<Keys> = None;
     loop {
         let wake = tokio::select! {
             frame = link.stream.next() => Wake::Frame(frame),
-            keys = keys.recv() => Wake::Keys(keys),
+            keys = next_keys(&mut keys), if !link.handed => Wake::Keys(keys),
             _ = signals.window_change.recv() => Wake::WindowChanged,
             _ = signals.hangup.recv() => Wake::Signal,
             _ = signals.terminate.recv() => Wake::Signal,
@@ -361,7 +422,7 @@ async fn pump(
         };
         match end {
             Some(End::LostConnection) => {
-                if let Err(end) = link.reconnect(session, options).await {
+                if let Err(end) = link.reconnect(session, options, screen).await {
                     return end;
                 }
             }
@@ -414,6 +475,13 @@ fn on_frame(link: &mut Link<'_>, frame: ServerFrame, screen: &mut Screen<'_>) ->
                 signal: exit.signal,
             });
         }
+        // The daemon let go of the terminal: an exit frame follows, or the stream's end.
+        ServerFrame::Returned(returned) => {
+            // The stream ends next; until a new one opens, nothing reads the keys here.
+            link.next = returned.next;
+            screen.returned(&returned);
+            return returned.detached.then_some(End::Detached);
+        }
         // Refused keystrokes (the session is stopping: its exit follows), resizes (the
         // terminal is ours), and what only a newer daemon sends need nothing here.
         ServerFrame::Error(_) | ServerFrame::Resized { .. } | ServerFrame::Unknown(_) => true,
@@ -430,6 +498,12 @@ async fn on_keys(stream: &mut AttachStream, options: Options, bytes: &[u8]) -> O
         return Some(End::LostConnection);
     }
     detach_at.map(|_| End::Detached)
+}
+
+/// The next keys typed, opening the terminal for keys at the first call (`select!` makes the
+/// future of a disabled branch too, but never polls it).
+async fn next_keys(keys: &mut Option<Keys>) -> Option<Vec<u8>> {
+    keys.get_or_insert_with(Keys::open).recv().await
 }
 
 /// The keystrokes typed into the terminal.

@@ -282,6 +282,8 @@ pub enum Verb {
         read_only: bool,
         #[command(flatten)]
         detach: DetachKeyArg,
+        #[command(flatten)]
+        relay: RelayArg,
     },
 
     /// End sessions (SIGHUP to the program, SIGKILL after the daemon's grace period).
@@ -466,6 +468,9 @@ pub struct NewArgs {
     #[command(flatten)]
     pub detach_key: DetachKeyArg,
 
+    #[command(flatten)]
+    pub relay: RelayArg,
+
     /// The program and its arguments (default: your login shell).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -483,6 +488,16 @@ pub struct DetachKeyArg {
         default_value = "^\\"
     )]
     pub key: DetachKey,
+}
+
+/// `--relay`, shared by `attach` and `new`.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArg {
+    /// Carry keys and output through this process instead of handing the terminal to the
+    /// daemon (which then reads and writes it itself, a hop shorter). Implied when standard
+    /// output is not the terminal of standard input.
+    #[arg(long)]
+    pub relay: bool,
 }
 
 const NEW_AFTER_HELP: &str = "\

@@ -84,6 +84,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             let options = attach::Options {
                 read_only: false,
                 detach_key: args.detach_key.key,
+                relay: args.relay.relay,
             };
             let request = new::Request {
                 name: args.name,
@@ -106,10 +107,12 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             target,
             read_only,
             detach,
+            relay,
         } => {
             let options = attach::Options {
                 read_only,
                 detach_key: detach.key,
+                relay: relay.relay,
             };
             attach::run(&endpoint, &target, options).await
         }

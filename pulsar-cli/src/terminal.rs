@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
+use pulsar_protocol::alternate::LEAVE_ALTERNATE_SCREEN;
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr};
 
 /// What to put back, present while raw mode is on. A static so that the panic hook can
@@ -35,12 +36,23 @@ static ALTERNATE_SCREEN: AtomicBool = AtomicBool::new(false);
 const RESET_MODES: &[u8] = b"\x1b[?1l\x1b>\x1b[?2004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\
 \x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[0m\x1b(B\x1b[0 q\x1b[?7h\x1b[?25h\x1b7\x1b[r\x1b8";
 
-/// Leaves the alternate screen (xterm's mode 1049, restoring the main screen and cursor).
-const LEAVE_ALTERNATE_SCREEN: &[u8] = b"\x1b[?1049l";
-
 /// True when standard input is a terminal (attach needs one to read keystrokes from).
 pub fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
+}
+
+/// The terminal to hand to the daemon: standard input, when standard output is the same
+/// terminal (output redirected elsewhere stays with this process, which relays it there).
+pub fn handover() -> Option<std::os::fd::BorrowedFd<'static>> {
+    let (input, output) = (rustix::stdio::stdin(), rustix::stdio::stdout());
+    if !rustix::termios::isatty(input) || !rustix::termios::isatty(output) {
+        return None;
+    }
+    let (a, b) = (
+        rustix::fs::fstat(input).ok()?,
+        rustix::fs::fstat(output).ok()?,
+    );
+    (a.st_rdev == b.st_rdev).then_some(input)
 }
 
 /// The terminal's size as (cols, rows), when standard input is a terminal that knows it.
@@ -124,104 +136,6 @@ fn install_panic_hook() {
     });
 }
 
-/// Follows a program's output to know whether it is on the alternate screen (DEC private
-/// modes 47, 1047 and 1049; a full reset leaves it). Sequences may span reads.
-#[derive(Debug, Default)]
-pub struct AlternateScreenTracker {
-    state: Scan,
-    params: Vec<u8>,
-    on: bool,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Scan {
-    #[default]
-    Ground,
-    Escape,
-    /// Inside `ESC [`; `private` once a leading `?` was seen, `relevant` while the sequence
-    /// could still be a private mode set/reset.
-    Csi {
-        private: bool,
-        relevant: bool,
-    },
-}
-
-/// Longest parameter string worth keeping (mode lists are short).
-const MAX_PARAMS: usize = 64;
-
-impl AlternateScreenTracker {
-    /// True while the alternate screen is in use.
-    pub fn is_on(&self) -> bool {
-        self.on
-    }
-
-    /// Scans output bytes.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            // Plain text is most of any output: skip straight to the next byte that can start
-            // or cancel a sequence (memchr's vector search: a byte at a time, this scan was
-            // the client's busiest code under a flood, 8 % of its time in `perf`).
-            if self.state == Scan::Ground {
-                match memchr::memchr3(0x18, 0x1a, 0x1b, bytes) {
-                    Some(at) => bytes = &bytes[at..],
-                    None => return,
-                }
-            }
-            let byte = bytes[0];
-            bytes = &bytes[1..];
-            self.state = match (self.state, byte) {
-                (_, 0x18 | 0x1a) => Scan::Ground,
-                (_, 0x1b) => Scan::Escape,
-                (Scan::Ground, _) => Scan::Ground,
-                (Scan::Escape, b'[') => {
-                    self.params.clear();
-                    Scan::Csi {
-                        private: false,
-                        relevant: true,
-                    }
-                }
-                (Scan::Escape, b'c') => {
-                    self.on = false;
-                    Scan::Ground
-                }
-                (Scan::Escape, _) => Scan::Ground,
-                (Scan::Csi { private, relevant }, byte) => match byte {
-                    b'?' if self.params.is_empty() && !private => Scan::Csi {
-                        private: true,
-                        relevant,
-                    },
-                    b'0'..=b'9' | b';' => {
-                        if self.params.len() < MAX_PARAMS {
-                            self.params.push(byte);
-                        }
-                        Scan::Csi { private, relevant }
-                    }
-                    0x40..=0x7e => {
-                        if private && relevant && matches!(byte, b'h' | b'l') {
-                            self.apply_modes(byte == b'h');
-                        }
-                        Scan::Ground
-                    }
-                    _ => Scan::Csi {
-                        private,
-                        relevant: false,
-                    },
-                },
-            };
-        }
-    }
-
-    fn apply_modes(&mut self, set: bool) {
-        let params = std::str::from_utf8(&self.params).unwrap_or("");
-        if params
-            .split(';')
-            .any(|mode| matches!(mode, "47" | "1047" | "1049"))
-        {
-            self.on = set;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,34 +191,5 @@ mod tests {
         restore();
         drop(raw);
         assert_eq!(modes(&tcgetattr(&pty.slave).unwrap()), before);
-    }
-
-    #[test]
-    fn entering_and_leaving_the_alternate_screen_is_tracked() {
-        let mut tracker = AlternateScreenTracker::default();
-        tracker.feed(b"hello\x1b[?1049h\x1b[H");
-        assert!(tracker.is_on());
-        tracker.feed(b"bye\x1b[?1049l");
-        assert!(!tracker.is_on());
-        tracker.feed(b"\x1b[?1;47h");
-        assert!(tracker.is_on());
-        tracker.feed(b"\x1bc");
-        assert!(!tracker.is_on());
-    }
-
-    #[test]
-    fn a_sequence_split_across_reads_is_tracked() {
-        let mut tracker = AlternateScreenTracker::default();
-        for chunk in [&b"x\x1b"[..], b"[?10", b"49", b"h"] {
-            tracker.feed(chunk);
-        }
-        assert!(tracker.is_on());
-    }
-
-    #[test]
-    fn other_sequences_do_not_count() {
-        let mut tracker = AlternateScreenTracker::default();
-        tracker.feed(b"\x1b[1049h\x1b[?25h\x1b[?1049$p\x1b[38;5;1049m");
-        assert!(!tracker.is_on());
     }
 }

@@ -7,6 +7,7 @@
 //! can depend on it without compiling PTY, SSH or SQLite code. `docs/protocol.md` is its
 //! reference for people and other languages.
 
+pub mod alternate;
 mod api;
 pub mod client;
 mod data;

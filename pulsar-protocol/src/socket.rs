@@ -12,7 +12,7 @@
 use std::io::{self, IoSlice, Write as _};
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 use std::pin::Pin;
@@ -60,6 +60,60 @@ impl Socket {
 pub struct SocketReader(Arc<AsyncFd<StdUnixStream>>);
 
 impl SocketReader {
+    /// Appends to `buf` what one read gives (up to its capacity, and at least a byte's room)
+    /// once the socket is readable, taking the
+    /// descriptors that came with those bytes (`SCM_RIGHTS`, received close-on-exec so that
+    /// no program the daemon starts inherits one) into `fds`. The kernel ends a read at the
+    /// end of the bytes that carried descriptors, so bytes sent after them are left for
+    /// plain reads.
+    pub async fn read_with_fds(
+        &self,
+        buf: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> io::Result<usize> {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::FromRawFd as _;
+        loop {
+            let mut guard = self.0.readable().await?;
+            let start = buf.len();
+            // Zeroed rather than read into uninitialised: this is a handshake's one read.
+            buf.resize(buf.capacity().max(start + 1), 0);
+            let received = guard.try_io(|socket| {
+                let mut iov = [io::IoSliceMut::new(&mut buf[start..])];
+                let mut space = nix::cmsg_space!([RawFd; MAX_RECEIVED_FDS]);
+                let msg = recvmsg::<()>(
+                    socket.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                )
+                .map_err(io::Error::from)?;
+                for cmsg in msg.cmsgs() {
+                    if let ControlMessageOwned::ScmRights(received) = cmsg {
+                        // SAFETY: the kernel just installed these descriptors for us.
+                        fds.extend(
+                            received
+                                .into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                }
+                Ok(msg.bytes)
+            });
+            let read = match &received {
+                Ok(Ok(n)) => *n,
+                _ => 0,
+            };
+            buf.truncate(start + read);
+            match received {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(err)) => return Err(err),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
     /// Reads into the spare capacity of `buf` if the reactor knows the socket readable;
     /// `WouldBlock` at once otherwise (as tokio's `try_read_buf`).
     pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
@@ -106,6 +160,10 @@ impl AsyncRead for SocketReader {
     }
 }
 
+/// Most descriptors taken from one read; more are closed by the kernel (the read says
+/// its control data was cut short) and never reach us.
+const MAX_RECEIVED_FDS: usize = 4;
+
 /// The writing half of a [`Socket`]. Writes go straight to the socket; only one that finds
 /// it full waits, on a registration for room made for that wait.
 #[derive(Debug)]
@@ -116,6 +174,39 @@ pub struct SocketWriter {
 }
 
 impl SocketWriter {
+    /// Writes all of `bytes` with `fd` passed along with them (`SCM_RIGHTS`): the peer
+    /// receives a descriptor of the same open file. For a handshake on a connection nothing
+    /// was written to yet.
+    pub async fn write_all_with_fd(&mut self, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use tokio::io::AsyncWriteExt as _;
+        let fds = [fd.as_raw_fd()];
+        let rights = [ControlMessage::ScmRights(&fds)];
+        let sent = loop {
+            let iov = [IoSlice::new(bytes)];
+            match sendmsg::<()>(
+                self.socket.as_raw_fd(),
+                &iov,
+                &rights,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(sent) => break sent,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    watch_for_room(self.socket.get_ref())?
+                        .writable()
+                        .await?
+                        .retain_ready();
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        // The descriptor went with the first of the bytes; the rest, if the socket took
+        // only part, follow as they are.
+        self.write_all(&bytes[sent..]).await
+    }
+
     /// `write` once the socket has room: at once if it has, else when the registration for
     /// room says so, which then goes.
     fn poll_write_with(
@@ -182,11 +273,12 @@ impl AsyncWrite for SocketWriter {
     }
 }
 
-/// A registration watching `socket` for room, on a duplicate descriptor it owns (one
-/// descriptor cannot be registered twice with one reactor). Edge-triggered, it sees the room
+/// A registration watching `socket` (or any descriptor that may be full: a terminal) for
+/// room, on a duplicate descriptor it owns (one descriptor cannot be registered twice with
+/// one reactor). Edge-triggered, it sees the room
 /// the socket had already when it is made.
-fn watch_for_room(socket: &StdUnixStream) -> io::Result<AsyncFd<OwnedFd>> {
-    let dup = OwnedFd::from(socket.try_clone()?);
+pub fn watch_for_room(socket: &impl AsFd) -> io::Result<AsyncFd<OwnedFd>> {
+    let dup = socket.as_fd().try_clone_to_owned()?;
     // SAFETY: the registration owns the duplicate, which it deregisters before closing.
     unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }.map_err(io::Error::from)
 }

@@ -16,6 +16,7 @@
 //! ```
 
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ use crate::{ClientMode, SessionId};
 /// The first byte of an attach stream connection (JSON starts with `{`, `[` or whitespace,
 /// HTTP with a method's letter).
 pub const MAGIC: u8 = 0;
+
+/// Clears a terminal and homes its cursor: what a screen frame's bytes are drawn after
+/// (they redraw a blank terminal).
+pub const CLEAR_SCREEN: &[u8] = b"\x1b[H\x1b[2J";
 
 /// A frame's header: its kind, then its payload's length (`u32`, little-endian).
 pub const HEADER_LEN: usize = 5;
@@ -51,6 +56,10 @@ pub mod kind {
     /// Daemon → client: a request in a frame was refused (JSON `{"code","message"}`); the
     /// stream goes on.
     pub const ERROR: u8 = b'e';
+    /// Daemon → client: the terminal handed over with the hello is the client's again (JSON
+    /// [`TerminalReturned`](super::TerminalReturned)); the daemon no longer reads or writes
+    /// it. Sent once, when a stream that took a terminal ends, before an exit frame.
+    pub const RETURNED: u8 = b'h';
     /// Client → daemon: keystrokes, written to the session as one unit.
     pub const INPUT: u8 = b'i';
     /// Client → daemon: this client's terminal size, `cols` and `rows` (`u16`,
@@ -79,6 +88,36 @@ pub struct StreamHello {
     /// back after its connection broke); otherwise the stream starts with a screen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// Hands the client's terminal to the daemon: its descriptor came with the hello line
+    /// (`SCM_RIGHTS`), and the daemon reads the keys from it and writes the output to it
+    /// itself, off the client's path. The answer says whether it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalHandover>,
+}
+
+/// How to use a terminal handed over with a [`StreamHello`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalHandover {
+    /// The byte that detaches when typed (it is not written to the session).
+    pub detach_key: u8,
+    /// Whether the terminal is on the alternate screen now (true when the client cannot
+    /// know: the daemon then leaves it before drawing the screen, which costs nothing
+    /// before a full redraw).
+    pub alternate_screen: bool,
+}
+
+/// The payload of a [`kind::RETURNED`] frame: the terminal as the daemon leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalReturned {
+    /// The offset of the next output byte the terminal has not been shown, when what the
+    /// daemon wrote ended at one (`null` when it stopped inside a redraw): the `since` of a
+    /// stream that continues on this terminal.
+    pub next: Option<u64>,
+    /// Whether the terminal is on the alternate screen.
+    pub alternate_screen: bool,
+    /// The user detached (the detach key, or the terminal went away); false when the
+    /// session exited (an exit frame follows), the client closed, or the daemon stops.
+    pub detached: bool,
 }
 
 /// The daemon's handshake answer: `{"result": …}` or `{"error": …}`.
@@ -98,6 +137,10 @@ pub struct StreamAccepted {
     pub client_id: String,
     /// The mode granted.
     pub mode: ClientMode,
+    /// The daemon took the terminal handed over with the hello; when false (or absent: a
+    /// daemon older than hand-over) output and keys go through the stream's frames.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminal: bool,
 }
 
 /// A refusal, as a JSON-RPC error object: the codes are those of [`crate::error`].
@@ -141,6 +184,8 @@ pub enum ServerFrame {
     Exited(StreamExit),
     /// A frame's request was refused.
     Error(StreamError),
+    /// The terminal handed over is the client's again.
+    Returned(TerminalReturned),
     /// A kind this client does not know (from a newer daemon): skip it.
     Unknown(u8),
 }
@@ -206,6 +251,10 @@ impl ServerFrame {
                     .map_err(|err| malformed(kind, &err.to_string()))?,
             ),
             kind::ERROR => Self::Error(
+                serde_json::from_slice(&payload)
+                    .map_err(|err| malformed(kind, &err.to_string()))?,
+            ),
+            kind::RETURNED => Self::Returned(
                 serde_json::from_slice(&payload)
                     .map_err(|err| malformed(kind, &err.to_string()))?,
             ),
@@ -337,26 +386,34 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// the stream before one.
     pub async fn line(&mut self) -> io::Result<Option<Vec<u8>>> {
         loop {
-            let unread = &self.buf[self.start..];
-            if let Some(end) = unread.iter().position(|&b| b == b'\n') {
-                let mut line = &unread[..end];
-                if line.first() == Some(&MAGIC) {
-                    line = &line[1..];
-                }
-                let line = line.to_vec();
-                self.start += end + 1;
+            if let Some(line) = self.buffered_line()? {
                 return Ok(Some(line));
-            }
-            if unread.len() > MAX_LINE {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the handshake line is longer than {MAX_LINE} bytes"),
-                ));
             }
             if !self.fill().await? {
                 return Ok(None);
             }
         }
+    }
+
+    /// The line at the start of the unread bytes, if it is there whole.
+    fn buffered_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let unread = &self.buf[self.start..];
+        if let Some(end) = unread.iter().position(|&b| b == b'\n') {
+            let mut line = &unread[..end];
+            if line.first() == Some(&MAGIC) {
+                line = &line[1..];
+            }
+            let line = line.to_vec();
+            self.start += end + 1;
+            return Ok(Some(line));
+        }
+        if unread.len() > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the handshake line is longer than {MAX_LINE} bytes"),
+            ));
+        }
+        Ok(None)
     }
 
     /// The next frame's kind and payload; `None` at the end of the stream between frames.
@@ -469,6 +526,23 @@ pub enum OpenError {
     },
 }
 
+impl FrameReader<SocketReader> {
+    /// [`line`](Self::line), with the descriptors sent along with its bytes (a terminal
+    /// handed over with the hello). Bytes after the line stay buffered for [`frame`](Self::frame).
+    pub async fn line_with_fds(&mut self) -> io::Result<(Option<Vec<u8>>, Vec<OwnedFd>)> {
+        let mut fds = Vec::new();
+        loop {
+            if let Some(line) = self.buffered_line()? {
+                return Ok((Some(line), fds));
+            }
+            self.make_room();
+            if self.reader.read_with_fds(&mut self.buf, &mut fds).await? == 0 {
+                return Ok((None, fds));
+            }
+        }
+    }
+}
+
 /// Largest frame a client accepts (a screen with its history can be large).
 const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
 
@@ -485,6 +559,27 @@ impl AttachStream {
         path: &Path,
         hello: &StreamHello,
     ) -> Result<(StreamAccepted, Self), OpenError> {
+        Self::open_with(path, hello, None).await
+    }
+
+    /// [`open`](Self::open), handing `terminal` to the daemon with the hello (whose
+    /// [`terminal`](StreamHello::terminal) says how to use it). The answer's
+    /// [`terminal`](StreamAccepted::terminal) says whether the daemon took it: if so it reads
+    /// the keys and writes the output itself until a [`ServerFrame::Returned`]; if not (an
+    /// older daemon drops the descriptor unseen) the stream carries them as usual.
+    pub async fn open_handing_over(
+        path: &Path,
+        hello: &StreamHello,
+        terminal: BorrowedFd<'_>,
+    ) -> Result<(StreamAccepted, Self), OpenError> {
+        Self::open_with(path, hello, Some(terminal)).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        hello: &StreamHello,
+        terminal: Option<BorrowedFd<'_>>,
+    ) -> Result<(StreamAccepted, Self), OpenError> {
         let stream = Socket::connect(path)
             .await
             .map_err(|source| OpenError::NotRunning {
@@ -499,10 +594,11 @@ impl AttachStream {
         let mut line = vec![MAGIC];
         serde_json::to_writer(&mut line, hello).map_err(|err| handshake(err.to_string()))?;
         line.push(b'\n');
-        writer
-            .write_all(&line)
-            .await
-            .map_err(|err| handshake(err.to_string()))?;
+        let sent = match terminal {
+            Some(fd) => writer.write_all_with_fd(&line, fd).await,
+            None => writer.write_all(&line).await,
+        };
+        sent.map_err(|err| handshake(err.to_string()))?;
         let mut reader = FrameReader::new(read, MAX_SERVER_FRAME);
         let answer = match reader.line().await {
             Ok(Some(answer)) => answer,
@@ -545,13 +641,20 @@ impl AttachStream {
     }
 
     /// Detaches: says no more is coming, then waits until the daemon has detached this
-    /// client and closed (output still in flight is dropped), or `timeout` passes.
-    pub async fn close(mut self, timeout: std::time::Duration) {
+    /// client and closed (output still in flight is dropped), or `timeout` passes. The
+    /// terminal handed back on the way, if the stream had one.
+    pub async fn close(mut self, timeout: std::time::Duration) -> Option<TerminalReturned> {
         let _ = self.writer.shutdown().await;
+        let mut returned = None;
         let _ = tokio::time::timeout(timeout, async {
-            while let Ok(Some(_)) = self.reader.frame().await {}
+            while let Ok(Some(frame)) = self.next().await {
+                if let ServerFrame::Returned(frame) = frame {
+                    returned = Some(frame);
+                }
+            }
         })
         .await;
+        returned
     }
 }
 
@@ -683,6 +786,7 @@ mod tests {
         let ok = StreamAnswer::Result(StreamAccepted {
             client_id: "conn-1".into(),
             mode: ClientMode::ReadOnly,
+            terminal: false,
         });
         assert_eq!(
             serde_json::to_string(&ok).unwrap(),

@@ -1085,14 +1085,66 @@ async fn wait_clients(client: &PulsarClient, id: SessionId, clients: usize) {
 
 /// Starts a daemon, a shell session named `name` and a tmux pane attached to it.
 async fn attached(name: &str) -> (Daemon, PulsarClient, SessionId, Tmux) {
+    attached_with(name, "").await
+}
+
+/// [`attached`], with `flags` for `pulsar attach` (`--relay`).
+async fn attached_with(name: &str, flags: &str) -> (Daemon, PulsarClient, SessionId, Tmux) {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let id = create_shell(&client, name).await;
     let tmux = Tmux::start(daemon.dir.path(), &[]).await;
-    tmux.type_line(&Tmux::attach_line(&daemon, &format!("attach {name}")));
+    tmux.type_line(&Tmux::attach_line(
+        &daemon,
+        &format!("attach {flags} {name}"),
+    ));
     tmux.wait_for(&format!("{name}$")).await;
     wait_clients(&client, id, 1).await;
     (daemon, client, id, tmux)
+}
+
+/// Whether the daemon holds `tty` (a `/dev/pts/N` path) open.
+async fn daemon_holds(client: &PulsarClient, tty: &str) -> bool {
+    let pid = client.get_status().await.unwrap().pid;
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target == Path::new(tty))
+}
+
+#[tokio::test]
+async fn attach_hands_the_terminal_to_the_daemon_and_gets_it_back_at_detach() {
+    let (_daemon, client, id, tmux) = attached("handed").await;
+    let tty = tmux.format("#{pane_tty}");
+    assert!(daemon_holds(&client, &tty).await, "the daemon has {tty}");
+    tmux.type_line("echo typed-$((6*7))");
+    tmux.wait_for("typed-42").await;
+    tmux.press(&[0x1c]);
+    tmux.wait_for("[detached from handed]").await;
+    wait_clients(&client, id, 0).await;
+    assert!(
+        !daemon_holds(&client, &tty).await,
+        "the daemon let go of {tty}"
+    );
+    tmux.type_line("echo rc=$?");
+    tmux.wait_for("rc=0").await;
+}
+
+#[tokio::test]
+async fn attach_relay_keeps_the_terminal_and_carries_its_bytes() {
+    let (_daemon, client, id, tmux) = attached_with("relayed", "--relay").await;
+    let tty = tmux.format("#{pane_tty}");
+    assert!(
+        !daemon_holds(&client, &tty).await,
+        "the daemon never had {tty}"
+    );
+    tmux.type_line("echo typed-$((6*7))");
+    tmux.wait_for("typed-42").await;
+    let rows = screen_text(&client, id).await;
+    assert!(rows.iter().any(|r| r == "typed-42"), "{rows:?}");
+    tmux.press(&[0x1c]);
+    tmux.wait_for("[detached from relayed]").await;
+    wait_clients(&client, id, 0).await;
 }
 
 #[tokio::test]
@@ -1276,6 +1328,17 @@ async fn read_only_attach_watches_without_typing() {
 
 #[tokio::test]
 async fn detaching_from_a_full_screen_program_resets_the_outer_terminal_modes() {
+    detach_from_full_screen("").await;
+}
+
+#[tokio::test]
+async fn detaching_from_a_full_screen_program_while_relaying_resets_the_outer_terminal_modes() {
+    detach_from_full_screen("--relay").await;
+}
+
+/// Attaches (with `flags`) to vim with the mouse on, detaches, and checks every mode vim set
+/// on the outer terminal was reset.
+async fn detach_from_full_screen(flags: &str) {
     let daemon = Daemon::start().await;
     let client = daemon.client().await;
     let file = daemon.dir.path().join("notes.txt");
@@ -1291,7 +1354,7 @@ async fn detaching_from_a_full_screen_program_resets_the_outer_terminal_modes() 
         .unwrap()
         .session_id;
     let tmux = Tmux::start(daemon.dir.path(), &[]).await;
-    tmux.type_line(&Tmux::attach_line(&daemon, "attach vim"));
+    tmux.type_line(&Tmux::attach_line(&daemon, &format!("attach {flags} vim")));
     tmux.wait_for("full screen").await;
     wait_clients(&client, id, 1).await;
     assert_eq!(tmux.format("#{alternate_on}"), "1", "vim's screen is shown");
@@ -1354,7 +1417,20 @@ async fn shutdown_keep_sessions_leaves_them_for_the_next_daemon() {
 
 #[tokio::test]
 async fn attach_carries_on_through_an_upgrade_without_losing_the_connection() {
-    let (daemon, _client, id, tmux) = attached("through").await;
+    carry_on_through_an_upgrade("").await;
+}
+
+#[tokio::test]
+async fn attach_relaying_carries_on_through_an_upgrade_without_losing_the_connection() {
+    carry_on_through_an_upgrade("--relay").await;
+}
+
+/// Attaches (with `flags`), upgrades the daemon, and checks the pane goes on exactly: what
+/// is typed after shows, and the pane is the session's screen (nothing lost or shown twice).
+async fn carry_on_through_an_upgrade(flags: &str) {
+    let (daemon, _client, id, tmux) = attached_with("through", flags).await;
+    tmux.type_line("printf 'row %s\\n' one two");
+    tmux.wait_for("row two").await;
     let run = pulsar_ok(&daemon, &["upgrade"]);
     assert!(run.stdout.contains("upgraded: pid"), "{}", run.stdout);
     tmux.type_line("echo after-$((6*7))");
@@ -1362,6 +1438,16 @@ async fn attach_carries_on_through_an_upgrade_without_losing_the_connection() {
     assert!(!screen.contains("lost connection"), "{screen}");
     let client = daemon.client().await;
     wait_clients(&client, id, 1).await;
+    eventually("the pane to show the session's screen", || async {
+        let pane: Vec<String> = tmux
+            .screen()
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .collect();
+        let expected = screen_text(&client, id).await;
+        (pane == expected).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ fn hello(id: &Value) -> StreamHello {
         cols: None,
         rows: None,
         since: None,
+        terminal: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod listener;
 mod peer;
 mod stream;
 mod transfers;
+mod tty;
 mod upstream;
 mod workspaces;
 

@@ -7,15 +7,16 @@
 //! and its echo reaches the socket without leaving the relay thread that reads the terminal:
 //! no JSON, no base64, no answer per keystroke, no hop to the request runtime.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonrpsee::types::ErrorObjectOwned;
+use pulsar_protocol::alternate::{AlternateScreenTracker, LEAVE_ALTERNATE_SCREEN};
 use pulsar_protocol::error as code;
 use pulsar_protocol::socket::{Socket, SocketReader, SocketWriter};
 use pulsar_protocol::stream::{
-    ClientFrame, FrameReader, FrameTooLong, StreamAccepted, StreamAnswer, StreamError, StreamExit,
-    StreamHello, kind, size_payload, write_frame,
+    CLEAR_SCREEN, ClientFrame, FrameReader, FrameTooLong, StreamAccepted, StreamAnswer,
+    StreamError, StreamExit, StreamHello, TerminalReturned, kind, size_payload, write_frame,
 };
 use pulsar_protocol::{ClientMode, SessionId};
 use tokio::io::AsyncWriteExt as _;
@@ -23,6 +24,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::Peer;
+use super::tty::HandedTerminal;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::session::{OutputReader, Session, SessionError, SessionManager, StreamEvent};
 use crate::shutdown::Shutdown;
@@ -83,18 +85,24 @@ async fn serve_here(
     let (read, mut writer) = stream.split();
     let mut reader = FrameReader::new(read, context.max_input_bytes);
     let line = tokio::select! {
-        line = tokio::time::timeout(HELLO_TIMEOUT, reader.line()) => line,
+        line = tokio::time::timeout(HELLO_TIMEOUT, reader.line_with_fds()) => line,
         _ = shutdown.wait() => return,
     };
-    let hello = match line {
-        Ok(Ok(Some(line))) => serde_json::from_slice::<StreamHello>(&line).map_err(|err| {
-            refusal(
-                code::INVALID_PARAMS,
-                format!("the attach stream's handshake is not a valid hello: {err}"),
-            )
-        }),
-        Ok(Ok(None)) => return,
-        Ok(Err(err)) => Err(refusal(code::INVALID_REQUEST, err.to_string())),
+    let (hello, fds) = match line {
+        Ok(Ok((Some(line), fds))) => (
+            serde_json::from_slice::<StreamHello>(&line).map_err(|err| {
+                refusal(
+                    code::INVALID_PARAMS,
+                    format!("the attach stream's handshake is not a valid hello: {err}"),
+                )
+            }),
+            fds,
+        ),
+        Ok(Ok((None, _))) => return,
+        Ok(Err(err)) => (
+            Err(refusal(code::INVALID_REQUEST, err.to_string())),
+            Vec::new(),
+        ),
         Err(_) => {
             tracing::debug!(
                 connection = peer.connection,
@@ -105,19 +113,32 @@ async fn serve_here(
     };
     let attached = hello.and_then(|hello| {
         let (session, client_id, mode) = attach(&context, &peer, &hello)?;
-        Ok((session, client_id, mode, hello.since))
+        Ok((session, client_id, mode, hello.since, hello.terminal))
     });
+    // The terminal handed over with the hello, when it can be taken; the descriptors that
+    // came are closed either way.
+    let terminal = match &attached {
+        Ok((session, client_id, _, _, Some(handover))) => match HandedTerminal::take(fds) {
+            Ok(tty) => Some((tty, *handover)),
+            Err(why) => {
+                tracing::debug!(session = %session.id(), client = %client_id, "the terminal handed over is not taken ({why}): its bytes go in frames");
+                None
+            }
+        },
+        _ => None,
+    };
     let answer = match &attached {
-        Ok((_, client_id, mode, _)) => StreamAnswer::Result(StreamAccepted {
+        Ok((_, client_id, mode, _, _)) => StreamAnswer::Result(StreamAccepted {
             client_id: client_id.clone(),
             mode: *mode,
+            terminal: terminal.is_some(),
         }),
         Err(refused) => StreamAnswer::Error(refused.clone()),
     };
     let mut line = serde_json::to_vec(&answer).expect("answers serialise");
     line.push(b'\n');
     let answered = writer.write_all(&line).await;
-    let (session, client_id, mode, since) = match attached {
+    let (session, client_id, mode, since, _) = match attached {
         Ok(attached) => attached,
         Err(refused) => {
             tracing::debug!(
@@ -133,22 +154,45 @@ async fn serve_here(
         client_id,
         peer,
     };
-    let mut typed = InputTally::default();
+    // Shared by the two input loops (the stream's frames, the terminal's keys) of one task.
+    let typed = Mutex::new(InputTally::default());
+    let mut shown = terminal
+        .as_ref()
+        .map(|(tty, handover)| TerminalOutput::new(tty, handover.alternate_screen));
     let ended = if answered.is_ok() {
-        tracing::debug!(session = %client.session.id(), client = %client.client_id, ?mode, "attach stream open");
+        tracing::debug!(session = %client.session.id(), client = %client.client_id, ?mode, handed_over = terminal.is_some(), "attach stream open");
         let (refusals, mut refused) = mpsc::channel(QUEUED_REFUSALS);
+        let keys = async {
+            match &terminal {
+                Some((tty, handover)) => {
+                    read_terminal(tty, handover.detach_key, mode, &client, &context, &typed).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            ended = write_output(&mut writer, &client.session, since, &mut refused) => ended,
-            ended = read_input(&mut reader, &client, &context, refusals, &mut typed) => ended,
+            ended = write_output(&mut writer, shown.as_mut(), &client.session, since, &mut refused) => ended,
+            ended = read_input(&mut reader, &client, &context, refusals, &typed) => ended,
+            ended = keys => ended,
             _ = shutdown.wait() => Ended::Daemon,
         }
     } else {
         Ended::Client
     };
-    typed.audit(&client, &context);
+    // The terminal is let go of before the client is told it has it back.
+    let returned = shown.map(|shown| TerminalReturned {
+        next: shown.next,
+        alternate_screen: shown.tracker.is_on(),
+        detached: matches!(ended, Ended::Detached),
+    });
+    if let Some((tty, _)) = terminal {
+        tty.close().await;
+    }
+    lock(&typed).audit(&client, &context);
     let why = match &ended {
-        Ended::Session => "the session ended",
+        Ended::Session(_) => "the session ended",
         Ended::Client => "the client closed",
+        Ended::Detached => "the detach key, or the terminal went away",
         Ended::Malformed(_) => "unreadable input",
         Ended::Daemon => "the daemon is stopping",
     };
@@ -157,10 +201,33 @@ async fn serve_here(
         "detach",
         format!("client={} stream closed: {why}", client.client_id),
     );
-    if let Ended::Malformed(refused) = &ended {
-        let json = serde_json::to_vec(refused).expect("a refusal serialises");
-        let _ =
-            tokio::time::timeout(HELLO_TIMEOUT, write_frame(&mut writer, kind::ERROR, &json)).await;
+    // The frames that end the stream, each given as long as a hello to be read.
+    let mut last = Vec::new();
+    if let Some(returned) = returned {
+        let json = serde_json::to_vec(&returned).expect("a hand-back serialises");
+        last.push((kind::RETURNED, json));
+    }
+    match &ended {
+        Ended::Session(Some(exit)) => {
+            last.push((
+                kind::EXITED,
+                serde_json::to_vec(exit).expect("an exit serialises"),
+            ));
+        }
+        Ended::Malformed(refused) => {
+            last.push((
+                kind::ERROR,
+                serde_json::to_vec(refused).expect("a refusal serialises"),
+            ));
+        }
+        _ => {}
+    }
+    for (kind, payload) in last {
+        let written =
+            tokio::time::timeout(HELLO_TIMEOUT, write_frame(&mut writer, kind, &payload)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            break;
+        }
     }
     tracing::debug!(session = %client.session.id(), client = %client.client_id, ?ended, "attach stream closed");
     context
@@ -210,6 +277,12 @@ impl InputTally {
             ..Self::default()
         };
     }
+}
+
+fn lock(typed: &Mutex<InputTally>) -> std::sync::MutexGuard<'_, InputTally> {
+    typed
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Who is on the stream.
@@ -283,8 +356,10 @@ fn attach(
 /// Why a stream ended.
 #[derive(Debug)]
 enum Ended {
-    /// The session ended (after its last output and the exit frame).
-    Session,
+    /// The session ended, after its last output; how, when the stream saw it.
+    Session(Option<StreamExit>),
+    /// The detach key was typed into the terminal handed over, or it went away.
+    Detached,
     /// The client closed, or its socket failed.
     Client,
     /// The client sent what cannot be read as a frame (too long, or cut short).
@@ -293,18 +368,25 @@ enum Ended {
     Daemon,
 }
 
-/// Writes the session's output from `since` (or from a fresh screen) until it ends, with
-/// refusals of the client's frames in between.
+/// Writes the session's output from `since` (or from a fresh screen) until it ends: to the
+/// terminal handed over when there is one (`shown`), else in frames; with refusals of the
+/// client's frames in between.
 async fn write_output(
     writer: &mut SocketWriter,
+    mut shown: Option<&mut TerminalOutput<'_>>,
     session: &Arc<Session>,
     since: Option<u64>,
     refused: &mut mpsc::Receiver<StreamError>,
 ) -> Ended {
     let resumed = since.and_then(|since| OutputReader::resume(Arc::clone(session), since));
     let mut reader = match resumed {
-        Some(reader) => reader,
-        None => match screen(writer, session).await {
+        Some(reader) => {
+            if let Some(shown) = shown.as_deref_mut() {
+                shown.next = since;
+            }
+            reader
+        }
+        None => match screen(writer, shown.as_deref_mut(), session).await {
             Some(reader) => reader,
             None => return Ended::Client,
         },
@@ -312,16 +394,19 @@ async fn write_output(
     loop {
         let written = tokio::select! {
             event = reader.next() => match event {
-                Some(StreamEvent::Output { data, .. }) => {
-                    write_frame(writer, kind::OUTPUT, &data).await
-                }
+                Some(StreamEvent::Output { offset, data }) => match shown.as_deref_mut() {
+                    Some(shown) => shown.output(offset, &data).await,
+                    None => write_frame(writer, kind::OUTPUT, &data).await,
+                },
+                // A terminal handed over has its size from its own client.
+                Some(StreamEvent::Resized { .. }) if shown.is_some() => Ok(()),
                 Some(StreamEvent::Resized { cols, rows }) => {
                     write_frame(writer, kind::RESIZED, &size_payload(cols, rows)).await
                 }
                 // Bytes left the ring before this client read them: a fresh screen instead.
                 Some(StreamEvent::Lagged { missed_from, resume_at }) => {
                     tracing::debug!(session = %session.id(), missed_from, resume_at, "attach stream behind: redrawn");
-                    match screen(writer, session).await {
+                    match screen(writer, shown.as_deref_mut(), session).await {
                         Some(fresh) => {
                             reader = fresh;
                             Ok(())
@@ -330,15 +415,12 @@ async fn write_output(
                     }
                 }
                 Some(StreamEvent::Exited(exit)) => {
-                    let exit = StreamExit {
+                    return Ended::Session(Some(StreamExit {
                         code: exit.status.code,
                         signal: exit.status.signal,
-                    };
-                    let json = serde_json::to_vec(&exit).expect("an exit serialises");
-                    let _ = write_frame(writer, kind::EXITED, &json).await;
-                    return Ended::Session;
+                    }));
                 }
-                None => return Ended::Session,
+                None => return Ended::Session(None),
             },
             Some(refusal) = refused.recv() => {
                 let json = serde_json::to_vec(&refusal).expect("a refusal serialises");
@@ -351,14 +433,118 @@ async fn write_output(
     }
 }
 
-/// Writes a screen frame of the session's current screen; the reader that follows it.
-async fn screen(writer: &mut SocketWriter, session: &Arc<Session>) -> Option<OutputReader> {
+/// Shows the session's current screen (in a screen frame, or drawn on the terminal handed
+/// over); the reader that follows it.
+async fn screen(
+    writer: &mut SocketWriter,
+    shown: Option<&mut TerminalOutput<'_>>,
+    session: &Arc<Session>,
+) -> Option<OutputReader> {
     let snapshot = session.snapshot(0);
-    let mut payload = Vec::with_capacity(8 + snapshot.data.as_bytes().len());
-    payload.extend_from_slice(&snapshot.offset.to_le_bytes());
-    payload.extend_from_slice(snapshot.data.as_bytes());
-    write_frame(writer, kind::SCREEN, &payload).await.ok()?;
+    match shown {
+        Some(shown) => shown
+            .redraw(snapshot.offset, snapshot.data.as_bytes())
+            .await
+            .ok()?,
+        None => {
+            let mut payload = Vec::with_capacity(8 + snapshot.data.as_bytes().len());
+            payload.extend_from_slice(&snapshot.offset.to_le_bytes());
+            payload.extend_from_slice(snapshot.data.as_bytes());
+            write_frame(writer, kind::SCREEN, &payload).await.ok()?;
+        }
+    }
     OutputReader::new(Arc::clone(session), Some(snapshot.offset)).ok()
+}
+
+/// What was written to a terminal handed over: where its output stands, and whether it is
+/// on the alternate screen (both for the hand-back).
+struct TerminalOutput<'a> {
+    tty: &'a HandedTerminal,
+    tracker: AlternateScreenTracker,
+    /// The offset of the next byte to show; `None` while a redraw is under way.
+    next: Option<u64>,
+}
+
+impl<'a> TerminalOutput<'a> {
+    fn new(tty: &'a HandedTerminal, alternate_screen: bool) -> Self {
+        let mut tracker = AlternateScreenTracker::default();
+        tracker.assume(alternate_screen);
+        Self {
+            tty,
+            tracker,
+            next: None,
+        }
+    }
+
+    /// Shows output bytes that start at `offset`, counting each part as the terminal takes
+    /// it (a stream cut short in the middle knows where it stopped).
+    async fn output(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut at = offset;
+        let (tracker, next) = (&mut self.tracker, &mut self.next);
+        self.tty
+            .write_all(data, |part| {
+                tracker.feed(part);
+                at += part.len() as u64;
+                *next = Some(at);
+            })
+            .await
+    }
+
+    /// Clears the terminal and draws a screen whose output continues at `offset`.
+    async fn redraw(&mut self, offset: u64, screen: &[u8]) -> std::io::Result<()> {
+        self.next = None;
+        // The screen enters the alternate screen itself when its program is on it.
+        let mut bytes = Vec::with_capacity(screen.len() + 16);
+        if self.tracker.is_on() {
+            bytes.extend_from_slice(LEAVE_ALTERNATE_SCREEN);
+        }
+        bytes.extend_from_slice(CLEAR_SCREEN);
+        bytes.extend_from_slice(screen);
+        let tracker = &mut self.tracker;
+        self.tty
+            .write_all(&bytes, |part| tracker.feed(part))
+            .await?;
+        self.next = Some(offset);
+        Ok(())
+    }
+}
+
+/// Takes the keys typed into the terminal handed over until the detach key or its end:
+/// what comes before the detach key goes to the session (dropped when the client only
+/// watches), what follows it in the same read is dropped.
+async fn read_terminal(
+    tty: &HandedTerminal,
+    detach_key: u8,
+    mode: ClientMode,
+    client: &Client,
+    context: &StreamContext,
+    typed: &Mutex<InputTally>,
+) -> Ended {
+    let mut buf = [0u8; 8192];
+    loop {
+        let keys = match tty.read(&mut buf).await {
+            Ok(n @ 1..) => &buf[..n],
+            Ok(0) | Err(_) => return Ended::Detached,
+        };
+        let detach_at = memchr::memchr(detach_key, keys);
+        let keys = &keys[..detach_at.unwrap_or(keys.len())];
+        if mode == ClientMode::Interactive && !keys.is_empty() {
+            match client
+                .session
+                .send_input(&client.client_id, client.peer.connection, keys)
+                .await
+            {
+                Ok(written) => lock(typed).add(written, client, context),
+                // The session is stopping: its exit follows.
+                Err(err) => {
+                    tracing::debug!(session = %client.session.id(), client = %client.client_id, "keys from the terminal refused: {err}");
+                }
+            }
+        }
+        if detach_at.is_some() {
+            return Ended::Detached;
+        }
+    }
 }
 
 /// Takes the client's frames until it closes: keystrokes to the session (counted in `typed`
@@ -369,7 +555,7 @@ async fn read_input(
     client: &Client,
     context: &StreamContext,
     refusals: mpsc::Sender<StreamError>,
-    typed: &mut InputTally,
+    typed: &Mutex<InputTally>,
 ) -> Ended {
     let Client {
         session,
@@ -387,7 +573,7 @@ async fn read_input(
             Ok(ClientFrame::Input(keys)) => {
                 match session.send_input(client_id, peer.connection, &keys).await {
                     Ok(written) => {
-                        typed.add(written, client, context);
+                        lock(typed).add(written, client, context);
                         None
                     }
                     Err(err) => Some(session_refusal(err)),

@@ -99,18 +99,19 @@ async fn create_80x24(client: &PulsarClient, argv: &[&str]) -> SessionId {
         .session_id
 }
 
-/// `pulsar attach ID` running in a bare 80×24 PTY, once its snapshot has shown the
-/// session's "R" (the session printed it): attached.
+/// `pulsar attach ID` (with `flags`: `--relay`, or none) running in a bare 80×24 PTY, once
+/// its snapshot has shown the session's "R" (the session printed it): attached.
 fn attach_in_pty(
     socket: &Path,
     id: SessionId,
+    flags: &str,
 ) -> (
     Box<dyn portable_pty::Child + Send + Sync>,
     Box<dyn std::io::Read + Send>,
     Box<dyn std::io::Write + Send>,
 ) {
     let (child, mut reader, writer) = bare_pty(&format!(
-        "exec '{}' --socket '{}' attach {}",
+        "exec '{}' --socket '{}' attach {flags} {}",
         artifact("pulsar").display(),
         socket.display(),
         id
@@ -410,20 +411,34 @@ async fn attach_throughput(report: &mut Report) {
     ] {
         let mut bare = Vec::new();
         let mut ours = Vec::new();
+        let mut relayed = Vec::new();
         let mut dtach = Vec::new();
         for _ in 0..RUNS {
             bare.push(bare_until_mark(&producer));
-            ours.push(attached_until_mark(&daemon, &producer).await);
+            ours.push(attached_until_mark(&daemon, &producer, "").await);
+            relayed.push(attached_until_mark(&daemon, &producer, "--relay").await);
             if let Some(master) = Dtach::start(&script_until_mark(&producer)) {
                 dtach.push(master.until_mark());
             }
         }
-        let (bare, ours) = (median(bare), median(ours));
+        let (bare, ours, relayed) = (median(bare), median(ours), median(relayed));
         report.row(
             &format!("through `pulsar attach` in a PTY, {what} (median of {RUNS} × 64 MiB)"),
             format!("{:.1} MB/s", ours / 1e6),
             format!("bare PTY {:.1} MB/s", bare / 1e6),
             format!("{:.0} %", 100.0 * ours / bare),
+        );
+        report.row(
+            &format!(
+                "the same through `pulsar attach --relay` (the client carries the bytes), {what}"
+            ),
+            format!("{:.1} MB/s", relayed / 1e6),
+            format!("bare PTY {:.1} MB/s", bare / 1e6),
+            format!(
+                "{:.0} % (hand-over {:.0} % of relay)",
+                100.0 * relayed / bare,
+                100.0 * ours / relayed
+            ),
         );
         if !dtach.is_empty() {
             let dtach = median(dtach);
@@ -476,10 +491,19 @@ async fn attach_echo(report: &mut Report) {
     )
     .await;
     pulsar_e2e::read_until(&client, raw_id, "R").await;
+    // `pulsar attach --relay` on a session of its own too.
+    let relay_id = create_80x24(
+        &client,
+        &["/bin/sh", "-c", "stty raw -echo; echo R; exec cat"],
+    )
+    .await;
+    pulsar_e2e::read_until(&client, relay_id, "R").await;
     let socket = daemon.socket.clone();
-    let (pairs, dtach_pairs, raw_pairs, dtach_raw_pairs, parked_pairs) =
+    let (pairs, relay_pairs, dtach_pairs, raw_pairs, dtach_raw_pairs, parked_pairs) =
         tokio::task::spawn_blocking(move || {
-            let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
+            let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id, "");
+            let (mut relay_child, mut relay_reader, mut relay_writer) =
+                attach_in_pty(&socket, relay_id, "--relay");
             let dtach = Dtach::start_after("stty raw -echo;", "exec cat");
             let mut dtach_client = dtach.as_ref().map(Dtach::attach_for_echo);
             let mut raw = RawEcho::pulsar(&socket, raw_id);
@@ -487,6 +511,11 @@ async fn attach_echo(report: &mut Report) {
             let mut dtach_raw = dtach_raw_master.as_ref().map(Dtach::raw_for_echo);
             for _ in 0..WARM_UP {
                 echo_once("pulsar attach", &mut reader, &mut writer);
+                echo_once(
+                    "pulsar attach --relay",
+                    &mut relay_reader,
+                    &mut relay_writer,
+                );
                 if let Some((_, reader, writer)) = &mut dtach_client {
                     echo_once("dtach -a", reader, writer);
                 }
@@ -496,6 +525,7 @@ async fn attach_echo(report: &mut Report) {
                 }
             }
             let mut pairs = EchoPairs::default();
+            let mut relay_pairs = EchoPairs::default();
             let mut dtach_pairs = EchoPairs::default();
             let mut raw_pairs = EchoPairs::default();
             let mut dtach_raw_pairs = EchoPairs::default();
@@ -504,6 +534,15 @@ async fn attach_echo(report: &mut Report) {
                 pairs.push(
                     baseline,
                     echo_once("pulsar attach", &mut reader, &mut writer),
+                );
+                let baseline = bare_echo.sample();
+                relay_pairs.push(
+                    baseline,
+                    echo_once(
+                        "pulsar attach --relay",
+                        &mut relay_reader,
+                        &mut relay_writer,
+                    ),
                 );
                 if let Some((_, reader, writer)) = &mut dtach_client {
                     let baseline = bare_echo.sample();
@@ -518,6 +557,8 @@ async fn attach_echo(report: &mut Report) {
             }
             drop(raw);
             drop(dtach_raw);
+            let _ = relay_child.kill();
+            let _ = relay_child.wait();
             for (child, _, _) in dtach_client.iter_mut() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -546,7 +587,14 @@ async fn attach_echo(report: &mut Report) {
             }
             let _ = child.kill();
             let _ = child.wait();
-            (pairs, dtach_pairs, raw_pairs, dtach_raw_pairs, parked_pairs)
+            (
+                pairs,
+                relay_pairs,
+                dtach_pairs,
+                raw_pairs,
+                dtach_raw_pairs,
+                parked_pairs,
+            )
         })
         .await
         .unwrap();
@@ -556,6 +604,15 @@ async fn attach_echo(report: &mut Report) {
             "keystroke echo through `pulsar attach` in a PTY, p50 / p99 ({N} keys, each also through a bare PTY right before)"
         ),
         &format!("added echo latency through `pulsar attach` p50 / p99, per key ({N} pairs)"),
+    );
+    relay_pairs.report(
+        report,
+        &format!(
+            "the same through `pulsar attach --relay` (the client carries the bytes), p50 / p99 ({N} keys, interleaved)"
+        ),
+        &format!(
+            "added echo latency through `pulsar attach --relay` p50 / p99, per key ({N} pairs)"
+        ),
     );
     if !dtach_pairs.ours.is_empty() {
         dtach_pairs.report(
@@ -652,6 +709,7 @@ impl RawEcho {
             cols: Some(80),
             rows: Some(24),
             since: None,
+            terminal: None,
         };
         let mut line = vec![MAGIC];
         serde_json::to_writer(&mut line, &hello).unwrap();
@@ -905,14 +963,14 @@ fn bare_until_mark(producer: &str) -> f64 {
 }
 
 /// Bytes per second of `producer` in a session, shown by `pulsar attach` running in a PTY.
-async fn attached_until_mark(daemon: &Daemon, producer: &str) -> f64 {
+async fn attached_until_mark(daemon: &Daemon, producer: &str, flags: &'static str) -> f64 {
     let client = daemon.client().await;
     let script = script_until_mark(producer);
     let id = create_80x24(&client, &["/bin/sh", "-c", &script]).await;
     pulsar_e2e::read_until(&client, id, "R").await;
     let socket = daemon.socket.clone();
     let rate = tokio::task::spawn_blocking(move || {
-        let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id);
+        let (mut child, mut reader, mut writer) = attach_in_pty(&socket, id, flags);
         let start = Instant::now();
         writer.write_all(b"\n").unwrap();
         let total = read_to_mark(&mut reader, b"END-42-MARK");
