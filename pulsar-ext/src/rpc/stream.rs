@@ -179,15 +179,21 @@ async fn serve_here(
     } else {
         Ended::Client
     };
-    // The terminal is let go of before the client is told it has it back.
-    let returned = shown.map(|shown| TerminalReturned {
-        next: shown.next,
-        alternate_screen: shown.tracker.is_on(),
-        detached: matches!(ended, Ended::Detached),
-    });
-    if let Some((tty, _)) = terminal {
-        tty.close().await;
-    }
+    // The terminal is let go of before the client is told it has it back, with what was
+    // written to it while the stream ended counted as shown.
+    let shown = shown.map(|shown| (shown.next, shown.tracker));
+    let returned = match (terminal, shown) {
+        (Some((tty, _)), Some((next, mut tracker))) => {
+            let unreported = tty.close().await;
+            tracker.feed(&unreported);
+            Some(TerminalReturned {
+                next: next.map(|next| next + unreported.len() as u64),
+                alternate_screen: tracker.is_on(),
+                detached: matches!(ended, Ended::Detached),
+            })
+        }
+        _ => None,
+    };
     lock(&typed).audit(&client, &context);
     let why = match &ended {
         Ended::Session(_) => "the session ended",

@@ -8,17 +8,18 @@
 //! non-blocking, close-on-exec, never our controlling terminal) and the received descriptor
 //! is closed. Like the attach socket, it is watched by the reactor for reads only.
 //!
-//! A write that finds the terminal full waits for room in `poll(2)` on a blocking thread,
-//! not on the reactor: on two cores the relay has one thread, which under a flood is busy
-//! with the pump and sees the reactor's news of room only between tasks, so the terminal
-//! sat drained (`pulsar-bench attachpty`, hand-over through the reactor: 53-65 % of the
-//! relaying client's throughput for the endless line and 56-57 % for 64-byte lines; through
-//! a blocking thread: 96 % and 85 %; docs/benchmarks.md). Keys and echoes never fill it, so
-//! they never take that path.
+//! A write that finds the terminal full hands the rest of its bytes to a blocking thread,
+//! which waits for room in `poll(2)` and writes as it comes, the way a blocking write keeps
+//! a terminal full: on two cores the relay has one thread, which under a flood is busy with
+//! the pump and sees the reactor's news of room only between tasks, so the terminal sat
+//! drained (docs/benchmarks.md, 2026-12-04). What that thread wrote is counted even when the
+//! stream ends while it writes ([`HandedTerminal::close`] gives it back), so the hand-back's
+//! offset stays exact. Keys and echoes never fill the terminal, so they never take that path.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -31,14 +32,54 @@ use tokio::io::unix::AsyncFd;
 #[derive(Debug)]
 pub(super) struct HandedTerminal {
     fd: AsyncFd<OwnedFd>,
-    /// A duplicate of the terminal for the waits for room on blocking threads; each wait
-    /// holds a clone while it runs.
+    /// A duplicate of the terminal for the blocking threads that fill it; each holds a
+    /// clone while it runs.
     room: Arc<OwnedFd>,
+    /// The bytes a blocking thread is writing, until the write that handed them over has
+    /// counted what it wrote.
+    filling: Mutex<Option<Arc<Filling>>>,
 }
 
-/// Longest single wait for room on a blocking thread; a terminal still full after it is
-/// waited for again (and a stream that ended meanwhile is not kept waiting).
+/// Longest single wait for room on a blocking thread, between looks at whether the stream
+/// still wants its bytes written.
 const ROOM_WAIT: Duration = Duration::from_millis(50);
+
+/// Bytes a blocking thread writes to a full terminal as room comes.
+#[derive(Debug)]
+struct Filling {
+    bytes: Vec<u8>,
+    /// How many of them the terminal took so far.
+    written: AtomicUsize,
+    /// Stop writing: the stream ended.
+    cancel: AtomicBool,
+}
+
+impl Filling {
+    /// Writes the bytes to `terminal`, waiting for room, until all are written, the stream
+    /// cancels or the terminal fails.
+    fn run(&self, terminal: &OwnedFd) -> io::Result<()> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        let timeout = PollTimeout::try_from(ROOM_WAIT).unwrap_or(PollTimeout::MAX);
+        loop {
+            let written = self.written.load(Ordering::Acquire);
+            if written == self.bytes.len() || self.cancel.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            match nix::unistd::write(terminal, &self.bytes[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written.store(written + n, Ordering::Release);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    let mut fds = [PollFd::new(terminal.as_fd(), PollFlags::POLLOUT)];
+                    let _ = nix::poll::poll(&mut fds, timeout);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
 
 impl HandedTerminal {
     /// Takes the terminal among `fds` (the descriptors sent with a hello: exactly one, a
@@ -77,7 +118,11 @@ impl HandedTerminal {
         // SAFETY: the registration owns the descriptor and deregisters it before closing it.
         let fd = unsafe { AsyncFd::register_with_interest(own, Interest::READABLE) }
             .map_err(|err| format!("cannot watch the terminal: {err}"))?;
-        Ok(Self { fd, room })
+        Ok(Self {
+            fd,
+            room,
+            filling: Mutex::new(None),
+        })
     }
 
     /// Reads what was typed, waiting until there is some; `Ok(0)` when the terminal is gone
@@ -103,56 +148,73 @@ impl HandedTerminal {
         }
     }
 
-    /// Writes some of `bytes` (how many, at least one), waiting while the terminal is full.
-    pub(super) async fn write(&self, bytes: &[u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::write(self.fd.get_ref(), bytes) {
-                Ok(0) if !bytes.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => return Ok(n),
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => {
-                    let room = Arc::clone(&self.room);
-                    tokio::task::spawn_blocking(move || wait_for_room(&room))
-                        .await
-                        .map_err(io::Error::other)?;
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-    }
-
-    /// Closes the terminal, once no wait for room holds it any more (each ends within
-    /// [`ROOM_WAIT`]): after this the daemon has no descriptor of it.
-    pub(super) async fn close(self) {
-        let Self { fd, room } = self;
+    /// Closes the terminal, once no blocking thread writes to it any more (each stops within
+    /// [`ROOM_WAIT`]): after this the daemon has no descriptor of it. The bytes such a thread
+    /// wrote that the write which handed them over did not count (the stream ended while it
+    /// waited), to be counted as shown.
+    pub(super) async fn close(self) -> Vec<u8> {
+        let Self { fd, room, filling } = self;
         drop(fd);
+        let filling = filling
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(filling) = &filling {
+            filling.cancel.store(true, Ordering::Release);
+        }
         let deadline = Instant::now() + 4 * ROOM_WAIT;
         while Arc::strong_count(&room) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // A thread still writing past the deadline (a terminal with no room for that long)
+        // stops at its next look; what it writes until then is not counted.
+        filling.map_or_else(Vec::new, |filling| {
+            filling.bytes[..filling.written.load(Ordering::Acquire)].to_vec()
+        })
     }
 
-    /// Writes all of `bytes`, telling `written` of each part as the terminal takes it.
+    /// Writes all of `bytes`, telling `written` of each part as the terminal takes it. When
+    /// the terminal is full, the rest is written by a blocking thread as room comes (see the
+    /// module's notes), and told of once it is done.
     pub(super) async fn write_all(
         &self,
         mut bytes: &[u8],
         mut written: impl FnMut(&[u8]),
     ) -> io::Result<()> {
         while !bytes.is_empty() {
-            let n = self.write(bytes).await?;
-            written(&bytes[..n]);
-            bytes = &bytes[n..];
+            match nix::unistd::write(self.fd.get_ref(), bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written(&bytes[..n]);
+                    bytes = &bytes[n..];
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    let filling = Arc::new(Filling {
+                        bytes: bytes.to_vec(),
+                        written: AtomicUsize::new(0),
+                        cancel: AtomicBool::new(false),
+                    });
+                    *self.lock_filling() = Some(Arc::clone(&filling));
+                    let (room, thread) = (Arc::clone(&self.room), Arc::clone(&filling));
+                    let done = tokio::task::spawn_blocking(move || thread.run(&room)).await;
+                    // Counted here, so no longer by `close`.
+                    self.lock_filling().take();
+                    let n = filling.written.load(Ordering::Acquire);
+                    written(&bytes[..n]);
+                    bytes = &bytes[n..];
+                    done.map_err(io::Error::other)??;
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         Ok(())
     }
-}
 
-/// Waits until `terminal` has room, or [`ROOM_WAIT`] passes.
-fn wait_for_room(terminal: &OwnedFd) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(terminal.as_fd(), PollFlags::POLLOUT)];
-    let timeout = PollTimeout::try_from(ROOM_WAIT).unwrap_or(PollTimeout::MAX);
-    let _ = nix::poll::poll(&mut fds, timeout);
+    fn lock_filling(&self) -> std::sync::MutexGuard<'_, Option<Arc<Filling>>> {
+        self.filling
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The device of this process's controlling terminal, if it has one (`tty_nr` in
@@ -169,6 +231,7 @@ fn controlling_terminal() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
 
     /// A pseudo-terminal pair: the terminal (the slave side a client would hand over) and
     /// the master, where a terminal emulator would be.
@@ -179,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_handed_terminal_reads_what_is_typed_and_writes_what_is_shown() {
-        use std::io::{Read as _, Write as _};
+        use std::io::Write as _;
         let (slave, mut master) = terminal();
         let mut raw = nix::sys::termios::tcgetattr(&slave).unwrap();
         nix::sys::termios::cfmakeraw(&mut raw);
@@ -200,6 +263,49 @@ mod tests {
         let mut seen = [0u8; 16];
         let n = master.read(&mut seen).unwrap();
         assert_eq!(&seen[..n], b"output");
+    }
+
+    #[tokio::test]
+    async fn bytes_written_while_a_full_terminal_fills_are_counted_when_it_is_closed() {
+        let (slave, mut master) = terminal();
+        let mut raw = nix::sys::termios::tcgetattr(&slave).unwrap();
+        nix::sys::termios::cfmakeraw(&mut raw);
+        nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &raw).unwrap();
+        let flags = nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+        let tty = HandedTerminal::take(vec![slave]).unwrap();
+        let data = vec![b'a'; 4 << 20];
+        let mut counted = 0;
+        // Nobody reads: the terminal fills, and the rest goes to a blocking thread.
+        let cut = tokio::time::timeout(
+            Duration::from_millis(200),
+            tty.write_all(&data, |part| counted += part.len()),
+        )
+        .await;
+        assert!(cut.is_err(), "4 MiB do not fit in a terminal nobody reads");
+        // Reading now lets that thread write on, uncounted by the write that was cut.
+        let mut seen = 0;
+        let mut buf = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen < counted + 200_000 && Instant::now() < deadline {
+            match master.read(&mut buf) {
+                Ok(n) => seen += n,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        let unreported = tty.close().await;
+        assert!(
+            !unreported.is_empty(),
+            "the thread wrote while the stream was gone"
+        );
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            seen += n;
+        }
+        assert_eq!(
+            seen,
+            counted + unreported.len(),
+            "every byte the terminal got is counted once"
+        );
     }
 
     #[test]
