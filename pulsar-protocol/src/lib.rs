@@ -3,8 +3,9 @@
 //! over the daemon's Unix socket.
 //!
 //! This crate is an API boundary: additive changes only, every type documented, and nothing
-//! heavier than serde, uuid, chrono and the jsonrpsee macros/client, so a desktop app or a CLI
-//! can depend on it without compiling PTY, SSH or SQLite code. `docs/protocol.md` is its
+//! heavier than serde, uuid, chrono and the jsonrpsee macros/client (and, for the attach
+//! stream, libc, memchr and nix's socket calls), so a desktop app or a CLI can depend on it
+//! without compiling PTY, SSH or SQLite code. `docs/protocol.md` is its
 //! reference for people and other languages.
 
 pub mod alternate;

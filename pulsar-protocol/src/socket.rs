@@ -61,11 +61,10 @@ pub struct SocketReader(Arc<AsyncFd<StdUnixStream>>);
 
 impl SocketReader {
     /// Appends to `buf` what one read gives (up to its capacity, and at least a byte's room)
-    /// once the socket is readable, taking the
-    /// descriptors that came with those bytes (`SCM_RIGHTS`, received close-on-exec so that
-    /// no program the daemon starts inherits one) into `fds`. The kernel ends a read at the
-    /// end of the bytes that carried descriptors, so bytes sent after them are left for
-    /// plain reads.
+    /// once the socket is readable, taking the descriptors that came with those bytes
+    /// (`SCM_RIGHTS`, received close-on-exec so that no program the daemon starts inherits
+    /// one) into `fds`. The kernel ends a read at the end of the bytes that carried
+    /// descriptors, so bytes sent after them are left for plain reads.
     pub async fn read_with_fds(
         &self,
         buf: &mut Vec<u8>,

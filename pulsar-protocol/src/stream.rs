@@ -647,8 +647,10 @@ impl AttachStream {
         let _ = self.writer.shutdown().await;
         let mut returned = None;
         let _ = tokio::time::timeout(timeout, async {
-            while let Ok(Some(frame)) = self.next().await {
-                if let ServerFrame::Returned(frame) = frame {
+            while let Ok(Some((kind, payload))) = self.reader.frame().await {
+                if kind == kind::RETURNED
+                    && let Ok(ServerFrame::Returned(frame)) = ServerFrame::parse(kind, payload)
+                {
                     returned = Some(frame);
                 }
             }

@@ -590,6 +590,16 @@ impl LineClient {
     }
 }
 
+/// The next frame of an attach stream, within the tests' deadline; `None` when it ended.
+pub async fn next_frame(
+    stream: &mut pulsar_protocol::stream::AttachStream,
+) -> Option<pulsar_protocol::stream::ServerFrame> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a frame within the deadline")
+        .expect("a well-formed frame")
+}
+
 /// The JSON-RPC error code of a failed typed-client call.
 pub fn rpc_code(err: &jsonrpsee::core::client::Error) -> i32 {
     match err {

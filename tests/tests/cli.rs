@@ -1103,6 +1103,19 @@ async fn attached_with(name: &str, flags: &str) -> (Daemon, PulsarClient, Sessio
     (daemon, client, id, tmux)
 }
 
+/// Waits until the tmux pane shows exactly the session's screen, row for row.
+async fn pane_shows_the_session_screen(tmux: &Tmux, client: &PulsarClient, id: SessionId) {
+    eventually("the pane to show the session's screen", || async {
+        let pane: Vec<String> = tmux
+            .screen()
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .collect();
+        (pane == screen_text(client, id).await).then_some(())
+    })
+    .await;
+}
+
 /// Whether the daemon holds `tty` (a `/dev/pts/N` path) open.
 async fn daemon_holds(client: &PulsarClient, tty: &str) -> bool {
     let pid = client.get_status().await.unwrap().pid;
@@ -1218,16 +1231,7 @@ async fn reattach_redraws_the_same_screen() {
         expected.iter().any(|r| r == "while-away-25"),
         "{expected:?}"
     );
-    eventually("the pane to show the session's screen", || async {
-        let pane: Vec<String> = tmux
-            .screen()
-            .lines()
-            .map(|l| l.trim_end().to_owned())
-            .collect();
-        let expected = screen_text(&client, id).await;
-        (pane.len() == expected.len() && pane == expected).then_some(())
-    })
-    .await;
+    pane_shows_the_session_screen(&tmux, &client, id).await;
 }
 
 #[tokio::test]
@@ -1438,16 +1442,7 @@ async fn carry_on_through_an_upgrade(flags: &str) {
     assert!(!screen.contains("lost connection"), "{screen}");
     let client = daemon.client().await;
     wait_clients(&client, id, 1).await;
-    eventually("the pane to show the session's screen", || async {
-        let pane: Vec<String> = tmux
-            .screen()
-            .lines()
-            .map(|l| l.trim_end().to_owned())
-            .collect();
-        let expected = screen_text(&client, id).await;
-        (pane == expected).then_some(())
-    })
-    .await;
+    pane_shows_the_session_screen(&tmux, &client, id).await;
 }
 
 #[tokio::test]

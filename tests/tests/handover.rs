@@ -101,17 +101,9 @@ fn handing_over(id: &Value) -> StreamHello {
     }
 }
 
-/// The next frame, within the tests' deadline.
-async fn frame(stream: &mut AttachStream) -> Option<ServerFrame> {
-    tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("a frame within the deadline")
-        .expect("a well-formed frame")
-}
-
 /// The next frame, which must hand the terminal back.
 async fn returned(stream: &mut AttachStream) -> TerminalReturned {
-    match frame(stream).await {
+    match next_frame(stream).await {
         Some(ServerFrame::Returned(returned)) => returned,
         other => panic!("expected the terminal back, got {other:?}"),
     }
@@ -125,6 +117,16 @@ async fn open(daemon: &Daemon, hello: &StreamHello, pty: &Pty) -> AttachStream {
             .unwrap();
     assert!(accepted.terminal, "the daemon took the terminal");
     stream
+}
+
+/// A daemon, a session running `cat`, and a stream to it with a PTY's terminal handed over.
+async fn cat_on_a_handed_terminal() -> (Daemon, LineClient, Value, Pty, AttachStream) {
+    let daemon = Daemon::start().await;
+    let mut line = daemon.line().await;
+    let id = line.create_cat().await["session_id"].clone();
+    let pty = Pty::open();
+    let stream = open(&daemon, &handing_over(&id), &pty).await;
+    (daemon, line, id, pty, stream)
 }
 
 /// The terminals the daemon holds open (`/dev/pts/N` paths among its descriptors).
@@ -170,11 +172,7 @@ async fn a_handed_terminal_shows_the_screen_then_the_output_and_its_keys_reach_t
 
 #[tokio::test]
 async fn the_detach_key_returns_the_terminal_where_its_output_stopped() {
-    let daemon = Daemon::start().await;
-    let mut line = daemon.line().await;
-    let id = line.create_cat().await["session_id"].clone();
-    let mut pty = Pty::open();
-    let mut stream = open(&daemon, &handing_over(&id), &pty).await;
+    let (_daemon, mut line, id, mut pty, mut stream) = cat_on_a_handed_terminal().await;
     pty.type_keys(b"kept\r");
     pty.shows("kept\r\nkept").await;
     pty.type_keys(&[b'x', DETACH, b'y']);
@@ -182,7 +180,11 @@ async fn the_detach_key_returns_the_terminal_where_its_output_stopped() {
     let back = returned(&mut stream).await;
     assert!(back.detached, "{back:?}");
     assert!(!back.alternate_screen);
-    assert_eq!(frame(&mut stream).await, None, "the stream ends after it");
+    assert_eq!(
+        next_frame(&mut stream).await,
+        None,
+        "the stream ends after it"
+    );
     let deadline = Deadline::start();
     while line.ok("get_session", json!({"session_id": id})).await["num_clients"] != 0 {
         deadline.check("the client to be detached");
@@ -227,20 +229,20 @@ async fn a_session_exit_returns_the_terminal_before_the_exit_frame() {
     pty.shows("last-words").await;
     let back = returned(&mut stream).await;
     assert!(!back.detached, "{back:?}");
-    match frame(&mut stream).await {
+    match next_frame(&mut stream).await {
         Some(ServerFrame::Exited(exit)) => assert_eq!((exit.code, exit.signal), (Some(3), None)),
         other => panic!("expected the exit, got {other:?}"),
     }
-    assert_eq!(frame(&mut stream).await, None, "nothing follows the exit");
+    assert_eq!(
+        next_frame(&mut stream).await,
+        None,
+        "nothing follows the exit"
+    );
 }
 
 #[tokio::test]
 async fn closing_the_stream_returns_the_terminal_and_the_daemon_lets_go_of_it() {
-    let daemon = Daemon::start().await;
-    let mut line = daemon.line().await;
-    let id = line.create_cat().await["session_id"].clone();
-    let mut pty = Pty::open();
-    let stream = open(&daemon, &handing_over(&id), &pty).await;
+    let (_daemon, mut line, _id, mut pty, stream) = cat_on_a_handed_terminal().await;
     pty.type_keys(b"seen\r");
     pty.shows("seen\r\nseen").await;
     let path = pty.path();
@@ -285,7 +287,7 @@ async fn a_descriptor_that_is_not_a_terminal_is_not_taken_and_frames_carry_the_b
             .unwrap();
     assert!(!accepted.terminal);
     assert!(matches!(
-        frame(&mut stream).await,
+        next_frame(&mut stream).await,
         Some(ServerFrame::Screen { .. })
     ));
     stream.send_input(b"framed\n").await.unwrap();
@@ -302,25 +304,21 @@ async fn a_hand_over_asked_for_without_a_descriptor_gets_frames() {
         .unwrap();
     assert!(!accepted.terminal);
     assert!(matches!(
-        frame(&mut stream).await,
+        next_frame(&mut stream).await,
         Some(ServerFrame::Screen { .. })
     ));
 }
 
 #[tokio::test]
 async fn an_upgrade_returns_the_terminal_and_the_next_daemon_continues_on_it_without_a_redraw() {
-    let daemon = Daemon::start().await;
-    let mut line = daemon.line().await;
-    let id = line.create_cat().await["session_id"].clone();
-    let mut pty = Pty::open();
-    let mut stream = open(&daemon, &handing_over(&id), &pty).await;
+    let (daemon, mut line, id, mut pty, mut stream) = cat_on_a_handed_terminal().await;
     pty.type_keys(b"one\r");
     pty.shows("one\r\none").await;
 
     line.ok("upgrade_daemon", json!({})).await;
     let back = returned(&mut stream).await;
     assert!(!back.detached, "{back:?}");
-    assert_eq!(frame(&mut stream).await, None, "the old daemon closes");
+    assert_eq!(next_frame(&mut stream).await, None, "the old daemon closes");
     let since = back.next.expect("stopped at an offset");
     // The next daemon may take a moment to serve.
     let hello = StreamHello {

@@ -22,19 +22,11 @@ fn hello(id: &Value) -> StreamHello {
     }
 }
 
-/// The next frame, within the tests' deadline.
-async fn frame(stream: &mut AttachStream) -> Option<ServerFrame> {
-    tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("a frame within the deadline")
-        .expect("a well-formed frame")
-}
-
 /// Opens an attach stream as `hello` says and reads its first frame, which must be the
 /// screen.
 async fn open_past_screen(daemon: &Daemon, hello: &StreamHello) -> (StreamAccepted, AttachStream) {
     let (accepted, mut stream) = AttachStream::open(&daemon.socket, hello).await.unwrap();
-    let Some(ServerFrame::Screen { .. }) = frame(&mut stream).await else {
+    let Some(ServerFrame::Screen { .. }) = next_frame(&mut stream).await else {
         panic!("the stream starts with the screen");
     };
     (accepted, stream)
@@ -45,7 +37,7 @@ async fn open_past_screen(daemon: &Daemon, hello: &StreamHello) -> (StreamAccept
 async fn output_until(stream: &mut AttachStream, needle: &str) -> Vec<u8> {
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains(needle) {
-        match frame(stream).await {
+        match next_frame(stream).await {
             Some(ServerFrame::Output(bytes)) => seen.extend(bytes),
             other => panic!("expected output up to {needle:?}, got {other:?} after {seen:?}"),
         }
@@ -81,7 +73,7 @@ async fn the_stream_opens_with_the_screen_and_continues_from_its_offset_with_no_
         .await
         .unwrap();
     assert_eq!(accepted.mode, ClientMode::Interactive);
-    let Some(ServerFrame::Screen { offset, data }) = frame(&mut stream).await else {
+    let Some(ServerFrame::Screen { offset, data }) = next_frame(&mut stream).await else {
         panic!("the stream starts with the screen");
     };
     assert!(
@@ -136,7 +128,7 @@ async fn a_stream_from_an_offset_beyond_the_output_starts_with_a_screen() {
     };
     let (_, mut stream) = AttachStream::open(&daemon.socket, &beyond).await.unwrap();
     assert!(matches!(
-        frame(&mut stream).await,
+        next_frame(&mut stream).await,
         Some(ServerFrame::Screen { .. })
     ));
 }
@@ -160,7 +152,7 @@ async fn the_hello_size_and_resize_frames_size_the_terminal() {
 
     stream.resize(120, 40).await.unwrap();
     assert_eq!(
-        frame(&mut stream).await,
+        next_frame(&mut stream).await,
         Some(ServerFrame::Resized {
             cols: 120,
             rows: 40
@@ -187,7 +179,7 @@ async fn a_read_only_stream_is_told_it_cannot_type_and_never_sizes_the_terminal(
     let (accepted, mut stream) = open_past_screen(&daemon, &watcher).await;
     assert_eq!(accepted.mode, ClientMode::ReadOnly);
     stream.send_input(b"typed\n").await.unwrap();
-    let Some(ServerFrame::Error(refusal)) = frame(&mut stream).await else {
+    let Some(ServerFrame::Error(refusal)) = next_frame(&mut stream).await else {
         panic!("input from a read-only stream is refused");
     };
     assert_eq!(refusal.code, 1007, "{refusal:?}");
@@ -242,7 +234,7 @@ async fn the_exit_frame_follows_the_last_output_and_ends_the_stream() {
     stream.send_input(b"\n").await.unwrap();
     let mut seen = Vec::new();
     let exit = loop {
-        match frame(&mut stream).await {
+        match next_frame(&mut stream).await {
             Some(ServerFrame::Output(bytes)) => seen.extend(bytes),
             Some(ServerFrame::Exited(exit)) => break exit,
             other => panic!("expected output then the exit, got {other:?}"),
@@ -253,7 +245,11 @@ async fn the_exit_frame_follows_the_last_output_and_ends_the_stream() {
         "{seen:?}"
     );
     assert_eq!((exit.code, exit.signal), (Some(3), None));
-    assert_eq!(frame(&mut stream).await, None, "nothing follows the exit");
+    assert_eq!(
+        next_frame(&mut stream).await,
+        None,
+        "nothing follows the exit"
+    );
 }
 
 #[tokio::test]
@@ -263,12 +259,16 @@ async fn an_input_frame_over_max_input_bytes_is_refused_with_1004_and_closes_the
     let id = line.create_cat().await["session_id"].clone();
     let (_, mut stream) = open_past_screen(&daemon, &hello(&id)).await;
     stream.send_input(&[b'x'; 17]).await.unwrap();
-    let Some(ServerFrame::Error(refusal)) = frame(&mut stream).await else {
+    let Some(ServerFrame::Error(refusal)) = next_frame(&mut stream).await else {
         panic!("an oversized input frame is refused");
     };
     assert_eq!(refusal.code, 1004, "{refusal:?}");
     assert!(refusal.message.contains("17 bytes"), "{refusal:?}");
-    assert_eq!(frame(&mut stream).await, None, "then the stream is closed");
+    assert_eq!(
+        next_frame(&mut stream).await,
+        None,
+        "then the stream is closed"
+    );
     // Nothing of it reached the session, and the daemon serves on.
     assert_eq!(output_since(&mut line, &id, 0).await, b"");
 }
@@ -312,7 +312,7 @@ async fn a_stream_that_falls_behind_the_ring_gets_a_fresh_screen_not_the_backlog
     screen_shows(&daemon, &id, "all-done").await;
     let (mut screens, mut bytes, mut tail) = (0, 0, Vec::new());
     while !String::from_utf8_lossy(&tail).contains("all-done") {
-        match frame(&mut stream).await {
+        match next_frame(&mut stream).await {
             Some(ServerFrame::Screen { data, .. }) => {
                 screens += 1;
                 bytes += data.len();

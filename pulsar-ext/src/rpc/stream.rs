@@ -125,7 +125,10 @@ async fn serve_here(
                 None
             }
         },
-        _ => None,
+        _ => {
+            drop(fds);
+            None
+        }
     };
     let answer = match &attached {
         Ok((_, client_id, mode, _, _)) => StreamAnswer::Result(StreamAccepted {
