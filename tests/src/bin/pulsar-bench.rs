@@ -69,17 +69,36 @@ impl EchoPairs {
     }
 
     /// Two rows: both distributions side by side (`what`), and the per-key difference
-    /// (`added`; its p99 is not the difference of the two p99s).
-    fn report(mut self, report: &mut Report, what: &str, added: &str) {
+    /// (`added`; its p99 is not the difference of the two p99s). With `pooled` (every bare
+    /// key of the run's interleaved rows, `pooled_keys` of them), the ratio against that
+    /// common baseline too: each row's own bare keys differ from row to row in a way not
+    /// explained (docs/benchmarks.md, 2026-12-04), and the pool is the same for all rows.
+    fn report(
+        mut self,
+        report: &mut Report,
+        what: &str,
+        added: &str,
+        pooled: Option<(&Stats, usize)>,
+    ) {
         let (bare, ours) = (stats(self.bare), stats(self.ours));
         self.added.sort_by(f64::total_cmp);
         let n = self.added.len();
         let added_at = |q: f64| self.added[((n as f64 - 1.0) * q).round() as usize] * 1e6;
+        let mut ratio = format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99);
+        if let Some((pool, keys)) = pooled {
+            ratio += &format!(
+                " ({:.1}× / {:.1}× of all {keys} bare keys, {:.0} / {:.0} µs)",
+                ours.p50 / pool.p50,
+                ours.p99 / pool.p99,
+                pool.p50,
+                pool.p99
+            );
+        }
         report.row(
             what,
             format!("{:.0} / {:.0} µs", ours.p50, ours.p99),
             format!("bare PTY {:.0} / {:.0} µs", bare.p50, bare.p99),
-            format!("{:.1}× / {:.1}×", ours.p50 / bare.p50, ours.p99 / bare.p99),
+            ratio,
         );
         report.row(
             added,
@@ -413,15 +432,18 @@ async fn attach_throughput(report: &mut Report) {
         let mut ours = Vec::new();
         let mut relayed = Vec::new();
         let mut dtach = Vec::new();
+        let mut script = Vec::new();
         for _ in 0..RUNS {
             bare.push(bare_until_mark(&producer));
+            script.push(script_relay_until_mark(&producer));
             ours.push(attached_until_mark(&daemon, &producer, "").await);
             relayed.push(attached_until_mark(&daemon, &producer, "--relay").await);
             if let Some(master) = Dtach::start(&script_until_mark(&producer)) {
                 dtach.push(master.until_mark());
             }
         }
-        let (bare, ours, relayed) = (median(bare), median(ours), median(relayed));
+        let (bare, ours, relayed, script) =
+            (median(bare), median(ours), median(relayed), median(script));
         report.row(
             &format!("through `pulsar attach` in a PTY, {what} (median of {RUNS} × 64 MiB)"),
             format!("{:.1} MB/s", ours / 1e6),
@@ -438,6 +460,18 @@ async fn attach_throughput(report: &mut Report) {
                 "{:.0} % (hand-over {:.0} % of relay)",
                 100.0 * relayed / bare,
                 100.0 * ours / relayed
+            ),
+        );
+        report.row(
+            &format!(
+                "the same through `script -q -c … /dev/null` in a PTY (one process relaying two PTYs, no screen model), {what}"
+            ),
+            format!("script {:.1} MB/s", script / 1e6),
+            format!("bare PTY {:.1} MB/s", bare / 1e6),
+            format!(
+                "{:.0} % (Pulsar {:.0} % of script)",
+                100.0 * script / bare,
+                100.0 * ours / script
             ),
         );
         if !dtach.is_empty() {
@@ -598,12 +632,27 @@ async fn attach_echo(report: &mut Report) {
         })
         .await
         .unwrap();
+    // The common baseline: every bare key typed between the rows' keys.
+    let pool: Vec<Duration> = [
+        &pairs,
+        &relay_pairs,
+        &dtach_pairs,
+        &raw_pairs,
+        &dtach_raw_pairs,
+    ]
+    .iter()
+    .flat_map(|row| row.bare.iter().copied())
+    .collect();
+    let pooled_keys = pool.len();
+    let pool = stats(pool);
+    let pooled = Some((&pool, pooled_keys));
     pairs.report(
         report,
         &format!(
             "keystroke echo through `pulsar attach` in a PTY, p50 / p99 ({N} keys, each also through a bare PTY right before)"
         ),
         &format!("added echo latency through `pulsar attach` p50 / p99, per key ({N} pairs)"),
+        pooled,
     );
     relay_pairs.report(
         report,
@@ -613,6 +662,7 @@ async fn attach_echo(report: &mut Report) {
         &format!(
             "added echo latency through `pulsar attach --relay` p50 / p99, per key ({N} pairs)"
         ),
+        pooled,
     );
     if !dtach_pairs.ours.is_empty() {
         dtach_pairs.report(
@@ -621,6 +671,7 @@ async fn attach_echo(report: &mut Report) {
                 "the same through `dtach -a` in a PTY (one relay hop, no screen model), p50 / p99 ({N} keys, interleaved with Pulsar's)"
             ),
             &format!("added echo latency through `dtach -a` p50 / p99, per key ({N} pairs)"),
+            pooled,
         );
     }
     raw_pairs.report(
@@ -629,6 +680,7 @@ async fn attach_echo(report: &mut Report) {
             "the daemon's share: a key as an input frame on an attach stream from the bench (no client program, no outer PTY) to its output frame, p50 / p99 ({N} keys, interleaved)"
         ),
         &format!("added echo latency of the daemon alone p50 / p99, per key ({N} pairs)"),
+        pooled,
     );
     if !dtach_raw_pairs.ours.is_empty() {
         dtach_raw_pairs.report(
@@ -637,6 +689,7 @@ async fn attach_echo(report: &mut Report) {
                 "the same for dtach's master: a key as a packet on its socket from the bench to its echo, p50 / p99 ({N} keys, interleaved)"
             ),
             &format!("added echo latency of dtach's master alone p50 / p99, per key ({N} pairs)"),
+            pooled,
         );
     }
     let after = if parks {
@@ -652,6 +705,7 @@ async fn attach_echo(report: &mut Report) {
         &format!(
             "added echo latency of the first key after {after} p50 / p99, per key ({AFTER_PARK} pairs)"
         ),
+        None,
     );
     daemon.stop();
 }
@@ -951,7 +1005,21 @@ fn read_to_mark(reader: &mut dyn std::io::Read, mark: &[u8]) -> usize {
 
 /// Bytes per second of `producer` straight in a PTY, timed from the keystroke to its mark.
 fn bare_until_mark(producer: &str) -> f64 {
-    let (mut child, mut reader, mut writer) = bare_pty(&script_until_mark(producer));
+    pty_until_mark(&script_until_mark(producer))
+}
+
+/// The same through `script(1)` (util-linux) in the PTY: one process relaying between that
+/// terminal and a PTY of its own, with blocking writes and no screen model; the hand-over's
+/// shape (one relaying process, two PTYs) without a daemon.
+fn script_relay_until_mark(producer: &str) -> f64 {
+    let quoted = script_until_mark(producer).replace('\'', r"'\''");
+    pty_until_mark(&format!("exec script -q -c '{quoted}' /dev/null"))
+}
+
+/// Bytes per second of the shell command `script` in a PTY, timed from the keystroke its
+/// "R" waits for to its mark.
+fn pty_until_mark(script: &str) -> f64 {
+    let (mut child, mut reader, mut writer) = bare_pty(script);
     read_to_mark(&mut reader, b"R");
     let start = Instant::now();
     writer.write_all(b"\n").unwrap();
@@ -1806,6 +1874,7 @@ async fn echo_latency(report: &mut Report) {
         report,
         &format!("keystroke echo p50 / p99 ({N} keys, each also through a bare PTY right before)"),
         &format!("added echo latency p50 / p99: Pulsar − bare PTY, per key ({N} pairs)"),
+        None,
     );
     daemon.stop();
 }
