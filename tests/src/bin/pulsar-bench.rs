@@ -462,31 +462,29 @@ async fn attach_throughput(report: &mut Report) {
                 100.0 * ours / relayed
             ),
         );
-        report.row(
-            &format!(
-                "the same through `script -q -c … /dev/null` in a PTY (one process relaying two PTYs, no screen model), {what}"
-            ),
-            format!("script {:.1} MB/s", script / 1e6),
-            format!("bare PTY {:.1} MB/s", bare / 1e6),
-            format!(
-                "{:.0} % (Pulsar {:.0} % of script)",
-                100.0 * script / bare,
-                100.0 * ours / script
-            ),
-        );
-        if !dtach.is_empty() {
-            let dtach = median(dtach);
+        // Another relay's row: its rate, its share of bare, and Pulsar's share of it.
+        let mut baseline = |how: &str, name: &str, rate: f64| {
             report.row(
-                &format!(
-                    "the same through `dtach -a` in a PTY (one relay hop, no screen model), {what}"
-                ),
-                format!("dtach {:.1} MB/s", dtach / 1e6),
+                &format!("the same through {how}, {what}"),
+                format!("{name} {:.1} MB/s", rate / 1e6),
                 format!("bare PTY {:.1} MB/s", bare / 1e6),
                 format!(
-                    "{:.0} % (Pulsar {:.0} % of dtach)",
-                    100.0 * dtach / bare,
-                    100.0 * ours / dtach
+                    "{:.0} % (Pulsar {:.0} % of {name})",
+                    100.0 * rate / bare,
+                    100.0 * ours / rate
                 ),
+            );
+        };
+        baseline(
+            "`script -q -c … /dev/null` in a PTY (one process relaying two PTYs, no screen model)",
+            "script",
+            script,
+        );
+        if !dtach.is_empty() {
+            baseline(
+                "`dtach -a` in a PTY (one relay hop, no screen model)",
+                "dtach",
+                median(dtach),
             );
         }
     }
